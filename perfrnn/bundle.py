@@ -1,0 +1,263 @@
+"""`.mag` bundle I/O: note-seq's `GeneratorBundle`, as Magenta reads and writes it.
+
+A bundle holds:
+
+- `generator_details.id`: the model configuration (a key of DEFAULT_CONFIGS);
+- `checkpoint_file[0]`: a TF1 V1 checkpoint with Magenta's variable names;
+- `metagraph_file`: a TF1 generation graph with the collections Magenta's
+  `EventSequenceRnnModel` looks up (`inputs`, `temperature`, `softmax`,
+  `initial_state`, `final_state`), so Magenta itself can load our bundles;
+- `bundle_details.description`: for bundles we write, a JSON document with the
+  style's metadata (BundleMetadata). Magenta shows it as the description; for
+  Magenta's own bundles it is plain text and the metadata takes defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from google.protobuf.message import DecodeError
+from note_seq.protobuf import generator_pb2
+
+from perfrnn.configs import DEFAULT_CONFIGS, ModelConfig, TrackRole, get_config
+from perfrnn.encoding import PerformanceEncoding
+from perfrnn.errors import PerfRNNError
+from perfrnn.model import (
+    OUTPUT_BIASES,
+    OUTPUT_WEIGHTS,
+    PerformanceRNN,
+    lstm_bias_name,
+    lstm_cell,
+    lstm_kernel_name,
+)
+
+METADATA_FORMAT = "perfrnn-bundle/1"
+DEFAULT_BPM = 120.0
+
+
+@dataclass
+class BundleMetadata:
+    """What a user needs to know about a style, carried inside its bundle.
+
+    Attributes:
+      style: Name shown to users ("piano", "rock", ...).
+      description: One line about the style.
+      tracks: The parts the style writes, with their default GM programs.
+      default_bpm: The tempo (beats per minute) the training music was played at.
+      types: Instrument or kit choices offered for the style: dicts with
+        "name" and "program" (GM program number) and optionally "track".
+      provenance: Where the training data came from: dicts with at least
+        "source" and "licence".
+      metrics: Evaluation figures (e.g. "validation_nll_per_event").
+      training: Training facts (steps, events seen, hardware, ...).
+      card: Free text model card (markdown).
+    """
+
+    style: str
+    description: str = ""
+    tracks: tuple[TrackRole, ...] = (TrackRole("piano", 0),)
+    default_bpm: float = DEFAULT_BPM
+    types: list[dict] = field(default_factory=list)
+    provenance: list[dict] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    card: str = ""
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        data["tracks"] = [track.to_dict() for track in self.tracks]
+        return json.dumps({"format": METADATA_FORMAT, **data}, indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> BundleMetadata | None:
+        """Parses our JSON metadata; None when the text is not ours (e.g. Magenta's)."""
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or data.pop("format", None) != METADATA_FORMAT:
+            return None
+        data["tracks"] = tuple(TrackRole.from_dict(track) for track in data.get("tracks", []))
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+@dataclass
+class Bundle:
+    """A loaded style: configuration, weights and metadata."""
+
+    config: ModelConfig
+    model: PerformanceRNN
+    metadata: BundleMetadata
+    path: Path | None = None
+
+    @property
+    def encoding(self) -> PerformanceEncoding:
+        return PerformanceEncoding(self.config)
+
+    @property
+    def is_magenta_compatible(self) -> bool:
+        """True when Magenta's own generator of this id can run the bundle."""
+        return self.config.id in DEFAULT_CONFIGS and len(self.metadata.tracks) == 1
+
+
+# ----- reading -----------------------------------------------------------------
+
+
+def read_bundle(path: str | os.PathLike) -> Bundle:
+    """Loads a `.mag` file written by Magenta or by us.
+
+    Raises:
+      PerfRNNError: the file is missing, truncated or corrupt, names an unknown
+        generator, or its weights do not fit its encoding. The message names
+        the file and the reason.
+    """
+    path = Path(path)
+
+    def fail(reason: str) -> PerfRNNError:
+        return PerfRNNError(f"cannot load bundle {path}: {reason}")
+
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise fail("no such file; check the path") from None
+    except OSError as error:
+        raise fail(f"cannot read it ({error.strerror})") from None
+    proto = generator_pb2.GeneratorBundle()
+    try:
+        proto.ParseFromString(data)
+    except (DecodeError, ValueError, RuntimeError):
+        raise fail("the file is truncated or is not a .mag bundle") from None
+    generator_id = proto.generator_details.id
+    if not generator_id:
+        raise fail("it has no generator id; it is truncated or not a .mag bundle")
+    if generator_id not in DEFAULT_CONFIGS:
+        known = ", ".join(sorted(DEFAULT_CONFIGS))
+        raise fail(f"unknown generator id {generator_id!r} (this version knows {known})")
+    if not proto.checkpoint_file:
+        raise fail("it holds no checkpoint; the file is truncated or incomplete")
+
+    try:
+        weights = _read_checkpoint(proto.checkpoint_file[0])
+    except (tf.errors.OpError, ValueError, RuntimeError):
+        raise fail("its checkpoint is corrupt or truncated") from None
+
+    metadata = BundleMetadata.from_json(proto.bundle_details.description) or BundleMetadata(
+        style=Path(path).stem,
+        description=proto.bundle_details.description or proto.generator_details.description,
+    )
+    try:
+        model = PerformanceRNN.from_weights(weights)
+    except PerfRNNError as error:
+        raise fail(str(error)) from None
+    config = get_config(generator_id).replace(
+        rnn_layer_sizes=model.layer_sizes, tracks=tuple(metadata.tracks))
+    encoding = PerformanceEncoding(config)
+    if (model.input_size, model.num_classes) != (encoding.input_size, encoding.num_classes):
+        raise fail(
+            f"shape mismatch: generator {generator_id!r} needs input size "
+            f"{encoding.input_size} and {encoding.num_classes} classes, but the checkpoint "
+            f"has input size {model.input_size} and {model.num_classes} classes")
+    return Bundle(config=config, model=model, metadata=metadata, path=path)
+
+
+def _read_checkpoint(checkpoint: bytes) -> dict[str, np.ndarray]:
+    with tempfile.TemporaryDirectory(prefix="perfrnn-ckpt-") as tmp:
+        ckpt_path = os.path.join(tmp, "model.ckpt")
+        with open(ckpt_path, "wb") as f:
+            f.write(checkpoint)
+        reader = tf.train.load_checkpoint(ckpt_path)
+        return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+# ----- writing -----------------------------------------------------------------
+
+
+def write_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
+    """Writes a `.mag` file that both perfrnn and Magenta can load.
+
+    The file is written to a temporary name and renamed, so an interrupted
+    write never leaves a half-written bundle behind.
+    """
+    path = Path(path)
+    checkpoint, metagraph = export_tf1_checkpoint(bundle.model)
+    proto = generator_pb2.GeneratorBundle()
+    proto.generator_details.id = bundle.config.id
+    proto.generator_details.description = bundle.config.description
+    proto.bundle_details.description = bundle.metadata.to_json()
+    proto.checkpoint_file.append(checkpoint)
+    proto.metagraph_file = metagraph
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(proto.SerializeToString())
+    partial.replace(path)
+    bundle.path = path
+    return path
+
+
+def export_tf1_checkpoint(model: PerformanceRNN) -> tuple[bytes, bytes]:
+    """The model as Magenta stores it: (V1 checkpoint bytes, MetaGraphDef bytes).
+
+    The graph is Magenta's generation graph: `inputs` [1, time, input_size],
+    a scalar `temperature`, the zero `initial_state` tensors (c, h per layer,
+    which Magenta feeds), `final_state` and `softmax` [1, time, classes].
+    """
+    v1 = tf.compat.v1
+    weights = model.get_weights()
+    with tf.Graph().as_default() as graph:
+        inputs = v1.placeholder(tf.float32, [1, None, model.input_size])
+        temperature = v1.placeholder(tf.float32, [])
+        variables = {
+            name: v1.get_variable(
+                name, initializer=tf.constant(value), use_resource=False)
+            for name, value in weights.items()
+        }
+        initial_state = model.zero_state(1)
+        read = {name: tf.identity(var) for name, var in variables.items()}
+        layers = range(len(model.layer_sizes))
+        kernels = [read[lstm_kernel_name(layer)] for layer in layers]
+        biases = [read[lstm_bias_name(layer)] for layer in layers]
+
+        def step(carry, x):
+            state = []
+            for (c, h), kernel, bias in zip(carry[1], kernels, biases):
+                c, h = lstm_cell(x, c, h, kernel, bias)
+                state.append((c, h))
+                x = h
+            return x, tuple(state)
+
+        time_major = tf.transpose(inputs, [1, 0, 2])
+        outputs, final_state = tf.scan(
+            step, time_major, initializer=(initial_state[-1][1], initial_state))
+        flat_outputs = tf.reshape(outputs, [-1, model.layer_sizes[-1]])
+        logits = tf.matmul(flat_outputs, read[OUTPUT_WEIGHTS])
+        logits = tf.nn.bias_add(logits, read[OUTPUT_BIASES])
+        softmax = tf.reshape(tf.nn.softmax(logits / temperature), [1, -1, model.num_classes])
+        # tf.scan stacks the state over time; Magenta wants the last one.
+        final_state = [tensor[-1] for pair in final_state for tensor in pair]
+
+        graph.add_to_collection("inputs", inputs)
+        graph.add_to_collection("temperature", temperature)
+        graph.add_to_collection("softmax", softmax)
+        for tensor in (t for pair in initial_state for t in pair):
+            graph.add_to_collection("initial_state", tensor)
+        for tensor in final_state:
+            graph.add_to_collection("final_state", tensor)
+
+        saver = v1.train.Saver(
+            var_list=variables, sharded=False, write_version=v1.train.SaverDef.V1)
+        with v1.Session(graph=graph) as session, tempfile.TemporaryDirectory() as tmp:
+            session.run(v1.global_variables_initializer())
+            ckpt_path = os.path.join(tmp, "model.ckpt")
+            saver.save(session, ckpt_path, write_meta_graph=False, write_state=False)
+            checkpoint = Path(ckpt_path).read_bytes()
+        metagraph = saver.export_meta_graph(clear_devices=True)
+    return checkpoint, metagraph.SerializeToString()
+

@@ -1,0 +1,201 @@
+"""Event encoding: NoteSequences to Performance events and model inputs, and back.
+
+A thin layer over note-seq's own classes so that the encoding is exactly
+Magenta's `performance_with_dynamics` family: 128 note-on, 128 note-off,
+`max_shift_steps` time shifts of 1/steps_per_second seconds and
+`num_velocity_bins` velocity events, plus the optional note-density and
+pitch-class-histogram control signals placed *before* the event one-hot in the
+model input, as Magenta's `ConditionalEventSequenceEncoderDecoder` does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import note_seq
+from note_seq import performance_controls, performance_lib, sequences_lib
+from note_seq.protobuf import music_pb2
+
+from perfrnn.configs import ModelConfig
+from perfrnn.errors import PerfRNNError
+
+# Magenta ends notes that are still sounding after this many seconds.
+MAX_NOTE_DURATION_SECONDS = 5.0
+NOTES_PER_OCTAVE = 12
+
+
+class PerformanceEncoding:
+    """The event vocabulary and model-input layout of one ModelConfig."""
+
+    def __init__(self, config: ModelConfig):
+        self.config = config
+        self.event_encoding = note_seq.PerformanceOneHotEncoding(
+            num_velocity_bins=config.num_velocity_bins,
+            max_shift_steps=config.max_shift_steps,
+        )
+        self.control_signals: list[performance_controls.PerformanceControlSignal] = []
+        if config.has_density_control:
+            self.control_signals.append(
+                performance_controls.NoteDensityPerformanceControlSignal(
+                    window_size_seconds=config.density_window_seconds,
+                    density_bin_ranges=list(config.density_bin_ranges),
+                )
+            )
+        if config.has_pitch_histogram_control:
+            self.control_signals.append(
+                performance_controls.PitchHistogramPerformanceControlSignal(
+                    window_size_seconds=config.pitch_histogram_window_seconds
+                )
+            )
+
+    # ----- sizes -------------------------------------------------------------
+
+    @property
+    def num_classes(self) -> int:
+        """Number of distinct events (388 for performance_with_dynamics)."""
+        return self.event_encoding.num_classes
+
+    @property
+    def control_size(self) -> int:
+        """Width of the control part of each input row (0 when unconditioned)."""
+        return sum(signal.encoder.input_size for signal in self.control_signals)
+
+    @property
+    def input_size(self) -> int:
+        return self.control_size + self.num_classes
+
+    # ----- event tables used by the compiled sampler -------------------------
+
+    def time_shift_steps(self) -> np.ndarray:
+        """Steps each event index advances time by (0 for non-time-shift events)."""
+        return np.array(
+            [self.event_encoding.event_to_num_steps(self.event_encoding.decode_event(i))
+             for i in range(self.num_classes)],
+            dtype=np.int32,
+        )
+
+    def encode_event(self, event: performance_lib.PerformanceEvent) -> int:
+        return self.event_encoding.encode_event(event)
+
+    def start_event(self) -> int:
+        """The event fed first when there is no primer: a mid-range velocity.
+
+        A velocity event takes no time, so output starts at 0 s; without
+        velocity bins, the shortest time shift is used instead.
+        """
+        if self.config.num_velocity_bins:
+            event = performance_lib.PerformanceEvent(
+                performance_lib.PerformanceEvent.VELOCITY,
+                (self.config.num_velocity_bins + 1) // 2)
+        else:
+            event = performance_lib.PerformanceEvent(
+                performance_lib.PerformanceEvent.TIME_SHIFT, 1)
+        return self.encode_event(event)
+
+    # ----- sequences <-> performances ---------------------------------------
+
+    def performance_from_sequence(
+        self, sequence: music_pb2.NoteSequence, instrument: int | None = None
+    ) -> performance_lib.Performance:
+        """Quantises a NoteSequence (times in seconds) to a Performance.
+
+        Sustain-pedal control changes are applied first, as Magenta's data
+        pipeline does, so pedalled notes keep their sounding length.
+        """
+        sustained = sequences_lib.apply_sustain_control_changes(sequence)
+        quantized = sequences_lib.quantize_note_sequence_absolute(
+            sustained, self.config.steps_per_second)
+        return performance_lib.Performance(
+            quantized,
+            num_velocity_bins=self.config.num_velocity_bins,
+            max_shift_steps=self.config.max_shift_steps,
+            instrument=instrument,
+        )
+
+    def events_from_performance(self, performance: performance_lib.Performance) -> np.ndarray:
+        """Event indices (int32, one per performance event)."""
+        return np.array([self.encode_event(event) for event in performance], dtype=np.int32)
+
+    def performance_from_events(self, events: np.ndarray) -> performance_lib.Performance:
+        performance = performance_lib.Performance(
+            steps_per_second=self.config.steps_per_second,
+            num_velocity_bins=self.config.num_velocity_bins,
+            max_shift_steps=self.config.max_shift_steps,
+        )
+        for index in events:
+            performance.append(self.event_encoding.decode_event(int(index)))
+        return performance
+
+    def sequence_from_events(
+        self, events: np.ndarray, total_seconds: float | None = None
+    ) -> music_pb2.NoteSequence:
+        """Decodes event indices to a NoteSequence (times in seconds).
+
+        Notes still sounding at the end are ended there, notes longer than
+        MAX_NOTE_DURATION_SECONDS are cut to that length, and note-offs without
+        a matching note-on are dropped, as in Magenta. `total_seconds`, when
+        given, sets the sequence's length and cuts anything past it.
+        """
+        performance = self.performance_from_events(events)
+        sequence = performance.to_sequence(max_note_duration=MAX_NOTE_DURATION_SECONDS)
+        if total_seconds is not None:
+            sequence = sequences_lib.trim_note_sequence(sequence, 0.0, total_seconds)
+            sequence.total_time = total_seconds
+        return sequence
+
+    # ----- model inputs -----------------------------------------------------
+
+    def control_values(self, performance: performance_lib.Performance) -> list[list]:
+        """Per-event control values extracted from a performance (one list per signal)."""
+        return [signal.extract(performance) for signal in self.control_signals]
+
+    def encode_controls(
+        self,
+        notes_per_second: float | None = None,
+        pitch_histogram: list[float] | None = None,
+    ) -> np.ndarray:
+        """The control part of an input row for constant user-chosen controls.
+
+        Args:
+          notes_per_second: Desired note density; None for the signal's default.
+          pitch_histogram: 12 non-negative weights for C, C#, ..., B; None for
+            the default (all equal).
+        """
+        values = []
+        for signal in self.control_signals:
+            if isinstance(signal, performance_controls.NoteDensityPerformanceControlSignal):
+                value = signal.default_value if notes_per_second is None else notes_per_second
+                if not signal.validate(value):
+                    raise PerfRNNError(
+                        f"note density must be a number of notes per second >= 0, got {value!r}")
+            else:
+                value = signal.default_value if pitch_histogram is None else list(pitch_histogram)
+                if not signal.validate(value) or min(value) < 0 or sum(value) <= 0:
+                    raise PerfRNNError(
+                        "key must be 12 non-negative pitch-class weights (C to B) "
+                        f"that are not all zero, got {value!r}")
+            values.append(signal.encoder.events_to_input([value], 0))
+        return np.array(sum(values, []), dtype=np.float32)
+
+    def inputs_from_events(
+        self, events: np.ndarray, control_values: list[list] | None = None
+    ) -> np.ndarray:
+        """Model inputs [len(events), input_size] for an event sequence.
+
+        Row t holds the controls for event t+1 (or event t's when it is the
+        last one) followed by the one-hot of event t, exactly as Magenta's
+        conditional encoder builds them.
+        """
+        events = np.asarray(events, dtype=np.int64)
+        length = len(events)
+        inputs = np.zeros((length, self.input_size), dtype=np.float32)
+        inputs[np.arange(length), self.control_size + events] = 1.0
+        offset = 0
+        for signal, values in zip(self.control_signals, control_values or []):
+            width = signal.encoder.input_size
+            for t in range(length):
+                inputs[t, offset:offset + width] = signal.encoder.events_to_input(
+                    values, min(t + 1, len(values) - 1))
+            offset += width
+        if self.control_signals and control_values is None:
+            raise PerfRNNError("this model is conditioned: control values are required")
+        return inputs

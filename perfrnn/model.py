@@ -1,0 +1,192 @@
+"""The Performance RNN network: a stack of LSTMs and a softmax layer.
+
+Magenta's exact math and variable layout, so a Magenta checkpoint's weights
+drop straight in:
+
+- each layer is TF1's `BasicLSTMCell`: `gates = [x, h] @ kernel + bias`, split
+  in the order i, j, f, o; `c' = c * sigmoid(f + 1.0) + sigmoid(i) * tanh(j)`,
+  `h' = tanh(c') * sigmoid(o)`;
+- the output layer is `logits = h_top @ weights + biases`;
+- checkpoint names are `rnn/multi_rnn_cell/cell_N/basic_lstm_cell/{kernel,bias}`
+  and `fully_connected/{weights,biases}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from perfrnn.errors import PerfRNNError
+
+FORGET_BIAS = 1.0
+OUTPUT_WEIGHTS = "fully_connected/weights"
+OUTPUT_BIASES = "fully_connected/biases"
+
+LSTMState = tuple[tuple[tf.Tensor, tf.Tensor], ...]  # ((c, h) per layer)
+
+
+def lstm_kernel_name(layer: int) -> str:
+    return f"rnn/multi_rnn_cell/cell_{layer}/basic_lstm_cell/kernel"
+
+
+def lstm_bias_name(layer: int) -> str:
+    return f"rnn/multi_rnn_cell/cell_{layer}/basic_lstm_cell/bias"
+
+
+def lstm_cell(
+    x: tf.Tensor, c: tf.Tensor, h: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """One step of Magenta's BasicLSTMCell; returns the new (c, h)."""
+    gates = tf.matmul(tf.concat([x, h], axis=1), kernel) + bias
+    return lstm_update(gates, c)
+
+
+def lstm_update(gates: tf.Tensor, c: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The cell update from precomputed gate pre-activations (i, j, f, o)."""
+    i, j, f, o = tf.split(gates, 4, axis=1)
+    new_c = c * tf.sigmoid(f + FORGET_BIAS) + tf.sigmoid(i) * tf.tanh(j)
+    new_h = tf.tanh(new_c) * tf.sigmoid(o)
+    return new_c, new_h
+
+
+class PerformanceRNN(tf.Module):
+    """Stacked LSTM over event inputs, giving logits over the next event.
+
+    Args:
+      input_size: Width of one input row (controls + event one-hot).
+      num_classes: Number of events (388 for performance_with_dynamics).
+      layer_sizes: Units per LSTM layer, bottom first (Magenta: 512, 512, 512).
+      seed: Seed for the initial weights (Glorot uniform, zero biases, as TF1's
+        `get_variable` default that Magenta used).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        num_classes: int,
+        layer_sizes: Sequence[int],
+        seed: int = 0,
+        name: str | None = None,
+    ):
+        super().__init__(name=name)
+        self.input_size = int(input_size)
+        self.num_classes = int(num_classes)
+        self.layer_sizes = tuple(int(size) for size in layer_sizes)
+        if not self.layer_sizes or min(self.layer_sizes) <= 0:
+            raise PerfRNNError(f"layer sizes must be positive, got {layer_sizes!r}")
+        init = tf.keras.initializers.GlorotUniform(seed=seed)
+        self.kernels: list[tf.Variable] = []
+        self.biases: list[tf.Variable] = []
+        below = self.input_size
+        for layer, units in enumerate(self.layer_sizes):
+            self.kernels.append(tf.Variable(
+                init((below + units, 4 * units)), name=f"kernel_{layer}"))
+            self.biases.append(tf.Variable(tf.zeros(4 * units), name=f"bias_{layer}"))
+            below = units
+        self.output_weights = tf.Variable(
+            init((below, self.num_classes)), name="output_weights")
+        self.output_biases = tf.Variable(tf.zeros(self.num_classes), name="output_biases")
+
+    # ----- weights by Magenta name ------------------------------------------
+
+    def variables_by_name(self) -> dict[str, tf.Variable]:
+        """This model's variables keyed by their Magenta checkpoint names."""
+        named = {}
+        for layer, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
+            named[lstm_kernel_name(layer)] = kernel
+            named[lstm_bias_name(layer)] = bias
+        named[OUTPUT_WEIGHTS] = self.output_weights
+        named[OUTPUT_BIASES] = self.output_biases
+        return named
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {name: var.numpy() for name, var in self.variables_by_name().items()}
+
+    def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+        """Assigns weights keyed by Magenta names; extra names are ignored.
+
+        Raises:
+          PerfRNNError: a weight is missing or has the wrong shape.
+        """
+        for name, var in self.variables_by_name().items():
+            if name not in weights:
+                raise PerfRNNError(f"checkpoint has no variable {name!r}")
+            value = np.asarray(weights[name], dtype=np.float32)
+            if tuple(value.shape) != tuple(var.shape):
+                raise PerfRNNError(
+                    f"variable {name!r} has shape {tuple(value.shape)} in the checkpoint "
+                    f"but the model expects {tuple(var.shape)}")
+            var.assign(value)
+
+    @classmethod
+    def from_weights(cls, weights: Mapping[str, np.ndarray]) -> PerformanceRNN:
+        """Builds a model whose shape is read off Magenta-named weights."""
+        layer_sizes = []
+        while lstm_bias_name(len(layer_sizes)) in weights:
+            layer_sizes.append(np.shape(weights[lstm_bias_name(len(layer_sizes))])[0] // 4)
+        if not layer_sizes or OUTPUT_WEIGHTS not in weights:
+            raise PerfRNNError(
+                "checkpoint does not hold a Performance RNN (no "
+                f"{lstm_bias_name(0)!r} or {OUTPUT_WEIGHTS!r} variable)")
+        input_size = np.shape(weights[lstm_kernel_name(0)])[0] - layer_sizes[0]
+        num_classes = np.shape(weights[OUTPUT_WEIGHTS])[1]
+        model = cls(input_size, num_classes, layer_sizes)
+        model.set_weights(weights)
+        return model
+
+    # ----- computation -------------------------------------------------------
+
+    def zero_state(self, batch_size: int) -> LSTMState:
+        return tuple(
+            (tf.zeros((batch_size, units)), tf.zeros((batch_size, units)))
+            for units in self.layer_sizes)
+
+    def step(self, x: tf.Tensor, state: LSTMState) -> tuple[tf.Tensor, LSTMState]:
+        """One time step: input rows [batch, input_size] to logits [batch, classes]."""
+        new_state = []
+        for (c, h), kernel, bias in zip(state, self.kernels, self.biases):
+            c, h = lstm_cell(x, c, h, kernel, bias)
+            new_state.append((c, h))
+            x = h
+        logits = tf.matmul(x, self.output_weights) + self.output_biases
+        return logits, tuple(new_state)
+
+    def sequence_logits(
+        self, inputs: tf.Tensor, state: LSTMState | None = None
+    ) -> tuple[tf.Tensor, LSTMState]:
+        """Runs the network over inputs [batch, time, input_size].
+
+        Returns logits [batch, time, num_classes] (row t scores event t+1) and
+        the final state.
+        """
+        inputs = tf.convert_to_tensor(inputs, dtype=tf.float32)
+        if state is None:
+            state = self.zero_state(tf.shape(inputs)[0])
+        time_major = tf.transpose(inputs, [1, 0, 2])
+        length = tf.shape(time_major)[0]
+        logits_ta = tf.TensorArray(tf.float32, size=length)
+
+        def body(t, state, logits_ta):
+            logits, state = self.step(time_major[t], state)
+            return t + 1, state, logits_ta.write(t, logits)
+
+        _, state, logits_ta = tf.while_loop(
+            lambda t, *_: t < length, body, (tf.constant(0), state, logits_ta))
+        return tf.transpose(logits_ta.stack(), [1, 0, 2]), state
+
+    def probabilities(self, inputs: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+        """Softmax over the next event for each input row (numpy in, numpy out)."""
+        batched = np.asarray(inputs, dtype=np.float32)
+        squeeze = batched.ndim == 2
+        if squeeze:
+            batched = batched[None]
+        logits, _ = _compiled_sequence_logits(self, tf.constant(batched))
+        probs = tf.nn.softmax(logits / temperature).numpy()
+        return probs[0] if squeeze else probs
+
+
+@tf.function(reduce_retracing=True)
+def _compiled_sequence_logits(model: PerformanceRNN, inputs: tf.Tensor):
+    return model.sequence_logits(inputs)

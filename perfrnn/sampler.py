@@ -1,0 +1,281 @@
+"""The sampler: generates performances with one compiled autoregressive loop.
+
+The loop over events is a `tf.while_loop` inside a `tf.function(jit_compile=True)`,
+so XLA compiles the LSTM step, the sampling and the stop test into one program
+and no Python runs per event. The host calls that program once per block of
+`block_events` events (the loop inside stops as soon as every variation has
+reached the requested musical time), which is what lets a caller see progress
+and cancel; a 30-second piece is one to three calls.
+
+Sampling is by inverse CDF with one counter-based (stateless) random number
+per variation and event, drawn for the whole block before the loop and keyed
+by (seed, index of the block's first event); so the same seed and options give
+the same events and hence identical MIDI bytes. (Gumbel-max sampling needs 388
+random numbers per event and cost a quarter of the step time.)
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+from note_seq.performance_lib import PerformanceEvent
+from note_seq.protobuf import music_pb2
+
+from perfrnn.bundle import Bundle
+from perfrnn.errors import PerfRNNError
+from perfrnn.model import lstm_cell, lstm_update
+
+MAX_SECONDS = 600.0  # ten minutes
+MAX_VARIATIONS = 16
+MAX_SEED = 2**31 - 1
+PAD_EVENT = -1
+
+ProgressCallback = Callable[[float], None]  # fraction done, 0.0 to 1.0
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """What to generate.
+
+    Attributes:
+      seconds: Length of new music, in seconds (after the primer, if any).
+      temperature: Creativity: > 0; 1.0 samples the model as trained, lower is
+        more conservative, higher more adventurous.
+      seed: Random seed (0 to 2**31-1); None picks one (see `resolved_seed`).
+      variations: Number of pieces generated together as one batch.
+      notes_per_second: Note-density control for conditioned bundles.
+      pitch_histogram: Key control for conditioned bundles: 12 weights, C to B.
+    """
+
+    seconds: float
+    temperature: float = 1.0
+    seed: int | None = None
+    variations: int = 1
+    notes_per_second: float | None = None
+    pitch_histogram: tuple[float, ...] | None = None
+
+    def validate(self) -> None:
+        """Raises PerfRNNError with a message that says how to fix the option."""
+        if not isinstance(self.seconds, (int, float)) or not np.isfinite(self.seconds) \
+                or self.seconds <= 0:
+            raise PerfRNNError(f"length must be a positive number of seconds, got {self.seconds}")
+        if self.seconds > MAX_SECONDS:
+            raise PerfRNNError(
+                f"length {self.seconds:g} s is over the maximum of {MAX_SECONDS:g} s (10 minutes)")
+        if not np.isfinite(self.temperature) or self.temperature <= 0:
+            raise PerfRNNError(
+                f"temperature must be greater than 0 (1.0 is a good start), got {self.temperature}")
+        if not 1 <= self.variations <= MAX_VARIATIONS:
+            raise PerfRNNError(
+                f"variations must be between 1 and {MAX_VARIATIONS}, got {self.variations}")
+        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
+            raise PerfRNNError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
+
+    def resolved_seed(self) -> int:
+        return random.SystemRandom().randrange(MAX_SEED) if self.seed is None else self.seed
+
+
+@dataclass
+class Generation:
+    """The result of one request: one NoteSequence per variation."""
+
+    sequences: list[music_pb2.NoteSequence]
+    seed: int
+    events: list[np.ndarray]  # event indices per variation, primer included
+
+
+class Sampler:
+    """Generates music from one bundle; build once, call `generate` many times.
+
+    Args:
+      bundle: The loaded style.
+      block_events: Events per compiled call (bounds how often progress is
+        reported; the compiled loop itself runs all of them).
+    """
+
+    def __init__(self, bundle: Bundle, block_events: int = 2048):
+        self.bundle = bundle
+        self.encoding = bundle.encoding
+        self.block_events = int(block_events)
+        model = bundle.model
+        control_size = self.encoding.control_size
+        kernel0 = model.kernels[0]
+        # Split layer 0's kernel so the one-hot event input becomes a row gather.
+        self._control_kernel = kernel0[:control_size]
+        self._event_kernel = kernel0[control_size:model.input_size]
+        self._recurrent_kernel0 = kernel0[model.input_size:]
+        self._time_shift_steps = tf.constant(self.encoding.time_shift_steps())
+        self._sample_block = tf.function(self._sample_block_graph, jit_compile=True)
+        self._run_primer = tf.function(self._run_primer_graph, reduce_retracing=True)
+
+    # ----- public -------------------------------------------------------------
+
+    def generate(
+        self,
+        options: GenerationOptions,
+        primer: music_pb2.NoteSequence | None = None,
+        progress: ProgressCallback | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> Generation:
+        """Generates `options.variations` pieces continuing `primer` (if any).
+
+        The output starts with the primer's notes and adds `options.seconds`
+        seconds of new music after the primer's end.
+
+        Raises:
+          PerfRNNError: an option is invalid, or `cancelled()` became true.
+        """
+        options.validate()
+        seed = options.resolved_seed()
+        encoding = self.encoding
+        steps_per_second = encoding.config.steps_per_second
+        controls = encoding.encode_controls(options.notes_per_second, options.pitch_histogram)
+        if (options.notes_per_second is not None or options.pitch_histogram is not None) \
+                and not encoding.control_signals:
+            raise PerfRNNError(
+                f"style {self.bundle.metadata.style!r} is not conditioned: it takes no "
+                "note density or key; leave them out")
+
+        primer_events, primer_seconds = self._primer_events(primer)
+        batch = options.variations
+        control_gates = tf.matmul(controls[None], self._control_kernel) + self.bundle.model.biases[0]
+        state = self._primer_state(primer_events[:-1], controls, batch)
+        last_event = tf.fill([batch], int(primer_events[-1]))
+        elapsed = tf.zeros([batch], tf.int32)
+        target_steps = int(round(options.seconds * steps_per_second))
+        blocks = []
+        done_events = 0
+        while True:
+            if cancelled is not None and cancelled():
+                raise PerfRNNError("generation was cancelled")
+            events, count, state, last_event, elapsed = self._sample_block(
+                state, last_event, elapsed, tf.constant(target_steps), control_gates,
+                tf.constant(options.temperature, tf.float32),
+                tf.constant(seed, tf.int64), tf.constant(done_events, tf.int64))
+            count = int(count)
+            blocks.append(events.numpy()[:count])
+            done_events += count
+            reached = int(tf.reduce_min(elapsed))
+            if progress is not None:
+                progress(min(1.0, reached / target_steps))
+            if reached >= target_steps:
+                break
+
+        generated = np.concatenate(blocks, axis=0).T  # [batch, events]
+        total_seconds = primer_seconds + target_steps / steps_per_second
+        all_events, sequences = [], []
+        for row in generated:
+            events = np.concatenate([primer_events, row[row != PAD_EVENT]])
+            all_events.append(events)
+            sequences.append(encoding.sequence_from_events(events, total_seconds))
+        return Generation(sequences=sequences, seed=seed, events=all_events)
+
+    # ----- primer ---------------------------------------------------------------
+
+    def _primer_events(self, primer: music_pb2.NoteSequence | None) -> tuple[np.ndarray, float]:
+        """Event indices of the primer (at least one) and its length in seconds."""
+        encoding = self.encoding
+        if primer is None or not primer.notes:
+            seconds = 0.0
+            if primer is not None:
+                seconds = primer.total_time
+            events = [encoding.start_event()]
+            steps = int(round(seconds * encoding.config.steps_per_second))
+            shift = encoding.config.max_shift_steps
+            while steps > 0:  # silent primer: just time
+                events.append(encoding.encode_event(
+                    PerformanceEvent(PerformanceEvent.TIME_SHIFT, min(shift, steps))))
+                steps -= shift
+            return np.array(events, np.int32), seconds
+        performance = encoding.performance_from_sequence(primer)
+        primer_steps = int(round(primer.total_time * encoding.config.steps_per_second))
+        if performance.num_steps < primer_steps:
+            performance.set_length(primer_steps)
+        return (encoding.events_from_performance(performance),
+                performance.num_steps / encoding.config.steps_per_second)
+
+    def _primer_state(self, events: np.ndarray, controls: np.ndarray, batch: int):
+        model = self.bundle.model
+        state = model.zero_state(1)
+        if len(events):
+            inputs = np.zeros((1, len(events), model.input_size), np.float32)
+            inputs[0, :, :len(controls)] = controls
+            inputs[0, np.arange(len(events)), len(controls) + events] = 1.0
+            state = self._run_primer(tf.constant(inputs))
+        return tuple((tf.tile(c, [batch, 1]), tf.tile(h, [batch, 1])) for c, h in state)
+
+    def _run_primer_graph(self, inputs):
+        return self.bundle.model.sequence_logits(inputs)[1]
+
+    # ----- the compiled loop ------------------------------------------------------
+
+    def _sample_block_graph(self, state, last_event, elapsed, target_steps, control_gates,
+                            temperature, seed, first_index):
+        """Samples up to block_events events for every variation.
+
+        Args:
+          state: LSTM state ((c, h) per layer), each [batch, units].
+          last_event: [batch] int32, the event to feed first.
+          elapsed: [batch] int32, steps generated so far.
+          target_steps: int32 scalar, steps wanted.
+          control_gates: [1, 4*units0], controls @ kernel + bias of layer 0.
+          temperature: float32 scalar.
+          seed: int64 scalar, the user's seed.
+          first_index: int64 scalar, index of this block's first event.
+
+        Returns:
+          events [block_events, batch] (PAD_EVENT once a variation is done),
+          the number of loop iterations run, and the new state, last events
+          and elapsed steps.
+        """
+        model = self.bundle.model
+        batch = last_event.shape[0]
+        kernels = [tf.convert_to_tensor(k) for k in model.kernels[1:]]
+        biases = [tf.convert_to_tensor(b) for b in model.biases[1:]]
+        output_weights = tf.convert_to_tensor(model.output_weights)
+        output_biases = tf.convert_to_tensor(model.output_biases)
+        event_kernel = tf.convert_to_tensor(self._event_kernel)
+        recurrent_kernel0 = tf.convert_to_tensor(self._recurrent_kernel0)
+        num_classes = model.num_classes
+        uniforms = tf.random.stateless_uniform(
+            [self.block_events, batch], seed=tf.stack([seed, first_index]),
+            minval=np.finfo(np.float32).tiny, maxval=1.0)
+
+        def step(i, state, last_event, elapsed, events):
+            (c, h), upper = state[0], state[1:]
+            gates = tf.gather(event_kernel, last_event) + control_gates
+            gates += tf.matmul(h, recurrent_kernel0)
+            c, h = lstm_update(gates, c)
+            new_state = [(c, h)]
+            x = h
+            for (c, h), kernel, bias in zip(upper, kernels, biases):
+                c, h = lstm_cell(x, c, h, kernel, bias)
+                new_state.append((c, h))
+                x = h
+            logits = tf.matmul(x, output_weights) + output_biases
+            # Inverse-CDF sampling: one uniform number per variation and event.
+            probabilities = tf.nn.softmax(logits / temperature)
+            cdf = tf.cumsum(probabilities, axis=1)
+            threshold = uniforms[i][:, None] * cdf[:, -1:]
+            sample = tf.reduce_sum(tf.cast(cdf < threshold, tf.int32), axis=1)
+            sample = tf.minimum(sample, num_classes - 1)
+            active = elapsed < target_steps
+            elapsed += tf.where(active, tf.gather(self._time_shift_steps, sample), 0)
+            events = tf.tensor_scatter_nd_update(
+                events, [[i]], tf.where(active, sample, PAD_EVENT)[None])
+            last_event = tf.where(active, sample, last_event)
+            return i + 1, tuple(new_state), last_event, elapsed, events
+
+        def keep_going(i, state, last_event, elapsed, events):
+            return tf.logical_and(i < self.block_events,
+                                  tf.reduce_any(elapsed < target_steps))
+
+        events = tf.fill([self.block_events, batch], PAD_EVENT)
+        count, state, last_event, elapsed, events = tf.while_loop(
+            keep_going, step, (tf.constant(0), state, last_event, elapsed, events))
+        return events, count, state, last_event, elapsed
+
