@@ -10,8 +10,8 @@ model input, as Magenta's `ConditionalEventSequenceEncoderDecoder` does.
 
 from __future__ import annotations
 
-import numpy as np
 import note_seq
+import numpy as np
 from note_seq import performance_controls, performance_lib, sequences_lib
 from note_seq.protobuf import music_pb2
 

@@ -16,7 +16,6 @@ random numbers per event and cost a quarter of the step time.)
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,55 +27,12 @@ from note_seq.protobuf import music_pb2
 from perfrnn.bundle import Bundle
 from perfrnn.errors import PerfRNNError
 from perfrnn.model import lstm_cell, lstm_update
+from perfrnn.options import GenerationOptions, ProgressCallback
 
-MAX_SECONDS = 600.0  # ten minutes
-MAX_VARIATIONS = 16
-MAX_SEED = 2**31 - 1
 PAD_EVENT = -1
-
-ProgressCallback = Callable[[float], None]  # fraction done, 0.0 to 1.0
-
-
-@dataclass(frozen=True)
-class GenerationOptions:
-    """What to generate.
-
-    Attributes:
-      seconds: Length of new music, in seconds (after the primer, if any).
-      temperature: Creativity: > 0; 1.0 samples the model as trained, lower is
-        more conservative, higher more adventurous.
-      seed: Random seed (0 to 2**31-1); None picks one (see `resolved_seed`).
-      variations: Number of pieces generated together as one batch.
-      notes_per_second: Note-density control for conditioned bundles.
-      pitch_histogram: Key control for conditioned bundles: 12 weights, C to B.
-    """
-
-    seconds: float
-    temperature: float = 1.0
-    seed: int | None = None
-    variations: int = 1
-    notes_per_second: float | None = None
-    pitch_histogram: tuple[float, ...] | None = None
-
-    def validate(self) -> None:
-        """Raises PerfRNNError with a message that says how to fix the option."""
-        if not isinstance(self.seconds, (int, float)) or not np.isfinite(self.seconds) \
-                or self.seconds <= 0:
-            raise PerfRNNError(f"length must be a positive number of seconds, got {self.seconds}")
-        if self.seconds > MAX_SECONDS:
-            raise PerfRNNError(
-                f"length {self.seconds:g} s is over the maximum of {MAX_SECONDS:g} s (10 minutes)")
-        if not np.isfinite(self.temperature) or self.temperature <= 0:
-            raise PerfRNNError(
-                f"temperature must be greater than 0 (1.0 is a good start), got {self.temperature}")
-        if not 1 <= self.variations <= MAX_VARIATIONS:
-            raise PerfRNNError(
-                f"variations must be between 1 and {MAX_VARIATIONS}, got {self.variations}")
-        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
-            raise PerfRNNError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
-
-    def resolved_seed(self) -> int:
-        return random.SystemRandom().randrange(MAX_SEED) if self.seed is None else self.seed
+# A model that stops moving time forward is cut off after this many events per
+# second of music asked for (dense piano runs about 100); the rest is silence.
+MAX_EVENTS_PER_SECOND = 400
 
 
 @dataclass
@@ -133,23 +89,25 @@ class Sampler:
         seed = options.resolved_seed()
         encoding = self.encoding
         steps_per_second = encoding.config.steps_per_second
-        controls = encoding.encode_controls(options.notes_per_second, options.pitch_histogram)
         if (options.notes_per_second is not None or options.pitch_histogram is not None) \
                 and not encoding.control_signals:
             raise PerfRNNError(
                 f"style {self.bundle.metadata.style!r} is not conditioned: it takes no "
                 "note density or key; leave them out")
+        controls = encoding.encode_controls(options.notes_per_second, options.pitch_histogram)
 
         primer_events, primer_seconds = self._primer_events(primer)
         batch = options.variations
-        control_gates = tf.matmul(controls[None], self._control_kernel) + self.bundle.model.biases[0]
+        control_gates = (tf.matmul(controls[None], self._control_kernel)
+                         + self.bundle.model.biases[0])
         state = self._primer_state(primer_events[:-1], controls, batch)
         last_event = tf.fill([batch], int(primer_events[-1]))
         elapsed = tf.zeros([batch], tf.int32)
         target_steps = int(round(options.seconds * steps_per_second))
+        max_events = int(MAX_EVENTS_PER_SECOND * options.seconds) + self.block_events
         blocks = []
         done_events = 0
-        while True:
+        while done_events < max_events:
             if cancelled is not None and cancelled():
                 raise PerfRNNError("generation was cancelled")
             events, count, state, last_event, elapsed = self._sample_block(

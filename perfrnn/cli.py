@@ -1,0 +1,206 @@
+"""Command line: `python -m perfrnn generate ...` and `python -m perfrnn info BUNDLE`.
+
+Errors a user can make (missing or corrupt bundle or primer, bad lengths,
+temperatures or seeds) are printed as one line starting with "error:" and the
+program exits with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from perfrnn.errors import PerfRNNError
+from perfrnn.options import MAX_SECONDS, MAX_SEED, MAX_VARIATIONS, GenerationOptions
+
+EXAMPLES = """examples:
+  python -m perfrnn generate --bundle bundles/piano.mag --seconds 30 --out out/
+  python -m perfrnn generate --bundle bundles/rock.mag --seconds 20 --bpm 110 \\
+      --temperature 0.9 --seed 7 --variations 4 --quantize --out out/
+  python -m perfrnn generate --bundle bundles/piano.mag --primer melody.mid --seconds 15
+  python -m perfrnn info bundles/piano.mag
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m perfrnn",
+        description="Generate music in a style with a Performance RNN bundle (.mag).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    generate = commands.add_parser(
+        "generate", help="write MIDI files of new music",
+        description="Generate new music with a bundle and write one MIDI file per variation.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    generate.add_argument("--bundle", required=True, metavar="PATH",
+                          help="the style's .mag bundle (ours or Magenta's)")
+    generate.add_argument("--seconds", type=float, default=30.0,
+                          help=f"length of new music in seconds, up to {MAX_SECONDS:g} "
+                               "(default: 30)")
+    generate.add_argument("--bpm", type=float, default=None,
+                          help="tempo of the MIDI file; the music is stretched to it "
+                               "(default: the style's own tempo)")
+    generate.add_argument("--temperature", type=float, default=1.0,
+                          help="creativity, > 0: below 1 is safer, above 1 wilder (default: 1.0)")
+    generate.add_argument("--seed", type=int, default=None,
+                          help=f"random seed 0..{MAX_SEED}; the same seed and options give "
+                               "the same file (default: random, printed afterwards)")
+    generate.add_argument("--variations", type=int, default=1,
+                          help=f"number of pieces to generate together, 1..{MAX_VARIATIONS} "
+                               "(default: 1)")
+    generate.add_argument("--primer", metavar="FILE", default=None,
+                          help="a MIDI or MusicXML file for the music to continue")
+    generate.add_argument("--notes-per-second", type=float, default=None,
+                          help="note density, for conditioned bundles")
+    generate.add_argument("--key", default=None,
+                          help="key for conditioned bundles: a name (C, F#, Bbm) or 12 "
+                               "comma-separated pitch-class weights from C to B")
+    generate.add_argument("--program", type=int, default=None,
+                          help="General MIDI program (0-127) for the main part (the 'type')")
+    generate.add_argument("--quantize", action="store_true",
+                          help="snap note onsets to a 1/16-note grid so bars line up in a DAW")
+    generate.add_argument("--out", default="out", metavar="DIR",
+                          help="folder for the MIDI files (default: out/)")
+
+    info = commands.add_parser("info", help="print a bundle's metadata",
+                               description="Print what a bundle holds: style, model, tracks, "
+                                           "data provenance and metrics.")
+    info.add_argument("bundle", metavar="PATH", help="a .mag bundle")
+    info.add_argument("--json", action="store_true", help="print the metadata as JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "generate":
+            return run_generate(args)
+        return run_info(args)
+    except PerfRNNError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _quiet_libraries() -> None:
+    """Imports TensorFlow and note-seq with their start-up chatter kept off the terminal.
+
+    TensorFlow's C++ logging writes to file descriptor 2 before any Python
+    setting applies, so stderr is pointed at /dev/null while they import.
+    An import that fails still raises, and is reported once stderr is back.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", message="Couldn't find ffmpeg")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import note_seq  # noqa: F401
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _parse_key(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    if "," in text:
+        try:
+            weights = tuple(float(part) for part in text.split(","))
+        except ValueError:
+            raise PerfRNNError(f"--key weights must be numbers, got {text!r}") from None
+        if len(weights) != 12:
+            raise PerfRNNError(f"--key needs 12 weights (C to B), got {len(weights)}")
+        return weights
+    from perfrnn.generate import pitch_histogram_for_key
+
+    return pitch_histogram_for_key(text)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    options = GenerationOptions(
+        seconds=args.seconds, temperature=args.temperature, seed=args.seed,
+        variations=args.variations, notes_per_second=args.notes_per_second,
+        pitch_histogram=_parse_key(args.key))
+    options.validate()  # before the slow imports, so mistakes are reported at once
+    if args.bpm is not None and not 0 < args.bpm <= 1000:
+        raise PerfRNNError(f"--bpm must be between 0 and 1000 beats per minute, got {args.bpm:g}")
+    if args.program is not None and not 0 <= args.program <= 127:
+        raise PerfRNNError(f"--program must be from 0 to 127, got {args.program}")
+    _quiet_libraries()
+    from tqdm import tqdm
+
+    from perfrnn.bundle import read_bundle
+    from perfrnn.generate import MidiOptions, generate_midi, write_files
+    from perfrnn.music_io import read_music_file
+    from perfrnn.sampler import Sampler
+
+    bundle = read_bundle(args.bundle)
+    primer = read_music_file(args.primer) if args.primer else None
+    sampler = Sampler(bundle)
+    with tqdm(total=100, desc=f"generating {bundle.metadata.style}", unit="%",
+              file=sys.stderr, disable=None, bar_format="{l_bar}{bar}| {elapsed}<{remaining}") \
+            as bar:
+        def progress(fraction: float) -> None:
+            bar.update(round(100 * fraction) - bar.n)
+
+        generation, files = generate_midi(
+            sampler, options, MidiOptions(bpm=args.bpm, quantize=args.quantize,
+                                          program=args.program),
+            primer=primer, progress=progress)
+    paths = write_files(files, args.out)
+    print(f"seed {generation.seed}: wrote {len(paths)} MIDI file(s)")
+    for path in paths:
+        print(f"  {path}")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    _quiet_libraries()
+    from perfrnn.bundle import read_bundle
+
+    bundle = read_bundle(args.bundle)
+    meta, config = bundle.metadata, bundle.config
+    encoding = bundle.encoding
+    summary = {
+        "file": str(Path(args.bundle)),
+        "size_bytes": Path(args.bundle).stat().st_size,
+        "style": meta.style,
+        "description": meta.description,
+        "generator_id": config.id,
+        "layers": list(config.rnn_layer_sizes),
+        "parameters": sum(int(v.numpy().size) for v in bundle.model.variables_by_name().values()),
+        "input_size": encoding.input_size,
+        "classes": encoding.num_classes,
+        "controls": [signal.name for signal in encoding.control_signals],
+        "magenta_compatible": bundle.is_magenta_compatible,
+        "default_bpm": meta.default_bpm,
+        "tracks": [track.to_dict() for track in meta.tracks],
+        "types": meta.types,
+        "provenance": meta.provenance,
+        "metrics": meta.metrics,
+        "training": meta.training,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    width = max(len(key) for key in summary)
+    for key, value in summary.items():
+        if isinstance(value, (list, dict)):
+            value = json.dumps(value) if value else "-"
+        print(f"{key.replace('_', ' '):<{width}}  {value}")
+    if meta.card:
+        print()
+        print(meta.card)
+    return 0

@@ -1,0 +1,115 @@
+"""From a bundle and a request to MIDI files: what the CLI and the worker call."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from note_seq.protobuf import music_pb2
+
+from perfrnn.bundle import Bundle
+from perfrnn.configs import TrackRole
+from perfrnn.errors import PerfRNNError
+from perfrnn.midi_writer import midi_bytes
+from perfrnn.sampler import Generation, GenerationOptions, ProgressCallback, Sampler
+
+_MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
+_MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)  # natural minor
+_PITCH_CLASSES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+
+
+def pitch_histogram_for_key(key: str) -> tuple[float, ...]:
+    """A pitch-class histogram (C to B) for a key name such as "C", "F#", "Bbm" or "A minor".
+
+    Scale degrees weigh 1 and the rest 0, with the tonic and fifth doubled so
+    the model hears which of the relative major and minor is meant.
+    """
+    match = re.fullmatch(r"\s*([A-Ga-g])([#b]?)\s*(m|min|minor|maj|major)?\s*", key)
+    if not match:
+        raise PerfRNNError(
+            f"unknown key {key!r}; write a note name and an optional 'm' for minor, "
+            "such as C, F#, Bb or Am")
+    letter, accidental, mode = match.groups()
+    tonic = (_PITCH_CLASSES[letter.upper()] + {"#": 1, "b": -1, "": 0}[accidental]) % 12
+    scale = _MINOR_SCALE if mode in ("m", "min", "minor") else _MAJOR_SCALE
+    histogram = [0.0] * 12
+    for degree in scale:
+        histogram[(tonic + degree) % 12] = 1.0
+    histogram[tonic] = histogram[(tonic + 7) % 12] = 2.0
+    return tuple(histogram)
+
+
+def tracks_for_program(tracks: tuple[TrackRole, ...], program: int | None) -> tuple[TrackRole, ...]:
+    """The style's tracks with the first pitched part (or the kit) set to `program`.
+
+    This is how a "type" choice (grand piano, harpsichord, TR-808 kit, ...)
+    reaches the MIDI file: as the GM program change of the main part.
+    """
+    if program is None:
+        return tracks
+    if not 0 <= program <= 127:
+        raise PerfRNNError(f"program must be a General MIDI number from 0 to 127, got {program}")
+    main = next((i for i, track in enumerate(tracks) if not track.is_drum), 0)
+    changed = list(tracks)
+    changed[main] = dataclasses.replace(tracks[main], program=program)
+    return tuple(changed)
+
+
+@dataclass(frozen=True)
+class MidiOptions:
+    """How generated performances are written.
+
+    Attributes:
+      bpm: Tempo of the file in beats per minute; None for the style's own.
+      quantize: Snap note onsets to a 1/16 grid.
+      program: GM program for the main part (the "type"); None for the default.
+    """
+
+    bpm: float | None = None
+    quantize: bool = False
+    program: int | None = None
+
+
+def midi_file_name(style: str, seconds: float, seed: int, variation: int, variations: int) -> str:
+    """A file name such as `rock-30s-seed1234.mid` (`-v2` added per variation)."""
+    safe_style = re.sub(r"[^A-Za-z0-9_-]+", "_", style).strip("_") or "style"
+    suffix = f"-v{variation + 1}" if variations > 1 else ""
+    return f"{safe_style}-{seconds:g}s-seed{seed}{suffix}.mid"
+
+
+def generate_midi(
+    sampler: Sampler,
+    options: GenerationOptions,
+    midi: MidiOptions = MidiOptions(),
+    primer: music_pb2.NoteSequence | None = None,
+    progress: ProgressCallback | None = None,
+) -> tuple[Generation, list[tuple[str, bytes]]]:
+    """Generates music and renders each variation as (file name, MIDI bytes)."""
+    bundle: Bundle = sampler.bundle
+    tracks = tracks_for_program(bundle.metadata.tracks, midi.program)
+    generation = sampler.generate(options, primer=primer, progress=progress)
+    files = []
+    for index, sequence in enumerate(generation.sequences):
+        name = midi_file_name(bundle.metadata.style, options.seconds, generation.seed, index,
+                              options.variations)
+        data = midi_bytes(sequence, tracks, bpm=midi.bpm, native_bpm=bundle.metadata.default_bpm,
+                          quantize=midi.quantize, title=bundle.metadata.style)
+        files.append((name, data))
+    return generation, files
+
+
+def write_files(files: list[tuple[str, bytes]], out_dir: str | Path) -> list[Path]:
+    """Writes (name, bytes) pairs into out_dir (created if needed); returns the paths."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for name, data in files:
+            path = out_dir / name
+            path.write_bytes(data)
+            paths.append(path)
+    except OSError as error:
+        raise PerfRNNError(f"cannot write to {out_dir}: {error.strerror}") from None
+    return paths

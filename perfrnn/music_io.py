@@ -1,0 +1,63 @@
+"""Reading music files (MIDI, MusicXML, ABC) into NoteSequences.
+
+Times in the returned NoteSequence are seconds. MusicXML and ABC files carry
+tempo in quarter notes per minute; a file without one is read at note-seq's
+default of 120 QPM.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import note_seq
+from note_seq import abc_parser, musicxml_reader
+from note_seq.protobuf import music_pb2
+
+from perfrnn.errors import PerfRNNError
+
+MIDI_SUFFIXES = (".mid", ".midi")
+MUSICXML_SUFFIXES = (".xml", ".musicxml", ".mxl")
+ABC_SUFFIXES = (".abc",)
+MUSIC_SUFFIXES = MIDI_SUFFIXES + MUSICXML_SUFFIXES + ABC_SUFFIXES
+
+
+def read_music_file(path: str | os.PathLike) -> music_pb2.NoteSequence:
+    """Parses a .mid/.midi, .xml/.musicxml/.mxl or .abc file.
+
+    For an ABC file with several tunes, the first tune that parses is used.
+
+    Raises:
+      PerfRNNError: the file is missing, of an unknown kind, or does not parse.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise PerfRNNError(f"cannot read {path}: no such file")
+    if suffix not in MUSIC_SUFFIXES:
+        raise PerfRNNError(
+            f"cannot read {path}: unknown kind of file {suffix or '(no suffix)'!r}; "
+            f"use one of {', '.join(MUSIC_SUFFIXES)}")
+    try:
+        if suffix in MIDI_SUFFIXES:
+            sequence = note_seq.midi_file_to_note_sequence(str(path))
+        elif suffix in MUSICXML_SUFFIXES:
+            sequence = musicxml_reader.musicxml_file_to_sequence_proto(str(path))
+        else:
+            sequence = _read_abc(path)
+    except PerfRNNError:
+        raise
+    except Exception as error:  # note-seq raises many types for bad files
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PerfRNNError(
+            f"cannot read {path}: it is not a valid {suffix[1:]} file ({reason})") from None
+    sequence.filename = path.name
+    return sequence
+
+
+def _read_abc(path: Path) -> music_pb2.NoteSequence:
+    tunes, exceptions = abc_parser.parse_abc_tunebook_file(str(path))
+    for _, tune in sorted(tunes.items()):
+        return tune
+    reason = str(exceptions[0]) if exceptions else "no tunes found"
+    raise PerfRNNError(f"cannot read {path}: no tune in it parses ({reason})")
