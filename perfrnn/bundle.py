@@ -215,8 +215,8 @@ def export_tf1_checkpoint(model: PerformanceRNN) -> tuple[bytes, bytes]:
         inputs = v1.placeholder(tf.float32, [1, None, model.input_size])
         temperature = v1.placeholder(tf.float32, [])
         variables = {
-            name: v1.get_variable(
-                name, initializer=tf.constant(value), use_resource=False)
+            name: v1.get_variable(name, shape=value.shape, dtype=tf.float32,
+                                  initializer=v1.zeros_initializer(), use_resource=False)
             for name, value in weights.items()
         }
         initial_state = model.zero_state(1)
@@ -254,7 +254,8 @@ def export_tf1_checkpoint(model: PerformanceRNN) -> tuple[bytes, bytes]:
         saver = v1.train.Saver(
             var_list=variables, sharded=False, write_version=v1.train.SaverDef.V1)
         with v1.Session(graph=graph) as session, tempfile.TemporaryDirectory() as tmp:
-            session.run(v1.global_variables_initializer())
+            for name, var in variables.items():
+                var.load(weights[name], session)
             ckpt_path = os.path.join(tmp, "model.ckpt")
             saver.save(session, ckpt_path, write_meta_graph=False, write_state=False)
             checkpoint = Path(ckpt_path).read_bytes()

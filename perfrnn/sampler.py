@@ -199,9 +199,7 @@ class Sampler:
         event_kernel = tf.convert_to_tensor(self._event_kernel)
         recurrent_kernel0 = tf.convert_to_tensor(self._recurrent_kernel0)
         num_classes = model.num_classes
-        uniforms = tf.random.stateless_uniform(
-            [self.block_events, batch], seed=tf.stack([seed, first_index]),
-            minval=np.finfo(np.float32).tiny, maxval=1.0)
+        uniforms = block_uniforms(seed, first_index, self.block_events, batch)
 
         def step(i, state, last_event, elapsed, events):
             (c, h), upper = state[0], state[1:]
@@ -237,3 +235,14 @@ class Sampler:
             keep_going, step, (tf.constant(0), state, last_event, elapsed, events))
         return events, count, state, last_event, elapsed
 
+
+def block_uniforms(seed: tf.Tensor, first_index: tf.Tensor, events: int, batch: int) -> tf.Tensor:
+    """The uniform numbers (0, 1) that pick events [first_index, first_index + events).
+
+    Shape [events, batch]. Counter-based, so they depend only on the arguments.
+    (XLA's Philox differs from TensorFlow's kernel: call this compiled to get
+    the numbers the sampler used.)
+    """
+    return tf.random.stateless_uniform(
+        [events, batch], seed=tf.stack([seed, first_index]),
+        minval=np.finfo(np.float32).tiny, maxval=1.0, alg="philox")

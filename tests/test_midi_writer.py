@@ -82,7 +82,8 @@ def mido_note_on_count(path) -> int:
 
 
 def pretty_midi_count(path) -> int:
-    return sum(len(instrument.notes) for instrument in pretty_midi.PrettyMIDI(str(path)).instruments)
+    midi = pretty_midi.PrettyMIDI(str(path))
+    return sum(len(instrument.notes) for instrument in midi.instruments)
 
 
 def music21_event_notes(path) -> list[tuple[int, int, int, int]]:

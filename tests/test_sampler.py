@@ -1,0 +1,301 @@
+"""The compiled sampler: correctness against the model, options, determinism, limits."""
+
+from __future__ import annotations
+
+import mido
+import numpy as np
+import pretty_midi
+import pytest
+import tensorflow as tf
+from conftest import magenta_bundle_path
+from note_seq.protobuf import music_pb2
+from test_midi_writer import (
+    check_well_formed,
+    mido_notes,
+    music21_event_notes,
+    music21_score_count,
+    pretty_midi_count,
+)
+
+from perfrnn.bundle import read_bundle
+from perfrnn.encoding import MAX_NOTE_DURATION_SECONDS
+from perfrnn.errors import PerfRNNError
+from perfrnn.generate import MidiOptions, generate_midi, pitch_histogram_for_key
+from perfrnn.midi_writer import midi_bytes
+from perfrnn.options import GenerationOptions
+from perfrnn.sampler import Sampler, block_uniforms
+
+GREEDY = 1e-9  # a temperature this low makes sampling pick the most likely event
+
+
+def sharpened(path):
+    """A Magenta bundle with its output layer scaled up.
+
+    The tiny reference model is nearly uniform (it trained 30 steps), so its
+    top events differ by less than float rounding; scaled logits give peaked
+    distributions like a trained model's, where every choice is clear.
+    """
+    bundle = read_bundle(path)
+    bundle.model.output_weights.assign(bundle.model.output_weights * 40)
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def sharp_piano():
+    return Sampler(sharpened(magenta_bundle_path("performance_with_dynamics")))
+
+
+@pytest.fixture(scope="module")
+def sharp_conditioned():
+    return Sampler(sharpened(magenta_bundle_path("multiconditioned_performance_with_dynamics")))
+
+
+def reference_events(bundle, first_events, controls, count, temperature=GREEDY, seed=None):
+    """Sampling done the slow way: the full model over the growing input each step.
+
+    With a seed, event t uses the same uniform number the compiled loop draws
+    for it (inverse-CDF sampling); otherwise it takes the most likely event.
+    """
+    encoding = bundle.encoding
+    uniforms = None
+    if seed is not None:
+        compiled = tf.function(block_uniforms, jit_compile=True)
+        uniforms = compiled(tf.constant(seed, tf.int64), tf.constant(0, tf.int64), 2048, 1)
+        uniforms = uniforms.numpy()[:count]
+    events = list(first_events)
+    for t in range(count):
+        inputs = encoding.inputs_from_events(
+            np.array(events), [[c] * (len(events) + 1) for c in controls] if controls else None)
+        probabilities = bundle.model.probabilities(inputs, temperature)[-1]
+        if uniforms is None:
+            events.append(int(np.argmax(probabilities)))
+        else:
+            cdf = np.cumsum(probabilities)
+            events.append(int(np.sum(cdf < uniforms[t, 0] * cdf[-1])))
+    return events[len(first_events):]
+
+
+def time_steps(sampler, events) -> int:
+    return int(sampler.encoding.time_shift_steps()[np.asarray(events)].sum())
+
+
+def test_compiled_loop_follows_the_model_step_for_step(sharp_piano):
+    generation = sharp_piano.generate(GenerationOptions(seconds=3, temperature=GREEDY, seed=1))
+    start = sharp_piano.encoding.start_event()
+    generated = list(generation.events[0][1:])
+
+    assert generation.events[0][0] == start
+    assert generated[:40] == reference_events(sharp_piano.bundle, [start], None, 40)
+
+
+def test_compiled_loop_samples_as_the_model_says(sharp_piano):
+    generation = sharp_piano.generate(GenerationOptions(seconds=30, temperature=1.0, seed=77))
+    start = sharp_piano.encoding.start_event()
+    expected = reference_events(sharp_piano.bundle, [start], None, 60, temperature=1.0, seed=77)
+
+    assert list(generation.events[0][1:61]) == expected
+    assert len(set(expected)) > 4  # real sampling: greedy repeats two events here
+
+
+def test_compiled_loop_uses_the_controls(sharp_conditioned):
+    options = GenerationOptions(seconds=3, temperature=GREEDY, seed=1, notes_per_second=20,
+                                pitch_histogram=pitch_histogram_for_key("Eb"))
+    generation = sharp_conditioned.generate(options)
+    start = sharp_conditioned.encoding.start_event()
+    controls = [20.0, list(pitch_histogram_for_key("Eb"))]
+
+    expected = reference_events(sharp_conditioned.bundle, [start], controls, 30)
+    assert list(generation.events[0][1:31]) == expected
+    other = sharp_conditioned.generate(GenerationOptions(
+        seconds=3, temperature=GREEDY, seed=1, notes_per_second=1,
+        pitch_histogram=pitch_histogram_for_key("A")))
+    assert list(other.events[0][1:31]) == reference_events(
+        sharp_conditioned.bundle, [start], [1.0, list(pitch_histogram_for_key("A"))], 30)
+
+
+def test_primer_sets_the_state_the_continuation_starts_from(sharp_piano):
+    piano_sampler = sharp_piano
+    primer = music_pb2.NoteSequence()
+    for i, pitch in enumerate([60, 64, 67, 72, 67, 64]):
+        primer.notes.add(pitch=pitch, velocity=80, start_time=i * 0.25, end_time=i * 0.25 + 0.3)
+    primer.total_time = 1.75
+    generation = piano_sampler.generate(
+        GenerationOptions(seconds=2, temperature=GREEDY, seed=1), primer=primer)
+
+    primer_events, primer_seconds = piano_sampler._primer_events(primer)
+    plain_events = piano_sampler.encoding.events_from_performance(
+        piano_sampler.encoding.performance_from_sequence(primer))
+    assert list(primer_events[:len(plain_events)]) == list(plain_events)
+    assert primer_seconds == 1.75
+    events = list(generation.events[0])
+    assert events[:len(primer_events)] == list(primer_events)
+    assert time_steps(piano_sampler, primer_events) == 175  # padded to the primer's length
+    expected = reference_events(sharp_piano.bundle, list(primer_events), None, 20)
+    assert events[len(primer_events):len(primer_events) + 20] == expected
+
+    sequence = generation.sequences[0]
+    first = sorted(sequence.notes, key=lambda n: n.start_time)[:6]
+    assert [n.pitch for n in first] == [60, 64, 67, 72, 67, 64]
+    assert sequence.total_time == pytest.approx(1.75 + 2.0)
+
+
+@pytest.mark.parametrize("seconds", [1.5, 10, 31])
+def test_generation_stops_at_the_requested_musical_time(piano_sampler, seconds):
+    generation = piano_sampler.generate(GenerationOptions(seconds=seconds, seed=5, variations=3))
+    target = round(seconds * 100)
+    for events, sequence in zip(generation.events, generation.sequences):
+        # the last event crossed the target; the one before had not yet reached it
+        assert time_steps(piano_sampler, events) >= target
+        assert time_steps(piano_sampler, events[:-1]) < target
+        assert sequence.total_time == pytest.approx(seconds)
+        assert max(note.end_time for note in sequence.notes) <= seconds + 1e-9
+
+
+def test_loop_runs_in_few_compiled_calls_not_one_per_event(piano_bundle):
+    sampler = Sampler(piano_bundle, block_events=1024)
+    calls = []
+    compiled = sampler._sample_block
+    sampler._sample_block = lambda *args: calls.append(1) or compiled(*args)
+
+    generation = sampler.generate(GenerationOptions(seconds=30, seed=2))
+
+    events = len(generation.events[0])
+    assert events > 500
+    assert len(calls) == -(-events // 1024)  # one call per block of 1024 events
+    hlo = compiled.experimental_get_compiler_ir(*sampler_call_args(sampler))(stage="hlo")
+    assert "while" in hlo  # the whole event loop is inside the XLA program
+
+
+def sampler_call_args(sampler):
+    model = sampler.bundle.model
+    return (model.zero_state(1), tf.zeros([1], tf.int32), tf.zeros([1], tf.int32),
+            tf.constant(100), model.biases[0][None], tf.constant(1.0),
+            tf.constant(1, tf.int64), tf.constant(0, tf.int64))
+
+
+def test_same_seed_same_bytes_other_seed_other_music(piano_sampler):
+    def render(seed):
+        _, files = generate_midi(piano_sampler, GenerationOptions(seconds=8, seed=seed,
+                                                                  variations=2))
+        return [data for _, data in files]
+
+    first, again, other = render(11), render(11), render(12)
+    assert first == again
+    assert first[0] != other[0]
+    assert first[0] != first[1]  # the variations of one batch differ
+
+
+def test_random_seed_is_reported_and_reproduces(piano_sampler):
+    generation = piano_sampler.generate(GenerationOptions(seconds=4))
+    again = piano_sampler.generate(GenerationOptions(seconds=4, seed=generation.seed))
+    assert [list(e) for e in again.events] == [list(e) for e in generation.events]
+
+
+def test_temperature_changes_how_adventurous_sampling_is(piano_sampler):
+    def distinct_events(temperature):
+        generation = piano_sampler.generate(
+            GenerationOptions(seconds=20, seed=3, temperature=temperature, variations=4))
+        return np.mean([len(set(events)) / len(events) for events in generation.events])
+
+    assert distinct_events(0.3) < distinct_events(1.0) < distinct_events(2.0)
+
+
+def test_notes_are_ended_and_never_longer_than_five_seconds(piano_bundle):
+    # A model that only ever plays note-ons and waits leaves every note hanging.
+    sampler = Sampler(piano_bundle)
+    weights = piano_bundle.model.get_weights()
+    try:
+        biases = weights["fully_connected/biases"].copy()
+        biases[:] = -50
+        biases[60] = biases[64] = 0  # note-on C4, E4
+        biases[256 + 99] = 0.5  # a one-second time shift
+        piano_bundle.model.output_biases.assign(biases)
+        sampler = Sampler(piano_bundle)
+        generation = sampler.generate(GenerationOptions(seconds=12, seed=1))
+    finally:
+        piano_bundle.model.set_weights(weights)
+    sequence = generation.sequences[0]
+    assert len(sequence.notes) > 5
+    for note in sequence.notes:
+        assert 0 < note.end_time - note.start_time <= MAX_NOTE_DURATION_SECONDS + 1e-9
+        assert note.end_time <= 12.0
+
+
+def test_a_model_that_never_moves_time_still_stops(piano_bundle):
+    weights = piano_bundle.model.get_weights()
+    try:
+        biases = weights["fully_connected/biases"].copy()
+        biases[256:356] = -100  # no time shifts at all
+        piano_bundle.model.output_biases.assign(biases)
+        generation = Sampler(piano_bundle, block_events=512).generate(
+            GenerationOptions(seconds=2, seed=1))
+    finally:
+        piano_bundle.model.set_weights(weights)
+    assert len(generation.events[0]) < 2000
+    assert generation.sequences[0].total_time == 2.0
+
+
+def test_progress_is_reported_and_cancel_stops(piano_bundle):
+    sampler = Sampler(piano_bundle, block_events=256)
+    seen = []
+    sampler.generate(GenerationOptions(seconds=30, seed=1), progress=seen.append)
+    assert len(seen) >= 3
+    assert seen == sorted(seen) and seen[-1] == 1.0 and seen[0] < 1.0
+
+    with pytest.raises(PerfRNNError, match="cancelled"):
+        sampler.generate(GenerationOptions(seconds=30, seed=1), cancelled=lambda: True)
+
+
+@pytest.mark.parametrize("options, message", [
+    (GenerationOptions(seconds=0), "positive"),
+    (GenerationOptions(seconds=-3), "positive"),
+    (GenerationOptions(seconds=601), "maximum"),
+    (GenerationOptions(seconds=5, temperature=0), "temperature"),
+    (GenerationOptions(seconds=5, temperature=-1), "temperature"),
+    (GenerationOptions(seconds=5, variations=0), "variations"),
+    (GenerationOptions(seconds=5, seed=-1), "seed"),
+    (GenerationOptions(seconds=5, notes_per_second=4), "not conditioned"),
+])
+def test_bad_options_are_refused_with_a_reason(piano_sampler, options, message):
+    with pytest.raises(PerfRNNError, match=message):
+        piano_sampler.generate(options)
+
+
+def test_bad_controls_are_refused(conditioned_sampler):
+    with pytest.raises(PerfRNNError, match="note density"):
+        conditioned_sampler.generate(GenerationOptions(seconds=2, notes_per_second=-1))
+    with pytest.raises(PerfRNNError, match="key"):
+        conditioned_sampler.generate(GenerationOptions(seconds=2, pitch_histogram=(0.0,) * 12))
+
+
+@pytest.mark.parametrize("quantize", [False, True])
+def test_generated_files_parse_alike_in_mido_pretty_midi_and_music21(
+        tmp_path, conditioned_sampler, quantize):
+    _, files = generate_midi(
+        conditioned_sampler, GenerationOptions(seconds=20, seed=4, variations=2),
+        MidiOptions(bpm=100, quantize=quantize, program=6))
+    for name, data in files:
+        path = tmp_path / name
+        path.write_bytes(data)
+        check_well_formed(path)  # no hanging notes, no orphan note-offs
+        notes = mido_notes(path)
+        assert len(notes) > 20
+        assert pretty_midi_count(path) == len(notes)
+        assert len(music21_event_notes(path)) == len(notes)
+        assert music21_score_count(path) >= len(notes)  # music21's score parses it too
+        midi = mido.MidiFile(path)
+        assert midi.type == 1 and midi.ticks_per_beat == 480
+        assert {m.channel for t in midi.tracks for m in t if hasattr(m, "channel")} == {0}
+        tempos = [m.tempo for m in midi.tracks[0] if m.type == "set_tempo"]
+        assert tempos == [600_000]  # 100 BPM
+        # 20 s at the native 120 BPM is 40 beats; at 100 BPM those last 24 s.
+        # (quantizing may move the last onsets up to half a 1/16 note, 0.075 s, later)
+        assert pretty_midi.PrettyMIDI(str(path)).get_end_time() <= 24.0 + 0.075 * quantize + 1e-6
+
+
+def test_thirty_seconds_asked_is_thirty_seconds_of_midi(tmp_path, piano_sampler):
+    generation = piano_sampler.generate(GenerationOptions(seconds=30, seed=9))
+    path = tmp_path / "piece.mid"
+    path.write_bytes(midi_bytes(generation.sequences[0], piano_sampler.bundle.metadata.tracks))
+    end = pretty_midi.PrettyMIDI(str(path)).get_end_time()
+    assert 29.0 <= end <= 30.0 + 1e-6
