@@ -179,8 +179,12 @@ def midi_bytes(sequence: music_pb2.NoteSequence, tracks: Sequence[TrackRole], *,
         for note in _remove_overlaps(group):
             clean[owner[key + (note[0],)]].append(note)
 
+    # Every track ends at the sequence's length (or its last event, if later),
+    # so a DAW shows the piece as long as was asked for, final silence included.
+    total = sequence.total_time if math.isfinite(sequence.total_time) else 0.0
+    end_tick = min(_round(max(total, 0.0) * ticks_per_second), MAX_TICK)
     midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_QUARTER)
-    midi.tracks.append(_track([
+    midi.tracks.append(_track(end_tick, [
         (0, mido.MetaMessage("track_name", name=_text(title or "perfrnn"))),
         (0, mido.MetaMessage("set_tempo", tempo=_round(60_000_000 / bpm))),
         (0, mido.MetaMessage("time_signature", numerator=4, denominator=4,
@@ -199,21 +203,25 @@ def midi_bytes(sequence: music_pb2.NoteSequence, tracks: Sequence[TrackRole], *,
             kind_name = "note_on" if kind else "note_off"
             messages.append(
                 (tick, mido.Message(kind_name, channel=channel, note=pitch, velocity=velocity)))
-        midi.tracks.append(_track(messages))
+        midi.tracks.append(_track(end_tick, messages))
 
     buffer = io.BytesIO()
     midi.save(file=buffer)
     return buffer.getvalue()
 
 
-def _track(timed: list[tuple[int, mido.Message | mido.MetaMessage]]) -> mido.MidiTrack:
-    """A track from (absolute tick, message) pairs already in order, ended by end_of_track."""
+def _track(end_tick: int,
+           timed: list[tuple[int, mido.Message | mido.MetaMessage]]) -> mido.MidiTrack:
+    """A track from (absolute tick, message) pairs already in order.
+
+    The end_of_track event goes at end_tick, or right after the last message if later.
+    """
     track = mido.MidiTrack()
     now = 0
     for tick, message in timed:
         track.append(message.copy(time=tick - now))
         now = tick
-    track.append(mido.MetaMessage("end_of_track", time=0))
+    track.append(mido.MetaMessage("end_of_track", time=max(end_tick - now, 0)))
     return track
 
 

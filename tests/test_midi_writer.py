@@ -384,3 +384,14 @@ def test_music21_reads_chords_and_drums_back(tmp_path):
     assert isinstance(drums.recurse().notes.first(), music21.percussion.PercussionChord)
     counted = collections.Counter(type(n).__name__ for n in drums.recurse().notes)
     assert counted == {"PercussionChord": 1, "Unpitched": 1}
+
+
+def test_file_lasts_as_long_as_the_sequence_even_when_it_ends_in_silence(tmp_path):
+    sequence = make_sequence([(60, 0.0, 1.0, 0)])
+    sequence.total_time = 30.0
+    path = tmp_path / "silent_end.mid"
+    write_midi(sequence, path, [TrackRole("piano", 0)], bpm=60, native_bpm=120)
+
+    midi = mido.MidiFile(path)
+    assert midi.length == pytest.approx(60.0)  # 30 s at 120 BPM is 60 beats; 60 s at 60 BPM
+    assert all(timed_messages(track)[-1][0] == 60 * 480 for track in midi.tracks)
