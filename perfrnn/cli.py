@@ -15,7 +15,13 @@ import warnings
 from pathlib import Path
 
 from perfrnn.errors import PerfRNNError
-from perfrnn.options import MAX_SECONDS, MAX_SEED, MAX_VARIATIONS, GenerationOptions
+from perfrnn.options import (
+    MAX_SECONDS,
+    MAX_SEED,
+    MAX_VARIATIONS,
+    GenerationOptions,
+    pitch_histogram_for_key,
+)
 
 EXAMPLES = """examples:
   python -m perfrnn generate --bundle bundles/piano.mag --seconds 30 --out out/
@@ -123,8 +129,6 @@ def _parse_key(text: str | None) -> tuple[float, ...] | None:
         if len(weights) != 12:
             raise PerfRNNError(f"--key needs 12 weights (C to B), got {len(weights)}")
         return weights
-    from perfrnn.generate import pitch_histogram_for_key
-
     return pitch_histogram_for_key(text)
 
 

@@ -10,6 +10,8 @@ model input, as Magenta's `ConditionalEventSequenceEncoderDecoder` does.
 
 from __future__ import annotations
 
+import math
+
 import note_seq
 import numpy as np
 from note_seq import performance_controls, performance_lib, sequences_lib
@@ -164,12 +166,13 @@ class PerformanceEncoding:
         for signal in self.control_signals:
             if isinstance(signal, performance_controls.NoteDensityPerformanceControlSignal):
                 value = signal.default_value if notes_per_second is None else notes_per_second
-                if not signal.validate(value):
+                if not signal.validate(value) or not math.isfinite(value):
                     raise PerfRNNError(
                         f"note density must be a number of notes per second >= 0, got {value!r}")
             else:
                 value = signal.default_value if pitch_histogram is None else list(pitch_histogram)
-                if not signal.validate(value) or min(value) < 0 or sum(value) <= 0:
+                if (not signal.validate(value) or not all(map(math.isfinite, value))
+                        or min(value) < 0 or sum(value) <= 0):
                     raise PerfRNNError(
                         "key must be 12 non-negative pitch-class weights (C to B) "
                         f"that are not all zero, got {value!r}")

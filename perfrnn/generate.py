@@ -13,32 +13,8 @@ from perfrnn.bundle import Bundle
 from perfrnn.configs import TrackRole
 from perfrnn.errors import PerfRNNError
 from perfrnn.midi_writer import midi_bytes
-from perfrnn.sampler import Generation, GenerationOptions, ProgressCallback, Sampler
-
-_MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
-_MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)  # natural minor
-_PITCH_CLASSES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-
-
-def pitch_histogram_for_key(key: str) -> tuple[float, ...]:
-    """A pitch-class histogram (C to B) for a key name such as "C", "F#", "Bbm" or "A minor".
-
-    Scale degrees weigh 1 and the rest 0, with the tonic and fifth doubled so
-    the model hears which of the relative major and minor is meant.
-    """
-    match = re.fullmatch(r"\s*([A-Ga-g])([#b]?)\s*(m|min|minor|maj|major)?\s*", key)
-    if not match:
-        raise PerfRNNError(
-            f"unknown key {key!r}; write a note name and an optional 'm' for minor, "
-            "such as C, F#, Bb or Am")
-    letter, accidental, mode = match.groups()
-    tonic = (_PITCH_CLASSES[letter.upper()] + {"#": 1, "b": -1, "": 0}[accidental]) % 12
-    scale = _MINOR_SCALE if mode in ("m", "min", "minor") else _MAJOR_SCALE
-    histogram = [0.0] * 12
-    for degree in scale:
-        histogram[(tonic + degree) % 12] = 1.0
-    histogram[tonic] = histogram[(tonic + 7) % 12] = 2.0
-    return tuple(histogram)
+from perfrnn.options import GenerationOptions, ProgressCallback
+from perfrnn.sampler import Generation, Sampler
 
 
 def tracks_for_program(tracks: tuple[TrackRole, ...], program: int | None) -> tuple[TrackRole, ...]:

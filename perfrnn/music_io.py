@@ -58,6 +58,7 @@ def read_music_file(path: str | os.PathLike) -> music_pb2.NoteSequence:
 def _read_abc(path: Path) -> music_pb2.NoteSequence:
     tunes, exceptions = abc_parser.parse_abc_tunebook_file(str(path))
     for _, tune in sorted(tunes.items()):
-        return tune
-    reason = str(exceptions[0]) if exceptions else "no tunes found"
+        if tune.notes:
+            return tune
+    reason = str(exceptions[0]) if exceptions else "no tune with notes found"
     raise PerfRNNError(f"cannot read {path}: no tune in it parses ({reason})")

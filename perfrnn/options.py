@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from perfrnn.errors import PerfRNNError
 
+MIN_SECONDS = 0.1
 MAX_SECONDS = 600.0  # ten minutes
 MAX_VARIATIONS = 16
 MAX_SEED = 2**31 - 1
@@ -41,6 +43,9 @@ class GenerationOptions:
         if not isinstance(self.seconds, (int, float)) or not math.isfinite(self.seconds) \
                 or self.seconds <= 0:
             raise PerfRNNError(f"length must be a positive number of seconds, got {self.seconds}")
+        if self.seconds < MIN_SECONDS:
+            raise PerfRNNError(
+                f"length {self.seconds:g} s is too short; ask for at least {MIN_SECONDS:g} s")
         if self.seconds > MAX_SECONDS:
             raise PerfRNNError(
                 f"length {self.seconds:g} s is over the maximum of {MAX_SECONDS:g} s (10 minutes)")
@@ -55,3 +60,29 @@ class GenerationOptions:
 
     def resolved_seed(self) -> int:
         return random.SystemRandom().randrange(MAX_SEED) if self.seed is None else self.seed
+
+
+_MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
+_MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)  # natural minor
+_PITCH_CLASSES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+
+
+def pitch_histogram_for_key(key: str) -> tuple[float, ...]:
+    """A pitch-class histogram (C to B) for a key name such as "C", "F#", "Bbm" or "A minor".
+
+    Scale degrees weigh 1 and the rest 0, with the tonic and fifth doubled so
+    the model hears which of the relative major and minor is meant.
+    """
+    match = re.fullmatch(r"\s*([A-Ga-g])([#b]?)\s*(m|min|minor|maj|major)?\s*", key)
+    if not match:
+        raise PerfRNNError(
+            f"unknown key {key!r}; write a note name and an optional 'm' for minor, "
+            "such as C, F#, Bb or Am")
+    letter, accidental, mode = match.groups()
+    tonic = (_PITCH_CLASSES[letter.upper()] + {"#": 1, "b": -1, "": 0}[accidental]) % 12
+    scale = _MINOR_SCALE if mode in ("m", "min", "minor") else _MAJOR_SCALE
+    histogram = [0.0] * 12
+    for degree in scale:
+        histogram[(tonic + degree) % 12] = 1.0
+    histogram[tonic] = histogram[(tonic + 7) % 12] = 2.0
+    return tuple(histogram)

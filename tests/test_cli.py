@@ -422,18 +422,13 @@ def test_out_that_is_a_file_is_an_error(capsys, piano_bundle_path, tmp_path):
     assert out.read_text() == "in the way"
 
 
-@pytest.mark.xfail(reason="bug: --seconds under 0.005 rounds to 0 steps and the progress "
-                          "callback divides by zero (ZeroDivisionError)", strict=False)
-def test_tiny_length_does_not_crash(capsys, piano_bundle_path, tmp_path):
+def test_tiny_length_is_refused_with_the_minimum(capsys, piano_bundle_path, tmp_path):
     status, _, stderr = run(capsys, "generate", "--bundle", piano_bundle_path,
                             "--out", tmp_path / "out", "--seconds", "0.001", "--seed", 1)
-    assert status in (0, 2)
-    assert "Traceback" not in stderr
+    assert status == 2
+    assert stderr.startswith("error: ") and "at least 0.1 s" in stderr
 
 
-@pytest.mark.xfail(reason="bug: non-finite --key weights are accepted: nan is silently treated "
-                          "as no key, inf gives NaN controls and an empty MIDI file",
-                   strict=False)
 @pytest.mark.parametrize("weights", ["nan,1,1,1,1,1,1,1,1,1,1,1", "inf,1,1,1,1,1,1,1,1,1,1,1"])
 def test_non_finite_key_weights_are_rejected(capsys, conditioned_bundle_path, tmp_path, weights):
     out = tmp_path / "out"

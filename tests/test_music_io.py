@@ -264,9 +264,7 @@ def test_corrupt_mxl(tmp_path):
 @pytest.mark.parametrize("text", [
     "",
     "hello, no tune here\n",
-    pytest.param("% just a comment\n", marks=pytest.mark.xfail(
-        reason="bug: note-seq returns an empty tune for a comment-only file and "
-               "read_music_file accepts it", strict=False)),
+    "% just a comment\n",
 ])
 def test_abc_without_tunes(tmp_path, text):
     path = tmp_path / "empty.abc"

@@ -20,9 +20,9 @@ from test_midi_writer import (
 from perfrnn.bundle import read_bundle
 from perfrnn.encoding import MAX_NOTE_DURATION_SECONDS
 from perfrnn.errors import PerfRNNError
-from perfrnn.generate import MidiOptions, generate_midi, pitch_histogram_for_key
+from perfrnn.generate import MidiOptions, generate_midi
 from perfrnn.midi_writer import midi_bytes
-from perfrnn.options import GenerationOptions
+from perfrnn.options import GenerationOptions, pitch_histogram_for_key
 from perfrnn.sampler import Sampler, block_uniforms
 
 GREEDY = 1e-9  # a temperature this low makes sampling pick the most likely event
