@@ -254,11 +254,13 @@ def export_tf1_checkpoint(model: PerformanceRNN) -> tuple[bytes, bytes]:
         saver = v1.train.Saver(
             var_list=variables, sharded=False, write_version=v1.train.SaverDef.V1)
         with v1.Session(graph=graph) as session, tempfile.TemporaryDirectory() as tmp:
-            for name, var in variables.items():
-                var.load(weights[name], session)
+            for name, var in variables.items():  # the values fed, not stored in the graph
+                session.run(var.initializer, {var.initial_value: weights[name]})
             ckpt_path = os.path.join(tmp, "model.ckpt")
             saver.save(session, ckpt_path, write_meta_graph=False, write_state=False)
             checkpoint = Path(ckpt_path).read_bytes()
-        metagraph = saver.export_meta_graph(clear_devices=True)
+        # Attributes left at their defaults are dropped so older TensorFlow (Magenta
+        # 2.1.4 runs on 2.9) can import ops that gained attributes since.
+        metagraph = saver.export_meta_graph(clear_devices=True, strip_default_attrs=True)
     return checkpoint, metagraph.SerializeToString()
 

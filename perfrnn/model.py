@@ -39,13 +39,23 @@ def lstm_cell(
     x: tf.Tensor, c: tf.Tensor, h: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """One step of Magenta's BasicLSTMCell; returns the new (c, h)."""
-    gates = tf.matmul(tf.concat([x, h], axis=1), kernel) + bias
-    return lstm_update(gates, c)
+    return lstm_update(tf.matmul(tf.concat([x, h], axis=1), kernel), c, bias)
 
 
-def lstm_update(gates: tf.Tensor, c: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """The cell update from precomputed gate pre-activations (i, j, f, o)."""
+def lstm_update(
+    gates: tf.Tensor, c: tf.Tensor, addend: tf.Tensor | None = None
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The cell update from gate pre-activations [batch, 4*units] (i, j, f, o).
+
+    `addend` (the bias, and in the sampler the gathered input row) is added
+    after the split: the same sums, but XLA then keeps the matmul on its fast
+    matrix-vector path instead of fusing the addition into it, which made a
+    batch-1 sampling step half again slower.
+    """
     i, j, f, o = tf.split(gates, 4, axis=1)
+    if addend is not None:
+        add_i, add_j, add_f, add_o = tf.split(addend, 4, axis=-1)
+        i, j, f, o = i + add_i, j + add_j, f + add_f, o + add_o
     new_c = c * tf.sigmoid(f + FORGET_BIAS) + tf.sigmoid(i) * tf.tanh(j)
     new_h = tf.tanh(new_c) * tf.sigmoid(o)
     return new_c, new_h

@@ -203,9 +203,8 @@ class Sampler:
 
         def step(i, state, last_event, elapsed, events):
             (c, h), upper = state[0], state[1:]
-            gates = tf.gather(event_kernel, last_event) + control_gates
-            gates += tf.matmul(h, recurrent_kernel0)
-            c, h = lstm_update(gates, c)
+            input_gates = tf.gather(event_kernel, last_event) + control_gates
+            c, h = lstm_update(tf.matmul(h, recurrent_kernel0), c, input_gates)
             new_state = [(c, h)]
             x = h
             for (c, h), kernel, bias in zip(upper, kernels, biases):
