@@ -138,9 +138,7 @@ class Sampler:
         """Event indices of the primer (at least one) and its length in seconds."""
         encoding = self.encoding
         if primer is None or not primer.notes:
-            seconds = 0.0
-            if primer is not None:
-                seconds = primer.total_time
+            seconds = primer.total_time if primer is not None else 0.0
             events = [encoding.start_event()]
             steps = int(round(seconds * encoding.config.steps_per_second))
             shift = encoding.config.max_shift_steps
