@@ -70,9 +70,14 @@ class BundleMetadata:
     training: dict = field(default_factory=dict)
     card: str = ""
 
-    def to_json(self) -> str:
+    def to_json(self, encoding: dict | None = None) -> str:
+        """The metadata as JSON; `encoding` (see `describe_encoding`) is recorded with it
+        for people and other tools reading the bundle; perfrnn derives it from the
+        generator id when reading."""
         data = dataclasses.asdict(self)
         data["tracks"] = [track.to_dict() for track in self.tracks]
+        if encoding is not None:
+            data["encoding"] = encoding
         return json.dumps({"format": METADATA_FORMAT, **data}, indent=1, sort_keys=True)
 
     @classmethod
@@ -106,6 +111,22 @@ class Bundle:
     def is_magenta_compatible(self) -> bool:
         """True when Magenta's own generator of this id can run the bundle."""
         return self.config.id in DEFAULT_CONFIGS and len(self.metadata.tracks) == 1
+
+
+def describe_encoding(config: ModelConfig) -> dict:
+    """The event encoding and model shape of a configuration, as plain data."""
+    encoding = PerformanceEncoding(config)
+    return {
+        "generator_id": config.id,
+        "events": "note-seq performance events",
+        "num_classes": encoding.num_classes,
+        "input_size": encoding.input_size,
+        "num_velocity_bins": config.num_velocity_bins,
+        "max_shift_steps": config.max_shift_steps,
+        "steps_per_second": config.steps_per_second,
+        "controls": [signal.name for signal in encoding.control_signals],
+        "rnn_layer_sizes": list(config.rnn_layer_sizes),
+    }
 
 
 # ----- reading -----------------------------------------------------------------
@@ -191,7 +212,7 @@ def write_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
     proto = generator_pb2.GeneratorBundle()
     proto.generator_details.id = bundle.config.id
     proto.generator_details.description = bundle.config.description
-    proto.bundle_details.description = bundle.metadata.to_json()
+    proto.bundle_details.description = bundle.metadata.to_json(describe_encoding(bundle.config))
     proto.checkpoint_file.append(checkpoint)
     proto.metagraph_file = metagraph
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -61,6 +63,14 @@ def test_round_trip_gives_identical_probabilities_and_metadata(tmp_path, config_
     assert loaded.config.rnn_layer_sizes == (32, 48, 16)
     assert loaded.metadata == METADATA
     assert not list(tmp_path.glob("*.partial"))
+    # the encoding is written out for readers of the file, not only implied by the id
+    proto = generator_pb2.GeneratorBundle()
+    proto.ParseFromString(path.read_bytes())
+    recorded = json.loads(proto.bundle_details.description)["encoding"]
+    assert recorded["generator_id"] == config_id
+    assert recorded["num_classes"] == bundle.encoding.num_classes
+    assert recorded["input_size"] == bundle.encoding.input_size
+    assert recorded["rnn_layer_sizes"] == [32, 48, 16]
 
 
 def test_round_trip_of_a_magenta_bundle_keeps_magentas_numbers(tmp_path):
