@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import warnings
 from pathlib import Path
 
+from perfrnn.console import import_libraries_quietly
 from perfrnn.errors import PerfRNNError
 from perfrnn.options import (
     MAX_SECONDS,
@@ -97,27 +96,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _quiet_libraries() -> None:
-    """Imports TensorFlow and note-seq with their start-up chatter kept off the terminal.
-
-    TensorFlow's C++ logging writes to file descriptor 2 before any Python
-    setting applies, so stderr is pointed at /dev/null while they import.
-    An import that fails still raises, and is reported once stderr is back.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    warnings.filterwarnings("ignore", message="Couldn't find ffmpeg")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import note_seq  # noqa: F401
-            import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _parse_key(text: str | None) -> tuple[float, ...] | None:
     if text is None:
         return None
@@ -142,7 +120,7 @@ def run_generate(args: argparse.Namespace) -> int:
         raise PerfRNNError(f"--bpm must be between 0 and 1000 beats per minute, got {args.bpm:g}")
     if args.program is not None and not 0 <= args.program <= 127:
         raise PerfRNNError(f"--program must be from 0 to 127, got {args.program}")
-    _quiet_libraries()
+    import_libraries_quietly()
     from tqdm import tqdm
 
     from perfrnn.bundle import read_bundle
@@ -171,7 +149,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    _quiet_libraries()
+    import_libraries_quietly()
     from perfrnn.bundle import read_bundle
 
     bundle = read_bundle(args.bundle)

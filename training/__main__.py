@@ -1,0 +1,152 @@
+"""Command line: `python -m training prepare ...`.
+
+Errors a user can make (missing or empty inputs, nothing usable, unknown
+configuration, an output path that is a file) are printed as one line
+starting with "error:" and the program exits with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from typing import NoReturn
+
+from perfrnn.configs import DEFAULT_CONFIGS
+from perfrnn.console import import_libraries_quietly
+from perfrnn.errors import PerfRNNError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+PREPARE_DESCRIPTION = """\
+Read MIDI (.mid, .midi), MusicXML (.xml, .musicxml, .mxl) and ABC (.abc) files
+from folders (searched recursively), single files and .zip archives; keep the
+notes of one kind (pitched or drums); split the files into train and validation
+by source file; write TFRecords of NoteSequences, a manifest and a report.
+Files that cannot be used are skipped and listed in the report with the reason;
+the run fails only if nothing usable is left.
+"""
+
+PREPARE_EXAMPLES = """examples:
+  python -m training prepare --name piano --input ~/music/piano --out data/piano
+  python -m training prepare --name folk --input tunes.abc scores.zip more_scores/
+  python -m training prepare --name drums --kind drums --input grooves/ --out data/drums \\
+      --validation-fraction 0.2 --seed 7
+
+output (in --out):
+  train.tfrecord, validation.tfrecord  one serialized NoteSequence per source file;
+                                       augmentation (transpose, stretch) happens in training
+  manifest.json                        every file: split or skip reason, warnings, counts
+  report.md                            the same for people to read
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one `error: ...` line, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `python -m training` parser with its subcommands."""
+    from training.prepare import (
+        DEFAULT_CONFIG_ID,
+        DEFAULT_KIND,
+        DEFAULT_SEED,
+        DEFAULT_VALIDATION_FRACTION,
+    )
+
+    parser = _Parser(
+        prog="python -m training",
+        description="Train a style: prepare a corpus of music files (more steps to come).",
+        epilog=PREPARE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    prepare = commands.add_parser(
+        "prepare", help="read music files into train/validation TFRecords",
+        description=PREPARE_DESCRIPTION,
+        epilog=PREPARE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    prepare.add_argument("--name", required=True,
+                         help="name of the corpus (style), e.g. piano")
+    prepare.add_argument("--input", required=True, nargs="+", action="extend",
+                         metavar="PATH", dest="inputs",
+                         help="folders (searched recursively), music files or .zip archives; "
+                              "may be given more than once")
+    prepare.add_argument("--out", default=None, metavar="DIR",
+                         help="folder to write (default: data/NAME); an earlier prepared "
+                              "corpus there is replaced")
+    prepare.add_argument("--config", default=DEFAULT_CONFIG_ID,
+                         help=f"model configuration that fixes the event encoding "
+                              f"(default: {DEFAULT_CONFIG_ID}; one of: "
+                              f"{', '.join(DEFAULT_CONFIGS)})")
+    prepare.add_argument("--kind", default=DEFAULT_KIND,
+                         help=f"pitched: drum notes dropped, pitched parts merged; drums: only "
+                              f"drum notes (MIDI channel 10) kept (default: {DEFAULT_KIND})")
+    prepare.add_argument("--validation-fraction", type=float,
+                         default=DEFAULT_VALIDATION_FRACTION, metavar="F",
+                         help="share of files held out for validation, 0 <= F < 1 "
+                              f"(default: {DEFAULT_VALIDATION_FRACTION})")
+    prepare.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                         help=f"seed of the train/validation split (default: {DEFAULT_SEED})")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command line; returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", message="Couldn't find ffmpeg")
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_request:  # --help, or a usage error already printed
+        return exit_request.code if isinstance(exit_request.code, int) else EXIT_USAGE
+    try:
+        if args.command == "prepare":
+            import_libraries_quietly()
+            return _prepare(args)
+    except PerfRNNError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_USAGE
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from training.prepare import prepare_corpus
+    from training.report import format_summary
+
+    bar = None
+
+    def progress(done: int, total: int, source: str) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc="reading", unit="file", file=sys.stderr,
+                       disable=None, leave=False)
+        bar.set_postfix_str(source[-40:], refresh=False)
+        bar.update(1)
+
+    out_dir = args.out if args.out is not None else os.path.join("data", args.name.strip())
+    try:
+        result = prepare_corpus(
+            args.name, args.inputs, out_dir, config_id=args.config, kind=args.kind,
+            validation_fraction=args.validation_fraction, seed=args.seed, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(format_summary(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,791 @@
+"""Training step 1: a pile of music files to train/validation NoteSequence TFRecords.
+
+`prepare_corpus` reads MIDI (.mid, .midi), MusicXML (.xml, .musicxml, .mxl) and
+ABC (.abc) files from folders, single files and .zip archives, keeps the notes
+of the requested kind (pitched parts merged into one performance, or drums
+only), splits the usable files into train and validation by source file, and
+writes, under the output folder:
+
+- `train.tfrecord`, `validation.tfrecord`: one serialized `NoteSequence` per
+  source file (times in seconds), Magenta's own convention. Augmentation
+  (transpose, time stretch) is applied to these at training time, not stored.
+- `manifest.json`: every file seen, with its split or the reason it was
+  skipped, its warnings, seconds of music, notes and Performance events.
+- `report.md`: the same for a person to read.
+
+The output folder appears only when everything is written: the files are
+built in a hidden sibling folder and renamed into place, so a failed run
+leaves no partial output. Archives are unpacked into the system's temporary
+folder and removed afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import re
+import secrets
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from note_seq.protobuf import music_pb2
+
+from perfrnn.configs import ModelConfig, get_config
+from perfrnn.encoding import PerformanceEncoding
+from perfrnn.errors import PerfRNNError
+from perfrnn.music_io import ABC_SUFFIXES, MUSIC_SUFFIXES, MUSICXML_SUFFIXES, read_music_file
+from training.archives import UnsafeArchiveError, check_zip, unpack_zip
+
+KINDS = ("pitched", "drums")
+SPLITS = ("train", "validation")
+DEFAULT_CONFIG_ID = "performance_with_dynamics"
+DEFAULT_KIND = "pitched"
+DEFAULT_VALIDATION_FRACTION = 0.1
+DEFAULT_SEED = 0
+
+MANIFEST_NAME = "manifest.json"
+REPORT_NAME = "report.md"
+MANIFEST_FORMAT = "perfrnn-prepared-corpus"
+MANIFEST_FORMAT_VERSION = 1
+ARCHIVE_SUFFIXES = (".zip",)
+
+NO_TEMPO_WARNING = "no tempo in file; read at 120 BPM"
+IGNORED_TEMPO_WARNING = (
+    "tempo given only as a metronome mark (or a sound element outside a direction), which "
+    "the MusicXML reader ignores; read at 120 BPM")
+
+# Why a file was skipped, as a stable code for programs (the website) to use.
+SKIP_UNREADABLE = "unreadable"
+SKIP_DUPLICATE = "duplicate"
+SKIP_ONLY_DRUMS = "only_drums"
+SKIP_NO_DRUMS = "no_drum_notes"
+SKIP_NO_NOTES = "no_notes"
+SKIP_ENCODING_FAILED = "encoding_failed"
+SKIP_UNSAFE_ARCHIVE = "unsafe_archive"
+
+_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}")
+_MAX_WARNINGS_PER_FILE = 5
+# Python warnings raised while reading that say nothing about the music.
+_IGNORED_WARNING_CATEGORIES = (DeprecationWarning, PendingDeprecationWarning, FutureWarning,
+                               ResourceWarning, ImportWarning)
+
+ProgressCallback = Callable[[int, int, str], None]
+"""Called after each music file with (files done, files in all, source path)."""
+
+
+@dataclass
+class FileRecord:
+    """What became of one source file.
+
+    Attributes:
+      input: The --input argument the file was found under, as given.
+      source: The file's path relative to that input (for a file given
+        directly, its name; inside an archive, "archive.zip/inner/path").
+      status: "used" or "skipped".
+      split: "train" or "validation" for a used file, None for a skipped one.
+      reason: Why the file was skipped (None when used).
+      reason_code: One of the SKIP_* codes (None when used).
+      warnings: Things worth knowing about a used file (e.g. a missing tempo).
+      seconds: Length of the kept music in seconds.
+      notes: Number of notes kept.
+      events: Number of Performance events of the kept notes (no augmentation).
+      dropped_notes: Notes of the other kind (drums for a pitched corpus,
+        pitched notes for a drum corpus) that were left out.
+      sha1: SHA-1 of the file's bytes (None for an archive that was refused).
+    """
+
+    input: str
+    source: str
+    status: str = "used"
+    split: str | None = None
+    reason: str | None = None
+    reason_code: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    notes: int = 0
+    events: int = 0
+    dropped_notes: int = 0
+    sha1: str | None = None
+
+    @property
+    def used(self) -> bool:
+        return self.status == "used"
+
+    def skip(self, reason: str, code: str) -> FileRecord:
+        """Marks the file skipped; returns self."""
+        self.status, self.split = "skipped", None
+        self.reason, self.reason_code = reason, code
+        self.seconds, self.notes, self.events = 0.0, 0, 0
+        return self
+
+    def to_dict(self) -> dict:
+        return {
+            "input": self.input,
+            "source": self.source,
+            "status": self.status,
+            "split": self.split,
+            "reason": self.reason,
+            "reason_code": self.reason_code,
+            "warnings": list(self.warnings),
+            "seconds": round(self.seconds, 3),
+            "notes": self.notes,
+            "events": self.events,
+            "dropped_notes": self.dropped_notes,
+            "sha1": self.sha1,
+        }
+
+
+@dataclass
+class SplitTotals:
+    """Sums over the files of one split. Seconds of music, counts of notes and events."""
+
+    files: int = 0
+    seconds: float = 0.0
+    notes: int = 0
+    events: int = 0
+
+    @property
+    def minutes(self) -> float:
+        return self.seconds / 60.0
+
+    def to_dict(self) -> dict:
+        return {"files": self.files, "seconds": round(self.seconds, 3),
+                "minutes": round(self.minutes, 3), "notes": self.notes, "events": self.events}
+
+
+@dataclass
+class PrepareResult:
+    """The outcome of `prepare_corpus`: what was written where, and why."""
+
+    name: str
+    out_dir: Path
+    config_id: str
+    kind: str
+    seed: int
+    validation_fraction: float
+    inputs: list[str]
+    files: list[FileRecord]
+    warnings: list[str] = field(default_factory=list)
+    ignored_files: int = 0
+    augmentation: dict = field(default_factory=dict)
+
+    @property
+    def used(self) -> list[FileRecord]:
+        return [record for record in self.files if record.used]
+
+    @property
+    def skipped(self) -> list[FileRecord]:
+        return [record for record in self.files if not record.used]
+
+    @property
+    def with_warnings(self) -> list[FileRecord]:
+        return [record for record in self.files if record.used and record.warnings]
+
+    @property
+    def totals(self) -> dict[str, SplitTotals]:
+        """Per split ("train", "validation"): files, seconds, notes, events."""
+        totals = {split: SplitTotals() for split in SPLITS}
+        for record in self.used:
+            split_totals = totals[record.split]
+            split_totals.files += 1
+            split_totals.seconds += record.seconds
+            split_totals.notes += record.notes
+            split_totals.events += record.events
+        return totals
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.out_dir / MANIFEST_NAME
+
+    @property
+    def report_path(self) -> Path:
+        return self.out_dir / REPORT_NAME
+
+    def tfrecord_path(self, split: str) -> Path:
+        return self.out_dir / f"{_check_split(split)}.tfrecord"
+
+    def to_manifest(self) -> dict:
+        """The contents of manifest.json."""
+        totals = {split: value.to_dict() for split, value in self.totals.items()}
+        totals["skipped"] = {"files": len(self.skipped)}
+        return {
+            "format": MANIFEST_FORMAT,
+            "format_version": MANIFEST_FORMAT_VERSION,
+            "name": self.name,
+            "config": self.config_id,
+            "kind": self.kind,
+            "seed": self.seed,
+            "validation_fraction": self.validation_fraction,
+            "inputs": list(self.inputs),
+            "records": {split: f"{split}.tfrecord" for split in SPLITS},
+            "augmentation": dict(self.augmentation),
+            "totals": totals,
+            "ignored_files": self.ignored_files,
+            "warnings": list(self.warnings),
+            "files": [record.to_dict() for record in self.files],
+        }
+
+
+@dataclass
+class _Candidate:
+    """A music file to read: where it is now and how to name it in the manifest."""
+
+    input: str
+    source: str
+    path: Path
+
+
+# ----- the public entry points ----------------------------------------------------------
+
+
+def prepare_corpus(
+    name: str,
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    config_id: str = DEFAULT_CONFIG_ID,
+    kind: str = DEFAULT_KIND,
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+    seed: int = DEFAULT_SEED,
+    progress: ProgressCallback | None = None,
+) -> PrepareResult:
+    """Reads music files into train/validation TFRecords of NoteSequences under `out_dir`.
+
+    Args:
+      name: The corpus (style) name: letters, digits, spaces, "-", "_", ".".
+      inputs: Folders (searched recursively), music files and .zip archives.
+      out_dir: Folder to write; replaced if it holds an earlier prepared corpus,
+        refused if it holds anything else.
+      config_id: A `perfrnn.configs.DEFAULT_CONFIGS` id; fixes how events are counted.
+      kind: "pitched" (drum notes dropped, all pitched parts merged into one
+        performance) or "drums" (only drum notes, MIDI channel 10, kept).
+      validation_fraction: Share of usable files held out, 0 <= f < 1. With
+        two or more usable files and f > 0, at least one is held out and at
+        least one is kept for training.
+      seed: Seeds the split; the same files and seed give the same split.
+      progress: Called after each music file is read (see ProgressCallback).
+
+    Returns:
+      A PrepareResult describing every file and the totals per split.
+
+    Raises:
+      PerfRNNError: bad arguments, missing or empty inputs, or no usable music
+        left; nothing is written then.
+    """
+    name = _check_name(name)
+    config = get_config(config_id)
+    kind = _check_kind(kind)
+    validation_fraction = _check_fraction(validation_fraction)
+    seed = int(seed)
+    if not inputs:
+        raise PerfRNNError("no input given: name one or more folders, music files or .zip archives")
+    input_paths = [Path(item) for item in inputs]
+    out_dir = Path(out_dir)
+    _check_paths(input_paths, out_dir)
+
+    result = PrepareResult(
+        name=name, out_dir=out_dir, config_id=config.id, kind=kind, seed=seed,
+        validation_fraction=validation_fraction, inputs=[str(item) for item in inputs],
+        files=[], augmentation=_augmentation(config))
+    with tempfile.TemporaryDirectory(prefix="perfrnn-prepare-") as work:
+        work_dir = Path(work)
+        candidates = _collect(input_paths, work_dir / "unpacked", result)
+        if not candidates and not result.files:
+            raise PerfRNNError(_nothing_found_message(input_paths))
+        spool_dir = work_dir / "spool"
+        spool_dir.mkdir()
+        spooled = _read_all(candidates, config, kind, name, spool_dir, result, progress)
+        if not result.used:
+            raise PerfRNNError(_nothing_usable_message(result))
+        order = {label: index for index, label in reversed(list(enumerate(result.inputs)))}
+        result.files.sort(key=lambda record: (order[record.input], record.source))
+        result.warnings.extend(_assign_splits(result.used, validation_fraction, seed))
+        _write_output(result, spooled)
+    return result
+
+
+def read_prepared(out_dir: str | os.PathLike, split: str) -> list[music_pb2.NoteSequence]:
+    """The NoteSequences of one split ("train" or "validation") of a prepared corpus.
+
+    Raises:
+      PerfRNNError: unknown split, or no readable prepared data in `out_dir`.
+    """
+    path = Path(out_dir) / f"{_check_split(split)}.tfrecord"
+    if not path.is_file():
+        raise PerfRNNError(
+            f"no {split} data in {out_dir} ({path.name} is missing); "
+            "run `python -m training prepare` first")
+    import tensorflow as tf  # lazy: importing TensorFlow takes seconds
+
+    sequences = []
+    try:
+        for record in tf.data.TFRecordDataset(str(path)):
+            sequences.append(music_pb2.NoteSequence.FromString(record.numpy()))
+    except (tf.errors.OpError, ValueError) as error:
+        raise PerfRNNError(f"{path} is corrupt ({_one_line(str(error))}); "
+                           "run `python -m training prepare` again") from None
+    return sequences
+
+
+def read_manifest(out_dir: str | os.PathLike) -> dict:
+    """The manifest.json of a prepared corpus, as a dict.
+
+    Raises:
+      PerfRNNError: `out_dir` holds no readable manifest of this format.
+    """
+    path = Path(out_dir) / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PerfRNNError(
+            f"{out_dir} is not a prepared corpus (no {MANIFEST_NAME}); "
+            "run `python -m training prepare` first") from None
+    except (OSError, ValueError) as error:
+        raise PerfRNNError(f"cannot read {path} ({_one_line(str(error))})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise PerfRNNError(f"{path} is not a prepared-corpus manifest")
+    return manifest
+
+
+# ----- argument checks --------------------------------------------------------------------
+
+
+def _check_name(name: str) -> str:
+    name = str(name).strip()
+    if not _NAME_PATTERN.fullmatch(name):
+        raise PerfRNNError(
+            f"invalid corpus name {name!r}: use 1 to 64 letters, digits, spaces, '-', '_' "
+            "or '.', starting with a letter or digit")
+    return name
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise PerfRNNError(f"unknown kind {kind!r}; use one of: {', '.join(KINDS)}")
+    return kind
+
+
+def _check_fraction(fraction: float) -> float:
+    try:
+        fraction = float(fraction)
+    except (TypeError, ValueError):
+        fraction = math.nan
+    if not (math.isfinite(fraction) and 0.0 <= fraction < 1.0):
+        raise PerfRNNError(
+            f"validation fraction must be at least 0 and below 1 (e.g. 0.1), got {fraction}")
+    return fraction
+
+
+def _check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise PerfRNNError(f"unknown split {split!r}; use one of: {', '.join(SPLITS)}")
+    return split
+
+
+def _check_paths(inputs: list[Path], out_dir: Path) -> None:
+    """Refuses missing inputs, and an output folder that is a file, holds other things or
+    holds the inputs."""
+    for item in inputs:
+        if not item.exists():
+            raise PerfRNNError(f"input not found: {item}")
+        if item.is_file() and not _is_music(item) and not _is_archive(item):
+            raise PerfRNNError(
+                f"input {item} is not a music file or archive; use "
+                f"{', '.join(MUSIC_SUFFIXES + ARCHIVE_SUFFIXES)} files or folders of them")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PerfRNNError(f"output {out_dir} is an existing file; give a folder to write into")
+    resolved_out = out_dir.resolve()
+    for item in inputs:
+        if item.resolve().is_relative_to(resolved_out):
+            raise PerfRNNError(
+                f"output folder {out_dir} holds the input {item}; choose another output folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).is_file():
+        raise PerfRNNError(
+            f"output folder {out_dir} already holds files that are not a prepared corpus; "
+            "choose a new or empty folder")
+
+
+def _augmentation(config: ModelConfig) -> dict:
+    low, high = config.transpose_range
+    return {
+        "applied": "at training time, to the stored NoteSequences; not stored",
+        "transpose_semitones": [low, high],
+        "stretch_factors": list(config.stretch_factors),
+    }
+
+
+# ----- finding files ------------------------------------------------------------------------
+
+
+def _is_music(path: Path) -> bool:
+    return path.suffix.lower() in MUSIC_SUFFIXES
+
+
+def _is_archive(path: Path) -> bool:
+    return path.suffix.lower() in ARCHIVE_SUFFIXES
+
+
+def _collect(inputs: list[Path], unpack_root: Path, result: PrepareResult) -> list[_Candidate]:
+    """All music files under the inputs, in a stable order; archives unpacked.
+
+    Refused archives are added to `result.files` as skipped; files that are
+    neither music nor archives are counted in `result.ignored_files`.
+    """
+    candidates: list[_Candidate] = []
+    for index, item in enumerate(inputs):
+        label = str(item)
+        if item.is_file():
+            found = [(item.name, item)]
+        else:
+            found, ignored = _walk(item)
+            result.ignored_files += ignored
+            if not found:
+                result.warnings.append(f"input folder {label} holds no music files")
+        for source, path in sorted(found, key=lambda pair: pair[0]):
+            if _is_music(path):
+                candidates.append(_Candidate(label, source, path))
+                continue
+            destination = unpack_root / f"{index}-{len(candidates)}-{len(result.files)}"
+            destination.mkdir(parents=True)
+            try:
+                unpacked = unpack_zip(path, destination, MUSIC_SUFFIXES)
+            except UnsafeArchiveError as error:
+                shutil.rmtree(destination, ignore_errors=True)
+                result.files.append(FileRecord(input=label, source=source).skip(
+                    _one_line(str(error)), SKIP_UNSAFE_ARCHIVE))
+                continue
+            result.ignored_files += len(unpacked.ignored)
+            candidates.extend(_Candidate(label, f"{source}/{entry}", unpacked_path)
+                              for entry, unpacked_path in unpacked.files)
+    return candidates
+
+
+def _walk(folder: Path) -> tuple[list[tuple[str, Path]], int]:
+    """(relative source, path) of the music files and archives under a folder; ignored count."""
+    found: list[tuple[str, Path]] = []
+    ignored = 0
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__MACOSX")
+        for file_name in sorted(files):
+            path = Path(root) / file_name
+            if file_name.startswith("."):
+                continue
+            if _is_music(path) or _is_archive(path):
+                found.append((path.relative_to(folder).as_posix(), path))
+            else:
+                ignored += 1
+    return found, ignored
+
+
+def _nothing_found_message(inputs: list[Path]) -> str:
+    where = ", ".join(str(item) for item in inputs)
+    looked_for = ", ".join(MUSIC_SUFFIXES + ARCHIVE_SUFFIXES)
+    return f"no music files found in {where} (looked for {looked_for} files)"
+
+
+# ----- reading files --------------------------------------------------------------------------
+
+
+def _read_all(
+    candidates: list[_Candidate], config: ModelConfig, kind: str, name: str,
+    spool_dir: Path, result: PrepareResult, progress: ProgressCallback | None,
+) -> dict[int, Path]:
+    """Reads every candidate into `result.files`.
+
+    Returns:
+      id() of each used record -> file holding its serialized NoteSequence.
+    """
+    encoding = PerformanceEncoding(config)
+    seen: dict[str, str] = {}
+    spooled: dict[int, Path] = {}
+    for done, candidate in enumerate(candidates, start=1):
+        record, sequence = _read_one(candidate, encoding, kind, name, seen)
+        result.files.append(record)
+        if sequence is not None:
+            spool_path = spool_dir / f"{len(spooled)}.pb"
+            spool_path.write_bytes(sequence.SerializeToString())
+            spooled[id(record)] = spool_path
+        if progress is not None:
+            progress(done, len(candidates), candidate.source)
+    return spooled
+
+
+def _read_one(
+    candidate: _Candidate, encoding: PerformanceEncoding, kind: str, name: str,
+    seen: dict[str, str],
+) -> tuple[FileRecord, music_pb2.NoteSequence | None]:
+    """Reads, filters and measures one file. Never raises for a bad file."""
+    record = FileRecord(input=candidate.input, source=candidate.source)
+    path = candidate.path
+    try:
+        with open(path, "rb") as stream:
+            record.sha1 = hashlib.file_digest(stream, "sha1").hexdigest()
+    except OSError as error:
+        return record.skip(f"cannot open it ({error.strerror or error})", SKIP_UNREADABLE), None
+    if record.sha1 in seen:
+        return record.skip(f"same content as {seen[record.sha1]}", SKIP_DUPLICATE), None
+    seen[record.sha1] = candidate.source
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".mxl":  # a zip the MusicXML reader unpacks in memory
+            check_zip(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sequence = read_music_file(path)
+    except PerfRNNError as error:
+        return record.skip(_reader_reason(str(error), path), SKIP_UNREADABLE), None
+    except Exception as error:  # noqa: BLE001 - a bad file must never stop the run
+        return record.skip(f"cannot read it ({type(error).__name__}: "
+                           f"{_one_line(str(error))})", SKIP_UNREADABLE), None
+    record.warnings.extend(_file_warnings(path, suffix, sequence, caught))
+
+    kept, dropped = _keep_kind(sequence, kind)
+    record.dropped_notes = dropped
+    if not kept.notes:
+        if kind == "pitched" and dropped:
+            return record.skip("only drums; a pitched style needs pitched notes "
+                               "(use kind 'drums' for a drum style)", SKIP_ONLY_DRUMS), None
+        if kind == "drums" and dropped:
+            return record.skip("no drum notes (MIDI channel 10); a drum style needs drums",
+                               SKIP_NO_DRUMS), None
+        return record.skip("no notes in it", SKIP_NO_NOTES), None
+    try:
+        performance = encoding.performance_from_sequence(kept)
+        events = len(performance)
+    except Exception as error:  # noqa: BLE001 - note-seq raises many types
+        return record.skip(f"cannot turn its notes into events ({type(error).__name__}: "
+                           f"{_one_line(str(error))})", SKIP_ENCODING_FAILED), None
+
+    kept.filename = candidate.source
+    kept.collection_name = name
+    kept.id = f"/id/{_source_type(suffix)}/{record.sha1}"
+    record.seconds = kept.total_time
+    record.notes = len(kept.notes)
+    record.events = events
+    return record, kept
+
+
+def _keep_kind(sequence: music_pb2.NoteSequence,
+               kind: str) -> tuple[music_pb2.NoteSequence, int]:
+    """A copy with only drum (kind "drums") or only pitched notes; also the dropped count.
+
+    Pitch bends and control changes of the dropped kind go too. total_time is
+    set to the end of the last kept note (seconds).
+    """
+    want_drums = kind == "drums"
+    kept = music_pb2.NoteSequence()
+    kept.CopyFrom(sequence)
+    del kept.notes[:]
+    kept.notes.extend(note for note in sequence.notes if note.is_drum == want_drums)
+    del kept.pitch_bends[:]
+    kept.pitch_bends.extend(bend for bend in sequence.pitch_bends if bend.is_drum == want_drums)
+    del kept.control_changes[:]
+    kept.control_changes.extend(
+        change for change in sequence.control_changes if change.is_drum == want_drums)
+    kept.total_time = max((note.end_time for note in kept.notes), default=0.0)
+    return kept, len(sequence.notes) - len(kept.notes)
+
+
+def _file_warnings(path: Path, suffix: str, sequence: music_pb2.NoteSequence,
+                   caught: list[warnings.WarningMessage]) -> list[str]:
+    """Warnings about a file that was read: missing tempo, tunebooks, reader warnings."""
+    found: list[str] = []
+    if suffix in MUSICXML_SUFFIXES:
+        tempo_warning = _musicxml_tempo_warning(path)
+        if tempo_warning:
+            found.append(tempo_warning)
+    elif suffix in ABC_SUFFIXES:
+        if not sequence.tempos:
+            found.append(NO_TEMPO_WARNING)
+        tunes = _count_abc_tunes(path)
+        if tunes > 1:
+            found.append(f"tunebook with {tunes} tunes; only the first tune with notes is used")
+    for message in caught:
+        if issubclass(message.category, _IGNORED_WARNING_CATEGORIES):
+            continue
+        text = _one_line(str(message.message))
+        if "ffmpeg" in text or text in found:
+            continue
+        found.append(text)
+    return found[:_MAX_WARNINGS_PER_FILE]
+
+
+def _musicxml_tempo_warning(path: Path) -> str | None:
+    """A warning when note-seq will read a MusicXML file at its default 120 QPM.
+
+    note-seq takes tempo only from <direction><sound tempo="..."/></direction>
+    with a tempo above 0; a <metronome> mark alone, or a <sound> placed
+    directly in a measure, is ignored.
+    """
+    from note_seq import musicxml_parser
+
+    try:
+        # The reader's own loader, so that .mxl archives resolve the same way.
+        score = musicxml_parser.MusicXMLDocument._get_score(str(path))
+    except Exception:  # noqa: BLE001 - the file was already read once; be lenient
+        return None
+    for direction in score.iter("direction"):
+        for sound in direction.iter("sound"):
+            if _positive_number(sound.get("tempo")):
+                return None
+    ignored_marks = any(True for _ in score.iter("metronome")) or any(
+        _positive_number(sound.get("tempo")) for sound in score.iter("sound"))
+    return IGNORED_TEMPO_WARNING if ignored_marks else NO_TEMPO_WARNING
+
+
+def _positive_number(text: str | None) -> bool:
+    try:
+        return text is not None and float(text) > 0
+    except ValueError:
+        return False
+
+
+def _count_abc_tunes(path: Path) -> int:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return 0
+    return len(re.findall(r"^X:", text, flags=re.MULTILINE))
+
+
+def _source_type(suffix: str) -> str:
+    if suffix in MUSICXML_SUFFIXES:
+        return "musicxml"
+    if suffix in ABC_SUFFIXES:
+        return "abc"
+    return "midi"
+
+
+def _reader_reason(message: str, path: Path) -> str:
+    """read_music_file's message without the (possibly temporary) path it starts with."""
+    prefix = f"cannot read {path}: "
+    if message.startswith(prefix):
+        message = message[len(prefix):]
+    return _one_line(message.replace(str(path), path.name))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "no details"
+
+
+def _nothing_usable_message(result: PrepareResult) -> str:
+    skipped = result.skipped
+    codes = [record.reason_code for record in skipped]
+    count = f"{len(skipped)} file{'s' if len(skipped) != 1 else ''}"
+    if codes and all(code == SKIP_ONLY_DRUMS for code in codes):
+        return (f"all {count} hold only drums (MIDI channel 10), and a pitched style needs "
+                "pitched notes; to make a drum style from them, use --kind drums")
+    if codes and all(code == SKIP_NO_DRUMS for code in codes):
+        return (f"none of the {count} has drum notes (MIDI channel 10), and a drum style "
+                "needs them; for pitched music, use --kind pitched")
+    shown = "; ".join(f"{record.source}: {record.reason}" for record in skipped[:3])
+    more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+    hint = ""
+    only_drums = codes.count(SKIP_ONLY_DRUMS)
+    if only_drums:
+        hint = f" ({only_drums} hold only drums: use --kind drums for a drum style)"
+    if len(skipped) == 1:
+        return f"no usable music: the only file was skipped{hint}: {shown}"
+    return f"no usable music: all {count} were skipped{hint}: {shown}{more}"
+
+
+# ----- splitting and writing ------------------------------------------------------------------
+
+
+def _assign_splits(used: list[FileRecord], fraction: float, seed: int) -> list[str]:
+    """Sets each used record's split; returns run-level warnings.
+
+    The records are shuffled with `seed` (from their stable reading order) and
+    the first round(fraction * n) go to validation, but at least one when
+    there are two or more files and fraction > 0, and never all of them.
+    """
+    count = len(used)
+    if count == 1:
+        held_out = 0
+    elif fraction == 0:
+        held_out = 0
+    else:
+        held_out = min(max(1, round(fraction * count)), count - 1)
+    order = list(range(count))
+    random.Random(seed).shuffle(order)
+    validation = set(order[:held_out])
+    for index, record in enumerate(used):
+        record.split = "validation" if index in validation else "train"
+    if count == 1:
+        return ["only one usable file: it is used for training and there is no validation data; "
+                "add more files to measure how well a model generalises"]
+    if held_out == 0:
+        return ["validation fraction is 0: there is no validation data"]
+    return []
+
+
+def _write_output(result: PrepareResult, spooled: dict[int, Path]) -> None:
+    """Writes the TFRecords, manifest and report into a hidden sibling, then renames it."""
+    from training.report import render_report
+
+    out_dir = result.out_dir
+    created = _make_parents(out_dir.parent)
+    staging = out_dir.parent / f".{out_dir.name}.partial-{secrets.token_hex(4)}"
+    try:
+        staging.mkdir()
+        _write_tfrecords(staging, result, spooled)
+        (staging / MANIFEST_NAME).write_text(
+            json.dumps(result.to_manifest(), indent=2, ensure_ascii=False) + "\n",
+            encoding="utf-8")
+        (staging / REPORT_NAME).write_text(render_report(result), encoding="utf-8")
+        _move_into_place(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in reversed(created):
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _write_tfrecords(folder: Path, result: PrepareResult, spooled: dict[int, Path]) -> None:
+    import tensorflow as tf  # lazy: importing TensorFlow takes seconds
+
+    for split in SPLITS:
+        with tf.io.TFRecordWriter(str(folder / f"{split}.tfrecord")) as writer:
+            for record in result.used:
+                if record.split == split:
+                    writer.write(spooled[id(record)].read_bytes())
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """Creates `folder` and its missing parents; returns the ones created, outermost first."""
+    missing = []
+    current = folder
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    missing.reverse()
+    for item in missing:
+        item.mkdir(exist_ok=True)
+    return missing
+
+
+def _move_into_place(staging: Path, out_dir: Path) -> None:
+    """Renames `staging` to `out_dir`, replacing an earlier prepared corpus there."""
+    if not out_dir.exists():
+        staging.rename(out_dir)
+        return
+    old = out_dir.parent / f".{out_dir.name}.old-{secrets.token_hex(4)}"
+    out_dir.rename(old)
+    try:
+        staging.rename(out_dir)
+    except BaseException:
+        old.rename(out_dir)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
