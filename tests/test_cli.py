@@ -19,6 +19,7 @@ from pathlib import Path
 import mido
 import pretty_midi
 import pytest
+from test_midi_writer import timed_messages
 
 from perfrnn.cli import main
 
@@ -43,14 +44,6 @@ def generate(capsys, bundle, out, *args) -> tuple[str, list[Path]]:
     assert status == 0, stderr
     assert "Traceback" not in stderr
     return stdout, sorted(Path(out).iterdir())
-
-
-def timed_messages(track: mido.MidiTrack) -> list[tuple[int, mido.Message]]:
-    now, result = 0, []
-    for message in track:
-        now += message.time
-        result.append((now, message))
-    return result
 
 
 def note_ons(path) -> list[tuple[int, int, int]]:
