@@ -175,7 +175,8 @@ class PerformanceRNN(tf.Module):
         if state is None:
             state = self.zero_state(tf.shape(inputs)[0])
         time_major = tf.transpose(inputs, [1, 0, 2])
-        length = tf.shape(time_major)[0]
+        # A static length when known: XLA needs the loop's bound to compile its gradient.
+        length = inputs.shape[1] if inputs.shape[1] is not None else tf.shape(inputs)[1]
         logits_ta = tf.TensorArray(tf.float32, size=length)
 
         def body(t, state, logits_ta):
@@ -183,7 +184,8 @@ class PerformanceRNN(tf.Module):
             return t + 1, state, logits_ta.write(t, logits)
 
         _, state, logits_ta = tf.while_loop(
-            lambda t, *_: t < length, body, (tf.constant(0), state, logits_ta))
+            lambda t, *_: t < length, body, (tf.constant(0), state, logits_ta),
+            maximum_iterations=length)
         return tf.transpose(logits_ta.stack(), [1, 0, 2]), state
 
     def probabilities(self, inputs: np.ndarray, temperature: float = 1.0) -> np.ndarray:

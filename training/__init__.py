@@ -1,9 +1,27 @@
-"""Training steps a user runs: `python -m training prepare` (more steps to come).
+"""Training steps a user runs: `python -m training prepare` and `python -m training train`.
 
-The library entry points are importable without TensorFlow; it is imported
-only when TFRecords are written or read.
+The library entry points (`prepare_corpus`, `read_prepared`, `read_manifest`,
+`train_model`) are loaded on first use, so `python -m training --help` starts
+without note-seq or TensorFlow.
 """
 
-from training.prepare import PrepareResult, prepare_corpus, read_manifest, read_prepared
+from __future__ import annotations
 
-__all__ = ["PrepareResult", "prepare_corpus", "read_manifest", "read_prepared"]
+import importlib
+
+_ENTRY_POINTS = {
+    "PrepareResult": "training.prepare",
+    "prepare_corpus": "training.prepare",
+    "read_manifest": "training.prepare",
+    "read_prepared": "training.prepare",
+    "TrainResult": "training.train",
+    "train_model": "training.train",
+}
+
+__all__ = sorted(_ENTRY_POINTS)
+
+
+def __getattr__(name: str):
+    if name in _ENTRY_POINTS:
+        return getattr(importlib.import_module(_ENTRY_POINTS[name]), name)
+    raise AttributeError(f"module 'training' has no attribute {name!r}")

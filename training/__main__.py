@@ -1,4 +1,4 @@
-"""Command line: `python -m training prepare ...`.
+"""Command line: `python -m training prepare ...` and `python -m training train ...`.
 
 Errors a user can make (missing or empty inputs, nothing usable, unknown
 configuration, an output path that is a file) are printed as one line
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(
         prog="python -m training",
-        description="Train a style: prepare a corpus of music files (more steps to come).",
+        description="Train a style: prepare a corpus of music files, then train a model on it.",
         epilog=PREPARE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -93,7 +93,58 @@ def build_parser() -> argparse.ArgumentParser:
                               f"(default: {DEFAULT_VALIDATION_FRACTION})")
     prepare.add_argument("--seed", type=int, default=DEFAULT_SEED,
                          help=f"seed of the train/validation split (default: {DEFAULT_SEED})")
+    _add_train_parser(commands)
     return parser
+
+
+TRAIN_DESCRIPTION = """\
+Train a Performance RNN on a corpus written by `python -m training prepare`.
+Each example is a random window of a randomly stretched and transposed piece
+(Magenta's augmentation). Checkpoints, the best weights, TensorBoard logs and
+history.json go to --out; running the same command again resumes from the last
+checkpoint (--steps is the total to reach). Ctrl-C or SIGTERM saves a
+checkpoint and stops.
+"""
+
+TRAIN_EXAMPLES = """examples:
+  python -m training train --data data/piano --out runs/piano
+  python -m training train --data data/piano --out runs/small --layers 256 256 --steps 5000
+"""
+
+
+def _add_train_parser(commands) -> None:
+    from training import train as defaults
+
+    train = commands.add_parser(
+        "train", help="train a model on a prepared corpus (resumes when run again)",
+        description=TRAIN_DESCRIPTION, epilog=TRAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("--data", required=True, metavar="DIR",
+                       help="prepared corpus folder (from `python -m training prepare`)")
+    train.add_argument("--out", required=True, metavar="DIR",
+                       help="run folder: checkpoints, best weights, logs, history.json")
+    train.add_argument("--config", default=defaults.DEFAULT_CONFIG_ID,
+                       help=f"model configuration (default: {defaults.DEFAULT_CONFIG_ID}; "
+                            f"one of: {', '.join(DEFAULT_CONFIGS)})")
+    train.add_argument("--layers", type=int, nargs="+", default=None, metavar="N",
+                       help="LSTM layer sizes (default: the configuration's, 512 512 512)")
+    train.add_argument("--steps", type=int, default=defaults.DEFAULT_STEPS,
+                       help=f"total training steps to reach (default: {defaults.DEFAULT_STEPS})")
+    train.add_argument("--batch-size", type=int, default=None, metavar="B",
+                       help="sequences per step (default: the configuration's, 64)")
+    train.add_argument("--sequence-length", type=int, default=defaults.DEFAULT_SEQUENCE_LENGTH,
+                       metavar="L", help="events per training window "
+                                         f"(default: {defaults.DEFAULT_SEQUENCE_LENGTH})")
+    train.add_argument("--eval-every", type=int, default=defaults.DEFAULT_EVAL_EVERY, metavar="N",
+                       help=f"steps between validations (default: {defaults.DEFAULT_EVAL_EVERY})")
+    train.add_argument("--checkpoint-every", type=int, default=defaults.DEFAULT_CHECKPOINT_EVERY,
+                       metavar="N", help="steps between checkpoints "
+                                         f"(default: {defaults.DEFAULT_CHECKPOINT_EVERY})")
+    train.add_argument("--patience", type=int, default=defaults.DEFAULT_PATIENCE, metavar="K",
+                       help="stop when validation has not improved for K evaluations; "
+                            f"0 never stops (default: {defaults.DEFAULT_PATIENCE})")
+    train.add_argument("--seed", type=int, default=defaults.DEFAULT_SEED,
+                       help=f"seed of the weights and the data (default: {defaults.DEFAULT_SEED})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "prepare":
             import_libraries_quietly()
             return _prepare(args)
+        if args.command == "train":
+            import_libraries_quietly()
+            return _train(args)
     except PerfRNNError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -115,7 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted; nothing was written", file=sys.stderr)
+        if args.command == "train":
+            print("interrupted; checkpoints written so far are kept", file=sys.stderr)
+        else:
+            print("interrupted; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_USAGE
 
@@ -145,6 +202,48 @@ def _prepare(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     print(format_summary(result))
+    return 0
+
+
+
+def _train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from training.train import train_model
+
+    bar = None
+
+    def progress(step: int, total: int, loss: float, rate: float) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, initial=step - 1, desc="training", unit="step",
+                       file=sys.stderr, disable=None, dynamic_ncols=True)
+        bar.set_postfix_str(f"loss {loss:.3f}, {rate:,.0f} events/s", refresh=False)
+        bar.update(1)
+
+    def log(text: str) -> None:
+        if bar is not None:
+            bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr)
+
+    try:
+        result = train_model(
+            args.data, args.out, config_id=args.config, layer_sizes=args.layers,
+            steps=args.steps, batch_size=args.batch_size, sequence_length=args.sequence_length,
+            eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
+            patience=args.patience, seed=args.seed, progress=progress, log=log)
+    finally:
+        if bar is not None:
+            bar.close()
+    nll = ("n/a" if result.best_validation_nll is None
+           else f"{result.best_validation_nll:.4f} nats/event")
+    print(f"step {result.steps}; best validation NLL {nll}; "
+          f"{result.events_per_second:,.0f} events/s; checkpoint {result.checkpoint_path}")
+    if result.interrupted:
+        print("interrupted; a checkpoint was saved: run the same command to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 

@@ -1,0 +1,611 @@
+"""Training a Performance RNN on a prepared corpus (`python -m training train`).
+
+Each time an example is drawn, the stored NoteSequence is augmented as in
+Magenta (a random stretch from `config.stretch_factors`, a random transpose in
+`config.transpose_range`, notes pushed out of the MIDI range dropped), encoded
+to events, and a random window of `sequence_length + 1` events is taken: the
+inputs are the first `sequence_length` rows (controls, for conditioned
+configurations, extracted from the window's events as Magenta extracts them
+from each performance it cuts out, then the event one-hot), the labels the
+next events. Shorter performances are padded and the padding is masked out of
+the loss.
+
+Validation uses fixed, unaugmented windows of the validation split. The loss
+is the mean negative log-likelihood in nats per event.
+
+Everything lives in `out_dir`: `checkpoints/` (the latest three), `best/` (the
+weights with the lowest validation NLL), `logs/` (TensorBoard), `history.json`
+and `train_config.json`. Running the same call again resumes from the latest
+checkpoint; `steps` is the total target, not a number of extra steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from perfrnn.configs import ModelConfig, get_config
+from perfrnn.errors import PerfRNNError
+
+DEFAULT_CONFIG_ID = "performance_with_dynamics"
+DEFAULT_STEPS = 20000
+DEFAULT_SEQUENCE_LENGTH = 512
+DEFAULT_EVAL_EVERY = 500
+DEFAULT_CHECKPOINT_EVERY = 500
+DEFAULT_PATIENCE = 10
+DEFAULT_SEED = 0
+MAX_VALIDATION_WINDOWS = 256
+CHECKPOINT_DIR = "checkpoints"
+BEST_DIR = "best"
+LOG_DIR = "logs"
+HISTORY_NAME = "history.json"
+TRAIN_CONFIG_NAME = "train_config.json"
+
+# progress(step, total_steps, loss, events_per_second)
+ProgressCallback = Callable[[int, int, float, float], None]
+
+# Fields of ModelConfig that fix the event encoding and model input.
+_ENCODING_FIELDS = ("num_velocity_bins", "max_shift_steps", "steps_per_second",
+                    "density_bin_ranges", "density_window_seconds",
+                    "pitch_histogram_window_seconds")
+
+
+@dataclass
+class TrainResult:
+    """The outcome of `train_model`.
+
+    Attributes:
+      steps: The step counter at the end (total over all runs).
+      start_step: The step counter when this run began (> 0 when resumed).
+      final_validation_nll: Validation NLL (nats/event) at the end; None
+        without validation data.
+      best_validation_nll: Lowest validation NLL seen (over all runs).
+      events_seen: Training events (non-padding labels) in this run.
+      events_per_second: Training throughput of this run, after the first
+        step (which traces and compiles).
+      checkpoint_path: The latest checkpoint written.
+      best_checkpoint_path: The checkpoint with the best validation NLL.
+      stopped_early: Validation NLL stopped improving for `patience` evaluations.
+      interrupted: Stopped by Ctrl-C, SIGTERM or `should_stop`.
+      final_train_loss: Training loss of the last step.
+    """
+
+    steps: int
+    start_step: int
+    final_validation_nll: float | None
+    best_validation_nll: float | None
+    events_seen: int
+    events_per_second: float
+    checkpoint_path: str | None
+    best_checkpoint_path: str | None
+    stopped_early: bool
+    interrupted: bool = False
+    final_train_loss: float | None = None
+    messages: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ----- early stopping ---------------------------------------------------------------------
+
+
+def update_patience(best: float | None, evals_since_best: int,
+                    nll: float) -> tuple[float, int, bool]:
+    """One validation result into the early-stopping state.
+
+    Returns (best NLL, evaluations since the best, whether `nll` is a new best).
+    """
+    if best is None or nll < best:
+        return nll, 0, True
+    return best, evals_since_best + 1, False
+
+
+def should_stop_early(evals_since_best: int, patience: int | None) -> bool:
+    """True when validation has not improved for `patience` evaluations (0/None: never)."""
+    return bool(patience) and evals_since_best >= patience
+
+
+# ----- data -------------------------------------------------------------------------------
+
+
+class ExampleMaker:
+    """Draws augmented training windows and fixed validation windows."""
+
+    def __init__(self, config: ModelConfig, sequence_length: int):
+        from perfrnn.encoding import PerformanceEncoding
+
+        self.config = config
+        self.encoding = PerformanceEncoding(config)
+        self.sequence_length = int(sequence_length)
+
+    def augment(self, sequence, rng: np.random.Generator):
+        from note_seq import sequences_lib
+
+        factors = self.config.stretch_factors or (1.0,)
+        factor = float(factors[rng.integers(len(factors))])
+        if factor != 1.0:
+            sequence = sequences_lib.stretch_note_sequence(sequence, factor)
+        low, high = self.config.transpose_range
+        amount = int(rng.integers(low, high + 1))
+        if amount:
+            sequence, _ = sequences_lib.transpose_note_sequence(sequence, amount)
+        return sequence
+
+    def encode(self, sequence) -> np.ndarray:
+        """Event indices of a NoteSequence."""
+        return self.encoding.events_from_performance(
+            self.encoding.performance_from_sequence(sequence))
+
+    def window(self, events: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Inputs [L, I], labels [L] and mask [L] for events[start:start + L + 1].
+
+        Control signals are extracted from the window's own events, as Magenta
+        extracts them from each performance its data pipeline cuts out.
+        """
+        length = self.sequence_length
+        piece = events[start:start + length + 1]
+        used = max(len(piece) - 1, 0)
+        inputs = np.zeros((length, self.encoding.input_size), np.float32)
+        labels = np.zeros(length, np.int32)
+        mask = np.zeros(length, np.float32)
+        if used:
+            controls = None
+            if self.encoding.control_size:
+                controls = self.encoding.control_values(
+                    self.encoding.performance_from_events(piece))
+            inputs[:used] = self.encoding.inputs_from_events(piece[:-1], controls)
+            labels[:used] = piece[1:]
+            mask[:used] = 1.0
+        return inputs, labels, mask
+
+    def training_examples(self, sequences: list, seed: int) -> Iterator[tuple]:
+        """An endless stream of augmented random windows."""
+        rng = np.random.default_rng(seed)
+        while True:
+            sequence = sequences[rng.integers(len(sequences))]
+            events = self.encode(self.augment(sequence, rng))
+            if len(events) < 2:
+                continue
+            start = int(rng.integers(max(len(events) - self.sequence_length - 1, 0) + 1))
+            yield self.window(events, start)
+
+    def validation_windows(self, sequences: list,
+                           limit: int = MAX_VALIDATION_WINDOWS) -> list[tuple]:
+        """Consecutive unaugmented windows of each sequence, at most `limit` in all."""
+        windows = []
+        for sequence in sequences:
+            events = self.encode(sequence)
+            for start in range(0, max(len(events) - 1, 0), self.sequence_length):
+                if len(windows) >= limit:
+                    return windows
+                windows.append(self.window(events, start))
+        return windows
+
+
+# ----- the model's steps ------------------------------------------------------------------
+
+
+def _masked_loss(model, inputs, labels, mask):
+    import tensorflow as tf
+
+    logits, _ = model.sequence_logits(inputs)
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    total = tf.reduce_sum(losses * mask)
+    count = tf.reduce_sum(mask)
+    return total, count
+
+
+def make_train_step(model, optimizer, jit_compile: bool):
+    import tensorflow as tf
+
+    def train_step(inputs, labels, mask):
+        with tf.GradientTape() as tape:
+            total, count = _masked_loss(model, inputs, labels, mask)
+            loss = total / tf.maximum(count, 1.0)
+        variables = model.trainable_variables
+        gradients = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(gradients, variables))
+        return loss, count
+
+    return tf.function(train_step, jit_compile=jit_compile, autograph=False)
+
+
+def make_eval_step(model):
+    import tensorflow as tf
+
+    @tf.function(autograph=False)
+    def eval_step(inputs, labels, mask):
+        return _masked_loss(model, inputs, labels, mask)
+
+    return eval_step
+
+
+def validation_nll(eval_step, windows: list[tuple], batch_size: int) -> float:
+    total = 0.0
+    count = 0.0
+    for begin in range(0, len(windows), batch_size):
+        chunk = windows[begin:begin + batch_size]
+        inputs, labels, mask = (np.stack(parts) for parts in zip(*chunk))
+        batch_total, batch_count = eval_step(inputs, labels, mask)
+        total += float(batch_total)
+        count += float(batch_count)
+    return total / max(count, 1.0)
+
+
+# ----- checks -----------------------------------------------------------------------------
+
+
+def _check_positive(name: str, value: int | None, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+        raise PerfRNNError(f"{name} must be a whole number > 0, got {value!r}")
+
+
+def _encoding_of(config: ModelConfig) -> tuple:
+    return tuple(getattr(config, name) for name in _ENCODING_FIELDS)
+
+
+def _check_manifest_config(manifest: dict, config: ModelConfig, messages: list[str]) -> None:
+    """Warns (does not refuse) when the corpus was prepared for another encoding.
+
+    The stored NoteSequences do not depend on the encoding (only the event
+    counts in the manifest do), so training can go on.
+    """
+    prepared_id = manifest.get("config")
+    if not prepared_id or prepared_id == config.id:
+        return
+    try:
+        prepared = get_config(prepared_id)
+    except PerfRNNError:
+        messages.append(f"warning: corpus was prepared for unknown configuration "
+                        f"{prepared_id!r}; training with {config.id!r}")
+        return
+    if _encoding_of(prepared) != _encoding_of(config):
+        messages.append(
+            f"warning: corpus was prepared for {prepared_id!r}, whose event encoding differs "
+            f"from {config.id!r}; the event counts in its report do not apply (training "
+            "goes on: the stored NoteSequences do not depend on the encoding)")
+
+
+def _load_history(path: Path, up_to_step: int) -> list[dict]:
+    if not path.is_file():
+        return []
+    try:
+        points = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(points, list):
+        return []
+    return [point for point in points
+            if isinstance(point, dict) and int(point.get("step", 0)) <= up_to_step]
+
+
+def _write_json(path: Path, data) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    temporary.replace(path)
+
+
+# ----- training ---------------------------------------------------------------------------
+
+
+class _StopFlag:
+    """Set by SIGTERM/SIGINT while training; the loop checks it after each step."""
+
+    def __init__(self):
+        self.signal_name: str | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal_name is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop right away
+        self.signal_name = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        return False
+
+
+def train_model(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    config_id: str = DEFAULT_CONFIG_ID,
+    layer_sizes: Sequence[int] | None = None,
+    steps: int = DEFAULT_STEPS,
+    batch_size: int | None = None,
+    sequence_length: int = DEFAULT_SEQUENCE_LENGTH,
+    eval_every: int = DEFAULT_EVAL_EVERY,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    patience: int | None = DEFAULT_PATIENCE,
+    seed: int = DEFAULT_SEED,
+    progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    log: Callable[[str], None] | None = None,
+    jit_compile: bool | None = None,
+) -> TrainResult:
+    """Trains (or resumes training) a Performance RNN on a prepared corpus.
+
+    Args:
+      data_dir: A folder written by `training.prepare.prepare_corpus`.
+      out_dir: Where checkpoints, logs and history go; a checkpoint there is resumed.
+      config_id: A `perfrnn.configs.DEFAULT_CONFIGS` id.
+      layer_sizes: LSTM sizes; default the configuration's (512, 512, 512).
+      steps: Total number of steps to reach (counting earlier runs).
+      batch_size: Default the configuration's (64).
+      sequence_length: Events per training window.
+      eval_every: Steps between validation runs.
+      checkpoint_every: Steps between checkpoints.
+      patience: Stop when validation NLL has not improved for this many
+        evaluations; None or 0 for never.
+      seed: Seeds the weights and the data stream.
+      progress: Called after each step with (step, steps, loss, events/s).
+      should_stop: Polled after each step; True stops like Ctrl-C.
+      log: Receives messages (warnings, evaluation results); default stderr.
+      jit_compile: Compile the training step with XLA. None: on a GPU try
+        XLA and fall back to a plain tf.function if it does not compile; on
+        CPU use a plain tf.function (XLA took ~30 s to compile a 3 x 512
+        step and ran it at most ~5% faster on a 2-core CPU).
+
+    Raises:
+      PerfRNNError: a problem with the arguments or the data.
+    """
+    emit = log if log is not None else (lambda text: print(text, file=sys.stderr))
+    messages: list[str] = []
+
+    def say(text: str) -> None:
+        messages.append(text)
+        emit(text)
+
+    config = get_config(config_id)
+    _check_positive("steps", steps)
+    _check_positive("sequence length", sequence_length)
+    _check_positive("eval every", eval_every)
+    _check_positive("checkpoint every", checkpoint_every)
+    _check_positive("batch size", batch_size, allow_none=True)
+    if patience is not None and (not isinstance(patience, int) or patience < 0):
+        raise PerfRNNError(f"patience must be a whole number >= 0, got {patience!r}")
+    if layer_sizes is not None:
+        layer_sizes = tuple(layer_sizes)
+        if not layer_sizes or any(not isinstance(size, (int, np.integer)) or size <= 0
+                                  for size in layer_sizes):
+            raise PerfRNNError(f"layer sizes must be whole numbers > 0, got {list(layer_sizes)}")
+        config = config.replace(rnn_layer_sizes=layer_sizes)
+    if batch_size is not None:
+        config = config.replace(batch_size=int(batch_size))
+    batch_size = config.batch_size
+
+    from training.prepare import read_manifest, read_prepared
+
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise PerfRNNError(f"data folder {data_dir} does not exist; "
+                           "run `python -m training prepare` first")
+    manifest = read_manifest(data_dir)
+    warnings_before = []
+    _check_manifest_config(manifest, config, warnings_before)
+    for text in warnings_before:
+        say(text)
+    train_sequences = [sequence for sequence in read_prepared(data_dir, "train")
+                       if len(sequence.notes)]
+    if not train_sequences:
+        raise PerfRNNError(f"{data_dir} has no training sequences; prepare more music")
+    validation_sequences = []
+    if (data_dir / "validation.tfrecord").is_file():
+        validation_sequences = [sequence for sequence in read_prepared(data_dir, "validation")
+                                if len(sequence.notes)]
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PerfRNNError(f"{out_dir} is a file, not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_settings = {"data": str(data_dir), "config": config.id,
+                    "layer_sizes": list(config.rnn_layer_sizes),
+                    "sequence_length": int(sequence_length)}
+    settings_path = out_dir / TRAIN_CONFIG_NAME
+    if settings_path.is_file():
+        try:
+            earlier = json.loads(settings_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            earlier = {}
+        for key in ("config", "layer_sizes"):
+            if key in earlier and earlier[key] != run_settings[key]:
+                raise PerfRNNError(
+                    f"{out_dir} holds a model trained with {key} {earlier[key]}, not "
+                    f"{run_settings[key]}; use another --out or the same settings")
+    _write_json(settings_path, run_settings)
+
+    import tensorflow as tf
+
+    from perfrnn.model import PerformanceRNN
+
+    maker = ExampleMaker(config, sequence_length)
+    encoding = maker.encoding
+    model = PerformanceRNN(encoding.input_size, encoding.num_classes,
+                           config.rnn_layer_sizes, seed=seed)
+    optimizer = tf.keras.optimizers.Adam(config.learning_rate,
+                                         global_clipnorm=config.clip_norm)
+    step_var = tf.Variable(0, dtype=tf.int64, name="step")
+    best_var = tf.Variable(math.inf, dtype=tf.float64, name="best_validation_nll")
+    since_best_var = tf.Variable(0, dtype=tf.int64, name="evals_since_best")
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var,
+                                     best_validation_nll=best_var,
+                                     evals_since_best=since_best_var)
+    manager = tf.train.CheckpointManager(checkpoint, str(out_dir / CHECKPOINT_DIR),
+                                         max_to_keep=3)
+    best_checkpoint = tf.train.Checkpoint(model=model, step=step_var)
+    best_manager = tf.train.CheckpointManager(best_checkpoint, str(out_dir / BEST_DIR),
+                                              max_to_keep=1)
+    # Create the optimizer's slots before restoring so that they are restored at once.
+    optimizer.build(model.trainable_variables)
+    if manager.latest_checkpoint:
+        try:
+            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as error:
+            raise PerfRNNError(f"cannot resume from {manager.latest_checkpoint} "
+                               f"({str(error).splitlines()[0]}); use another --out") from None
+    start_step = int(step_var.numpy())
+    if start_step:
+        say(f"resuming from step {start_step} ({manager.latest_checkpoint})")
+
+    history_path = out_dir / HISTORY_NAME
+    history = _load_history(history_path, start_step)
+    best = None if math.isinf(float(best_var.numpy())) else float(best_var.numpy())
+    since_best = int(since_best_var.numpy())
+
+    validation = maker.validation_windows(validation_sequences)
+    if not validation:
+        say("no validation data: validation and early stopping are skipped")
+
+    result = TrainResult(steps=start_step, start_step=start_step, final_validation_nll=None,
+                         best_validation_nll=best, events_seen=0, events_per_second=0.0,
+                         checkpoint_path=manager.latest_checkpoint,
+                         best_checkpoint_path=best_manager.latest_checkpoint,
+                         stopped_early=False, messages=messages)
+    if start_step >= steps:
+        say(f"already at step {start_step} of {steps}; nothing to do")
+        return result
+
+    input_size = encoding.input_size
+    dataset = tf.data.Dataset.from_generator(
+        lambda: maker.training_examples(train_sequences, seed * 1_000_003 + start_step),
+        output_signature=(
+            tf.TensorSpec((sequence_length, input_size), tf.float32),
+            tf.TensorSpec((sequence_length,), tf.int32),
+            tf.TensorSpec((sequence_length,), tf.float32),
+        ),
+    ).batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    batches = iter(dataset)
+
+    eval_step = make_eval_step(model)
+    writer = tf.summary.create_file_writer(str(out_dir / LOG_DIR))
+
+    def save() -> str:
+        path = manager.save(checkpoint_number=int(step_var.numpy()))
+        result.checkpoint_path = path
+        return path
+
+    def evaluate(step: int, loss: float) -> bool:
+        """Validation at `step`; returns True to stop early."""
+        nonlocal best, since_best
+        nll = validation_nll(eval_step, validation, batch_size)
+        best, since_best, improved = update_patience(best, since_best, nll)
+        best_var.assign(best)
+        since_best_var.assign(since_best)
+        if improved:
+            result.best_checkpoint_path = best_manager.save(checkpoint_number=step)
+        result.final_validation_nll = nll
+        result.best_validation_nll = best
+        _scalar(writer, "validation_nll", nll, step)
+        history.append({"step": step, "train_loss": loss, "validation_nll": nll})
+        _write_json(history_path, history)
+        emit(f"step {step}: validation NLL {nll:.4f} nats/event (best {best:.4f})")
+        return should_stop_early(since_best, patience)
+
+    step = start_step
+    loss_value = float("nan")
+    events_seen = 0
+    timed_events = 0
+    train_step = None
+    started = None
+    last_saved = start_step if manager.latest_checkpoint else None
+    with _StopFlag() as stop_flag:
+        while step < steps:
+            inputs, labels, mask = next(batches)
+            if train_step is None:
+                train_step, (loss, count) = _first_step(
+                    model, optimizer, jit_compile, (inputs, labels, mask), say)
+            else:
+                loss, count = train_step(inputs, labels, mask)
+            step = int(step_var.assign_add(1).numpy())
+            loss_value = float(loss)
+            events_seen += int(count)
+            if started is None:  # the rate leaves out the first step: tracing, compiling
+                started = time.perf_counter()
+            else:
+                timed_events += int(count)
+            elapsed = time.perf_counter() - started
+            rate = timed_events / elapsed if elapsed > 0 else 0.0
+            if not math.isfinite(loss_value):  # no checkpoint of broken weights
+                writer.close()
+                raise PerfRNNError(f"training loss became {loss_value} at step {step}; "
+                                   f"the last good checkpoint is {result.checkpoint_path}")
+            _scalar(writer, "train_loss", loss_value, step)
+            if progress is not None:
+                progress(step, steps, loss_value, rate)
+            stop_early = False
+            if validation and (step % eval_every == 0 or step == steps):
+                stop_early = evaluate(step, loss_value)
+            elif step % eval_every == 0 or step == steps:
+                history.append({"step": step, "train_loss": loss_value, "validation_nll": None})
+                _write_json(history_path, history)
+            if step % checkpoint_every == 0:
+                save()
+                last_saved = step
+            if stop_early:
+                result.stopped_early = True
+                say(f"validation NLL has not improved for {patience} evaluations; stopping "
+                    f"at step {step}")
+                break
+            if stop_flag.signal_name or (should_stop is not None and should_stop()):
+                result.interrupted = True
+                say(f"stopped by {stop_flag.signal_name or 'request'} at step {step}")
+                break
+        if last_saved != step:
+            save()
+    writer.flush()
+    writer.close()
+    elapsed = time.perf_counter() - started if started is not None else 0.0
+    result.steps = step
+    result.events_seen = events_seen
+    result.events_per_second = timed_events / elapsed if elapsed > 0 else 0.0
+    result.final_train_loss = loss_value
+    return result
+
+
+def _scalar(writer, tag: str, value: float, step: int) -> None:
+    """A TensorBoard scalar, written without needing the tensorboard package."""
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = "scalars"
+    with writer.as_default():
+        tf.summary.write(tag, tf.constant(value, tf.float32), step=step,
+                         metadata=metadata.SerializeToString())
+
+
+def _first_step(model, optimizer, jit_compile, batch, say):
+    """Builds the training step, with XLA if asked (None: if it compiles), and runs it once."""
+    import tensorflow as tf
+
+    if jit_compile is None:
+        jit_compile = None if tf.config.list_physical_devices("GPU") else False
+    if jit_compile is not False:
+        step = make_train_step(model, optimizer, jit_compile=True)
+        try:
+            return step, step(*batch)
+        except (tf.errors.OpError, ValueError, TypeError, NotImplementedError) as error:
+            if jit_compile:
+                raise PerfRNNError(f"the training step does not compile with XLA "
+                                   f"({str(error).splitlines()[0]})") from None
+            say("XLA compilation failed; using a plain tf.function")
+    step = make_train_step(model, optimizer, jit_compile=False)
+    return step, step(*batch)
