@@ -16,7 +16,6 @@ from perfrnn.errors import PerfRNNError
 
 # General MIDI numbers used in defaults (0-based program numbers).
 GM_ACOUSTIC_GRAND_PIANO = 0
-GM2_STANDARD_DRUM_KIT = 0
 DRUM_CHANNEL = 9  # MIDI channel 10, counted from 0
 
 
@@ -84,10 +83,6 @@ class ModelConfig:
     @property
     def has_pitch_histogram_control(self) -> bool:
         return self.pitch_histogram_window_seconds is not None
-
-    @property
-    def is_conditioned(self) -> bool:
-        return self.has_density_control or self.has_pitch_histogram_control
 
     def replace(self, **changes) -> ModelConfig:
         """A copy with some fields changed (e.g. smaller `rnn_layer_sizes`)."""
