@@ -27,7 +27,7 @@ from google.protobuf.message import DecodeError
 from note_seq.protobuf import generator_pb2
 
 from perfrnn.configs import DEFAULT_CONFIGS, ModelConfig, TrackRole, get_config
-from perfrnn.encoding import PerformanceEncoding
+from perfrnn.encoding import PerformanceEncoding, encoding_for
 from perfrnn.errors import PerfRNNError
 from perfrnn.model import (
     OUTPUT_BIASES,
@@ -37,6 +37,7 @@ from perfrnn.model import (
     lstm_cell,
     lstm_kernel_name,
 )
+from perfrnn.multitrack import MultiTrackEncoding
 
 METADATA_FORMAT = "perfrnn-bundle/1"
 DEFAULT_BPM = 120.0
@@ -104,8 +105,8 @@ class Bundle:
     path: Path | None = None
 
     @property
-    def encoding(self) -> PerformanceEncoding:
-        return PerformanceEncoding(self.config)
+    def encoding(self) -> PerformanceEncoding | MultiTrackEncoding:
+        return encoding_for(self.config)
 
     @property
     def is_magenta_compatible(self) -> bool:
@@ -115,10 +116,16 @@ class Bundle:
 
 def describe_encoding(config: ModelConfig) -> dict:
     """The event encoding and model shape of a configuration, as plain data."""
-    encoding = PerformanceEncoding(config)
+    encoding = encoding_for(config)
+    if config.is_multitrack:
+        events = ("note-seq performance events with note-on/note-off per track role "
+                  "(perfrnn.multitrack)")
+    else:
+        events = "note-seq performance events"
     return {
         "generator_id": config.id,
-        "events": "note-seq performance events",
+        "events": events,
+        "tracks": [track.to_dict() for track in config.tracks],
         "num_classes": encoding.num_classes,
         "input_size": encoding.input_size,
         "num_velocity_bins": config.num_velocity_bins,
@@ -178,9 +185,13 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
         model = PerformanceRNN.from_weights(weights)
     except PerfRNNError as error:
         raise fail(str(error)) from None
-    config = get_config(generator_id).replace(
-        rnn_layer_sizes=model.layer_sizes, tracks=tuple(metadata.tracks))
-    encoding = PerformanceEncoding(config)
+    base = get_config(generator_id)
+    metadata.tracks = tuple(metadata.tracks) or base.tracks
+    if base.is_multitrack and len(metadata.tracks) != len(base.tracks):
+        raise fail(f"generator {generator_id!r} writes {len(base.tracks)} parts, but the "
+                   f"metadata lists {len(metadata.tracks)} tracks")
+    config = base.replace(rnn_layer_sizes=model.layer_sizes, tracks=tuple(metadata.tracks))
+    encoding = encoding_for(config)
     if (model.input_size, model.num_classes) != (encoding.input_size, encoding.num_classes):
         raise fail(
             f"shape mismatch: generator {generator_id!r} needs input size "

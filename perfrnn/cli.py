@@ -68,7 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="key for conditioned bundles: a name (C, F#, Bbm) or 12 "
                                "comma-separated pitch-class weights from C to B")
     generate.add_argument("--program", type=int, default=None,
-                          help="General MIDI program (0-127) for the main part (the 'type')")
+                          help="General MIDI program (0-127) for the main part (the 'type'); "
+                               "see `info` for the style's parts")
+    generate.add_argument("--part", default=None,
+                          help="the part --program applies to, by name (default: the main "
+                               "part: the piano, the kit, or a band's harmony part)")
     generate.add_argument("--quantize", action="store_true",
                           help="snap note onsets to a 1/16-note grid so bars line up in a DAW")
     generate.add_argument("--out", default="out", metavar="DIR",
@@ -139,7 +143,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
         generation, files = generate_midi(
             sampler, options, MidiOptions(bpm=args.bpm, quantize=args.quantize,
-                                          program=args.program),
+                                          program=args.program, track=args.part),
             primer=primer, progress=progress)
     paths = write_files(files, args.out)
     print(f"seed {generation.seed}: wrote {len(paths)} MIDI file(s)")

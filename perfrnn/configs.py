@@ -17,6 +17,8 @@ from perfrnn.errors import PerfRNNError
 # General MIDI numbers used in defaults (0-based program numbers).
 GM_ACOUSTIC_GRAND_PIANO = 0
 DRUM_CHANNEL = 9  # MIDI channel 10, counted from 0
+# Magenta ends notes that are still sounding after this many seconds.
+MAX_NOTE_DURATION_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,14 @@ class TrackRole:
 
 
 PIANO_TRACKS = (TrackRole("piano", GM_ACOUSTIC_GRAND_PIANO),)
+# The roles of multi-track (band) styles, in the order the encoding fixes:
+# drums, bass, harmony, lead. Styles choose their own programs and names.
+BAND_TRACKS = (
+    TrackRole("drums", 0, is_drum=True),   # GM2 standard kit
+    TrackRole("bass", 33),                 # electric bass (finger)
+    TrackRole("harmony", 29),              # overdriven guitar
+    TrackRole("lead", 30),                 # distortion guitar
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,11 @@ class ModelConfig:
     transpose_range: tuple[int, int] = (-3, 3)
     stretch_factors: tuple[float, ...] = (0.95, 0.975, 1.0, 1.025, 1.05)
     notes: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def is_multitrack(self) -> bool:
+        """True for band styles: one joint stream of several parts (perfrnn.multitrack)."""
+        return len(self.tracks) > 1
 
     @property
     def has_density_control(self) -> bool:
@@ -118,6 +133,11 @@ DEFAULT_CONFIGS: dict[str, ModelConfig] = {
             description="Density- and pitch-conditioned Performance RNN",
             density_bin_ranges=_DENSITY_BINS,
             pitch_histogram_window_seconds=5.0,
+        ),
+        ModelConfig(
+            id="multitrack_performance_with_dynamics",
+            description="Multi-track Performance RNN + dynamics: drums, bass, harmony, lead",
+            tracks=BAND_TRACKS,
         ),
     )
 }

@@ -17,12 +17,18 @@ import numpy as np
 from note_seq import performance_controls, performance_lib, sequences_lib
 from note_seq.protobuf import music_pb2
 
-from perfrnn.configs import ModelConfig
+from perfrnn.configs import MAX_NOTE_DURATION_SECONDS, ModelConfig
 from perfrnn.errors import PerfRNNError
+from perfrnn.multitrack import MultiTrackEncoding
 
-# Magenta ends notes that are still sounding after this many seconds.
-MAX_NOTE_DURATION_SECONDS = 5.0
 NOTES_PER_OCTAVE = 12
+
+
+def encoding_for(config: ModelConfig) -> PerformanceEncoding | MultiTrackEncoding:
+    """The encoding of a configuration: Magenta's for one part, multi-track for a band."""
+    if config.is_multitrack:
+        return MultiTrackEncoding(config)
+    return PerformanceEncoding(config)
 
 
 class PerformanceEncoding:
@@ -78,6 +84,16 @@ class PerformanceEncoding:
     def encode_event(self, event: performance_lib.PerformanceEvent) -> int:
         return self.event_encoding.encode_event(event)
 
+    def time_shift_events(self, steps: int) -> list[int]:
+        """Time-shift events that together advance `steps` steps."""
+        events = []
+        while steps > 0:
+            shift = min(self.config.max_shift_steps, steps)
+            events.append(self.encode_event(performance_lib.PerformanceEvent(
+                performance_lib.PerformanceEvent.TIME_SHIFT, shift)))
+            steps -= shift
+        return events
+
     def start_event(self) -> int:
         """The event fed first when there is no primer: a mid-range velocity.
 
@@ -117,6 +133,14 @@ class PerformanceEncoding:
         """Event indices (int32, one per performance event)."""
         return np.array([self.encode_event(event) for event in performance], dtype=np.int32)
 
+    def events_from_sequence(self, sequence: music_pb2.NoteSequence,
+                             total_steps: int | None = None) -> np.ndarray:
+        """Event indices of a NoteSequence, padded with time shifts to `total_steps`."""
+        performance = self.performance_from_sequence(sequence)
+        if total_steps is not None and performance.num_steps < total_steps:
+            performance.set_length(total_steps)
+        return self.events_from_performance(performance)
+
     def performance_from_events(self, events: np.ndarray) -> performance_lib.Performance:
         performance = performance_lib.Performance(
             steps_per_second=self.config.steps_per_second,
@@ -149,6 +173,12 @@ class PerformanceEncoding:
     def control_values(self, performance: performance_lib.Performance) -> list[list]:
         """Per-event control values extracted from a performance (one list per signal)."""
         return [signal.extract(performance) for signal in self.control_signals]
+
+    def controls_for_events(self, events: np.ndarray) -> list[list] | None:
+        """Control values of an event sequence (None when unconditioned)."""
+        if not self.control_signals:
+            return None
+        return self.control_values(self.performance_from_events(events))
 
     def encode_controls(
         self,

@@ -13,23 +13,42 @@ from perfrnn.bundle import Bundle
 from perfrnn.configs import TrackRole
 from perfrnn.errors import PerfRNNError
 from perfrnn.midi_writer import midi_bytes
+from perfrnn.multitrack import ROLE_DRUMS, ROLE_HARMONY
 from perfrnn.options import GenerationOptions, ProgressCallback
 from perfrnn.sampler import Generation, Sampler
 
 
-def tracks_for_program(tracks: tuple[TrackRole, ...], program: int | None) -> tuple[TrackRole, ...]:
-    """The style's tracks with the first pitched part (or the kit) set to `program`.
+def main_track(tracks: tuple[TrackRole, ...]) -> int:
+    """The part a "type" sets when it names none: the harmony part of a band
+    (drums, bass, harmony, lead), else the first pitched part, else the kit."""
+    if len(tracks) > ROLE_HARMONY and tracks[ROLE_DRUMS].is_drum:
+        return ROLE_HARMONY
+    return next((i for i, track in enumerate(tracks) if not track.is_drum), 0)
 
-    This is how a "type" choice (grand piano, harpsichord, TR-808 kit, ...)
-    reaches the MIDI file: as the GM program change of the main part.
+
+def tracks_for_program(tracks: tuple[TrackRole, ...], program: int | None,
+                       track: str | None = None) -> tuple[TrackRole, ...]:
+    """The style's tracks with one part set to GM `program`.
+
+    This is how a "type" choice (grand piano, harpsichord, TR-808 kit, a
+    distorted guitar for rock, a saw lead for electronic) reaches the MIDI
+    file: as that part's program change. `track` names the part (default
+    `main_track`).
     """
     if program is None:
         return tracks
     if not 0 <= program <= 127:
         raise PerfRNNError(f"program must be a General MIDI number from 0 to 127, got {program}")
-    main = next((i for i, track in enumerate(tracks) if not track.is_drum), 0)
+    if track is None:
+        index = main_track(tracks)
+    else:
+        names = [role.name for role in tracks]
+        if track not in names:
+            raise PerfRNNError(f"this style has no part {track!r}; its parts are: "
+                               f"{', '.join(names)}")
+        index = names.index(track)
     changed = list(tracks)
-    changed[main] = dataclasses.replace(tracks[main], program=program)
+    changed[index] = dataclasses.replace(tracks[index], program=program)
     return tuple(changed)
 
 
@@ -40,12 +59,14 @@ class MidiOptions:
     Attributes:
       bpm: Tempo of the file in beats per minute; None for the style's own.
       quantize: Snap note onsets to a 1/16 grid.
-      program: GM program for the main part (the "type"); None for the default.
+      program: GM program for one part (the "type"); None for the default.
+      track: Name of the part `program` applies to; None for `main_track`.
     """
 
     bpm: float | None = None
     quantize: bool = False
     program: int | None = None
+    track: str | None = None
 
 
 def midi_file_name(style: str, seconds: float, seed: int, variation: int, variations: int) -> str:
@@ -64,7 +85,7 @@ def generate_midi(
 ) -> tuple[Generation, list[tuple[str, bytes]]]:
     """Generates music and renders each variation as (file name, MIDI bytes)."""
     bundle: Bundle = sampler.bundle
-    tracks = tracks_for_program(bundle.metadata.tracks, midi.program)
+    tracks = tracks_for_program(bundle.metadata.tracks, midi.program, midi.track)
     generation = sampler.generate(options, primer=primer, progress=progress)
     files = []
     for index, sequence in enumerate(generation.sequences):

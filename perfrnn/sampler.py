@@ -21,12 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
-from note_seq.performance_lib import PerformanceEvent
 from note_seq.protobuf import music_pb2
 
 from perfrnn.bundle import Bundle
 from perfrnn.errors import PerfRNNError
 from perfrnn.model import lstm_cell, lstm_update
+from perfrnn.multitrack import assign_roles
 from perfrnn.options import GenerationOptions, ProgressCallback
 
 PAD_EVENT = -1
@@ -64,7 +64,8 @@ class Sampler:
         self._control_kernel = kernel0[:control_size]
         self._event_kernel = kernel0[control_size:model.input_size]
         self._recurrent_kernel0 = kernel0[model.input_size:]
-        self._time_shift_steps = tf.constant(self.encoding.time_shift_steps())
+        self._time_shift_table = self.encoding.time_shift_steps()
+        self._time_shift_steps = tf.constant(self._time_shift_table)
         self._sample_block = tf.function(self._sample_block_graph, jit_compile=True)
         self._run_primer = tf.function(self._run_primer_graph, reduce_retracing=True)
 
@@ -135,24 +136,23 @@ class Sampler:
     # ----- primer ---------------------------------------------------------------
 
     def _primer_events(self, primer: music_pb2.NoteSequence | None) -> tuple[np.ndarray, float]:
-        """Event indices of the primer (at least one) and its length in seconds."""
+        """Event indices of the primer (at least one) and its length in seconds.
+
+        A multi-track style's primer has its parts mapped onto the style's roles.
+        """
         encoding = self.encoding
+        rate = encoding.config.steps_per_second
+        seconds = primer.total_time if primer is not None else 0.0
+        steps = int(round(seconds * rate))
         if primer is None or not primer.notes:
-            seconds = primer.total_time if primer is not None else 0.0
-            events = [encoding.start_event()]
-            steps = int(round(seconds * encoding.config.steps_per_second))
-            shift = encoding.config.max_shift_steps
-            while steps > 0:  # silent primer: just time
-                events.append(encoding.encode_event(
-                    PerformanceEvent(PerformanceEvent.TIME_SHIFT, min(shift, steps))))
-                steps -= shift
-            return np.array(events, np.int32), seconds
-        performance = encoding.performance_from_sequence(primer)
-        primer_steps = int(round(primer.total_time * encoding.config.steps_per_second))
-        if performance.num_steps < primer_steps:
-            performance.set_length(primer_steps)
-        return (encoding.events_from_performance(performance),
-                performance.num_steps / encoding.config.steps_per_second)
+            events = [encoding.start_event(), *encoding.time_shift_events(steps)]
+            return np.array(events, np.int32), steps / rate
+        if encoding.config.is_multitrack:
+            primer, _ = assign_roles(primer, encoding.tracks)
+            if not primer.notes:
+                raise PerfRNNError("the primer has no part this style plays")
+        events = encoding.events_from_sequence(primer, total_steps=steps)
+        return events, int(self._time_shift_table[events].sum()) / rate
 
     def _primer_state(self, events: np.ndarray, controls: np.ndarray, batch: int):
         model = self.bundle.model

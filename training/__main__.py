@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         DEFAULT_KIND,
         DEFAULT_SEED,
         DEFAULT_VALIDATION_FRACTION,
+        KINDS,
     )
 
     parser = _Parser(
@@ -83,9 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"model configuration that fixes the event encoding "
                               f"(default: {DEFAULT_CONFIG_ID}; one of: "
                               f"{', '.join(DEFAULT_CONFIGS)})")
-    prepare.add_argument("--kind", default=DEFAULT_KIND,
-                         help=f"pitched: drum notes dropped, pitched parts merged; drums: only "
-                              f"drum notes (MIDI channel 10) kept (default: {DEFAULT_KIND})")
+    prepare.add_argument("--kind", default=None, metavar="|".join(KINDS),
+                         help="pitched: drum notes dropped, pitched parts merged; drums: only "
+                              "drum notes (MIDI channel 10) kept; band: every part mapped onto "
+                              "the roles drums, bass, harmony, lead (default: band for a "
+                              f"multi-track --config, else {DEFAULT_KIND})")
     prepare.add_argument("--validation-fraction", type=float,
                          default=DEFAULT_VALIDATION_FRACTION, metavar="F",
                          help="share of files held out for validation, 0 <= F < 1 "

@@ -37,16 +37,20 @@ from pathlib import Path
 
 from note_seq.protobuf import music_pb2
 
-from perfrnn.configs import ModelConfig, get_config
-from perfrnn.encoding import PerformanceEncoding
+from perfrnn.configs import DEFAULT_CONFIGS, ModelConfig, get_config
+from perfrnn.encoding import PerformanceEncoding, encoding_for
 from perfrnn.errors import PerfRNNError
+from perfrnn.multitrack import MultiTrackEncoding, assign_roles
 from perfrnn.music_io import ABC_SUFFIXES, MUSIC_SUFFIXES, MUSICXML_SUFFIXES, read_music_file
 from training.archives import UnsafeArchiveError, check_zip, unpack_zip
 
-KINDS = ("pitched", "drums")
+KINDS = ("pitched", "drums", "band")
 SPLITS = ("train", "validation")
 DEFAULT_CONFIG_ID = "performance_with_dynamics"
-DEFAULT_KIND = "pitched"
+DEFAULT_KIND = "pitched"  # "band" when the configuration is multi-track
+# The manifest `python -m datasets build` writes beside a corpus: its splits
+# (whole groove families held out) and per-file licences are taken over.
+CORPUS_MANIFEST_FORMAT = "perfrnn-corpus/1"
 DEFAULT_VALIDATION_FRACTION = 0.1
 DEFAULT_SEED = 0
 
@@ -99,6 +103,9 @@ class FileRecord:
       dropped_notes: Notes of the other kind (drums for a pitched corpus,
         pitched notes for a drum corpus) that were left out.
       sha1: SHA-1 of the file's bytes (None for an archive that was refused).
+      origin: Where the file came from, per the corpus manifest (e.g. "debian:mma").
+      licence: The file's licence, per the corpus manifest.
+      roles: For a band corpus, how many source parts went to each role.
     """
 
     input: str
@@ -113,6 +120,9 @@ class FileRecord:
     events: int = 0
     dropped_notes: int = 0
     sha1: str | None = None
+    origin: str | None = None
+    licence: str | None = None
+    roles: dict = field(default_factory=dict)
 
     @property
     def used(self) -> bool:
@@ -139,6 +149,9 @@ class FileRecord:
             "events": self.events,
             "dropped_notes": self.dropped_notes,
             "sha1": self.sha1,
+            "origin": self.origin,
+            "licence": self.licence,
+            "roles": dict(self.roles),
         }
 
 
@@ -240,6 +253,7 @@ class _Candidate:
     input: str
     source: str
     path: Path
+    listed: dict | None = None  # the file's entry in a corpus manifest
 
 
 # ----- the public entry points ----------------------------------------------------------
@@ -250,7 +264,7 @@ def prepare_corpus(
     inputs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     config_id: str = DEFAULT_CONFIG_ID,
-    kind: str = DEFAULT_KIND,
+    kind: str | None = None,
     validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
     seed: int = DEFAULT_SEED,
     progress: ProgressCallback | None = None,
@@ -264,7 +278,11 @@ def prepare_corpus(
         refused if it holds anything else.
       config_id: A `perfrnn.configs.DEFAULT_CONFIGS` id; fixes how events are counted.
       kind: "pitched" (drum notes dropped, all pitched parts merged into one
-        performance) or "drums" (only drum notes, MIDI channel 10, kept).
+        performance), "drums" (only drum notes, MIDI channel 10, kept) or
+        "band" (every part mapped onto the multi-track roles drums, bass,
+        harmony, lead); None: "band" for a multi-track configuration, else
+        "pitched". A folder holding a `datasets` corpus manifest gives its
+        files' splits and licences.
       validation_fraction: Share of usable files held out, 0 <= f < 1. With
         two or more usable files and f > 0, at least one is held out and at
         least one is kept for training.
@@ -280,7 +298,7 @@ def prepare_corpus(
     """
     name = _check_name(name)
     config = get_config(config_id)
-    kind = _check_kind(kind)
+    kind = _check_kind(kind, config)
     validation_fraction = _check_fraction(validation_fraction)
     seed = int(seed)
     if not inputs:
@@ -365,9 +383,18 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _check_kind(kind: str) -> str:
+def _check_kind(kind: str | None, config: ModelConfig) -> str:
+    if kind is None:
+        return "band" if config.is_multitrack else DEFAULT_KIND
     if kind not in KINDS:
         raise PerfRNNError(f"unknown kind {kind!r}; use one of: {', '.join(KINDS)}")
+    if (kind == "band") != config.is_multitrack:
+        if kind == "band":
+            multitrack = [c.id for c in DEFAULT_CONFIGS.values() if c.is_multitrack]
+            raise PerfRNNError(f"kind 'band' needs a multi-track configuration "
+                               f"(--config {multitrack[0]}); {config.id!r} writes one part")
+        raise PerfRNNError(f"configuration {config.id!r} is multi-track: use kind 'band' "
+                           "(or leave --kind out)")
     return kind
 
 
@@ -440,16 +467,18 @@ def _collect(inputs: list[Path], unpack_root: Path, result: PrepareResult) -> li
     candidates: list[_Candidate] = []
     for index, item in enumerate(inputs):
         label = str(item)
+        listed: dict[str, dict] = {}
         if item.is_file():
             found = [(item.name, item)]
         else:
+            listed = _corpus_manifest_entries(item, result)
             found, ignored = _walk(item)
             result.ignored_files += ignored
             if not found:
                 result.warnings.append(f"input folder {label} holds no music files")
         for source, path in sorted(found, key=lambda pair: pair[0]):
             if _is_music(path):
-                candidates.append(_Candidate(label, source, path))
+                candidates.append(_Candidate(label, source, path, listed.get(source)))
                 continue
             destination = unpack_root / f"{index}-{len(candidates)}-{len(result.files)}"
             destination.mkdir(parents=True)
@@ -464,6 +493,26 @@ def _collect(inputs: list[Path], unpack_root: Path, result: PrepareResult) -> li
             candidates.extend(_Candidate(label, f"{source}/{entry}", unpacked_path)
                               for entry, unpacked_path in unpacked.files)
     return candidates
+
+
+def _corpus_manifest_entries(folder: Path, result: PrepareResult) -> dict[str, dict]:
+    """The file entries of a `datasets` corpus manifest in `folder`, by relative path."""
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        result.warnings.append(f"{path} is unreadable ({_one_line(str(error))}); "
+                               "its splits and licences are not used")
+        return {}
+    if not isinstance(manifest, dict) or manifest.get("format") != CORPUS_MANIFEST_FORMAT:
+        return {}
+    entries = {}
+    for entry in manifest.get("files") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("file"), str):
+            entries[entry["file"].replace(os.sep, "/")] = entry
+    return entries
 
 
 def _walk(folder: Path) -> tuple[list[tuple[str, Path]], int]:
@@ -501,7 +550,7 @@ def _read_all(
     Returns:
       id() of each used record -> file holding its serialized NoteSequence.
     """
-    encoding = PerformanceEncoding(config)
+    encoding = encoding_for(config)
     seen: dict[str, str] = {}
     spooled: dict[int, Path] = {}
     for done, candidate in enumerate(candidates, start=1):
@@ -517,11 +566,15 @@ def _read_all(
 
 
 def _read_one(
-    candidate: _Candidate, encoding: PerformanceEncoding, kind: str, name: str,
+    candidate: _Candidate, encoding: PerformanceEncoding | MultiTrackEncoding, kind: str,
+    name: str,
     seen: dict[str, str],
 ) -> tuple[FileRecord, music_pb2.NoteSequence | None]:
     """Reads, filters and measures one file. Never raises for a bad file."""
     record = FileRecord(input=candidate.input, source=candidate.source)
+    if candidate.listed:
+        record.origin = _text_or_none(candidate.listed.get("source"))
+        record.licence = _text_or_none(candidate.listed.get("licence"))
     path = candidate.path
     try:
         with open(path, "rb") as stream:
@@ -546,7 +599,13 @@ def _read_one(
                            f"{_one_line(str(error))})", SKIP_UNREADABLE), None
     record.warnings.extend(_file_warnings(path, suffix, sequence, caught))
 
-    kept, dropped = _keep_kind(sequence, kind)
+    if kind == "band":
+        kept, record.roles = assign_roles(sequence, encoding.tracks)
+        dropped = len(sequence.notes) - len(kept.notes)
+        if kept.notes and not any(note.is_drum for note in kept.notes):
+            record.warnings.append("no drum part (MIDI channel 10)")
+    else:
+        kept, dropped = _keep_kind(sequence, kind)
     record.dropped_notes = dropped
     if not kept.notes:
         if kind == "pitched" and dropped:
@@ -557,8 +616,7 @@ def _read_one(
                                SKIP_NO_DRUMS), None
         return record.skip("no notes in it", SKIP_NO_NOTES), None
     try:
-        performance = encoding.performance_from_sequence(kept)
-        events = len(performance)
+        events = len(encoding.events_from_sequence(kept))
     except Exception as error:  # noqa: BLE001 - note-seq raises many types
         return record.skip(f"cannot turn its notes into events ({type(error).__name__}: "
                            f"{_one_line(str(error))})", SKIP_ENCODING_FAILED), None
@@ -569,7 +627,14 @@ def _read_one(
     record.seconds = kept.total_time
     record.notes = len(kept.notes)
     record.events = events
+    listed_split = (candidate.listed or {}).get("split")
+    if listed_split in SPLITS:
+        record.split = listed_split
     return record, kept
+
+
+def _text_or_none(value) -> str | None:
+    return str(value) if value not in (None, "") else None
 
 
 def _keep_kind(sequence: music_pb2.NoteSequence,
@@ -702,10 +767,22 @@ def _nothing_usable_message(result: PrepareResult) -> str:
 def _assign_splits(used: list[FileRecord], fraction: float, seed: int) -> list[str]:
     """Sets each used record's split; returns run-level warnings.
 
-    The records are shuffled with `seed` (from their stable reading order) and
-    the first round(fraction * n) go to validation, but at least one when
-    there are two or more files and fraction > 0, and never all of them.
+    Records whose split a corpus manifest gave keep it. The others are
+    shuffled with `seed` (from their stable reading order) and the first
+    round(fraction * n) go to validation, but at least one when there are two
+    or more files and fraction > 0, and never all of them.
     """
+    preset = [record for record in used if record.split in SPLITS]
+    if preset:
+        used = [record for record in used if record.split not in SPLITS]
+        splits = {record.split for record in preset}
+        if used:
+            _assign_splits(used, fraction, seed)
+        note = (f"{len(preset)} files took their train/validation split from the corpus "
+                "manifest")
+        if "validation" not in splits and not any(r.split == "validation" for r in used):
+            return [note, "no validation data: the corpus manifest holds out no file"]
+        return [note]
     count = len(used)
     if count == 1:
         held_out = 0

@@ -7,6 +7,7 @@ from training.prepare import SPLITS, FileRecord, PrepareResult
 _KIND_NOTES = {
     "pitched": "pitched parts merged into one performance; drum notes (MIDI channel 10) dropped",
     "drums": "only drum notes (MIDI channel 10) kept",
+    "band": "every part mapped onto the roles drums, bass, harmony and lead",
 }
 
 

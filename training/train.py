@@ -122,10 +122,10 @@ class ExampleMaker:
     """Draws augmented training windows and fixed validation windows."""
 
     def __init__(self, config: ModelConfig, sequence_length: int):
-        from perfrnn.encoding import PerformanceEncoding
+        from perfrnn.encoding import encoding_for
 
         self.config = config
-        self.encoding = PerformanceEncoding(config)
+        self.encoding = encoding_for(config)
         self.sequence_length = int(sequence_length)
 
     def augment(self, sequence, rng: np.random.Generator):
@@ -143,8 +143,7 @@ class ExampleMaker:
 
     def encode(self, sequence) -> np.ndarray:
         """Event indices of a NoteSequence."""
-        return self.encoding.events_from_performance(
-            self.encoding.performance_from_sequence(sequence))
+        return self.encoding.events_from_sequence(sequence)
 
     def window(self, events: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Inputs [L, I], labels [L] and mask [L] for events[start:start + L + 1].
@@ -159,10 +158,7 @@ class ExampleMaker:
         labels = np.zeros(length, np.int32)
         mask = np.zeros(length, np.float32)
         if used:
-            controls = None
-            if self.encoding.control_size:
-                controls = self.encoding.control_values(
-                    self.encoding.performance_from_events(piece))
+            controls = self.encoding.controls_for_events(piece)
             inputs[:used] = self.encoding.inputs_from_events(piece[:-1], controls)
             labels[:used] = piece[1:]
             mask[:used] = 1.0
@@ -259,9 +255,21 @@ def _encoding_of(config: ModelConfig) -> tuple:
 def _check_manifest_config(manifest: dict, config: ModelConfig, messages: list[str]) -> None:
     """Warns (does not refuse) when the corpus was prepared for another encoding.
 
-    The stored NoteSequences do not depend on the encoding (only the event
-    counts in the manifest do), so training can go on.
+    The stored NoteSequences do not depend on the event encoding (only the
+    event counts in the manifest do), so training can go on; but a band
+    corpus (parts mapped onto roles) and a single-part one cannot be swapped.
+
+    Raises:
+      PerfRNNError: a band corpus with a single-part configuration or back.
     """
+    if (manifest.get("kind") == "band") != config.is_multitrack:
+        if config.is_multitrack:
+            raise PerfRNNError(
+                f"configuration {config.id!r} is multi-track, but this corpus was prepared "
+                f"with kind {manifest.get('kind')!r}; prepare it again with --kind band")
+        raise PerfRNNError(
+            f"this corpus was prepared for a band (kind 'band'); train it with a multi-track "
+            f"configuration such as multitrack_performance_with_dynamics, not {config.id!r}")
     prepared_id = manifest.get("config")
     if not prepared_id or prepared_id == config.id:
         return
