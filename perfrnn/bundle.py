@@ -283,14 +283,21 @@ def export_tf1_checkpoint(model: PerformanceRNN) -> tuple[bytes, bytes]:
         for tensor in final_state:
             graph.add_to_collection("final_state", tensor)
 
-        saver = v1.train.Saver(
-            var_list=variables, sharded=False, write_version=v1.train.SaverDef.V1)
-        with v1.Session(graph=graph) as session, tempfile.TemporaryDirectory() as tmp:
-            for name, var in variables.items():  # the values fed, not stored in the graph
-                session.run(var.initializer, {var.initial_value: weights[name]})
-            ckpt_path = os.path.join(tmp, "model.ckpt")
-            saver.save(session, ckpt_path, write_meta_graph=False, write_state=False)
-            checkpoint = Path(ckpt_path).read_bytes()
+        # Magenta reads V1 checkpoints; TensorFlow's deprecation banner is noise here.
+        logger = tf.get_logger()
+        level = logger.level
+        logger.setLevel("ERROR")
+        try:
+            saver = v1.train.Saver(
+                var_list=variables, sharded=False, write_version=v1.train.SaverDef.V1)
+            with v1.Session(graph=graph) as session, tempfile.TemporaryDirectory() as tmp:
+                for name, var in variables.items():  # the values fed, not stored in the graph
+                    session.run(var.initializer, {var.initial_value: weights[name]})
+                ckpt_path = os.path.join(tmp, "model.ckpt")
+                saver.save(session, ckpt_path, write_meta_graph=False, write_state=False)
+                checkpoint = Path(ckpt_path).read_bytes()
+        finally:
+            logger.setLevel(level)
         # Attributes left at their defaults are dropped so older TensorFlow (Magenta
         # 2.1.4 runs on 2.9) can import ops that gained attributes since.
         metagraph = saver.export_meta_graph(clear_devices=True, strip_default_attrs=True)

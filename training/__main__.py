@@ -1,4 +1,4 @@
-"""Command line: `python -m training prepare ...` and `python -m training train ...`.
+"""Command line: `python -m training prepare|train|evaluate|export ...`.
 
 Errors a user can make (missing or empty inputs, nothing usable, unknown
 configuration, an output path that is a file) are printed as one line
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from typing import NoReturn
 
 from perfrnn.configs import DEFAULT_CONFIGS
@@ -96,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--seed", type=int, default=DEFAULT_SEED,
                          help=f"seed of the train/validation split (default: {DEFAULT_SEED})")
     _add_train_parser(commands)
+    _add_evaluate_parser(commands)
+    _add_export_parser(commands)
     return parser
 
 
@@ -149,8 +152,76 @@ def _add_train_parser(commands) -> None:
                        help=f"seed of the weights and the data (default: {defaults.DEFAULT_SEED})")
 
 
+EVALUATE_DESCRIPTION = """\
+Measure a trained run: the held-out negative log-likelihood per event, and
+objective metrics (pitch-class entropy, scale consistency, polyphony, note
+density, inter-onset intervals, empty beats, drum-pattern consistency) of
+generated pieces against held-out real music of the same length, with the
+overlapping area of the two distributions. Writes RUN/evaluation/ with
+metrics.json, report.md, plots and sample MIDI files.
+"""
+
+
+def _add_evaluate_parser(commands) -> None:
+    from training import evaluate as defaults
+
+    evaluate = commands.add_parser(
+        "evaluate", help="held-out NLL and objective metrics of generated vs real music",
+        description=EVALUATE_DESCRIPTION,
+        epilog="example:\n  python -m training evaluate --run runs/piano --samples 40",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    evaluate.add_argument("--run", required=True, metavar="DIR",
+                          help="run folder (from `python -m training train`)")
+    evaluate.add_argument("--out", default=None, metavar="DIR",
+                          help="where to write (default: RUN/evaluation)")
+    evaluate.add_argument("--samples", type=int, default=defaults.DEFAULT_SAMPLES, metavar="N",
+                          help=f"pieces to generate and compare (default: "
+                               f"{defaults.DEFAULT_SAMPLES})")
+    evaluate.add_argument("--seconds", type=float, default=defaults.DEFAULT_SECONDS,
+                          help=f"length of each piece (default: {defaults.DEFAULT_SECONDS:g})")
+    evaluate.add_argument("--temperature", type=float, default=defaults.DEFAULT_TEMPERATURE,
+                          help=f"sampling temperature (default: {defaults.DEFAULT_TEMPERATURE:g})")
+    evaluate.add_argument("--seed", type=int, default=defaults.DEFAULT_SEED,
+                          help=f"seed of the generated pieces (default: {defaults.DEFAULT_SEED})")
+
+
+EXPORT_DESCRIPTION = """\
+Write a run's best weights as a .mag bundle that `python -m perfrnn generate`
+and the website load, with a model card: parts and GM programs, types, default
+tempo, data sources and licences (from the corpus manifest), training steps,
+validation NLL and, after `python -m training evaluate`, its metrics.
+"""
+
+
+def _add_export_parser(commands) -> None:
+    export = commands.add_parser(
+        "export", help="write a run as a .mag bundle with a model card",
+        description=EXPORT_DESCRIPTION,
+        epilog="examples:\n  python -m training export --run runs/piano --out bundles/piano.mag\n"
+               "  python -m training export --run runs/rock --out bundles/rock.mag --style rock "
+               "\\\n      --tracks drums:16:drum,bass:34,guitar:29,lead:30",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_argument("--run", required=True, metavar="DIR",
+                        help="run folder (from `python -m training train`)")
+    export.add_argument("--out", required=True, metavar="FILE.mag", help="bundle to write")
+    export.add_argument("--style", default=None,
+                        help="style name shown to users (default: the corpus name)")
+    export.add_argument("--description", default="", help="one line about the style")
+    export.add_argument("--tracks", default=None, metavar="NAME:PROGRAM[:drum],...",
+                        help="the parts' names and default GM programs, in the model's order "
+                             "(default: the configuration's)")
+    export.add_argument("--types", default=None, metavar="FILE.json",
+                        help='instrument choices: a JSON list of {"name", "program", "track"}')
+    export.add_argument("--bpm", type=float, default=None,
+                        help="default tempo (default: the corpus' median tempo)")
+    export.add_argument("--card-notes", default="", metavar="TEXT",
+                        help="extra text for the model card")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
+    # The parser imports note-seq, whose audio helper warns about ffmpeg.
+    warnings.filterwarnings("ignore", message="Couldn't find ffmpeg")
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_request:  # --help, or a usage error already printed
@@ -162,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             import_libraries_quietly()
             return _train(args)
+        if args.command == "evaluate":
+            import_libraries_quietly()
+            return _evaluate(args)
+        if args.command == "export":
+            import_libraries_quietly()
+            return _export(args)
     except PerfRNNError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -244,6 +321,63 @@ def _train(args: argparse.Namespace) -> int:
         print("interrupted; a checkpoint was saved: run the same command to resume",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from training.evaluate import evaluate_run
+
+    bars: dict = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            bars[stage] = tqdm(total=total, desc=stage, file=sys.stderr, disable=None,
+                               leave=False)
+        bars[stage].update(done - bars[stage].n)
+
+    try:
+        result = evaluate_run(args.run, args.out, samples=args.samples, seconds=args.seconds,
+                              temperature=args.temperature, seed=args.seed, progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    nll = result.validation_nll_per_event
+    overlap = result.mean_overlapping_area
+    print(f"held-out NLL: {'n/a' if nll is None else f'{nll:.4f}'} nats/event; mean "
+          f"overlapping area: {'n/a' if overlap is None else f'{overlap:.2f}'} "
+          f"({result.generated_pieces} generated vs {result.real_pieces} real pieces)")
+    for name, value in result.overlapping_area.items():
+        print(f"  {name:<26} {value:.2f}")
+    print(f"report: {result.report_path}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import json
+
+    from training.export import export_bundle, parse_tracks
+
+    types = None
+    if args.types is not None:
+        try:
+            with open(args.types, encoding="utf-8") as stream:
+                types = json.load(stream)
+        except (OSError, ValueError) as error:
+            raise PerfRNNError(f"cannot read --types {args.types} ({error})") from None
+        if not isinstance(types, list) or not all(
+                isinstance(item, dict) and "name" in item and "program" in item
+                for item in types):
+            raise PerfRNNError('--types must be a JSON list of {"name": ..., "program": ...}')
+    tracks = parse_tracks(args.tracks) if args.tracks else None
+    path = export_bundle(args.run, args.out, style=args.style, description=args.description,
+                         tracks=tracks, types=types, default_bpm=args.bpm,
+                         card_notes=args.card_notes)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); try: "
+          f"python -m perfrnn generate --bundle {path} --seconds 20")
     return 0
 
 

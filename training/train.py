@@ -426,7 +426,7 @@ def train_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     run_settings = {"data": str(data_dir), "config": config.id,
                     "layer_sizes": list(config.rnn_layer_sizes),
-                    "sequence_length": int(sequence_length)}
+                    "sequence_length": int(sequence_length), "batch_size": int(batch_size)}
     settings_path = out_dir / TRAIN_CONFIG_NAME
     if settings_path.is_file():
         try:
