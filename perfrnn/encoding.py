@@ -19,6 +19,7 @@ from note_seq.protobuf import music_pb2
 
 from perfrnn.configs import MAX_NOTE_DURATION_SECONDS, ModelConfig
 from perfrnn.errors import PerfRNNError
+from perfrnn.fast_controls import control_inputs
 from perfrnn.multitrack import MultiTrackEncoding
 
 NOTES_PER_OCTAVE = 12
@@ -174,11 +175,24 @@ class PerformanceEncoding:
         """Per-event control values extracted from a performance (one list per signal)."""
         return [signal.extract(performance) for signal in self.control_signals]
 
-    def controls_for_events(self, events: np.ndarray) -> list[list] | None:
-        """Control values of an event sequence (None when unconditioned)."""
-        if not self.control_signals:
-            return None
-        return self.control_values(self.performance_from_events(events))
+    def inputs_with_controls(self, events: np.ndarray) -> np.ndarray:
+        """Model inputs [len(events), input_size] with the controls extracted from
+        the events themselves: the same rows as `inputs_from_events(events,
+        control_values(performance_from_events(events)))`, computed with numpy
+        prefix sums (perfrnn.fast_controls) instead of note-seq's per-event loops.
+        """
+        events = np.asarray(events, dtype=np.int64)
+        inputs = np.zeros((len(events), self.input_size), dtype=np.float32)
+        inputs[np.arange(len(events)), self.control_size + events] = 1.0
+        if self.control_size and len(events):
+            config = self.config
+            controls = control_inputs(
+                events, config.steps_per_second, config.max_shift_steps,
+                config.density_bin_ranges, config.density_window_seconds,
+                config.pitch_histogram_window_seconds)
+            inputs[:-1, :self.control_size] = controls[1:]
+            inputs[-1, :self.control_size] = controls[-1]
+        return inputs
 
     def encode_controls(
         self,

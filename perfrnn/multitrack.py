@@ -239,8 +239,9 @@ class MultiTrackEncoding:
 
     # ----- model inputs -------------------------------------------------------------
 
-    def controls_for_events(self, events: np.ndarray) -> None:
-        return None
+    def inputs_with_controls(self, events: np.ndarray) -> np.ndarray:
+        """Model inputs for `events` (no controls: the one-hot rows)."""
+        return self.inputs_from_events(events)
 
     def encode_controls(self, notes_per_second: float | None = None,
                         pitch_histogram: list[float] | None = None) -> np.ndarray:

@@ -148,8 +148,9 @@ class ExampleMaker:
     def window(self, events: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Inputs [L, I], labels [L] and mask [L] for events[start:start + L + 1].
 
-        Control signals are extracted from the window's own events, as Magenta
-        extracts them from each performance its data pipeline cuts out.
+        Control signals are extracted from the window's own events (the label
+        event included), as Magenta extracts them from each performance its
+        data pipeline cuts out.
         """
         length = self.sequence_length
         piece = events[start:start + length + 1]
@@ -158,8 +159,7 @@ class ExampleMaker:
         labels = np.zeros(length, np.int32)
         mask = np.zeros(length, np.float32)
         if used:
-            controls = self.encoding.controls_for_events(piece)
-            inputs[:used] = self.encoding.inputs_from_events(piece[:-1], controls)
+            inputs[:used] = self.encoding.inputs_with_controls(piece)[:used]
             labels[:used] = piece[1:]
             mask[:used] = 1.0
         return inputs, labels, mask
