@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(commands)
     _add_evaluate_parser(commands)
     _add_export_parser(commands)
+    _add_gpu_parsers(commands)
     return parser
 
 
@@ -218,6 +219,37 @@ def _add_export_parser(commands) -> None:
                         help="extra text for the model card")
 
 
+def _add_gpu_parsers(commands) -> None:
+    from training.pack import DEFAULT_AUGMENTATIONS
+
+    pack = commands.add_parser(
+        "pack", help="encode a prepared corpus for training/gpu_train.py (PyTorch, no TF)",
+        description="Encode a prepared corpus as int16 event arrays (training pieces "
+                    "augmented --augmentations times) for training/gpu_train.py, which trains "
+                    "on a GPU machine that has PyTorch but no TensorFlow.",
+        epilog="example:\n  python -m training pack --data data/piano --out packs/piano.npz "
+               "--config multiconditioned_performance_with_dynamics\n"
+               "  python3 training/gpu_train.py --pack packs/piano.npz --out gpu_out\n"
+               "  python -m training import-weights --weights gpu_out/piano.npz --out runs/piano",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    pack.add_argument("--data", required=True, metavar="DIR", help="prepared corpus folder")
+    pack.add_argument("--out", required=True, metavar="FILE.npz", help="pack to write")
+    pack.add_argument("--config", default="performance_with_dynamics",
+                      help="model configuration (default: performance_with_dynamics)")
+    pack.add_argument("--augmentations", type=int, default=DEFAULT_AUGMENTATIONS, metavar="N",
+                      help=f"augmented copies of each training piece (default: "
+                           f"{DEFAULT_AUGMENTATIONS})")
+    pack.add_argument("--seed", type=int, default=0, help="seed of the augmentation")
+    weights = commands.add_parser(
+        "import-weights", help="turn training/gpu_train.py's weights into a run folder",
+        description="Write a run folder (train_config.json, history.json, best/ checkpoint) "
+                    "from weights trained by training/gpu_train.py, for evaluate and export.")
+    weights.add_argument("--weights", required=True, metavar="FILE.npz")
+    weights.add_argument("--out", required=True, metavar="DIR", help="run folder to write")
+    weights.add_argument("--data", default=None, metavar="DIR",
+                         help="the prepared corpus (default: the path the pack recorded)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
     # The parser imports note-seq, whose audio helper warns about ffmpeg.
@@ -239,6 +271,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             import_libraries_quietly()
             return _export(args)
+        if args.command == "pack":
+            import_libraries_quietly()
+            from training.pack import pack_corpus
+
+            meta = pack_corpus(args.data, args.out, args.config, args.augmentations, args.seed)
+            print(f"wrote {args.out}: {meta['train_pieces']} training pieces "
+                  f"({meta['train_events']:,} events), {meta['validation_pieces']} validation "
+                  f"pieces ({meta['validation_events']:,} events)")
+            return 0
+        if args.command == "import-weights":
+            import_libraries_quietly()
+            from training.pack import import_weights
+
+            run = import_weights(args.weights, args.out, args.data)
+            print(f"wrote run folder {run}; next: python -m training evaluate --run {run}")
+            return 0
     except PerfRNNError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,126 @@
+"""The GPU path without TensorFlow there: pack a corpus, train elsewhere, import the weights."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import pytest
+
+from perfrnn.configs import get_config
+from perfrnn.encoding import encoding_for
+from perfrnn.errors import PerfRNNError
+from perfrnn.model import PerformanceRNN
+from training.__main__ import main as training_main
+from training.evaluate import held_out_nll
+from training.export import load_run
+from training.prepare import prepare_corpus
+
+REPO = Path(__file__).resolve().parents[1]
+CONDITIONED = "multiconditioned_performance_with_dynamics"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("pack")
+    music = root / "music"
+    music.mkdir()
+    rng = np.random.default_rng(1)
+    for index in range(4):
+        midi = pretty_midi.PrettyMIDI(initial_tempo=120)
+        piano = pretty_midi.Instrument(program=0)
+        for step in range(80):
+            pitch = int(60 + rng.choice([0, 2, 4, 5, 7, 9, 11]))
+            piano.notes.append(pretty_midi.Note(velocity=int(rng.integers(40, 100)),
+                                                pitch=pitch, start=step * 0.2,
+                                                end=step * 0.2 + 0.15))
+        midi.instruments.append(piano)
+        midi.write(str(music / f"piece{index}.mid"))
+    prepare_corpus("packed", [music], root / "data", config_id=CONDITIONED,
+                   validation_fraction=0.25)
+    return root / "data"
+
+
+def test_pack_holds_augmented_training_pieces_and_plain_validation(corpus, tmp_path):
+    out = tmp_path / "packed.npz"
+    assert training_main(["pack", "--data", str(corpus), "--out", str(out), "--config",
+                          CONDITIONED, "--augmentations", "3"]) == 0
+    stored = np.load(out)
+    meta = json.loads(str(stored["meta"]))
+    assert meta["train_pieces"] == 9 and meta["validation_pieces"] == 1
+    assert meta["control_size"] == 20 and meta["input_size"] == 408
+    offsets = stored["train_offsets"]
+    pieces = [stored["train_events"][offsets[i]:offsets[i + 1]] for i in range(9)]
+    # the first copy of each piece is unaugmented, the others differ from it
+    assert not np.array_equal(pieces[0], pieces[1]) or not np.array_equal(pieces[0], pieces[2])
+    assert stored["train_events"].dtype == np.int16
+    assert stored["train_events"].max() < 388
+
+
+def fake_gpu_weights(path: Path, data: Path, config_id: str, layers=(16, 16)) -> PerformanceRNN:
+    """What training/gpu_train.py writes, made from a TensorFlow model."""
+    config = get_config(config_id)
+    encoding = encoding_for(config)
+    model = PerformanceRNN(encoding.input_size, encoding.num_classes, layers, seed=4)
+    meta = {"config": config_id, "data": str(data), "name": "packed", "step": 120,
+            "history": [{"step": 60, "train_loss": 4.0, "validation_nll": 4.5},
+                        {"step": 120, "train_loss": 3.0, "validation_nll": 3.9}],
+            "sequence_length": 64, "batch_size": 8, "trainer": "test", "device": "none"}
+    np.savez_compressed(path, meta=np.array(json.dumps(meta)),
+                        **{f"w:{k}": v.astype(np.float16) for k, v in model.get_weights().items()})
+    return model
+
+
+def test_imported_weights_become_a_run_that_evaluates_and_exports(corpus, tmp_path):
+    weights = tmp_path / "packed.npz"
+    model = fake_gpu_weights(weights, corpus, CONDITIONED)
+    run = tmp_path / "run"
+    assert training_main(["import-weights", "--weights", str(weights), "--out", str(run)]) == 0
+    loaded = load_run(run)
+    assert loaded.step == 120 and loaded.config.id == CONDITIONED
+    for name, value in model.get_weights().items():
+        np.testing.assert_array_equal(loaded.model.get_weights()[name],
+                                      value.astype(np.float16).astype(np.float32))
+    assert loaded.best_validation_nll == 3.9
+    assert held_out_nll(loaded, []) is None
+    bundle = tmp_path / "packed.mag"
+    assert training_main(["export", "--run", str(run), "--out", str(bundle)]) == 0
+    from perfrnn.bundle import read_bundle
+
+    assert read_bundle(bundle).metadata.training["steps"] == 120
+
+
+def test_weights_for_another_configuration_are_refused(corpus, tmp_path):
+    weights = tmp_path / "w.npz"
+    fake_gpu_weights(weights, corpus, "performance_with_dynamics")
+    data = np.load(weights)
+    meta = json.loads(str(data["meta"]))
+    meta["config"] = CONDITIONED
+    np.savez(weights, meta=np.array(json.dumps(meta)),
+             **{name: data[name] for name in data.files if name != "meta"})
+    from training.pack import import_weights
+
+    with pytest.raises(PerfRNNError, match="does not fit"):
+        import_weights(weights, tmp_path / "run")
+
+
+def test_gpu_trainer_conversion_matches_magentas_cell(corpus, tmp_path):
+    """Runs only where PyTorch is installed (the GPU machines); CI has no PyTorch."""
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(REPO / "training"))
+    import gpu_train
+
+    net = gpu_train.build_model(torch, 30, 12, [8, 8])
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.normal_(0, 0.3)
+    inputs = np.random.default_rng(0).random((2, 7, 30)).astype(np.float32)
+    labels = np.random.default_rng(1).integers(0, 12, (2, 7))
+    logits = net(torch.from_numpy(inputs))
+    torch_nll = float(torch.nn.functional.cross_entropy(
+        logits.reshape(-1, 12), torch.from_numpy(labels).reshape(-1)))
+    numpy_nll = gpu_train.numpy_nll(gpu_train.magenta_weights(net), inputs, labels)
+    assert numpy_nll == pytest.approx(torch_nll, rel=1e-5)

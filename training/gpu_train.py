@@ -1,0 +1,323 @@
+"""Train on a GPU machine that has PyTorch but no TensorFlow (numpy + torch only).
+
+    python3 training/gpu_train.py --pack packs/piano.npz packs/rock.npz --out gpu_out \\
+        --layers 512 512 512 --minutes 2
+
+Stock deep-learning images ship PyTorch with CUDA, and a GPU build of
+TensorFlow with its CUDA libraries is gigabytes to bring along. So this script
+trains the very same network with PyTorch's cuDNN LSTM and hands back weights
+in Magenta's layout; `python -m training import-weights` turns them into a run
+folder that `evaluate` and `export` take, and the bundle is an ordinary `.mag`.
+
+The math is Magenta's: a cuDNN LSTM computes gates [i, f, g, o] with two
+biases; Magenta's BasicLSTMCell computes [i, j, f, o] from one kernel and one
+bias with 1.0 added to the forget gate. With g = j the two are the same
+function, and the weights convert exactly (`magenta_weights`). Before writing,
+the script checks the converted weights with a numpy implementation of
+Magenta's cell on validation windows: both must give the same NLL.
+
+Input: packs written by `python -m training pack` (int16 event arrays; training
+pieces already augmented). Output per pack: OUT/NAME.npz with the best weights
+(lowest validation NLL) as float16 ("w:" + Magenta variable name), and a JSON
+"meta" entry (configuration, steps, history, device, timing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perfrnn.fast_controls import control_inputs  # noqa: E402  (numpy only)
+
+MAX_VALIDATION_WINDOWS = 256
+
+
+def load_pack(path: Path) -> tuple[dict, list[np.ndarray], list[np.ndarray]]:
+    stored = np.load(path, allow_pickle=False)
+    meta = json.loads(str(stored["meta"]))
+
+    def split(events, offsets):
+        return [events[offsets[i]:offsets[i + 1]].astype(np.int64)
+                for i in range(len(offsets) - 1)]
+
+    return (meta, split(stored["train_events"], stored["train_offsets"]),
+            split(stored["validation_events"], stored["validation_offsets"]))
+
+
+def piece_controls(meta: dict, events: np.ndarray) -> np.ndarray:
+    """Rows of controls for a whole piece, row t holding event t+1's (float16)."""
+    if not meta["control_size"]:
+        return np.zeros((len(events), 0), np.float16)
+    controls = control_inputs(
+        events, meta["steps_per_second"], meta["max_shift_steps"],
+        tuple(meta["density_bin_ranges"]) if meta["density_bin_ranges"] else None,
+        meta["density_window_seconds"], meta["pitch_histogram_window_seconds"])
+    shifted = np.concatenate([controls[1:], controls[-1:]])
+    return shifted.astype(np.float16)
+
+
+class Batches:
+    """Random training windows and fixed validation windows, as ExampleMaker draws them."""
+
+    def __init__(self, meta, train, validation, length, batch, seed):
+        self.meta, self.length, self.batch = meta, length, batch
+        self.train = [piece for piece in train if len(piece) >= 2]
+        self.train_controls = [piece_controls(meta, piece) for piece in self.train]
+        self.rng = np.random.default_rng(seed)
+        self.validation = []
+        for piece in validation:
+            controls = piece_controls(meta, piece)
+            for start in range(0, max(len(piece) - 1, 0), length):
+                if len(self.validation) < MAX_VALIDATION_WINDOWS:
+                    self.validation.append(self.window(piece, controls, start))
+
+    def window(self, piece, controls, start):
+        length = self.length
+        events = np.zeros(length, np.int64)
+        labels = np.full(length, -100, np.int64)
+        rows = np.zeros((length, controls.shape[1]), np.float16)
+        part = piece[start:start + length + 1]
+        used = max(len(part) - 1, 0)
+        events[:used] = part[:-1]
+        labels[:used] = part[1:]
+        rows[:used] = controls[start:start + used]
+        return events, rows, labels
+
+    def next(self):
+        windows = []
+        for _ in range(self.batch):
+            index = int(self.rng.integers(len(self.train)))
+            piece = self.train[index]
+            start = int(self.rng.integers(max(len(piece) - self.length - 1, 0) + 1))
+            windows.append(self.window(piece, self.train_controls[index], start))
+        return [np.stack(parts) for parts in zip(*windows)]
+
+
+def build_model(torch, input_size, num_classes, layer_sizes):
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            sizes = [input_size, *layer_sizes]
+            self.lstms = nn.ModuleList(
+                nn.LSTM(sizes[i], sizes[i + 1], batch_first=True) for i in range(len(layer_sizes)))
+            self.output = nn.Linear(layer_sizes[-1], num_classes)
+            with torch.no_grad():
+                for lstm in self.lstms:
+                    units = lstm.hidden_size
+                    lstm.bias_ih_l0.zero_()
+                    lstm.bias_hh_l0.zero_()
+                    lstm.bias_ih_l0[units:2 * units] = 1.0  # Magenta's forget bias
+
+        def forward(self, x):
+            for lstm in self.lstms:
+                x, _ = lstm(x)
+            return self.output(x)
+
+    return Net()
+
+
+def magenta_weights(net) -> dict[str, np.ndarray]:
+    """The network's weights under Magenta's names and layout (float32)."""
+    weights = {}
+    for layer, lstm in enumerate(net.lstms):
+        units = lstm.hidden_size
+        w_ih = lstm.weight_ih_l0.detach().float().cpu().numpy()  # [4u, in], rows i f g o
+        w_hh = lstm.weight_hh_l0.detach().float().cpu().numpy()
+        bias = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach().float().cpu().numpy()
+        i, f, g, o = (slice(k * units, (k + 1) * units) for k in range(4))
+        order = np.r_[i, g, f, o]  # Magenta's i, j, f, o
+        kernel = np.concatenate([w_ih[order].T, w_hh[order].T], axis=0)
+        magenta_bias = bias[order].copy()
+        magenta_bias[2 * units:3 * units] -= 1.0  # the cell adds 1.0 itself
+        prefix = f"rnn/multi_rnn_cell/cell_{layer}/basic_lstm_cell/"
+        weights[prefix + "kernel"] = kernel
+        weights[prefix + "bias"] = magenta_bias
+    weights["fully_connected/weights"] = net.output.weight.detach().float().cpu().numpy().T
+    weights["fully_connected/biases"] = net.output.bias.detach().float().cpu().numpy()
+    return weights
+
+
+def numpy_nll(weights: dict[str, np.ndarray], inputs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean NLL (nats/event) of Magenta's cell, in numpy, over [batch, time] windows."""
+
+    def sigmoid(x):
+        return 1.0 / (1.0 + np.exp(-x))
+
+    layer = 0
+    x = inputs.astype(np.float64)
+    while f"rnn/multi_rnn_cell/cell_{layer}/basic_lstm_cell/kernel" in weights:
+        prefix = f"rnn/multi_rnn_cell/cell_{layer}/basic_lstm_cell/"
+        kernel, bias = weights[prefix + "kernel"], weights[prefix + "bias"]
+        units = bias.shape[0] // 4
+        batch, steps, _ = x.shape
+        c = np.zeros((batch, units))
+        h = np.zeros((batch, units))
+        outputs = np.zeros((batch, steps, units))
+        for t in range(steps):
+            gates = np.concatenate([x[:, t], h], axis=1) @ kernel + bias
+            i, j, f, o = np.split(gates, 4, axis=1)
+            c = c * sigmoid(f + 1.0) + sigmoid(i) * np.tanh(j)
+            h = np.tanh(c) * sigmoid(o)
+            outputs[:, t] = h
+        x = outputs
+        layer += 1
+    logits = x @ weights["fully_connected/weights"] + weights["fully_connected/biases"]
+    logits -= logits.max(axis=-1, keepdims=True)
+    log_probs = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+    mask = labels >= 0
+    picked = np.take_along_axis(log_probs, np.maximum(labels, 0)[..., None], axis=-1)[..., 0]
+    return float(-(picked * mask).sum() / mask.sum())
+
+
+def train_pack(torch, pack: Path, out_dir: Path, args) -> dict:
+    meta, train, validation = load_pack(pack)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(args.seed)
+    batches = Batches(meta, train, validation, args.length, args.batch, args.seed)
+    net = build_model(torch, meta["input_size"], meta["num_classes"], args.layers).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=args.learning_rate)
+    classes, control_size = meta["num_classes"], meta["control_size"]
+
+    def to_inputs(events, rows):
+        events = torch.from_numpy(events).to(device, non_blocking=True)
+        one_hot = torch.nn.functional.one_hot(events, classes).float()
+        if control_size:
+            rows = torch.from_numpy(rows).to(device, non_blocking=True).float()
+            return torch.cat([rows, one_hot], dim=-1)
+        return one_hot
+
+    def loss_of(events, rows, labels, reduction="mean"):
+        logits = net(to_inputs(events, rows))
+        labels = torch.from_numpy(labels).to(device, non_blocking=True)
+        return torch.nn.functional.cross_entropy(
+            logits.reshape(-1, classes), labels.reshape(-1), ignore_index=-100,
+            reduction=reduction)
+
+    def validation_nll():
+        if not batches.validation:
+            return None
+        net.eval()
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for begin in range(0, len(batches.validation), args.batch):
+                chunk = batches.validation[begin:begin + args.batch]
+                events, rows, labels = (np.stack(parts) for parts in zip(*chunk))
+                total += float(loss_of(events, rows, labels, reduction="sum"))
+                count += int((labels >= 0).sum())
+        net.train()
+        return total / max(count, 1)
+
+    history, best, best_state, since_best = [], None, None, 0
+    step, events_seen = 0, 0
+    started = time.perf_counter()
+    deadline = started + args.minutes * 60
+    name = meta.get("name") or pack.stem
+    print(f"[{name}] {meta['train_pieces']} training pieces ({meta['train_events']:,} events, "
+          f"augmented x{meta['augmentations']}), {len(batches.validation)} validation windows; "
+          f"{'x'.join(map(str, args.layers))} on {device}", flush=True)
+    while time.perf_counter() < deadline and step < args.max_steps:
+        events, rows, labels = batches.next()
+        loss = loss_of(events, rows, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), args.clip_norm)
+        optimizer.step()
+        step += 1
+        events_seen += int((labels >= 0).sum())
+        if step % args.eval_every == 0:
+            nll = validation_nll()
+            train_loss = float(loss)
+            history.append({"step": step, "train_loss": train_loss, "validation_nll": nll})
+            rate = events_seen / (time.perf_counter() - started)
+            print(f"[{name}] step {step}: loss {train_loss:.3f}, validation NLL "
+                  f"{'n/a' if nll is None else f'{nll:.3f}'}, {rate:,.0f} events/s", flush=True)
+            if nll is None or best is None or nll < best:
+                best, since_best = nll, 0
+                best_state = {key: value.detach().clone() for key, value in
+                              net.state_dict().items()}
+            else:
+                since_best += 1
+                if since_best >= args.patience:
+                    print(f"[{name}] no improvement for {args.patience} evaluations; stopping",
+                          flush=True)
+                    break
+    seconds = time.perf_counter() - started
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    best_step = max((p["step"] for p in history if p["validation_nll"] == best), default=step)
+    weights = magenta_weights(net)
+
+    check = {}
+    if batches.validation:  # the converted weights must compute the same function
+        events, rows, labels = (np.stack(parts)[:4, :args.check_length]
+                                for parts in zip(*batches.validation[:4]))
+        net.eval()
+        with torch.no_grad():
+            torch_nll = float(loss_of(events, rows, labels))
+        one_hot = np.eye(classes, dtype=np.float32)[events]
+        inputs = np.concatenate([rows.astype(np.float32), one_hot], axis=-1)
+        check = {"torch_nll": torch_nll, "magenta_numpy_nll": numpy_nll(weights, inputs, labels),
+                 "magenta_numpy_nll_float16": numpy_nll(
+                     {k: v.astype(np.float16).astype(np.float32) for k, v in weights.items()},
+                     inputs, labels)}
+        print(f"[{name}] conversion check: {check}", flush=True)
+    result = {
+        **{key: meta[key] for key in ("config", "data", "name")},
+        "step": best_step, "steps_run": step, "best_validation_nll": best,
+        "history": history, "events_seen": events_seen,
+        "events_per_second": events_seen / seconds if seconds else 0.0,
+        "train_seconds": seconds, "sequence_length": args.length, "batch_size": args.batch,
+        "trainer": "training/gpu_train.py (PyTorch cuDNN LSTM)",
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "torch": torch.__version__, "conversion_check": check,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out_dir / f"{pack.stem}.npz", meta=np.array(json.dumps(result)),
+                        **{f"w:{k}": v.astype(np.float16) for k, v in weights.items()})
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pack", nargs="+", required=True, type=Path,
+                        help="packs from `python -m training pack`")
+    parser.add_argument("--out", required=True, type=Path, help="folder for NAME.npz")
+    parser.add_argument("--layers", type=int, nargs="+", default=[512, 512, 512])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--length", type=int, default=512)
+    parser.add_argument("--minutes", type=float, default=2.0, help="time budget per pack")
+    parser.add_argument("--max-steps", type=int, default=10**9)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--patience", type=int, default=8)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--clip-norm", type=float, default=3.0)
+    parser.add_argument("--check-length", type=int, default=96,
+                        help="events per window in the numpy conversion check")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    summary = {}
+    for pack in args.pack:
+        result = train_pack(torch, pack, args.out, args)
+        summary[pack.stem] = {key: result[key] for key in (
+            "step", "steps_run", "best_validation_nll", "events_per_second", "train_seconds",
+            "conversion_check", "device")}
+    print(json.dumps(summary, indent=1), flush=True)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
