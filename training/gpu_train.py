@@ -19,7 +19,9 @@ Magenta's cell on validation windows: both must give the same NLL.
 Input: packs written by `python -m training pack` (int16 event arrays; training
 pieces already augmented). Output per pack: OUT/NAME.npz with the best weights
 (lowest validation NLL) as float16 ("w:" + Magenta variable name), and a JSON
-"meta" entry (configuration, steps, history, device, timing).
+"meta" entry (configuration, steps, history, device, timing); for a big model
+the upper LSTM layers go to OUT/NAME.more.npz (files from the GPU machine must
+stay under 16 MiB).
 """
 
 from __future__ import annotations
@@ -177,6 +179,26 @@ def numpy_nll(weights: dict[str, np.ndarray], inputs: np.ndarray, labels: np.nda
     return float(-(picked * mask).sum() / mask.sum())
 
 
+def self_check(torch) -> None:
+    """The weight conversion, on a small random network in float32: torch and
+    Magenta's cell in numpy must agree before any GPU time is spent training."""
+    net = build_model(torch, 30, 12, [8, 8])
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.normal_(0, 0.3)
+    rng = np.random.default_rng(0)
+    inputs = rng.random((2, 7, 30)).astype(np.float32)
+    labels = rng.integers(0, 12, (2, 7))
+    with torch.no_grad():
+        logits = net(torch.from_numpy(inputs))
+        expected = float(torch.nn.functional.cross_entropy(
+            logits.reshape(-1, 12), torch.from_numpy(labels).reshape(-1)))
+    got = numpy_nll(magenta_weights(net), inputs, labels)
+    if abs(got - expected) > 1e-4 * max(1.0, abs(expected)):
+        raise SystemExit(f"weight conversion check failed: torch {expected}, numpy {got}")
+    print(f"weight conversion check: torch {expected:.6f}, Magenta cell {got:.6f}", flush=True)
+
+
 def train_pack(torch, pack: Path, out_dir: Path, args) -> dict:
     meta, train, validation = load_pack(pack)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -280,8 +302,17 @@ def train_pack(torch, pack: Path, out_dir: Path, args) -> dict:
         "torch": torch.__version__, "conversion_check": check,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Files come back from the GPU machine only under 16 MiB each: the upper LSTM
+    # layers of a big model go into a second file, NAME.more.npz.
+    halves = [{}, {}]
+    for key, value in weights.items():
+        upper = "cell_0/" not in key and key.startswith("rnn/")
+        halves[upper and sum(v.size for v in weights.values()) * 2 > 14e6][f"w:{key}"] = (
+            value.astype(np.float16))
     np.savez_compressed(out_dir / f"{pack.stem}.npz", meta=np.array(json.dumps(result)),
-                        **{f"w:{k}": v.astype(np.float16) for k, v in weights.items()})
+                        **halves[0])
+    if halves[1]:
+        np.savez_compressed(out_dir / f"{pack.stem}.more.npz", **halves[1])
     return result
 
 
@@ -307,6 +338,7 @@ def main() -> None:
 
     import torch
 
+    self_check(torch)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     summary = {}
@@ -316,7 +348,6 @@ def main() -> None:
             "step", "steps_run", "best_validation_nll", "events_per_second", "train_seconds",
             "conversion_check", "device")}
     print(json.dumps(summary, indent=1), flush=True)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

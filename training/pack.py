@@ -88,7 +88,8 @@ def pack_corpus(data_dir: str | Path, out_path: str | Path, config_id: str,
 
 def import_weights(weights_path: str | Path, run_dir: str | Path,
                    data_dir: str | Path | None = None) -> Path:
-    """Turns gpu_train's output (`NAME.npz`) into a run folder for evaluate/export.
+    """Turns gpu_train's output (`NAME.npz`, and `NAME.more.npz` beside it for a
+    big model) into a run folder for evaluate/export.
 
     The run folder gets `train_config.json`, `history.json` and the weights as
     its `best/` checkpoint. `data_dir` overrides the corpus path the pack named.
@@ -104,6 +105,11 @@ def import_weights(weights_path: str | Path, run_dir: str | Path,
         meta = json.loads(str(stored["meta"]))
         weights = {name[len("w:"):]: stored[name].astype(np.float32)
                    for name in stored.files if name.startswith("w:")}
+        more = Path(weights_path).with_suffix(".more.npz")
+        if more.is_file():  # the upper layers of a big model (see gpu_train.py)
+            extra = np.load(more, allow_pickle=False)
+            weights.update({name[len("w:"):]: extra[name].astype(np.float32)
+                            for name in extra.files if name.startswith("w:")})
     except (OSError, ValueError, KeyError) as error:
         raise PerfRNNError(f"cannot read GPU weights {weights_path} ({error})") from None
     model = PerformanceRNN.from_weights(weights)
