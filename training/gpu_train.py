@@ -126,6 +126,39 @@ def build_model(torch, input_size, num_classes, layer_sizes):
     return Net()
 
 
+def load_magenta_weights(torch, net, weights: dict[str, np.ndarray]) -> None:
+    """The inverse of `magenta_weights`: continue from an earlier run's weights."""
+    with torch.no_grad():
+        for layer, lstm in enumerate(net.lstms):
+            units = lstm.hidden_size
+            prefix = f"rnn/multi_rnn_cell/cell_{layer}/basic_lstm_cell/"
+            kernel = weights[prefix + "kernel"].astype(np.float32)
+            bias = weights[prefix + "bias"].astype(np.float32).copy()
+            bias[2 * units:3 * units] += 1.0
+            i, j, f, o = (slice(k * units, (k + 1) * units) for k in range(4))
+            order = np.r_[i, f, j, o]  # torch's i, f, g, o
+            in_size = kernel.shape[0] - units
+            lstm.weight_ih_l0.copy_(torch.from_numpy(kernel[:in_size, order].T.copy()))
+            lstm.weight_hh_l0.copy_(torch.from_numpy(kernel[in_size:, order].T.copy()))
+            lstm.bias_ih_l0.copy_(torch.from_numpy(bias[order]))
+            lstm.bias_hh_l0.zero_()
+        net.output.weight.copy_(torch.from_numpy(
+            weights["fully_connected/weights"].astype(np.float32).T.copy()))
+        net.output.bias.copy_(torch.from_numpy(
+            weights["fully_connected/biases"].astype(np.float32)))
+
+
+def read_weights(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(meta, Magenta weights) of an earlier output, NAME.more.npz included."""
+    stored = np.load(path, allow_pickle=False)
+    weights = {k[2:]: stored[k] for k in stored.files if k.startswith("w:")}
+    more = path.with_suffix(".more.npz")
+    if more.is_file():
+        extra = np.load(more, allow_pickle=False)
+        weights.update({k[2:]: extra[k] for k in extra.files if k.startswith("w:")})
+    return json.loads(str(stored["meta"])), weights
+
+
 def magenta_weights(net) -> dict[str, np.ndarray]:
     """The network's weights under Magenta's names and layout (float32)."""
     weights = {}
@@ -193,7 +226,13 @@ def self_check(torch) -> None:
         logits = net(torch.from_numpy(inputs))
         expected = float(torch.nn.functional.cross_entropy(
             logits.reshape(-1, 12), torch.from_numpy(labels).reshape(-1)))
-    got = numpy_nll(magenta_weights(net), inputs, labels)
+    converted = magenta_weights(net)
+    got = numpy_nll(converted, inputs, labels)
+    again = build_model(torch, 30, 12, [8, 8])
+    load_magenta_weights(torch, again, converted)
+    round_trip = magenta_weights(again)
+    if any(not np.allclose(round_trip[k], converted[k], atol=1e-6) for k in converted):
+        raise SystemExit("weight conversion check failed: Magenta -> torch -> Magenta differs")
     if abs(got - expected) > 1e-4 * max(1.0, abs(expected)):
         raise SystemExit(f"weight conversion check failed: torch {expected}, numpy {got}")
     print(f"weight conversion check: torch {expected:.6f}, Magenta cell {got:.6f}", flush=True)
@@ -205,6 +244,13 @@ def train_pack(torch, pack: Path, out_dir: Path, args) -> dict:
     torch.manual_seed(args.seed)
     batches = Batches(meta, train, validation, args.length, args.batch, args.seed)
     net = build_model(torch, meta["input_size"], meta["num_classes"], args.layers).to(device)
+    history, first_step = [], 0
+    if args.init is not None:
+        earlier, weights = read_weights(args.init / f"{pack.stem}.npz")
+        load_magenta_weights(torch, net, weights)
+        history, first_step = earlier.get("history", []), int(earlier.get("steps_run", 0))
+        print(f"[{pack.stem}] continuing from {args.init} (step {first_step}, validation NLL "
+              f"{earlier.get('best_validation_nll')})", flush=True)
     optimizer = torch.optim.Adam(net.parameters(), lr=args.learning_rate)
     classes, control_size = meta["num_classes"], meta["control_size"]
 
@@ -237,15 +283,19 @@ def train_pack(torch, pack: Path, out_dir: Path, args) -> dict:
         net.train()
         return total / max(count, 1)
 
-    history, best, best_state, since_best = [], None, None, 0
-    step, events_seen = 0, 0
+    best, best_state, since_best = None, None, 0
+    if history and args.init is not None:
+        best = min((p["validation_nll"] for p in history if p["validation_nll"] is not None),
+                   default=None)
+        best_state = {key: value.detach().clone() for key, value in net.state_dict().items()}
+    step, events_seen = first_step, 0
     started = time.perf_counter()
     deadline = started + args.minutes * 60
     name = meta.get("name") or pack.stem
     print(f"[{name}] {meta['train_pieces']} training pieces ({meta['train_events']:,} events, "
           f"augmented x{meta['augmentations']}), {len(batches.validation)} validation windows; "
           f"{'x'.join(map(str, args.layers))} on {device}", flush=True)
-    while time.perf_counter() < deadline and step < args.max_steps:
+    while time.perf_counter() < deadline and step - first_step < args.max_steps:
         events, rows, labels = batches.next()
         loss = loss_of(events, rows, labels)
         optimizer.zero_grad(set_to_none=True)
@@ -256,7 +306,7 @@ def train_pack(torch, pack: Path, out_dir: Path, args) -> dict:
         events_seen += int((labels >= 0).sum())
         if step % args.eval_every == 0:
             nll = validation_nll()
-            train_loss = float(loss)
+            train_loss = float(loss.detach())
             history.append({"step": step, "train_loss": train_loss, "validation_nll": nll})
             rate = events_seen / (time.perf_counter() - started)
             print(f"[{name}] step {step}: loss {train_loss:.3f}, validation NLL "
@@ -334,6 +384,8 @@ def main() -> None:
     parser.add_argument("--check-length", type=int, default=96,
                         help="events per window in the numpy conversion check")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", type=Path, default=None,
+                        help="folder of an earlier run's NAME.npz files to continue from")
     args = parser.parse_args()
 
     import torch
