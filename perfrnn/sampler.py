@@ -126,11 +126,16 @@ class Sampler:
 
         generated = np.concatenate(blocks, axis=0).T  # [batch, events]
         total_seconds = primer_seconds + target_steps / steps_per_second
+        roles = self.bundle.metadata.tracks
         all_events, sequences = [], []
         for row in generated:
             events = np.concatenate([primer_events, row[row != PAD_EVENT]])
             all_events.append(events)
-            sequences.append(encoding.sequence_from_events(events, total_seconds))
+            sequence = encoding.sequence_from_events(events, total_seconds)
+            for note in sequence.notes:  # a drum style's notes are drum hits
+                if note.instrument < len(roles):
+                    note.is_drum = roles[note.instrument].is_drum
+            sequences.append(sequence)
         return Generation(sequences=sequences, seed=seed, events=all_events)
 
     # ----- primer ---------------------------------------------------------------

@@ -299,3 +299,16 @@ def test_thirty_seconds_asked_is_thirty_seconds_of_midi(tmp_path, piano_sampler)
     path.write_bytes(midi_bytes(generation.sequences[0], piano_sampler.bundle.metadata.tracks))
     assert 29.0 <= pretty_midi.PrettyMIDI(str(path)).get_end_time() <= 30.0 + 1e-6  # last note
     assert mido.MidiFile(path).length == pytest.approx(30.0)  # the file itself
+
+
+def test_a_drum_styles_notes_are_drum_hits(piano_bundle):
+    import dataclasses
+
+    from perfrnn.configs import TrackRole
+
+    bundle = dataclasses.replace(
+        piano_bundle, metadata=dataclasses.replace(
+            piano_bundle.metadata, tracks=(TrackRole("drums", 25, is_drum=True),)))
+    generation = Sampler(bundle).generate(GenerationOptions(seconds=3.0, seed=1))
+    assert generation.sequences[0].notes
+    assert all(note.is_drum for note in generation.sequences[0].notes)
