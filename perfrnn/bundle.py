@@ -59,6 +59,11 @@ class BundleMetadata:
       metrics: Evaluation figures (e.g. "validation_nll_per_event").
       training: Training facts (steps, events seen, hardware, ...).
       card: Free text model card (markdown).
+      default_controls: For conditioned styles, the controls used when a
+        request gives none: "notes_per_second" and "key" (a key name), the
+        training music's typical values. (Magenta's own defaults, no notes
+        per second and an even pitch histogram, are values the music it
+        learned from never had, and give atonal clusters.)
     """
 
     style: str
@@ -70,6 +75,7 @@ class BundleMetadata:
     metrics: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     card: str = ""
+    default_controls: dict = field(default_factory=dict)
 
     def to_json(self, encoding: dict | None = None) -> str:
         """The metadata as JSON; `encoding` (see `describe_encoding`) is recorded with it

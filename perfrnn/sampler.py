@@ -27,7 +27,7 @@ from perfrnn.bundle import Bundle
 from perfrnn.errors import PerfRNNError
 from perfrnn.model import lstm_cell, lstm_update
 from perfrnn.multitrack import assign_roles
-from perfrnn.options import GenerationOptions, ProgressCallback
+from perfrnn.options import GenerationOptions, ProgressCallback, pitch_histogram_for_key
 
 PAD_EVENT = -1
 # A model that stops moving time forward is cut off after this many events per
@@ -95,7 +95,8 @@ class Sampler:
             raise PerfRNNError(
                 f"style {self.bundle.metadata.style!r} is not conditioned: it takes no "
                 "note density or key; leave them out")
-        controls = encoding.encode_controls(options.notes_per_second, options.pitch_histogram)
+        notes_per_second, pitch_histogram = self._controls(options)
+        controls = encoding.encode_controls(notes_per_second, pitch_histogram)
 
         primer_events, primer_seconds = self._primer_events(primer)
         batch = options.variations
@@ -137,6 +138,18 @@ class Sampler:
                     note.is_drum = roles[note.instrument].is_drum
             sequences.append(sequence)
         return Generation(sequences=sequences, seed=seed, events=all_events)
+
+    def _controls(self, options: GenerationOptions):
+        """The request's note density and key, else the style's typical ones."""
+        defaults = self.bundle.metadata.default_controls or {}
+        notes_per_second = options.notes_per_second
+        if notes_per_second is None and self.encoding.config.has_density_control:
+            notes_per_second = defaults.get("notes_per_second")
+        pitch_histogram = options.pitch_histogram
+        if (pitch_histogram is None and self.encoding.config.has_pitch_histogram_control
+                and defaults.get("key")):
+            pitch_histogram = pitch_histogram_for_key(defaults["key"])
+        return notes_per_second, pitch_histogram
 
     # ----- primer ---------------------------------------------------------------
 

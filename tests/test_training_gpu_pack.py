@@ -124,3 +124,29 @@ def test_gpu_trainer_conversion_matches_magentas_cell(corpus, tmp_path):
         logits.reshape(-1, 12), torch.from_numpy(labels).reshape(-1)))
     numpy_nll = gpu_train.numpy_nll(gpu_train.magenta_weights(net), inputs, labels)
     assert numpy_nll == pytest.approx(torch_nll, rel=1e-5)
+
+
+def test_typical_controls_of_the_corpus(corpus):
+    from training.export import corpus_controls
+
+    controls = corpus_controls(get_config(CONDITIONED), corpus)
+    assert controls["key"] == "C"
+    assert controls["notes_per_second"] == pytest.approx(80 / 15.95, rel=0.02)
+    assert corpus_controls(get_config("performance_with_dynamics"), corpus) == {}
+
+
+def test_a_request_without_controls_gets_the_styles_typical_ones(conditioned_bundle):
+    import dataclasses
+
+    from perfrnn.options import GenerationOptions, pitch_histogram_for_key
+    from perfrnn.sampler import Sampler
+
+    bundle = dataclasses.replace(conditioned_bundle, metadata=dataclasses.replace(
+        conditioned_bundle.metadata, default_controls={"notes_per_second": 3.0, "key": "Am"}))
+    sampler = Sampler(bundle)
+    implicit = sampler.generate(GenerationOptions(seconds=4.0, seed=5))
+    explicit = sampler.generate(GenerationOptions(
+        seconds=4.0, seed=5, notes_per_second=3.0, pitch_histogram=pitch_histogram_for_key("Am")))
+    plain = Sampler(conditioned_bundle).generate(GenerationOptions(seconds=4.0, seed=5))
+    assert np.array_equal(implicit.events[0], explicit.events[0])
+    assert not np.array_equal(implicit.events[0], plain.events[0])

@@ -151,18 +151,57 @@ def default_types(tracks: tuple[TrackRole, ...]) -> list[dict]:
              "track": main.name} for program in programs]
 
 
-def corpus_tempo(data_dir: Path | None) -> float | None:
-    """Median first tempo (BPM) of the training pieces; None when unknown."""
+def _training_pieces(data_dir: Path | None) -> list:
     if data_dir is None:
-        return None
+        return []
     from training.prepare import read_prepared
 
     try:
-        sequences = read_prepared(data_dir, "train")
+        return read_prepared(data_dir, "train")
     except PerfRNNError:
-        return None
-    tempos = [sequence.tempos[0].qpm for sequence in sequences if sequence.tempos]
+        return []
+
+
+def corpus_tempo(data_dir: Path | None) -> float | None:
+    """Median first tempo (BPM) of the training pieces; None when unknown."""
+    tempos = [sequence.tempos[0].qpm for sequence in _training_pieces(data_dir)
+              if sequence.tempos]
     return round(statistics.median(tempos), 1) if tempos else None
+
+
+KEY_NAMES = [f"{name}{mode}" for mode in ("", "m")
+             for name in ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")]
+
+
+def corpus_controls(config: ModelConfig, data_dir: Path | None) -> dict:
+    """Typical controls of the training music, for requests that give none:
+    the median notes per second of the pieces, and the major or minor key
+    whose scale best matches all their notes' sounding time."""
+    import numpy as np
+
+    from perfrnn.options import pitch_histogram_for_key
+
+    pieces = [piece for piece in _training_pieces(data_dir) if piece.notes]
+    if not pieces:
+        return {}
+    controls = {}
+    if config.has_density_control:
+        densities = [len(piece.notes) / piece.total_time for piece in pieces
+                     if piece.total_time > 0]
+        if densities:
+            controls["notes_per_second"] = round(float(statistics.median(densities)), 2)
+    if config.has_pitch_histogram_control:
+        seconds = np.zeros(12)
+        for piece in pieces:
+            for note in piece.notes:
+                if not note.is_drum:
+                    seconds[note.pitch % 12] += note.end_time - note.start_time
+        if seconds.sum() > 0:
+            profile = seconds / seconds.sum()
+            scores = {name: float(np.dot(profile, pitch_histogram_for_key(name)))
+                      for name in KEY_NAMES}
+            controls["key"] = max(scores, key=scores.get)
+    return controls
 
 
 def read_evaluation(run_dir: Path) -> dict | None:
@@ -259,6 +298,7 @@ def bundle_from_run(run: Run, style: str | None = None, description: str = "",
         style=style, description=description, tracks=tracks, default_bpm=float(bpm),
         types=types if types is not None else default_types(tracks),
         provenance=provenance, metrics=metrics, training=training,
+        default_controls=corpus_controls(config, run.data_dir),
         card=model_card(style, description, run, provenance, metrics, tracks, float(bpm),
                         card_notes))
     return Bundle(config=config, model=run.model, metadata=metadata)
