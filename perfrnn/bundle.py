@@ -64,6 +64,10 @@ class BundleMetadata:
         training music's typical values. (Magenta's own defaults, no notes
         per second and an even pitch histogram, are values the music it
         learned from never had, and give atonal clusters.)
+      max_note_seconds: Per track, the longest a generated note may sound:
+        about the longest notes of the training music (its 99.5th
+        percentile). A model that misses a note-off would otherwise hold
+        the note for Magenta's 5-second limit. Empty: only that limit.
     """
 
     style: str
@@ -76,6 +80,7 @@ class BundleMetadata:
     training: dict = field(default_factory=dict)
     card: str = ""
     default_controls: dict = field(default_factory=dict)
+    max_note_seconds: list[float] = field(default_factory=list)
 
     def to_json(self, encoding: dict | None = None) -> str:
         """The metadata as JSON; `encoding` (see `describe_encoding`) is recorded with it

@@ -133,9 +133,13 @@ class Sampler:
             events = np.concatenate([primer_events, row[row != PAD_EVENT]])
             all_events.append(events)
             sequence = encoding.sequence_from_events(events, total_seconds)
-            for note in sequence.notes:  # a drum style's notes are drum hits
-                if note.instrument < len(roles):
+            limits = self.bundle.metadata.max_note_seconds
+            for note in sequence.notes:
+                if note.instrument < len(roles):  # a drum style's notes are drum hits
                     note.is_drum = roles[note.instrument].is_drum
+                if note.instrument < len(limits) and limits[note.instrument] > 0:
+                    note.end_time = min(note.end_time,
+                                        note.start_time + limits[note.instrument])
             sequences.append(sequence)
         return Generation(sequences=sequences, seed=seed, events=all_events)
 

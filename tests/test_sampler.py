@@ -312,3 +312,17 @@ def test_a_drum_styles_notes_are_drum_hits(piano_bundle):
     generation = Sampler(bundle).generate(GenerationOptions(seconds=3.0, seed=1))
     assert generation.sequences[0].notes
     assert all(note.is_drum for note in generation.sequences[0].notes)
+
+
+def test_notes_last_no_longer_than_the_styles_limit(piano_bundle):
+    import dataclasses
+
+    capped = dataclasses.replace(piano_bundle, metadata=dataclasses.replace(
+        piano_bundle.metadata, max_note_seconds=[0.2]))
+    options = GenerationOptions(seconds=6.0, seed=3)
+    plain = Sampler(piano_bundle).generate(options).sequences[0]
+    limited = Sampler(capped).generate(options).sequences[0]
+    assert max(n.end_time - n.start_time for n in plain.notes) > 0.2
+    assert max(n.end_time - n.start_time for n in limited.notes) <= 0.2 + 1e-9
+    assert [(n.pitch, n.start_time) for n in limited.notes] == [
+        (n.pitch, n.start_time) for n in plain.notes]

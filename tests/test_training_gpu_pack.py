@@ -150,3 +150,10 @@ def test_a_request_without_controls_gets_the_styles_typical_ones(conditioned_bun
     plain = Sampler(conditioned_bundle).generate(GenerationOptions(seconds=4.0, seed=5))
     assert np.array_equal(implicit.events[0], explicit.events[0])
     assert not np.array_equal(implicit.events[0], plain.events[0])
+
+
+def test_note_limits_of_the_corpus(corpus):
+    from perfrnn.configs import PIANO_TRACKS
+    from training.export import corpus_note_limits
+
+    assert corpus_note_limits(corpus, PIANO_TRACKS) == [0.15]  # every note lasts 0.15 s

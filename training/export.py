@@ -169,6 +169,21 @@ def corpus_tempo(data_dir: Path | None) -> float | None:
     return round(statistics.median(tempos), 1) if tempos else None
 
 
+def corpus_note_limits(data_dir: Path | None, tracks: tuple[TrackRole, ...]) -> list[float]:
+    """Per track, the 99.5th percentile of the training notes' lengths in seconds
+    (at least 0.1 s): what a generated note may last (see BundleMetadata)."""
+    import numpy as np
+
+    lengths: list[list[float]] = [[] for _ in tracks]
+    for piece in _training_pieces(data_dir):
+        for note in piece.notes:
+            role = note.instrument if len(tracks) > 1 else 0
+            if 0 <= role < len(tracks):
+                lengths[role].append(note.end_time - note.start_time)
+    return [round(max(float(np.percentile(values, 99.5)), 0.1), 2) if values else 0.0
+            for values in lengths]
+
+
 KEY_NAMES = [f"{name}{mode}" for mode in ("", "m")
              for name in ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")]
 
@@ -299,6 +314,7 @@ def bundle_from_run(run: Run, style: str | None = None, description: str = "",
         types=types if types is not None else default_types(tracks),
         provenance=provenance, metrics=metrics, training=training,
         default_controls=corpus_controls(config, run.data_dir),
+        max_note_seconds=corpus_note_limits(run.data_dir, tracks),
         card=model_card(style, description, run, provenance, metrics, tracks, float(bpm),
                         card_notes))
     return Bundle(config=config, model=run.model, metadata=metadata)
