@@ -101,7 +101,9 @@ class Batches:
         return [np.stack(parts) for parts in zip(*windows)]
 
 
-def build_model(torch, input_size, num_classes, layer_sizes):
+def build_model(torch, input_size, num_classes, layer_sizes, dropout: float = 0.0):
+    """The network; `dropout` is applied to each LSTM layer's outputs while
+    training (Magenta's `dropout_keep_prob` = 1 - dropout); none at inference."""
     nn = torch.nn
 
     class Net(nn.Module):
@@ -111,6 +113,7 @@ def build_model(torch, input_size, num_classes, layer_sizes):
             self.lstms = nn.ModuleList(
                 nn.LSTM(sizes[i], sizes[i + 1], batch_first=True) for i in range(len(layer_sizes)))
             self.output = nn.Linear(layer_sizes[-1], num_classes)
+            self.dropout = nn.Dropout(dropout)
             with torch.no_grad():
                 for lstm in self.lstms:
                     units = lstm.hidden_size
@@ -121,6 +124,7 @@ def build_model(torch, input_size, num_classes, layer_sizes):
         def forward(self, x):
             for lstm in self.lstms:
                 x, _ = lstm(x)
+                x = self.dropout(x)
             return self.output(x)
 
     return Net()
@@ -243,7 +247,8 @@ def train_pack(torch, pack: Path, out_dir: Path, args) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(args.seed)
     batches = Batches(meta, train, validation, args.length, args.batch, args.seed)
-    net = build_model(torch, meta["input_size"], meta["num_classes"], args.layers).to(device)
+    net = build_model(torch, meta["input_size"], meta["num_classes"], args.layers,
+                      args.dropout).to(device)
     history, first_step = [], 0
     if args.init is not None:
         earlier, weights = read_weights(args.init / f"{pack.stem}.npz")
@@ -384,6 +389,8 @@ def main() -> None:
     parser.add_argument("--check-length", type=int, default=96,
                         help="events per window in the numpy conversion check")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dropout", type=float, default=0.0,
+                        help="dropout on each LSTM layer's outputs while training (default 0)")
     parser.add_argument("--init", type=Path, default=None,
                         help="folder of an earlier run's NAME.npz files to continue from")
     args = parser.parse_args()
