@@ -157,3 +157,19 @@ def test_note_limits_of_the_corpus(corpus):
     from training.export import corpus_note_limits
 
     assert corpus_note_limits(corpus, PIANO_TRACKS) == [0.15]  # every note lasts 0.15 s
+
+
+def test_big_models_weights_in_two_files_are_joined(corpus, tmp_path):
+    weights = tmp_path / "big.npz"
+    model = fake_gpu_weights(weights, corpus, CONDITIONED, layers=(16, 16, 16))
+    stored = np.load(weights)
+    upper = [name for name in stored.files if name.startswith("w:rnn/") and "cell_0/" not in name]
+    np.savez(weights, **{name: stored[name] for name in stored.files if name not in upper})
+    np.savez(tmp_path / "big.more.npz", **{name: stored[name] for name in upper})
+    from training.pack import import_weights
+
+    loaded = load_run(import_weights(weights, tmp_path / "run"))
+    assert loaded.model.layer_sizes == (16, 16, 16)
+    for name, value in model.get_weights().items():
+        np.testing.assert_array_equal(loaded.model.get_weights()[name],
+                                      value.astype(np.float16).astype(np.float32))
