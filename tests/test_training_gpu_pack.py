@@ -164,7 +164,7 @@ def test_big_models_weights_in_two_files_are_joined(corpus, tmp_path):
     model = fake_gpu_weights(weights, corpus, CONDITIONED, layers=(16, 16, 16))
     with np.load(weights) as opened:
         stored = {name: opened[name] for name in opened.files}
-    upper = [name for name in stored.files if name.startswith("w:rnn/") and "cell_0/" not in name]
+    upper = [name for name in stored if name.startswith("w:rnn/") and "cell_0/" not in name]
     np.savez(weights, **{name: value for name, value in stored.items() if name not in upper})
     np.savez(tmp_path / "big.more.npz", **{name: stored[name] for name in upper})
     from training.pack import import_weights
