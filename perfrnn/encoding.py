@@ -85,6 +85,18 @@ class PerformanceEncoding:
     def encode_event(self, event: performance_lib.PerformanceEvent) -> int:
         return self.event_encoding.encode_event(event)
 
+    def note_keys(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """For each event index, the note it starts and the note it ends (-1: none),
+        and the number of notes (128 pitches)."""
+        on_keys = np.full(self.num_classes, -1, np.int32)
+        off_keys = np.full(self.num_classes, -1, np.int32)
+        for pitch in range(128):
+            on_keys[self.encode_event(performance_lib.PerformanceEvent(
+                performance_lib.PerformanceEvent.NOTE_ON, pitch))] = pitch
+            off_keys[self.encode_event(performance_lib.PerformanceEvent(
+                performance_lib.PerformanceEvent.NOTE_OFF, pitch))] = pitch
+        return on_keys, off_keys, 128
+
     def time_shift_events(self, steps: int) -> list[int]:
         """Time-shift events that together advance `steps` steps."""
         events = []

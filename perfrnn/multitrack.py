@@ -97,6 +97,17 @@ class MultiTrackEncoding:
             1, self.config.max_shift_steps + 1)
         return steps
 
+    def note_keys(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """For each event index, the note (role * 128 + pitch) it starts and the
+        note it ends (-1: none), and the number of notes."""
+        on_keys = np.full(self.num_classes, -1, np.int32)
+        off_keys = np.full(self.num_classes, -1, np.int32)
+        for role in range(self.num_roles):
+            for pitch in range(PITCHES):
+                on_keys[self.note_on(role, pitch)] = role * PITCHES + pitch
+                off_keys[self.note_off(role, pitch)] = role * PITCHES + pitch
+        return on_keys, off_keys, self.num_roles * PITCHES
+
     def start_event(self) -> int:
         """A mid-range velocity: takes no time, so output starts at 0 s."""
         return self.velocity((self.config.num_velocity_bins + 1) // 2)

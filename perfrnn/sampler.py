@@ -51,10 +51,16 @@ class Sampler:
       bundle: The loaded style.
       block_events: Events per compiled call (bounds how often progress is
         reported; the compiled loop itself runs all of them).
+      note_grammar: Sample a note-off only for a note that is sounding. A
+        model that loses track of its open notes otherwise spends note-offs
+        on silent pitches (they are dropped) and leaves the sounding ones
+        hanging; renormalising over the events that make sense keeps its
+        choices among them. False samples the raw model, as Magenta does.
     """
 
-    def __init__(self, bundle: Bundle, block_events: int = 2048):
+    def __init__(self, bundle: Bundle, block_events: int = 2048, note_grammar: bool = True):
         self.bundle = bundle
+        self.note_grammar = bool(note_grammar)
         self.encoding = bundle.encoding
         self.block_events = int(block_events)
         model = bundle.model
@@ -66,6 +72,11 @@ class Sampler:
         self._recurrent_kernel0 = kernel0[model.input_size:]
         self._time_shift_table = self.encoding.time_shift_steps()
         self._time_shift_steps = tf.constant(self._time_shift_table)
+        on_keys, off_keys, self._num_keys = self.encoding.note_keys()
+        self._on_keys_table, self._off_keys_table = on_keys, off_keys
+        # Shifted by one so that index 0 means "not a note event".
+        self._on_keys = tf.constant(on_keys + 1)
+        self._off_keys = tf.constant(off_keys + 1)
         self._sample_block = tf.function(self._sample_block_graph, jit_compile=True)
         self._run_primer = tf.function(self._run_primer_graph, reduce_retracing=True)
 
@@ -104,6 +115,7 @@ class Sampler:
                          + self.bundle.model.biases[0])
         state = self._primer_state(primer_events[:-1], controls, batch)
         last_event = tf.fill([batch], int(primer_events[-1]))
+        sounding = tf.tile(tf.constant(self._sounding_after(primer_events))[None], [batch, 1])
         elapsed = tf.zeros([batch], tf.int32)
         target_steps = int(round(options.seconds * steps_per_second))
         max_events = int(MAX_EVENTS_PER_SECOND * options.seconds) + self.block_events
@@ -112,8 +124,8 @@ class Sampler:
         while done_events < max_events:
             if cancelled is not None and cancelled():
                 raise PerfRNNError("generation was cancelled")
-            events, count, state, last_event, elapsed = self._sample_block(
-                state, last_event, elapsed, tf.constant(target_steps), control_gates,
+            events, count, state, last_event, elapsed, sounding = self._sample_block(
+                state, last_event, elapsed, sounding, tf.constant(target_steps), control_gates,
                 tf.constant(options.temperature, tf.float32),
                 tf.constant(seed, tf.int64), tf.constant(done_events, tf.int64))
             count = int(count)
@@ -176,6 +188,16 @@ class Sampler:
         events = encoding.events_from_sequence(primer, total_steps=steps)
         return events, int(self._time_shift_table[events].sum()) / rate
 
+    def _sounding_after(self, events: np.ndarray) -> np.ndarray:
+        """Which notes (role * 128 + pitch) sound after `events`, as 0/1 floats."""
+        sounding = np.zeros(self._num_keys, np.float32)
+        for event in np.asarray(events, np.int64):
+            if self._on_keys_table[event] >= 0:
+                sounding[self._on_keys_table[event]] = 1.0
+            elif self._off_keys_table[event] >= 0:
+                sounding[self._off_keys_table[event]] = 0.0
+        return sounding
+
     def _primer_state(self, events: np.ndarray, controls: np.ndarray, batch: int):
         model = self.bundle.model
         state = model.zero_state(1)
@@ -191,7 +213,8 @@ class Sampler:
 
     # ----- the compiled loop ------------------------------------------------------
 
-    def _sample_block_graph(self, state, last_event, elapsed, target_steps, control_gates,
+    def _sample_block_graph(self, state, last_event, elapsed, sounding, target_steps,
+                            control_gates,
                             temperature, seed, first_index):
         """Samples up to block_events events for every variation.
 
@@ -199,6 +222,7 @@ class Sampler:
           state: LSTM state ((c, h) per layer), each [batch, units].
           last_event: [batch] int32, the event to feed first.
           elapsed: [batch] int32, steps generated so far.
+          sounding: [batch, keys] float32, 1 for each note sounding now.
           target_steps: int32 scalar, steps wanted.
           control_gates: [1, 4*units0], controls @ kernel + bias of layer 0.
           temperature: float32 scalar.
@@ -207,8 +231,8 @@ class Sampler:
 
         Returns:
           events [block_events, batch] (PAD_EVENT once a variation is done),
-          the number of loop iterations run, and the new state, last events
-          and elapsed steps.
+          the number of loop iterations run, and the new state, last events,
+          elapsed steps and sounding notes.
         """
         model = self.bundle.model
         batch = last_event.shape[0]
@@ -221,7 +245,10 @@ class Sampler:
         num_classes = model.num_classes
         uniforms = block_uniforms(seed, first_index, self.block_events, batch)
 
-        def step(i, state, last_event, elapsed, events):
+        grammar = self.note_grammar
+        no_key = tf.ones([batch, 1])
+
+        def step(i, state, last_event, elapsed, sounding, events):
             (c, h), upper = state[0], state[1:]
             input_gates = tf.gather(event_kernel, last_event) + control_gates
             c, h = lstm_update(tf.matmul(h, recurrent_kernel0), c, input_gates)
@@ -232,6 +259,9 @@ class Sampler:
                 new_state.append((c, h))
                 x = h
             logits = tf.matmul(x, output_weights) + output_biases
+            if grammar:  # a note-off only for a sounding note
+                allowed = tf.gather(tf.concat([no_key, sounding], axis=1), self._off_keys, axis=1)
+                logits = tf.where(allowed > 0, logits, -1e9)
             # Inverse-CDF sampling: one uniform number per variation and event.
             probabilities = tf.nn.softmax(logits / temperature)
             cdf = tf.cumsum(probabilities, axis=1)
@@ -243,16 +273,20 @@ class Sampler:
             events = tf.tensor_scatter_nd_update(
                 events, [[i]], tf.where(active, sample, PAD_EVENT)[None])
             last_event = tf.where(active, sample, last_event)
-            return i + 1, tuple(new_state), last_event, elapsed, events
+            started = tf.one_hot(tf.gather(self._on_keys, sample), self._num_keys + 1)[:, 1:]
+            ended = tf.one_hot(tf.gather(self._off_keys, sample), self._num_keys + 1)[:, 1:]
+            updated = tf.maximum(sounding * (1.0 - ended), started)
+            sounding = tf.where(active[:, None], updated, sounding)
+            return i + 1, tuple(new_state), last_event, elapsed, sounding, events
 
-        def keep_going(i, state, last_event, elapsed, events):
+        def keep_going(i, state, last_event, elapsed, sounding, events):
             return tf.logical_and(i < self.block_events,
                                   tf.reduce_any(elapsed < target_steps))
 
         events = tf.fill([self.block_events, batch], PAD_EVENT)
-        count, state, last_event, elapsed, events = tf.while_loop(
-            keep_going, step, (tf.constant(0), state, last_event, elapsed, events))
-        return events, count, state, last_event, elapsed
+        count, state, last_event, elapsed, sounding, events = tf.while_loop(
+            keep_going, step, (tf.constant(0), state, last_event, elapsed, sounding, events))
+        return events, count, state, last_event, elapsed, sounding
 
 
 def block_uniforms(seed: tf.Tensor, first_index: tf.Tensor, events: int, batch: int) -> tf.Tensor:
