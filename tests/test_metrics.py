@@ -294,3 +294,24 @@ def test_compare_metric_values_averages_only_defined_metrics():
     assert set(comparison["metrics"]) == {"a", "b", "c"}
     assert comparison["metrics"]["a"]["real_std"] == pytest.approx(np.std([1.0, 2.0, 3.0]))
     assert comparison["mean_overlapping_area"] == pytest.approx(0.5, abs=1e-3)
+
+
+def test_grid_tempo_is_found_from_the_onsets_alone():
+    from training.metrics import drum_pattern_consistency, estimate_grid_qpm, with_grid_tempo
+
+    rng = np.random.default_rng(0)
+    sixteenth = 60.0 / 97.0 / 4
+    groove = music_pb2.NoteSequence(total_time=20.0)  # no tempo: as generated music
+    for step in range(int(18 / sixteenth)):
+        if step % 2 == 0 or rng.random() < 0.3:
+            start = 0.37 + step * sixteenth
+            groove.notes.add(pitch=42, start_time=start, end_time=start + 0.05, velocity=80,
+                             is_drum=True)
+    assert estimate_grid_qpm(groove) == pytest.approx(97.0, abs=0.5)
+    assert drum_pattern_consistency(groove) < 0.6  # measured on a 120 BPM grid
+    assert drum_pattern_consistency(with_grid_tempo(groove)) == pytest.approx(1.0)
+    scattered = music_pb2.NoteSequence(total_time=20.0)
+    for start in rng.uniform(0, 19, 60):
+        scattered.notes.add(pitch=38, start_time=start, end_time=start + 0.05, velocity=80,
+                            is_drum=True)
+    assert drum_pattern_consistency(with_grid_tempo(scattered)) < 0.6
