@@ -172,6 +172,8 @@ def run_info(args: argparse.Namespace) -> int:
         "controls": [signal.name for signal in encoding.control_signals],
         "magenta_compatible": bundle.is_magenta_compatible,
         "default_bpm": meta.default_bpm,
+        "default_controls": meta.default_controls,
+        "max_note_seconds": meta.max_note_seconds,
         "tracks": [track.to_dict() for track in meta.tracks],
         "types": meta.types,
         "provenance": meta.provenance,
