@@ -1,0 +1,73 @@
+"""The shipped styles: within the size budget, complete cards, clean 30-second MIDI."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import mido
+import pretty_midi
+import pytest
+
+from perfrnn.bundle import read_bundle
+from perfrnn.generate import MidiOptions, generate_midi
+from perfrnn.options import GenerationOptions
+from perfrnn.sampler import Sampler
+
+BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
+STYLES = ("piano", "drums", "rock", "electronic")
+BUDGET_BYTES = 120_000_000
+
+
+def test_the_four_styles_fit_the_size_budget():
+    sizes = {path.stem: path.stat().st_size for path in BUNDLES.glob("*.mag")}
+    assert set(STYLES) <= set(sizes)
+    assert sum(sizes.values()) <= BUDGET_BYTES
+
+
+@pytest.fixture(scope="module", params=STYLES)
+def style(request):
+    return request.param, read_bundle(BUNDLES / f"{request.param}.mag")
+
+
+def test_card_and_metadata(style):
+    name, bundle = style
+    meta = bundle.metadata
+    assert meta.style == name
+    assert meta.provenance and all(item["licence"] for item in meta.provenance)
+    assert meta.metrics["validation_nll_per_event"] > 0
+    assert 0 <= meta.metrics["mean_overlapping_area"] <= 1
+    assert "## Data" in meta.card and "## Evaluation" in meta.card
+    assert meta.types and all(0 <= t["program"] <= 127 for t in meta.types)
+    assert len(meta.max_note_seconds) == len(meta.tracks)
+    drums = [track for track in meta.tracks if track.is_drum]
+    assert (name in ("drums", "rock", "electronic")) == bool(drums)
+    assert bundle.config.is_multitrack == (name in ("rock", "electronic"))
+
+
+def test_thirty_seconds_of_clean_midi(style):
+    name, bundle = style
+    _, files = generate_midi(Sampler(bundle), GenerationOptions(seconds=30, seed=1, variations=2),
+                             MidiOptions())
+    drum_tracks = {track.name for track in bundle.metadata.tracks if track.is_drum}
+    for file_name, data in files:
+        assert file_name.startswith(f"{name}-30s-seed1")
+        midi = mido.MidiFile(file=io.BytesIO(data))
+        assert abs(midi.length - 30.0) <= 1.0
+        notes = 0
+        for track in midi.tracks[1:]:
+            sounding: dict[tuple[int, int], int] = {}
+            for message in track:
+                if message.type not in ("note_on", "note_off"):
+                    continue
+                assert (message.channel == 9) == (track.name in drum_tracks), track.name
+                key = (message.channel, message.note)
+                if message.type == "note_on" and message.velocity > 0:
+                    sounding[key] = sounding.get(key, 0) + 1
+                    notes += 1
+                else:
+                    assert sounding.get(key, 0) > 0, "orphan note-off"
+                    sounding[key] -= 1
+            assert not any(sounding.values()), "hanging note"
+        assert notes > 20
+        assert pretty_midi.PrettyMIDI(io.BytesIO(data)).instruments
