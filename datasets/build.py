@@ -34,6 +34,7 @@ from datasets.manifest import (
     write_notes,
 )
 from datasets.midi_tools import midi_bytes, move_timing_to_first_track, read_midi, summarise
+from training.folders import swap_into_place
 
 
 @dataclass(frozen=True)
@@ -214,18 +215,3 @@ def _collect(pieces, results, staging: Path, made, skipped, bar) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
         made[piece.path] = (piece, facts)
-
-
-def swap_into_place(staging: Path, out_dir: Path) -> None:
-    """Renames the finished staging folder to ``out_dir``, replacing an earlier corpus."""
-    if not out_dir.exists():
-        staging.rename(out_dir)
-        return
-    old = out_dir.parent / f".{out_dir.name}.old-{secrets.token_hex(4)}"
-    out_dir.rename(old)
-    try:
-        staging.rename(out_dir)
-    except OSError:
-        old.rename(out_dir)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

@@ -23,6 +23,7 @@ from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
 from datasets.errors import DatasetError
+from training.archives import unsafe_entry_name
 
 CHUNK_BYTES = 1 << 16
 MAX_UNPACKED_BYTES = 64 * 1024**3
@@ -121,18 +122,12 @@ def download(url: str, dest: Path, sha256: str | None = None, timeout_s: float =
 
 def _check_member_name(name: str, archive: Path) -> PurePosixPath:
     """The member's path if it is safe to unpack, else DatasetError (zip slip)."""
-    normalised = name.replace("\\", "/")
-    path = PurePosixPath(normalised)
-    if (
-        normalised.startswith("/")
-        or (len(normalised) > 1 and normalised[1] == ":")
-        or any(part == ".." for part in path.parts)
-    ):
+    if unsafe_entry_name(name) is not None:
         raise DatasetError(
             f"refusing to unpack {archive.name}: member {name!r} would land outside the "
             "target folder; nothing was unpacked"
         )
-    return path
+    return PurePosixPath(name.replace("\\", "/"))
 
 
 def _check_total(total: int, packed: int, archive: Path, max_bytes: int) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from datasets.build import check_out_dir, swap_into_place
+from datasets.build import check_out_dir
 from datasets.download import download, unpack
 from datasets.errors import DatasetError
 from datasets.manifest import (
@@ -34,6 +34,7 @@ from datasets.manifest import (
     write_notes,
 )
 from datasets.system import cache_dir
+from training.folders import swap_into_place
 
 MIDI_SUFFIXES = (".mid", ".midi")
 

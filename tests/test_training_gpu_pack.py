@@ -127,12 +127,13 @@ def test_gpu_trainer_conversion_matches_magentas_cell(corpus, tmp_path):
 
 
 def test_typical_controls_of_the_corpus(corpus):
-    from training.export import corpus_controls
+    from training.export import corpus_controls, training_pieces
 
-    controls = corpus_controls(get_config(CONDITIONED), corpus)
+    pieces = training_pieces(corpus)
+    controls = corpus_controls(get_config(CONDITIONED), pieces)
     assert controls["key"] == "C"
     assert controls["notes_per_second"] == pytest.approx(80 / 15.95, rel=0.02)
-    assert corpus_controls(get_config("performance_with_dynamics"), corpus) == {}
+    assert corpus_controls(get_config("performance_with_dynamics"), pieces) == {}
 
 
 def test_a_request_without_controls_gets_the_styles_typical_ones(conditioned_bundle):
@@ -154,9 +155,10 @@ def test_a_request_without_controls_gets_the_styles_typical_ones(conditioned_bun
 
 def test_note_limits_of_the_corpus(corpus):
     from perfrnn.configs import PIANO_TRACKS
-    from training.export import corpus_note_limits
+    from training.export import corpus_note_limits, training_pieces
 
-    assert corpus_note_limits(corpus, PIANO_TRACKS) == [0.15]  # every note lasts 0.15 s
+    # every note lasts 0.15 s
+    assert corpus_note_limits(training_pieces(corpus), PIANO_TRACKS) == [0.15]
 
 
 def test_big_models_weights_in_two_files_are_joined(corpus, tmp_path):

@@ -17,7 +17,6 @@ and a few generated `samples/*.mid` to listen to.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -140,6 +139,7 @@ def evaluate_run(
     from training import plots
     from training.export import EVALUATION_DIR, bundle_from_run, load_run
     from training.prepare import read_prepared
+    from training.train import _write_json
 
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
         raise PerfRNNError(f"samples must be a whole number >= 1, got {samples!r}")
@@ -234,17 +234,10 @@ def evaluate_run(
         summary=summary["metrics"], real_pieces=len(real), generated_pieces=len(generated),
         seconds=float(seconds), temperature=float(temperature), seed=int(seed),
         warnings=warnings)
-    _write_json(out_dir / "metrics.json", result.to_json())
+    _write_json(out_dir / "metrics.json", _plain(result.to_json()))
     result.report_path.write_text(render_report(result, bundle.metadata.style, run),
                                   encoding="utf-8")
     return result
-
-
-def _write_json(path: Path, data) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(_plain(data), indent=1, allow_nan=False) + "\n",
-                         encoding="utf-8")
-    temporary.replace(path)
 
 
 def _plain(value):

@@ -151,7 +151,8 @@ def default_types(tracks: tuple[TrackRole, ...]) -> list[dict]:
              "track": main.name} for program in programs]
 
 
-def _training_pieces(data_dir: Path | None) -> list:
+def training_pieces(data_dir: Path | None) -> list:
+    """The prepared corpus' training NoteSequences; [] when it cannot be read."""
     if data_dir is None:
         return []
     from training.prepare import read_prepared
@@ -162,20 +163,19 @@ def _training_pieces(data_dir: Path | None) -> list:
         return []
 
 
-def corpus_tempo(data_dir: Path | None) -> float | None:
+def corpus_tempo(pieces: list) -> float | None:
     """Median first tempo (BPM) of the training pieces; None when unknown."""
-    tempos = [sequence.tempos[0].qpm for sequence in _training_pieces(data_dir)
-              if sequence.tempos]
+    tempos = [sequence.tempos[0].qpm for sequence in pieces if sequence.tempos]
     return round(statistics.median(tempos), 1) if tempos else None
 
 
-def corpus_note_limits(data_dir: Path | None, tracks: tuple[TrackRole, ...]) -> list[float]:
+def corpus_note_limits(pieces: list, tracks: tuple[TrackRole, ...]) -> list[float]:
     """Per track, the 99.5th percentile of the training notes' lengths in seconds
     (at least 0.1 s): what a generated note may last (see BundleMetadata)."""
     import numpy as np
 
     lengths: list[list[float]] = [[] for _ in tracks]
-    for piece in _training_pieces(data_dir):
+    for piece in pieces:
         for note in piece.notes:
             role = note.instrument if len(tracks) > 1 else 0
             if 0 <= role < len(tracks):
@@ -188,7 +188,7 @@ KEY_NAMES = [f"{name}{mode}" for mode in ("", "m")
              for name in ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")]
 
 
-def corpus_controls(config: ModelConfig, data_dir: Path | None) -> dict:
+def corpus_controls(config: ModelConfig, pieces: list) -> dict:
     """Typical controls of the training music, for requests that give none:
     the median notes per second of the pieces, and the major or minor key
     whose scale best matches all their notes' sounding time."""
@@ -196,7 +196,7 @@ def corpus_controls(config: ModelConfig, data_dir: Path | None) -> dict:
 
     from perfrnn.options import pitch_histogram_for_key
 
-    pieces = [piece for piece in _training_pieces(data_dir) if piece.notes]
+    pieces = [piece for piece in pieces if piece.notes]
     if not pieces:
         return {}
     controls = {}
@@ -292,7 +292,8 @@ def bundle_from_run(run: Run, style: str | None = None, description: str = "",
         raise PerfRNNError(f"the model writes {len(run.config.tracks)} parts, but "
                            f"{len(tracks)} tracks were given")
     config = run.config.replace(tracks=tracks)
-    bpm = default_bpm or corpus_tempo(run.data_dir) or DEFAULT_BPM
+    pieces = training_pieces(run.data_dir)  # read once: tempo, controls, note limits
+    bpm = default_bpm or corpus_tempo(pieces) or DEFAULT_BPM
     provenance = provenance_from_manifest(run.manifest)
     evaluation = read_evaluation(run.path) or {}
     metrics = {"validation_nll_per_event": run.best_validation_nll}
@@ -313,8 +314,8 @@ def bundle_from_run(run: Run, style: str | None = None, description: str = "",
         style=style, description=description, tracks=tracks, default_bpm=float(bpm),
         types=types if types is not None else default_types(tracks),
         provenance=provenance, metrics=metrics, training=training,
-        default_controls=corpus_controls(config, run.data_dir),
-        max_note_seconds=corpus_note_limits(run.data_dir, tracks),
+        default_controls=corpus_controls(config, pieces),
+        max_note_seconds=corpus_note_limits(pieces, tracks),
         card=model_card(style, description, run, provenance, metrics, tracks, float(bpm),
                         card_notes))
     return Bundle(config=config, model=run.model, metadata=metadata)

@@ -43,6 +43,7 @@ from perfrnn.errors import PerfRNNError
 from perfrnn.multitrack import MultiTrackEncoding, assign_roles
 from perfrnn.music_io import ABC_SUFFIXES, MUSIC_SUFFIXES, MUSICXML_SUFFIXES, read_music_file
 from training.archives import UnsafeArchiveError, check_zip, unpack_zip
+from training.folders import swap_into_place
 
 KINDS = ("pitched", "drums", "band")
 SPLITS = ("train", "validation")
@@ -817,7 +818,7 @@ def _write_output(result: PrepareResult, spooled: dict[int, Path]) -> None:
             json.dumps(result.to_manifest(), indent=2, ensure_ascii=False) + "\n",
             encoding="utf-8")
         (staging / REPORT_NAME).write_text(render_report(result), encoding="utf-8")
-        _move_into_place(staging, out_dir)
+        swap_into_place(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         for folder in reversed(created):
@@ -851,18 +852,3 @@ def _make_parents(folder: Path) -> list[Path]:
     for item in missing:
         item.mkdir(exist_ok=True)
     return missing
-
-
-def _move_into_place(staging: Path, out_dir: Path) -> None:
-    """Renames `staging` to `out_dir`, replacing an earlier prepared corpus there."""
-    if not out_dir.exists():
-        staging.rename(out_dir)
-        return
-    old = out_dir.parent / f".{out_dir.name}.old-{secrets.token_hex(4)}"
-    out_dir.rename(old)
-    try:
-        staging.rename(out_dir)
-    except BaseException:
-        old.rename(out_dir)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
