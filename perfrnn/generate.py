@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,11 +83,15 @@ def generate_midi(
     midi: MidiOptions = MidiOptions(),
     primer: music_pb2.NoteSequence | None = None,
     progress: ProgressCallback | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> tuple[Generation, list[tuple[str, bytes]]]:
-    """Generates music and renders each variation as (file name, MIDI bytes)."""
+    """Generates music and renders each variation as (file name, MIDI bytes).
+
+    `cancelled` is polled between sampling blocks (see `Sampler.generate`)."""
     bundle: Bundle = sampler.bundle
     tracks = tracks_for_program(bundle.metadata.tracks, midi.program, midi.track)
-    generation = sampler.generate(options, primer=primer, progress=progress)
+    generation = sampler.generate(options, primer=primer, progress=progress,
+                                  cancelled=cancelled)
     files = []
     for index, sequence in enumerate(generation.sequences):
         name = midi_file_name(bundle.metadata.style, options.seconds, generation.seed, index,

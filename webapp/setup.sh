@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the project needs on this machine: a Python 3.11 virtual
-# environment in .venv with the pinned packages of requirements.txt.
-# Safe to run again: it reinstalls only when requirements.txt changed.
+# environment in .venv with the pinned packages of requirements.txt (and
+# requirements-nodeps.txt, installed without their dependencies).
+# Safe to run again: it reinstalls only when those files changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,11 +25,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 stamp=.venv/.requirements.sha256
-wanted=$(sha256sum requirements.txt | cut -d' ' -f1)
+wanted=$(cat requirements.txt requirements-nodeps.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "installing Python packages from requirements.txt (first time: a few minutes)"
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -r requirements.txt
+  .venv/bin/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
   echo "$wanted" > "$stamp"
 fi
 echo "setup done: .venv is ready"

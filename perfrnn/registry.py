@@ -1,0 +1,139 @@
+"""The style registry: every bundle a user can generate from, by name.
+
+Styles come from folders searched in order: the shipped `bundles/` first,
+then the styles a user trained or imported. A style's name is its file's
+stem (`rock.mag` is "rock"); the first folder that has a name wins, so a
+user's file never shadows a shipped style.
+
+Bundles are read once and kept; a file that changes on disk (same name, new
+size or time) is read again. Samplers are built on first use and shared,
+one at a time per style, by every thread.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from perfrnn.bundle import Bundle, read_bundle
+from perfrnn.errors import PerfRNNError
+
+BUNDLE_SUFFIX = ".mag"
+STYLE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+
+
+def check_style_name(name: str) -> str:
+    """Returns `name` if it can name a style (and a file), else raises PerfRNNError."""
+    if not isinstance(name, str) or not STYLE_NAME.fullmatch(name):
+        raise PerfRNNError(
+            "a style name is 1 to 40 characters: lower-case letters, digits, '-' and '_', "
+            "starting with a letter or digit")
+    return name
+
+
+@dataclass(frozen=True)
+class StyleSource:
+    """A folder of bundles and what its styles are to users ("shipped", "user")."""
+
+    folder: Path
+    origin: str
+
+
+@dataclass
+class Style:
+    """A style as listed: its file and, once read, its bundle."""
+
+    name: str
+    path: Path
+    origin: str
+    size_bytes: int
+    bundle: Bundle | None = None
+    error: str | None = None  # why the bundle does not load
+
+
+class StyleRegistry:
+    """Finds, loads and caches styles; safe to share between threads."""
+
+    def __init__(self, sources: list[StyleSource]):
+        self.sources = list(sources)
+        self._lock = threading.Lock()
+        self._bundles: dict[Path, tuple[tuple[int, int], Bundle | None, str | None]] = {}
+        self._samplers: dict[Path, tuple[tuple[int, int], object, threading.Lock]] = {}
+
+    def _files(self) -> dict[str, tuple[Path, str]]:
+        found: dict[str, tuple[Path, str]] = {}
+        for source in self.sources:
+            if not source.folder.is_dir():
+                continue
+            for path in sorted(source.folder.glob(f"*{BUNDLE_SUFFIX}")):
+                if path.is_file() and STYLE_NAME.fullmatch(path.stem):
+                    found.setdefault(path.stem, (path, source.origin))
+        return found
+
+    def names(self) -> list[str]:
+        return list(self._files())
+
+    def _load(self, path: Path) -> tuple[Bundle | None, str | None]:
+        stat = path.stat()
+        stamp = (stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            cached = self._bundles.get(path)
+            if cached and cached[0] == stamp:
+                return cached[1], cached[2]
+        try:
+            bundle, error = read_bundle(path), None
+        except PerfRNNError as failure:
+            bundle, error = None, str(failure)
+        with self._lock:
+            self._bundles[path] = (stamp, bundle, error)
+        return bundle, error
+
+    def styles(self, load: bool = True) -> list[Style]:
+        """Every style; with `load`, each one's bundle (or why it does not load)."""
+        styles = []
+        for name, (path, origin) in self._files().items():
+            style = Style(name, path, origin, path.stat().st_size)
+            if load:
+                style.bundle, style.error = self._load(path)
+            styles.append(style)
+        return styles
+
+    def get(self, name: str) -> Style:
+        """The style called `name`, loaded.
+
+        Raises:
+          PerfRNNError: no such style, or its bundle does not load.
+        """
+        files = self._files()
+        if name not in files:
+            known = ", ".join(files) or "none"
+            raise PerfRNNError(f"there is no style {name!r}; the styles are: {known}")
+        path, origin = files[name]
+        style = Style(name, path, origin, path.stat().st_size)
+        style.bundle, style.error = self._load(path)
+        if style.bundle is None:
+            raise PerfRNNError(f"style {name!r} cannot be loaded: {style.error}")
+        return style
+
+    def sampler(self, name: str):
+        """(Sampler, lock) for a style; hold the lock while generating with it."""
+        from perfrnn.sampler import Sampler
+
+        style = self.get(name)
+        stamp = (style.path.stat().st_size, style.path.stat().st_mtime_ns)
+        with self._lock:
+            cached = self._samplers.get(style.path)
+            if cached and cached[0] == stamp:
+                return cached[1], cached[2]
+            sampler = Sampler(style.bundle, block_events=512)  # progress every ~5 s of music
+            lock = threading.Lock()
+            self._samplers[style.path] = (stamp, sampler, lock)
+            return sampler, lock
+
+    def forget(self, path: Path) -> None:
+        """Drops what is cached for a bundle file (after it was replaced or removed)."""
+        with self._lock:
+            self._bundles.pop(path, None)
+            self._samplers.pop(path, None)

@@ -1,0 +1,143 @@
+"""What the pages and the API do on a request, written once for both:
+checking uploads, creating jobs and queueing them, importing bundles and
+clearing out old results."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from perfrnn.errors import PerfRNNError
+from webapp.db import Job
+from webapp.jobs import QueueFull
+from webapp.tasks import Services
+from webapp.validation import (PRIMER_SUFFIXES, TRAINING_SUFFIXES, ValidationError,
+                               new_style_name, upload_name)
+
+MAX_TRAINING_FILES = 2000
+
+
+def _queue(services: Services, queue, job: Job) -> Job:
+    try:
+        queue.submit(job)
+    except QueueFull:
+        services.store.delete(job.id)
+        if job.params.get("primer"):
+            services.storage.delete_prefix(str(Path(job.params["primer"]).parent))
+        raise
+    return job
+
+
+def save_primer(services: Services, upload) -> str:
+    """Checks an uploaded primer (MIDI or MusicXML) parses; returns its storage key."""
+    from perfrnn.music_io import read_music_file
+
+    errors: dict[str, str] = {}
+    name = upload_name(upload.filename, PRIMER_SUFFIXES, "primer", errors)
+    if name is None:
+        raise ValidationError(errors)
+    data = upload.read()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / name
+        path.write_bytes(data)
+        try:
+            primer = read_music_file(path)
+        except PerfRNNError as error:
+            raise ValidationError({"primer": f"{upload.filename}: {error}"}) from None
+    if not primer.notes:
+        raise ValidationError({"primer": f"{upload.filename} has no notes to continue"})
+    return services.storage.put(f"uploads/{uuid.uuid4().hex[:16]}/{name}", data)
+
+
+def submit_generation(services: Services, queue, params: dict, owner: str | None,
+                      primer=None) -> Job:
+    if primer is not None and primer.filename:
+        params = dict(params, primer=save_primer(services, primer))
+    return _queue(services, queue, services.store.create("generation", params, owner))
+
+
+def submit_training(services: Services, queue, params: dict, uploads: list,
+                    owner: str | None) -> Job:
+    """Saves the uploaded music files (or zips) and queues the training job."""
+    errors: dict[str, str] = {}
+    uploads = [upload for upload in uploads if upload and upload.filename]
+    if not uploads:
+        raise ValidationError({"files": "choose some MIDI, MusicXML or ABC files, or a zip"})
+    if len(uploads) > MAX_TRAINING_FILES:
+        raise ValidationError({"files": f"at most {MAX_TRAINING_FILES} files at once; "
+                                        "put more in a zip"})
+    names = []
+    for upload in uploads:
+        name = upload_name(upload.filename, TRAINING_SUFFIXES, "files", errors)
+        if name is None:
+            raise ValidationError(errors)
+        names.append(name)
+    folder = f"uploads/{uuid.uuid4().hex[:16]}"
+    keys, seen = [], set()
+    for upload, name in zip(uploads, names):
+        stem, suffix = os.path.splitext(name)
+        unique, number = name, 1
+        while unique in seen:
+            number += 1
+            unique = f"{stem}-{number}{suffix}"
+        seen.add(unique)
+        data = upload.read()
+        if not data:
+            services.storage.delete_prefix(folder)
+            raise ValidationError({"files": f"{upload.filename} is empty"})
+        keys.append(services.storage.put(f"{folder}/{unique}", data))
+    job = services.store.create("training", dict(params, uploads=keys), owner)
+    try:
+        return _queue(services, queue, job)
+    except QueueFull:
+        services.storage.delete_prefix(folder)
+        raise
+
+
+def import_bundle(services: Services, upload, name: str | None = None) -> str:
+    """Adds an uploaded `.mag` (ours or Magenta's) as a style; returns its name.
+
+    The file is checked by loading it before it is put in place.
+    """
+    from perfrnn.bundle import read_bundle
+
+    errors: dict[str, str] = {}
+    filename = upload_name(getattr(upload, "filename", None), (".mag",), "bundle", errors)
+    if filename is None:
+        raise ValidationError(errors)
+    style = new_style_name(name or Path(filename).stem.lower().replace(".", "_"),
+                           services.registry, errors, "name")
+    if style is None:
+        raise ValidationError(errors)
+    services.styles_dir.mkdir(parents=True, exist_ok=True)
+    final = services.styles_dir / f"{style}.mag"
+    handle, partial = tempfile.mkstemp(dir=services.styles_dir, prefix=f".{style}-",
+                                       suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(upload.read())
+        try:
+            read_bundle(partial)
+        except PerfRNNError as error:
+            raise ValidationError({"bundle": f"{filename} is not a bundle that loads: "
+                                             f"{error}"}) from None
+        if final.exists():
+            raise ValidationError({"name": f"there is already a style called {style!r}"})
+        os.replace(partial, final)
+    finally:
+        Path(partial).unlink(missing_ok=True)
+    services.registry.forget(final)
+    return style
+
+
+def remove_expired(services: Services, retention_hours: float) -> int:
+    """Deletes the files of jobs older than the retention time; returns how many."""
+    jobs = services.store.expire(time.time() - retention_hours * 3600)
+    for job in jobs:
+        services.storage.delete_prefix(f"jobs/{job.id}")
+        if job.params.get("primer"):
+            services.storage.delete_prefix(str(Path(job.params["primer"]).parent))
+    return len(jobs)

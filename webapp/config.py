@@ -1,0 +1,83 @@
+"""The website's settings: defaults here, then the instance file
+`instance/config.py`, then environment variables of the same names."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULTS = {
+    # Where jobs run and results live. "local" is the embedded default; the
+    # AWS backends ("sqs", "s3") come with their own settings.
+    "JOB_BACKEND": "local",
+    "STORAGE": "local",
+    # Paths; relative ones are inside the instance folder.
+    "DATABASE": "perfrnn.sqlite3",
+    "STORAGE_DIR": "storage",
+    "STYLES_DIR": "styles",
+    "TRAINING_DIR": "training",
+    "BUNDLES_DIR": str(PROJECT_ROOT / "bundles"),
+    # Local worker pool: threads per kind of job and the queue's bound.
+    "GENERATION_WORKERS": 2,
+    "TRAINING_WORKERS": 1,
+    "QUEUE_LIMIT": 32,
+    # Load every style (and compile its sampler) when the server starts.
+    "PRELOAD_STYLES": True,
+    # How long results stay downloadable.
+    "RESULT_RETENTION_HOURS": 168,
+    # When set, the train page and training API ask for this token.
+    "TRAINING_TOKEN": None,
+    # Render WAV audio of every result (needs tinysoundfont and a soundfont).
+    "RENDER_AUDIO": True,
+    # Uploads: the largest request body (MIDI files and zips, bundles).
+    "MAX_CONTENT_LENGTH": 300 * 1024 * 1024,
+    # Bootstrap, its icons and our scripts are served from this server.
+    "BOOTSTRAP_SERVE_LOCAL": True,
+    "WTF_CSRF_TIME_LIMIT": None,
+    # Training presets by name (None: training.pipeline.PRESETS).
+    "TRAINING_PRESETS": None,
+}
+
+INTEGER_SETTINGS = {"GENERATION_WORKERS", "TRAINING_WORKERS", "QUEUE_LIMIT",
+                    "RESULT_RETENTION_HOURS", "MAX_CONTENT_LENGTH"}
+BOOLEAN_SETTINGS = {"PRELOAD_STYLES", "RENDER_AUDIO"}
+STRING_SETTINGS = {"JOB_BACKEND", "STORAGE", "DATABASE", "STORAGE_DIR", "STYLES_DIR",
+                   "TRAINING_DIR", "BUNDLES_DIR", "TRAINING_TOKEN", "SECRET_KEY",
+                   "S3_BUCKET", "SQS_GENERATION_QUEUE_URL", "SQS_TRAINING_QUEUE_URL",
+                   "AWS_REGION", "AWS_ENDPOINT_URL"}
+
+
+def from_environment(environ=os.environ) -> dict:
+    """The settings given as environment variables, converted to their types.
+
+    Raises:
+      ValueError: a value does not parse (the message names the variable).
+    """
+    found = {}
+    for name in INTEGER_SETTINGS | BOOLEAN_SETTINGS | STRING_SETTINGS:
+        if name not in environ:
+            continue
+        text = environ[name]
+        if name in INTEGER_SETTINGS:
+            try:
+                found[name] = int(text)
+            except ValueError:
+                raise ValueError(f"environment variable {name} must be a whole number, "
+                                 f"got {text!r}") from None
+        elif name in BOOLEAN_SETTINGS:
+            lowered = text.strip().lower()
+            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(f"environment variable {name} must be true or false, "
+                                 f"got {text!r}")
+            found[name] = lowered in ("1", "true", "yes", "on")
+        else:
+            found[name] = text or None
+    return found
+
+
+def instance_file(instance_path: str | Path, setting: str) -> Path:
+    """A path setting resolved against the instance folder."""
+    path = Path(setting).expanduser()
+    return path if path.is_absolute() else Path(instance_path) / path

@@ -1,0 +1,77 @@
+"""Job queues: where the website hands a job to a worker.
+
+The local backend is a bounded pool of threads per kind of job inside the
+server process. A queue backend has one job: `submit(job)`, raising
+`QueueFull` when it cannot take more, so the API can answer 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+from webapp.db import Job
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    """The queue holds as many jobs as it may; try again later."""
+
+    def __init__(self, retry_after: int = 10):
+        super().__init__("the server is busy with other jobs; try again in a moment")
+        self.retry_after = retry_after
+
+
+class LocalQueue:
+    """Runs jobs on worker threads in this process.
+
+    Args:
+      run_job: Called with a job id on a worker thread; it must record the
+        outcome in the job store itself and not raise.
+      workers: Threads per kind of job, e.g. {"generation": 2, "training": 1}.
+      limit: Jobs waiting per kind beyond which `submit` raises QueueFull.
+    """
+
+    kind = "local"
+
+    def __init__(self, run_job: Callable[[str], None], workers: dict[str, int], limit: int):
+        self.run_job = run_job
+        self.limit = int(limit)
+        self._queues = {kind: queue.Queue() for kind in workers}
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        for kind, count in workers.items():
+            for number in range(max(1, int(count))):
+                thread = threading.Thread(target=self._work, args=(kind,), daemon=True,
+                                          name=f"{kind}-worker-{number + 1}")
+                self._threads.append(thread)
+                thread.start()
+
+    def submit(self, job: Job) -> None:
+        waiting = self._queues[job.kind]
+        if waiting.qsize() >= self.limit:
+            raise QueueFull(retry_after=10 if job.kind == "generation" else 60)
+        waiting.put(job.id)
+
+    def waiting(self, kind: str) -> int:
+        return self._queues[kind].qsize()
+
+    def _work(self, kind: str) -> None:
+        waiting = self._queues[kind]
+        while not self._stopping.is_set():
+            try:
+                job_id = waiting.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                self.run_job(job_id)
+            except Exception:  # run_job records failures; this is the last net
+                log.exception("job %s failed outside its handler", job_id)
+            finally:
+                waiting.task_done()
+
+    def stop(self) -> None:
+        self._stopping.set()

@@ -1,0 +1,239 @@
+"""What a worker does with a job: generate music or train a style.
+
+These functions run on a worker (a local thread now, a GPU instance later)
+with `Services`, never with Flask: they read the job's parameters from the
+job store, report progress to it, write files to storage and record the
+outcome. A failure becomes the job's error message; nothing escapes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from perfrnn.errors import PerfRNNError
+from perfrnn.registry import StyleRegistry
+from webapp.db import CANCELLED, JobStore
+
+log = logging.getLogger(__name__)
+
+# Share of a training job's progress bar per stage.
+TRAINING_STAGES = {"prepare": (0.0, 0.05), "train": (0.05, 0.85), "evaluate": (0.85, 0.97),
+                   "export": (0.97, 1.0)}
+MAX_LOSS_POINTS = 400
+
+
+@dataclass
+class Services:
+    """Everything a job needs, built once per process (see webapp.create_app)."""
+
+    store: JobStore
+    storage: object  # webapp.storage.LocalStorage or the S3 storage
+    registry: StyleRegistry
+    styles_dir: Path
+    training_dir: Path
+    render_audio: bool = True
+    training_presets: dict | None = None
+
+
+class Throttle:
+    """True at most once per `seconds` (and always when forced)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.last = 0.0
+
+    def __call__(self, force: bool = False) -> bool:
+        now = time.monotonic()
+        if force or now - self.last >= self.seconds:
+            self.last = now
+            return True
+        return False
+
+
+def run_job(services: Services, job_id: str) -> None:
+    """Runs one queued job to its end; records done, failed or cancelled."""
+    store = services.store
+    if not store.start(job_id):
+        return  # cancelled while it waited, or unknown
+    job = store.get(job_id)
+    try:
+        if job.kind == "generation":
+            result = run_generation(services, job)
+        else:
+            result = run_training(services, job)
+    except PerfRNNError as error:
+        if store.cancel_requested(job_id):
+            store.fail(job_id, "cancelled by the user", CANCELLED)
+        else:
+            store.fail(job_id, str(error))
+        return
+    except Exception as error:  # a bug or an environment problem: keep the worker alive
+        log.error("job %s crashed:\n%s", job_id, traceback.format_exc())
+        store.fail(job_id, f"the worker hit an internal error ({type(error).__name__}); "
+                           "the details are in the server log")
+        return
+    store.finish(job_id, result)
+
+
+# ----- generation -------------------------------------------------------------
+
+def generation_options(params: dict):
+    """The sampler's and the MIDI writer's options from a job's parameters."""
+    from perfrnn.generate import MidiOptions
+    from perfrnn.options import GenerationOptions, pitch_histogram_for_key
+
+    options = GenerationOptions(
+        seconds=float(params["seconds"]), temperature=float(params["temperature"]),
+        seed=params.get("seed"), variations=int(params.get("variations", 1)),
+        notes_per_second=params.get("density"),
+        pitch_histogram=pitch_histogram_for_key(params["key"]) if params.get("key") else None)
+    midi = MidiOptions(bpm=params.get("bpm"), quantize=bool(params.get("quantize")),
+                       program=params.get("program"), track=params.get("part"))
+    return options, midi
+
+
+def _read_primer(storage, key: str):
+    from perfrnn.music_io import read_music_file
+
+    suffix = Path(key).suffix
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"primer{suffix}"
+        path.write_bytes(storage.get(key))
+        return read_music_file(path)
+
+
+def run_generation(services: Services, job) -> dict:
+    from perfrnn.generate import generate_midi, tracks_for_program
+    from perfrnn.pianoroll import pianoroll_png
+
+    store, storage, params = services.store, services.storage, job.params
+    options, midi = generation_options(params)
+    primer = _read_primer(storage, params["primer"]) if params.get("primer") else None
+    sampler, lock = services.registry.sampler(params["style"])
+    report = Throttle(0.2)
+    check = Throttle(0.5)
+
+    def progress(fraction: float) -> None:
+        if report(fraction >= 1.0):
+            store.progress(job.id, 0.9 * fraction, "generating")
+
+    def cancelled() -> bool:
+        return check() and store.cancel_requested(job.id)
+
+    store.progress(job.id, 0.0, "waiting for the model" if lock.locked() else "generating")
+    with lock:
+        generation, files = generate_midi(sampler, options, midi, primer=primer,
+                                          progress=progress, cancelled=cancelled)
+    store.progress(job.id, 0.9, "drawing and rendering")
+    bundle = sampler.bundle
+    tracks = tracks_for_program(bundle.metadata.tracks, midi.program, midi.track)
+    audio_ok, audio_message = _audio_status(services)
+    variations = []
+    for index, ((name, data), sequence) in enumerate(zip(files, generation.sequences)):
+        prefix = f"jobs/{job.id}/"
+        entry = {"index": index, "midi_name": name, "midi": storage.put(prefix + name, data),
+                 "notes": len(sequence.notes), "seconds": round(sequence.total_time, 3)}
+        png = pianoroll_png(sequence, tracks, title=f"{bundle.metadata.style} - seed "
+                                                    f"{generation.seed}")
+        entry["pianoroll"] = storage.put(prefix + name.replace(".mid", ".png"), png)
+        if audio_ok:
+            from perfrnn.audio import render_wav
+
+            wav_name = name.replace(".mid", ".wav")
+            try:
+                entry["wav"] = storage.put(prefix + wav_name, render_wav(data))
+                entry["wav_name"] = wav_name
+            except PerfRNNError as error:
+                audio_ok, audio_message = False, str(error)
+        variations.append(entry)
+        store.progress(job.id, 0.9 + 0.1 * (index + 1) / len(files))
+    return {"style": bundle.metadata.style, "seed": generation.seed,
+            "variations": variations, "audio": audio_ok, "audio_message": audio_message}
+
+
+def _audio_status(services: Services) -> tuple[bool, str]:
+    if not services.render_audio:
+        return False, "audio rendering is turned off on this server (RENDER_AUDIO)"
+    from perfrnn.audio import audio_available
+
+    return audio_available()
+
+
+# ----- training ----------------------------------------------------------------
+
+def run_training(services: Services, job) -> dict:
+    from perfrnn.bundle import read_bundle
+    from training.pipeline import train_style
+
+    store, params = services.store, job.params
+    name = params["name"]
+    # Keyed by the style's name: training it again after a cancel resumes.
+    work_dir = services.training_dir / name
+    inputs = work_dir / "inputs"
+    shutil.rmtree(inputs, ignore_errors=True)
+    inputs.mkdir(parents=True, exist_ok=True)
+    for key in params["uploads"]:
+        (inputs / Path(key).name).write_bytes(services.storage.get(key))
+
+    presets = services.training_presets
+    preset = presets[params["preset"]] if presets else params["preset"]
+    started = time.monotonic()
+    loss_points: list[list[float]] = []
+    detail: dict = {}
+    report = Throttle(0.5)
+    check = Throttle(1.0)
+
+    def progress(stage: str, fraction: float, details: dict) -> None:
+        low, high = TRAINING_STAGES.get(stage, (0.0, 1.0))
+        overall = low + (high - low) * fraction
+        if stage == "train" and "loss" in details:
+            loss_points.append([details["step"], round(float(details["loss"]), 4)])
+            if len(loss_points) > MAX_LOSS_POINTS:
+                del loss_points[1::2]  # keep the curve's shape in bounded space
+        detail.update({key: value for key, value in details.items()
+                       if isinstance(value, (int, float, str))})
+        detail["stage"] = stage
+        detail["loss_points"] = loss_points
+        elapsed = time.monotonic() - started
+        detail["elapsed_seconds"] = round(elapsed, 1)
+        detail["eta_seconds"] = (round(elapsed * (1 - overall) / overall, 1)
+                                 if overall > 0.02 else None)
+        if report(fraction >= 1.0 or stage != detail.get("reported_stage")):
+            detail["reported_stage"] = stage
+            store.progress(job.id, overall, stage, detail)
+
+    def should_stop() -> bool:
+        return check() and store.cancel_requested(job.id)
+
+    services.styles_dir.mkdir(parents=True, exist_ok=True)
+    final = services.styles_dir / f"{name}.mag"
+    partial = services.styles_dir / f".{name}-{job.id}.part"
+    try:
+        result = train_style(name, [inputs], work_dir, partial, preset=preset,
+                             kind=params.get("kind") or None, progress=progress,
+                             should_stop=should_stop)
+        if final.exists() or name in services.registry.names():
+            raise PerfRNNError(f"a style called {name!r} appeared while training; the new "
+                               "one was not saved over it")
+        os.replace(partial, final)
+    finally:
+        partial.unlink(missing_ok=True)
+    services.registry.forget(final)
+    metadata = read_bundle(final).metadata
+    evaluation = result.evaluation
+    shutil.rmtree(work_dir, ignore_errors=True)  # the bundle holds what is kept
+    return {
+        "style": name, "size_bytes": final.stat().st_size,
+        "steps": result.train.steps,
+        "validation_nll": metadata.metrics.get("validation_nll_per_event"),
+        "mean_overlapping_area": (evaluation.mean_overlapping_area
+                                  if evaluation is not None else None),
+        "loss_points": loss_points,
+    }

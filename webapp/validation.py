@@ -1,0 +1,252 @@
+"""Checking a request's parameters: one set of rules for the form and the API.
+
+Each function takes the submitted values (form fields or JSON) and returns
+clean job parameters, or raises ValidationError with a message per field
+that says what to change.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+from perfrnn.errors import PerfRNNError
+from perfrnn.options import MAX_SEED, pitch_histogram_for_key
+from perfrnn.registry import StyleRegistry, check_style_name
+
+MIN_LENGTH_SECONDS = 5
+MAX_LENGTH_SECONDS = 600
+MAX_VARIATIONS = 4
+TEMPERATURE_RANGE = (0.1, 2.0)
+BPM_RANGE = (20, 300)
+DENSITY_RANGE = (0.5, 40.0)
+PRIMER_SUFFIXES = (".mid", ".midi", ".xml", ".musicxml", ".mxl")
+TRAINING_SUFFIXES = (".mid", ".midi", ".xml", ".musicxml", ".mxl", ".abc", ".zip")
+TRAINING_KINDS = ("pitched", "drums", "band")
+LENGTH_UNITS = {"seconds": 1, "s": 1, "minutes": 60, "min": 60, "m": 60}
+
+
+class ValidationError(Exception):
+    """Bad parameters: `errors` maps each field to what is wrong with it."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{field}: {message}" for field, message in errors.items()))
+        self.errors = errors
+
+
+def _blank(value) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _number(value, field: str, errors: dict, low: float, high: float, what: str,
+            whole: bool = False):
+    if isinstance(value, bool):
+        errors[field] = f"{what} must be a number"
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        errors[field] = f"{what} must be a number, got {value!r}"
+        return None
+    if not math.isfinite(number) or not low <= number <= high:
+        errors[field] = f"{what} must be between {low:g} and {high:g}"
+        return None
+    if whole:
+        if number != int(number):
+            errors[field] = f"{what} must be a whole number"
+            return None
+        return int(number)
+    return number
+
+
+def _flag(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "on", "yes", "y")
+    return bool(value)
+
+
+def style_types(bundle) -> list[dict]:
+    """The "type" choices of a style: its bundle's list, each with its part."""
+    return [dict(entry) for entry in bundle.metadata.types
+            if isinstance(entry, dict) and isinstance(entry.get("program"), int)]
+
+
+def generation_params(values, registry: StyleRegistry) -> dict:
+    """Clean parameters of a generation job.
+
+    Fields: style, type (a GM program number or a type's name), length with
+    unit ("seconds" or "minutes") or seconds, bpm, temperature, variations,
+    seed (blank: a random one, chosen now so it can be shown), key and
+    density (conditioned styles only), quantize.
+    """
+    errors: dict[str, str] = {}
+    params: dict = {}
+    name = values.get("style")
+    bundle = None
+    if _blank(name):
+        errors["style"] = "choose a style"
+    else:
+        try:
+            bundle = registry.get(str(name)).bundle
+            params["style"] = str(name)
+        except PerfRNNError as error:
+            errors["style"] = str(error)
+
+    # Length: "length" in "unit", or "seconds".
+    if not _blank(values.get("length")):
+        unit = str(values.get("unit") or "seconds").strip().lower()
+        if unit not in LENGTH_UNITS:
+            errors["unit"] = "the length's unit must be seconds or minutes"
+        else:
+            length = _number(values.get("length"), "length", errors, 0, math.inf, "length")
+            if length is not None:
+                seconds = length * LENGTH_UNITS[unit]
+                if not MIN_LENGTH_SECONDS <= seconds <= MAX_LENGTH_SECONDS:
+                    errors["length"] = (f"length must be from {MIN_LENGTH_SECONDS} seconds to "
+                                        f"{MAX_LENGTH_SECONDS // 60} minutes")
+                else:
+                    params["seconds"] = seconds
+    else:
+        field = "seconds"
+        seconds = values.get("seconds", 30)
+        number = _number(seconds, field, errors, MIN_LENGTH_SECONDS, MAX_LENGTH_SECONDS,
+                         "length in seconds")
+        if number is not None:
+            params["seconds"] = number
+
+    if not _blank(values.get("bpm")):
+        bpm = _number(values.get("bpm"), "bpm", errors, *BPM_RANGE, "tempo (BPM)")
+        if bpm is not None:
+            params["bpm"] = bpm
+    elif bundle is not None:
+        params["bpm"] = bundle.metadata.default_bpm
+
+    temperature = values.get("temperature")
+    temperature = _number(1.0 if _blank(temperature) else temperature, "temperature", errors,
+                          *TEMPERATURE_RANGE, "creativity (temperature)")
+    if temperature is not None:
+        params["temperature"] = temperature
+
+    variations = values.get("variations")
+    variations = _number(1 if _blank(variations) else variations, "variations", errors,
+                         1, MAX_VARIATIONS, "variations", whole=True)
+    if variations is not None:
+        params["variations"] = variations
+
+    if _blank(values.get("seed")):
+        params["seed"] = random.SystemRandom().randrange(MAX_SEED)
+    else:
+        seed = _number(values.get("seed"), "seed", errors, 0, MAX_SEED, "seed", whole=True)
+        if seed is not None:
+            params["seed"] = seed
+
+    params["quantize"] = _flag(values.get("quantize", False))
+
+    if bundle is not None:
+        _check_type(values.get("type"), bundle, params, errors)
+        conditioned = bool(bundle.encoding.control_signals)
+        for field in ("key", "density"):
+            if not _blank(values.get(field)) and not conditioned:
+                errors[field] = (f"style {params['style']!r} takes no {field}; leave it blank")
+        if conditioned and not _blank(values.get("key")):
+            try:
+                pitch_histogram_for_key(str(values.get("key")))
+                params["key"] = str(values.get("key")).strip()
+            except PerfRNNError as error:
+                errors["key"] = str(error)
+        if conditioned and not _blank(values.get("density")):
+            density = _number(values.get("density"), "density", errors, *DENSITY_RANGE,
+                              "density (notes per second)")
+            if density is not None:
+                params["density"] = density
+    if errors:
+        raise ValidationError(errors)
+    return params
+
+
+def _check_type(value, bundle, params: dict, errors: dict) -> None:
+    """Sets params "program" and "part" from a type given by number or name."""
+    if _blank(value):
+        return
+    types = style_types(bundle)
+    text = str(value).strip()
+    chosen = None
+    if text.lstrip("-").isdigit():
+        program = int(text)
+        if not 0 <= program <= 127:
+            errors["type"] = "a type is a General MIDI program from 0 to 127"
+            return
+        chosen = next((entry for entry in types if entry["program"] == program), None)
+        if chosen is None and types:
+            names = ", ".join(f"{entry['name']} ({entry['program']})" for entry in types)
+            errors["type"] = f"this style offers these types: {names}"
+            return
+        chosen = chosen or {"program": program}
+    else:
+        chosen = next((entry for entry in types if entry.get("name", "").lower()
+                       == text.lower()), None)
+        if chosen is None:
+            names = ", ".join(entry["name"] for entry in types) or "none (give a GM number)"
+            errors["type"] = f"unknown type {text!r}; this style's types are: {names}"
+            return
+    params["program"] = chosen["program"]
+    if chosen.get("track"):
+        params["part"] = chosen["track"]
+
+
+def upload_name(filename: str | None, suffixes: tuple[str, ...], field: str,
+                errors: dict) -> str | None:
+    """A safe file name for an upload with an allowed suffix, else None (error set)."""
+    name = Path(str(filename or "").replace("\\", "/")).name
+    suffix = Path(name).suffix.lower()
+    if not name:
+        errors[field] = "choose a file"
+        return None
+    if suffix not in suffixes:
+        errors[field] = (f"{name}: unsupported kind of file; use "
+                         f"{', '.join(suffixes)}")
+        return None
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).stem)[:80]
+    return f"{stem or 'file'}{suffix}"
+
+
+def new_style_name(value, registry: StyleRegistry, errors: dict, field: str = "name") -> str | None:
+    """A name for a new style: valid and not taken."""
+    name = str(value or "").strip().lower()
+    if not name:
+        errors[field] = "give the style a name"
+        return None
+    try:
+        check_style_name(name)
+    except PerfRNNError as error:
+        errors[field] = str(error)
+        return None
+    if name in registry.names():
+        errors[field] = f"there is already a style called {name!r}; choose another name"
+        return None
+    return name
+
+
+def training_params(values, registry: StyleRegistry, presets) -> dict:
+    """Clean parameters of a training job (the uploads are checked by the caller)."""
+    errors: dict[str, str] = {}
+    params: dict = {}
+    name = new_style_name(values.get("name"), registry, errors)
+    if name:
+        params["name"] = name
+    preset = str(values.get("preset") or "quick").strip()
+    if preset not in presets:
+        errors["preset"] = f"choose a preset: {', '.join(presets)}"
+    else:
+        params["preset"] = preset
+    kind = str(values.get("kind") or "").strip().lower()
+    if kind in ("", "auto"):
+        params["kind"] = None
+    elif kind not in TRAINING_KINDS:
+        errors["kind"] = f"kind must be auto, {', '.join(TRAINING_KINDS)}"
+    else:
+        params["kind"] = kind
+    if errors:
+        raise ValidationError(errors)
+    return params
