@@ -63,3 +63,84 @@ def conditioned_sampler(conditioned_bundle):
     from perfrnn.sampler import Sampler
 
     return Sampler(conditioned_bundle)
+
+
+# ----- the website ---------------------------------------------------------------
+
+ROCK_TYPES = [{"name": "Overdriven Guitar", "program": 29, "track": "harmony"},
+              {"name": "Distortion Guitar", "program": 30, "track": "harmony"}]
+
+
+def small_band_bundle(seed: int = 5):
+    """A 2x32 band style ("rock") whose notes come quickly in every part."""
+    import numpy as np
+
+    from perfrnn.bundle import Bundle, BundleMetadata
+    from perfrnn.configs import BAND_TRACKS, get_config
+    from perfrnn.encoding import encoding_for
+    from perfrnn.model import PerformanceRNN
+
+    config = get_config("multitrack_performance_with_dynamics").replace(
+        rnn_layer_sizes=(32, 32), tracks=BAND_TRACKS)
+    encoding = encoding_for(config)
+    model = PerformanceRNN(encoding.input_size, encoding.num_classes, (32, 32), seed=seed)
+    bias = np.zeros(encoding.num_classes, np.float32)
+    for role in range(4):
+        bias[encoding.note_on(role, 36):encoding.note_on(role, 80)] = 2.0
+    bias[encoding.time_shift(5):encoding.time_shift(30)] = 4.0
+    model.output_biases.assign(bias)
+    metadata = BundleMetadata(style="rock", description="a small test band",
+                              tracks=BAND_TRACKS, default_bpm=120.0, types=ROCK_TYPES,
+                              provenance=[{"source": "random weights", "licence": "CC0"}],
+                              card="# rock (test)\nRandom weights.")
+    return Bundle(config=config, model=model, metadata=metadata)
+
+
+@pytest.fixture(scope="session")
+def web_bundles_dir(tmp_path_factory) -> Path:
+    """Small styles for website tests: "piano" (Magenta's conditioned 2x64
+    reference bundle) and "rock" (a 2x32 band with two guitar types)."""
+    import shutil
+
+    from perfrnn.bundle import write_bundle
+
+    folder = tmp_path_factory.mktemp("bundles")
+    shutil.copy(magenta_bundle_path("multiconditioned_performance_with_dynamics"),
+                folder / "piano.mag")
+    write_bundle(small_band_bundle(), folder / "rock.mag")
+    return folder
+
+
+@pytest.fixture
+def make_app(tmp_path, web_bundles_dir):
+    """Builds the website on a fresh instance folder with the small styles:
+    `make_app(**settings)`; worker threads stop when the test ends."""
+    from webapp import create_app
+
+    apps = []
+
+    def make(**settings):
+        config = {"TESTING": True, "INSTANCE_PATH": str(tmp_path / "instance"),
+                  "BUNDLES_DIR": str(web_bundles_dir), "PRELOAD_STYLES": False,
+                  **settings}
+        app = create_app(config)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["perfrnn_queue"].stop()
+
+
+def wait_for_job(app, job_id: str, timeout: float = 60.0):
+    """Polls the job store until the job finishes (or fails the test)."""
+    import time
+
+    store = app.extensions["perfrnn"].store
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = store.get(job_id)
+        if job is not None and job.finished:
+            return job
+        time.sleep(0.1)
+    pytest.fail(f"job {job_id} did not finish within {timeout} s")
