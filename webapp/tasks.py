@@ -84,13 +84,20 @@ def run_job(services: Services, job_id: str) -> None:
 
 # ----- generation -------------------------------------------------------------
 
-def generation_options(params: dict):
-    """The sampler's and the MIDI writer's options from a job's parameters."""
+def generation_options(params: dict, native_bpm: float):
+    """The sampler's and the MIDI writer's options from a job's parameters.
+
+    The writer stretches the style's music to the tempo asked for, so the
+    sampler makes `seconds * bpm / native_bpm` seconds of it: the file then
+    lasts the length asked for at any tempo.
+    """
     from perfrnn.generate import MidiOptions
     from perfrnn.options import GenerationOptions, pitch_histogram_for_key
 
+    bpm = params.get("bpm") or native_bpm
     options = GenerationOptions(
-        seconds=float(params["seconds"]), temperature=float(params["temperature"]),
+        seconds=float(params["seconds"]) * bpm / native_bpm,
+        temperature=float(params["temperature"]),
         seed=params.get("seed"), variations=int(params.get("variations", 1)),
         notes_per_second=params.get("density"),
         pitch_histogram=pitch_histogram_for_key(params["key"]) if params.get("key") else None)
@@ -110,13 +117,13 @@ def _read_primer(storage, key: str):
 
 
 def run_generation(services: Services, job) -> dict:
-    from perfrnn.generate import generate_midi, tracks_for_program
+    from perfrnn.generate import generate_midi, midi_file_name, tracks_for_program
     from perfrnn.pianoroll import pianoroll_png
 
     store, storage, params = services.store, services.storage, job.params
-    options, midi = generation_options(params)
-    primer = _read_primer(storage, params["primer"]) if params.get("primer") else None
     sampler, lock = services.registry.sampler(params["style"])
+    options, midi = generation_options(params, sampler.bundle.metadata.default_bpm)
+    primer = _read_primer(storage, params["primer"]) if params.get("primer") else None
     report = Throttle(0.2)
     check = Throttle(0.5)
 
@@ -136,10 +143,12 @@ def run_generation(services: Services, job) -> dict:
     tracks = tracks_for_program(bundle.metadata.tracks, midi.program, midi.track)
     audio_ok, audio_message = _audio_status(services)
     variations = []
-    for index, ((name, data), sequence) in enumerate(zip(files, generation.sequences)):
+    for index, ((_, data), sequence) in enumerate(zip(files, generation.sequences)):
+        name = midi_file_name(bundle.metadata.style, params["seconds"], generation.seed, index,
+                              len(files))
         prefix = f"jobs/{job.id}/"
         entry = {"index": index, "midi_name": name, "midi": storage.put(prefix + name, data),
-                 "notes": len(sequence.notes), "seconds": round(sequence.total_time, 3)}
+                 "notes": len(sequence.notes), "seconds": params["seconds"]}
         png = pianoroll_png(sequence, tracks, title=f"{bundle.metadata.style} - seed "
                                                     f"{generation.seed}")
         entry["pianoroll"] = storage.put(prefix + name.replace(".mid", ".png"), png)

@@ -122,6 +122,14 @@ def generation_params(values, registry: StyleRegistry) -> dict:
     elif bundle is not None:
         params["bpm"] = bundle.metadata.default_bpm
 
+    if bundle is not None and "seconds" in params and "length" not in errors:
+        # The style's music is stretched to the tempo: faster means more of it.
+        sampled = params["seconds"] * params.get("bpm", 0) / bundle.metadata.default_bpm
+        if sampled > MAX_LENGTH_SECONDS:
+            longest = MAX_LENGTH_SECONDS * bundle.metadata.default_bpm / params["bpm"]
+            errors["length"] = (f"at {params['bpm']:g} BPM the longest piece this style makes "
+                                f"is {longest:.0f} seconds")
+
     temperature = values.get("temperature")
     temperature = _number(1.0 if _blank(temperature) else temperature, "temperature", errors,
                           *TEMPERATURE_RANGE, "creativity (temperature)")

@@ -1,0 +1,210 @@
+"""The website's core without HTTP: settings, job records, storage, the
+worker pool, the style registry and what a worker does with a job."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+
+import mido
+import pytest
+
+from perfrnn.errors import PerfRNNError
+from perfrnn.registry import StyleRegistry, StyleSource, check_style_name
+from tests.conftest import wait_for_job
+from webapp.actions import remove_expired, submit_generation
+from webapp.config import from_environment
+from webapp.db import CANCELLED, DONE, EXPIRED, FAILED, QUEUED, RUNNING, JobStore
+from webapp.jobs import LocalQueue, QueueFull
+from webapp.storage import LocalStorage
+from webapp.validation import ValidationError, generation_params
+
+
+def test_settings_from_environment_are_typed_and_bad_ones_are_named():
+    found = from_environment({"GENERATION_WORKERS": "3", "PRELOAD_STYLES": "off",
+                              "TRAINING_TOKEN": "s3cret", "UNRELATED": "x"})
+    assert found == {"GENERATION_WORKERS": 3, "PRELOAD_STYLES": False,
+                     "TRAINING_TOKEN": "s3cret"}
+    with pytest.raises(ValueError, match="QUEUE_LIMIT"):
+        from_environment({"QUEUE_LIMIT": "many"})
+    with pytest.raises(ValueError, match="RENDER_AUDIO"):
+        from_environment({"RENDER_AUDIO": "maybe"})
+
+
+def test_job_records_move_through_their_states(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    job = store.create("generation", {"style": "rock"}, owner="a")
+    assert (job.state, job.progress, job.params) == (QUEUED, 0.0, {"style": "rock"})
+    assert store.start(job.id) and not store.start(job.id)
+    store.progress(job.id, 0.5, "generating", {"step": 3})
+    running = store.get(job.id)
+    assert (running.state, running.progress, running.stage, running.detail) == \
+        (RUNNING, 0.5, "generating", {"step": 3})
+    store.finish(job.id, {"seed": 7})
+    done = store.get(job.id)
+    assert (done.state, done.progress, done.result) == (DONE, 1.0, {"seed": 7})
+    store.fail(job.id, "too late")  # a finished job keeps its outcome
+    assert store.get(job.id).state == DONE
+    assert [j.id for j in store.recent("a")] == [job.id] and store.recent("b") == []
+    assert store.get("nope") is None
+    with pytest.raises(ValueError):
+        store.create("mining", {})
+
+
+def test_cancel_stops_a_queued_job_at_once_and_asks_a_running_one(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    waiting = store.create("generation", {})
+    store.request_cancel(waiting.id)
+    assert store.get(waiting.id).state == CANCELLED and not store.start(waiting.id)
+    running = store.create("generation", {})
+    store.start(running.id)
+    assert not store.cancel_requested(running.id)
+    assert store.request_cancel(running.id).state == RUNNING
+    assert store.cancel_requested(running.id)
+
+
+def test_a_restart_fails_running_jobs_with_a_reason_and_requeues_waiting_ones(
+        make_app, tmp_path):
+    app = make_app(GENERATION_WORKERS=1)
+    store = app.extensions["perfrnn"].store
+    params = generation_params({"style": "rock", "seconds": 5, "seed": 3},
+                               app.extensions["perfrnn"].registry)
+    # What a server that died leaves behind: one job running, one waiting.
+    running = store.create("generation", params)
+    store.start(running.id)
+    waiting = store.create("generation", params)
+    app.extensions["perfrnn_queue"].stop()
+
+    restarted = make_app(GENERATION_WORKERS=1)
+    failed = restarted.extensions["perfrnn"].store.get(running.id)
+    assert failed.state == FAILED and "server stopped" in failed.error
+    assert wait_for_job(restarted, waiting.id).state == DONE
+
+
+def test_the_queue_refuses_work_beyond_its_limit():
+    started = []
+    queue = LocalQueue(lambda job_id: (started.append(job_id), time.sleep(0.5)),
+                       {"generation": 1}, limit=1)
+
+    class Job:
+        kind = "generation"
+
+        def __init__(self, job_id):
+            self.id = job_id
+
+    try:
+        queue.submit(Job("a"))
+        deadline = time.monotonic() + 5
+        while not started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        queue.submit(Job("b"))  # waits while "a" runs
+        with pytest.raises(QueueFull) as full:
+            queue.submit(Job("c"))
+        assert full.value.retry_after > 0
+    finally:
+        queue.stop()
+
+
+def test_local_storage_is_confined_to_its_folder(tmp_path):
+    storage = LocalStorage(tmp_path / "files")
+    storage.put("jobs/a/x.mid", b"data")
+    assert storage.get("jobs/a/x.mid") == b"data" and storage.exists("jobs/a/x.mid")
+    assert not list((tmp_path / "files" / "jobs" / "a").glob(".part-*"))
+    for key in ("../outside", "jobs/../../outside", "/etc/passwd"):
+        with pytest.raises(PerfRNNError, match="invalid storage key"):
+            storage.put(key, b"x")
+    storage.delete_prefix("jobs/a")
+    assert not storage.exists("jobs/a/x.mid")
+    with pytest.raises(PerfRNNError, match="no longer stored"):
+        storage.get("jobs/a/x.mid")
+
+
+def test_registry_names_shipped_first_and_reports_bundles_that_do_not_load(
+        tmp_path, web_bundles_dir):
+    user = tmp_path / "user"
+    user.mkdir()
+    shutil.copy(web_bundles_dir / "piano.mag", user / "piano.mag")  # shadowed: shipped wins
+    shutil.copy(web_bundles_dir / "piano.mag", user / "mine.mag")
+    (user / "broken.mag").write_bytes(b"not a bundle")
+    (user / "Bad Name.mag").write_bytes(b"ignored")
+    registry = StyleRegistry([StyleSource(web_bundles_dir, "shipped"), StyleSource(user, "user")])
+    styles = {style.name: style for style in registry.styles()}
+    assert set(styles) == {"piano", "rock", "mine", "broken"}
+    assert styles["piano"].origin == "shipped" and styles["mine"].origin == "user"
+    assert styles["broken"].bundle is None and styles["broken"].error
+    with pytest.raises(PerfRNNError, match="cannot be loaded"):
+        registry.get("broken")
+    with pytest.raises(PerfRNNError, match="there is no style 'jazz'"):
+        registry.get("jazz")
+    first, lock = registry.sampler("mine")
+    assert registry.sampler("mine")[0] is first and lock is registry.sampler("mine")[1]
+    for bad in ("", "Rock", "a b", "../x", "x" * 41):
+        with pytest.raises(PerfRNNError):
+            check_style_name(bad)
+
+
+def test_a_style_that_breaks_fails_its_job_with_the_reason_and_the_worker_goes_on(
+        make_app, tmp_path, web_bundles_dir):
+    bundles = tmp_path / "bundles"
+    shutil.copytree(web_bundles_dir, bundles)
+    app = make_app(BUNDLES_DIR=str(bundles), GENERATION_WORKERS=1)
+    services, queue = app.extensions["perfrnn"], app.extensions["perfrnn_queue"]
+    params = generation_params({"style": "rock", "seconds": 5}, services.registry)
+    (bundles / "rock.mag").write_bytes(b"corrupted on disk")
+    broken = wait_for_job(app, submit_generation(services, queue, params, "a").id)
+    assert broken.state == FAILED and "cannot be loaded" in broken.error
+    assert "Traceback" not in broken.error
+    good = generation_params({"style": "piano", "seconds": 5, "seed": 1}, services.registry)
+    assert wait_for_job(app, submit_generation(services, queue, good, "a").id).state == DONE
+
+
+def test_generation_job_writes_midi_pianoroll_and_audio(make_app):
+    app = make_app()
+    services, queue = app.extensions["perfrnn"], app.extensions["perfrnn_queue"]
+    params = generation_params({"style": "rock", "length": "6", "unit": "seconds",
+                                "type": "Distortion Guitar", "variations": 2, "seed": 42,
+                                "bpm": 100}, services.registry)
+    job = wait_for_job(app, submit_generation(services, queue, params, "a").id)
+    assert job.state == DONE, job.error
+    assert job.result["seed"] == 42 and len(job.result["variations"]) == 2
+    for variation in job.result["variations"]:
+        path = services.storage.path(variation["midi"])
+        midi = mido.MidiFile(path)
+        programs = {m.program for track in midi.tracks for m in track if m.type == "program_change"}
+        assert 30 in programs
+        assert abs(midi.length - 6.0) < 1.0
+        assert services.storage.get(variation["pianoroll"])[:8] == b"\x89PNG\r\n\x1a\n"
+        assert services.storage.get(variation["wav"])[:4] == b"RIFF"
+    assert job.result["variations"][0]["midi_name"] == "rock-6s-seed42-v1.mid"
+
+
+def test_validation_names_each_bad_field(make_app):
+    registry = make_app().extensions["perfrnn"].registry
+    with pytest.raises(ValidationError) as bad:
+        generation_params({"style": "rock", "length": "11", "unit": "minutes",
+                           "temperature": "0", "variations": "5", "seed": "-1", "bpm": "5",
+                           "key": "Am", "type": "Banjo"}, registry)
+    assert set(bad.value.errors) == {"length", "temperature", "variations", "seed", "bpm",
+                                     "key", "type"}
+    with pytest.raises(ValidationError) as bad:
+        generation_params({"style": "piano", "key": "H#", "density": "100"}, registry)
+    assert set(bad.value.errors) == {"key", "density"}
+    params = generation_params({"style": "piano", "length": "1.5", "unit": "minutes",
+                                "key": "F#m", "density": "4"}, registry)
+    assert params["seconds"] == 90 and params["key"] == "F#m" and params["density"] == 4
+    assert 0 <= params["seed"] < 2**31
+
+
+def test_old_results_expire_and_their_files_go(make_app):
+    app = make_app()
+    services, queue = app.extensions["perfrnn"], app.extensions["perfrnn_queue"]
+    params = generation_params({"style": "piano", "seconds": 5}, services.registry)
+    job = wait_for_job(app, submit_generation(services, queue, params, "a").id)
+    key = job.result["variations"][0]["midi"]
+    assert remove_expired(services, retention_hours=1) == 0 and services.storage.exists(key)
+    with sqlite3.connect(services.store.path) as db:
+        db.execute("UPDATE jobs SET created_at = created_at - 7200 WHERE id = ?", (job.id,))
+    assert remove_expired(services, retention_hours=1) == 1
+    assert services.store.get(job.id).state == EXPIRED and not services.storage.exists(key)
+    assert services.store.recent("a") == []
