@@ -14,8 +14,13 @@ from perfrnn.errors import PerfRNNError
 from webapp.db import Job
 from webapp.jobs import QueueFull
 from webapp.tasks import Services
-from webapp.validation import (PRIMER_SUFFIXES, TRAINING_SUFFIXES, ValidationError,
-                               new_style_name, upload_name)
+from webapp.validation import (
+    PRIMER_SUFFIXES,
+    TRAINING_SUFFIXES,
+    ValidationError,
+    new_style_name,
+    upload_name,
+)
 
 MAX_TRAINING_FILES = 2000
 
