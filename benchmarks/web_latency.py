@@ -1,0 +1,171 @@
+"""How quickly the website turns a request into a MIDI file, and how much
+memory the server holds with every shipped style loaded.
+
+Starts `python -m webapp` on 127.0.0.1 with a fresh instance folder (or
+uses --url), waits until every style is loaded and compiled, then times:
+
+- one user: POST /api/v1/generations (30 s of piano) until the MIDI file
+  has been downloaded, repeated --requests times;
+- --users users at once, each doing --requests-per-user requests.
+
+Targets (issue 5): one user, warm, median <= 2 s; server RSS <= 1.5 GB.
+
+    .venv/bin/python benchmarks/web_latency.py
+    .venv/bin/python benchmarks/web_latency.py --url http://127.0.0.1:5000 --style rock
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def request(method: str, url: str, body: dict | None = None, timeout: float = 120):
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    with urllib.request.urlopen(req, timeout=timeout) as response:
+        return response.status, response.read()
+
+
+def one_generation(base: str, style: str, seconds: float) -> float:
+    """Seconds from POST to the downloaded MIDI file."""
+    started = time.perf_counter()
+    status, body = request("POST", f"{base}/api/v1/generations",
+                           {"style": style, "seconds": seconds})
+    job = json.loads(body)["job"]
+    while True:
+        _, body = request("GET", f"{base}/api/v1/jobs/{job['id']}")
+        job = json.loads(body)
+        if job["state"] in ("done", "failed", "cancelled", "expired"):
+            break
+        time.sleep(0.02)
+    if job["state"] != "done":
+        raise RuntimeError(f"job {job['id']} {job['state']}: {job.get('error')}")
+    _, midi = request("GET", f"{base}/api/v1/generations/{job['id']}/midi")
+    if not midi.startswith(b"MThd"):
+        raise RuntimeError("the download is not a MIDI file")
+    return time.perf_counter() - started
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_server(port: int, instance: str) -> subprocess.Popen:
+    env = dict(os.environ, PERFRNN_INSTANCE=instance, RENDER_AUDIO="1",
+               PRELOAD_STYLES="1", QUEUE_LIMIT="64")
+    return subprocess.Popen([sys.executable, "-m", "webapp", "--port", str(port)], cwd=ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_ready(base: str, timeout: float = 600) -> None:
+    """Until the API answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            request("GET", f"{base}/api/v1/styles", timeout=5)
+            break
+        except (urllib.error.URLError, ConnectionError):
+            if time.monotonic() > deadline:
+                raise SystemExit("the server did not start") from None
+            time.sleep(0.5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="a running server (default: start one on 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5077, help="port of the started server")
+    parser.add_argument("--style", default="piano", help="style to generate (default piano)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length (default 30)")
+    parser.add_argument("--requests", type=int, default=10,
+                        help="sequential requests of one user (default 10)")
+    parser.add_argument("--users", type=int, default=8, help="concurrent users (default 8)")
+    parser.add_argument("--requests-per-user", type=int, default=3,
+                        help="requests per concurrent user (default 3)")
+    args = parser.parse_args(argv)
+
+    server = None
+    with tempfile.TemporaryDirectory() as instance:
+        base = args.url
+        if base is None:
+            server = start_server(args.port, instance)
+            base = f"http://127.0.0.1:{args.port}"
+        try:
+            wait_ready(base)
+            _, body = request("GET", f"{base}/api/v1/styles")
+            names = [style["name"] for style in json.loads(body)["styles"]]
+            print(f"server at {base}; styles: {', '.join(names)}")
+            for name in names:  # warm: every style loaded and compiled for one variation
+                one_generation(base, name, 5)
+            if server is not None:
+                print(f"server RSS with every style loaded: {rss_mb(server.pid):.0f} MB "
+                      "(target <= 1,500)")
+
+            single = [one_generation(base, args.style, args.seconds)
+                      for _ in range(args.requests)]
+            print(f"one user, {args.style} {args.seconds:g} s, {args.requests} requests: "
+                  f"median {statistics.median(single):.2f} s, min {min(single):.2f} s, "
+                  f"max {max(single):.2f} s (target median <= 2 s)")
+
+            times: list[float] = []
+            errors: list[str] = []
+            lock = threading.Lock()
+
+            def user(number: int) -> None:
+                for _ in range(args.requests_per_user):
+                    try:
+                        took = one_generation(base, args.style, args.seconds)
+                        with lock:
+                            times.append(took)
+                    except Exception as error:  # reported below
+                        with lock:
+                            errors.append(str(error))
+
+            started = time.perf_counter()
+            threads = [threading.Thread(target=user, args=(n,)) for n in range(args.users)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            wall = time.perf_counter() - started
+            if times:
+                print(f"{args.users} users at once, {len(times)} requests in {wall:.1f} s: "
+                      f"p50 {percentile(times, 0.5):.2f} s, p95 {percentile(times, 0.95):.2f} s")
+            if errors:
+                print(f"{len(errors)} requests failed, e.g.: {errors[0]}")
+            if server is not None:
+                print(f"server RSS after the run: {rss_mb(server.pid):.0f} MB")
+        finally:
+            if server is not None:
+                server.terminate()
+                try:
+                    server.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
