@@ -1,0 +1,257 @@
+"""End to end in a real browser: headless Chromium (Debian's `chromium` and
+`chromium-driver`, driven by Selenium) against the real server, started with
+`python -m webapp` on 127.0.0.1 with the shipped styles.
+
+Screenshots go to test-output/browser/ (or $TEST_OUTPUT_DIR/browser).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mido
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or \
+    shutil.which("google-chrome")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="needs Chromium and chromedriver: bash webapp/install_test_browser.sh")
+
+# A training preset small enough for a test: one 16-unit layer, 6 steps.
+INSTANCE_CONFIG = """
+from training.pipeline import Preset
+TRAINING_PRESETS = {
+    "quick": Preset("quick", "a test preset: 1x16 LSTM, 6 steps", (16,), 6, 2, 32, 3, 1),
+}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def output_dir() -> Path:
+    folder = Path(os.environ.get("TEST_OUTPUT_DIR", ROOT / "test-output")) / "browser"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The website on 127.0.0.1, in a process of its own; stopped after the module."""
+    instance = tmp_path_factory.mktemp("instance")
+    (instance / "config.py").write_text(INSTANCE_CONFIG)
+    port = free_port()
+    env = dict(os.environ, PERFRNN_INSTANCE=str(instance), PRELOAD_STYLES="0")
+    log = (instance / "server.log").open("w")
+    process = subprocess.Popen([sys.executable, "-m", "webapp", "--port", str(port)],
+                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/api/v1/styles", timeout=5) as response:
+                assert response.status == 200
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail("the server did not start:\n"
+                            + (instance / "server.log").read_text()[-3000:])
+            time.sleep(0.5)
+    yield base
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def downloads(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def browser(downloads):
+    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium fetch a driver
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--window-size=1280,1600", "--autoplay-policy=no-user-gesture-required"):
+        options.add_argument(argument)
+    options.add_experimental_option("prefs", {
+        "download.default_directory": str(downloads),
+        "download.prompt_for_download": False,
+        "safebrowsing.enabled": False,
+    })
+    driver = webdriver.Chrome(options=options,
+                              service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def wait_for(condition, timeout: float, what: str, browser=None, shot: str | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.25)
+    if browser is not None and shot:
+        browser.save_screenshot(str(output_dir() / f"{shot}-timeout.png"))
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def find(browser, selector: str):
+    from selenium.webdriver.common.by import By
+
+    found = browser.find_elements(By.CSS_SELECTOR, selector)
+    return found[0] if found else None
+
+
+def downloaded(folder: Path, suffix: str) -> Path | None:
+    files = [path for path in folder.glob(f"*{suffix}") if path.stat().st_size > 0]
+    return max(files, key=lambda path: path.stat().st_mtime) if files else None
+
+
+def watch_job(browser, timeout: float, shot: str) -> list[float]:
+    """Follows the job page's progress bar until a result or an error shows;
+    returns the bar's values as seen."""
+    seen: list[float] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        bar = find(browser, "#progress .progress-bar")
+        if bar is not None:
+            value = bar.get_attribute("aria-valuenow")
+            if value not in (None, "") and (not seen or float(value) != seen[-1]):
+                seen.append(float(value))
+        error = find(browser, "#job-error")
+        if error is not None and error.is_displayed() and error.text.strip():
+            browser.save_screenshot(str(output_dir() / f"{shot}-error.png"))
+            pytest.fail(f"the job failed: {error.text}")
+        if find(browser, "#result .download-midi") is not None or \
+                find(browser, "#result .evaluation") is not None:
+            return seen
+        time.sleep(0.2)
+    browser.save_screenshot(str(output_dir() / f"{shot}-timeout.png"))
+    pytest.fail(f"no result within {timeout:.0f} s; progress seen: {seen}")
+
+
+def check_midi(path: Path, seconds: float) -> mido.MidiFile:
+    midi = mido.MidiFile(path)
+    assert abs(midi.length - seconds) <= 1.0, f"{path.name} lasts {midi.length:.2f} s"
+    notes = [m for track in midi.tracks for m in track if m.type == "note_on" and m.velocity]
+    assert notes, "no notes"
+    return midi
+
+
+def test_generate_rock_listen_see_and_download(server, browser, downloads):
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(server + "/")
+    assert "rock" in [o.get_attribute("value") for o in
+                      Select(find(browser, "#style")).options]
+    Select(find(browser, "#style")).select_by_value("rock")
+    types = [o.text for o in Select(find(browser, "#type")).options]
+    assert any("(GM" in text for text in types), types
+    length = find(browser, "#length")
+    length.clear()
+    length.send_keys("20")
+    Select(find(browser, "#unit")).select_by_value("seconds")
+    browser.save_screenshot(str(output_dir() / "generate-form.png"))
+    find(browser, "#generate-button").click()
+
+    progress = watch_job(browser, 240, "generate")
+    browser.save_screenshot(str(output_dir() / "generate-result.png"))
+    assert progress and progress[-1] == pytest.approx(100, abs=0.5), progress
+    assert find(browser, "#result audio.result-audio") is not None
+    image = find(browser, "#result img.pianoroll")
+    wait_for(lambda: browser.execute_script(
+        "return arguments[0].complete && arguments[0].naturalWidth", image), 30,
+        "the piano roll to load")
+    seed = find(browser, "#result").text
+    assert "seed" in seed.lower()
+
+    link = find(browser, "#result .download-midi")
+    assert link.get_attribute("href").endswith("/midi?variation=0")
+    link.click()
+    path = wait_for(lambda: downloaded(downloads, ".mid"), 30, "the MIDI download")
+    assert path.name.startswith("rock-20s-seed") and path.suffix == ".mid"
+    midi = check_midi(path, 20.0)
+    channels = {m.channel for track in midi.tracks for m in track if m.type == "note_on"}
+    assert 9 in channels and len(channels) >= 2  # a band: drums on channel 10 and more
+
+
+def make_training_files(folder: Path) -> list[Path]:
+    """Three short melodies, a few seconds each."""
+    paths = []
+    for number, root in enumerate((60, 62, 57)):
+        midi = mido.MidiFile(ticks_per_beat=480)
+        track = mido.MidiTrack()
+        midi.tracks.append(track)
+        track.append(mido.MetaMessage("set_tempo", tempo=500_000))
+        for step in range(24):
+            pitch = root + (0, 2, 4, 5, 7, 9, 7, 4)[step % 8]
+            track.append(mido.Message("note_on", note=pitch, velocity=70 + step % 3 * 10,
+                                      time=0))
+            track.append(mido.Message("note_off", note=pitch, velocity=0, time=240))
+        path = folder / f"tune{number + 1}.mid"
+        midi.save(path)
+        paths.append(path)
+    return paths
+
+
+def test_train_a_style_from_three_files_then_generate_with_it(server, browser, downloads,
+                                                              tmp_path):
+    from selenium.webdriver.support.ui import Select
+
+    files = make_training_files(tmp_path)
+    browser.get(server + "/train")
+    find(browser, "#name").send_keys("trio")
+    find(browser, "#files").send_keys("\n".join(str(path) for path in files))
+    preset = find(browser, "#preset")
+    if preset.tag_name == "select":
+        Select(preset).select_by_value("quick")
+    browser.save_screenshot(str(output_dir() / "train-form.png"))
+    find(browser, "#train-button").click()
+
+    watch_job(browser, 420, "train")
+    wait_for(lambda: find(browser, "#loss-chart") is not None, 10, "the loss chart")
+    browser.save_screenshot(str(output_dir() / "train-result.png"))
+    with urllib.request.urlopen(f"{server}/api/v1/styles") as response:
+        styles = {style["name"]: style for style in json.load(response)["styles"]}
+    assert "trio" in styles and styles["trio"]["origin"] == "user"
+
+    browser.get(server + "/?style=trio")
+    assert Select(find(browser, "#style")).first_selected_option.get_attribute("value") \
+        == "trio"
+    length = find(browser, "#length")
+    length.clear()
+    length.send_keys("5")
+    find(browser, "#generate-button").click()
+    watch_job(browser, 120, "trio")
+    before = {path.name for path in downloads.glob("*.mid")}
+    find(browser, "#result .download-midi").click()
+    path = wait_for(lambda: next((p for p in downloads.glob("trio-*.mid")
+                                  if p.name not in before and p.stat().st_size), None),
+                    30, "the trio MIDI download")
+    check_midi(path, 5.0)
