@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from pathlib import Path
 
 from flask import Flask, current_app
@@ -68,7 +69,6 @@ def _instance_secret(instance: Path) -> str:
 
 def _start_services(app: Flask) -> None:
     from perfrnn.registry import StyleRegistry, StyleSource
-    from webapp.actions import remove_expired
     from webapp.db import JobStore
     from webapp.jobs import LocalQueue, QueueFull
     from webapp.storage import LocalStorage
@@ -103,12 +103,26 @@ def _start_services(app: Flask) -> None:
         except QueueFull:
             services.store.fail(job.id, "the server restarted with too many waiting jobs; "
                                         "start it again")
-    removed = remove_expired(services, config["RESULT_RETENTION_HOURS"])
-    if removed:
-        log.info("removed %d expired results", removed)
+    threading.Thread(target=_remove_expired_every_hour,
+                     args=(services, config["RESULT_RETENTION_HOURS"]), daemon=True,
+                     name="expire-results").start()
     if config["PRELOAD_STYLES"]:
         threading.Thread(target=_preload, args=(services,), daemon=True,
                          name="preload-styles").start()
+
+
+def _remove_expired_every_hour(services, retention_hours: float) -> None:
+    """Deletes results older than the retention time, now and then hourly."""
+    from webapp.actions import remove_expired
+
+    while True:
+        try:
+            removed = remove_expired(services, retention_hours)
+            if removed:
+                log.info("removed %d expired results", removed)
+        except Exception as error:  # a full disk or a locked database: try again later
+            log.warning("could not remove expired results: %s", error)
+        time.sleep(3600)
 
 
 def _preload(services) -> None:
