@@ -56,13 +56,18 @@ class Style:
 class StyleRegistry:
     """Finds, loads and caches styles; safe to share between threads."""
 
-    def __init__(self, sources: list[StyleSource]):
+    def __init__(self, sources: list[StyleSource], refresh=None):
+        """`refresh`, if given, is called before each look at the folders (to
+        fetch styles from elsewhere first; it may do nothing most times)."""
         self.sources = list(sources)
+        self.refresh = refresh
         self._lock = threading.Lock()
         self._bundles: dict[Path, tuple[tuple[int, int], Bundle | None, str | None]] = {}
         self._samplers: dict[Path, tuple[tuple[int, int], object, threading.Lock]] = {}
 
     def _files(self) -> dict[str, tuple[Path, str]]:
+        if self.refresh is not None:
+            self.refresh()
         found: dict[str, tuple[Path, str]] = {}
         for source in self.sources:
             if not source.folder.is_dir():

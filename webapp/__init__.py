@@ -14,7 +14,7 @@ from pathlib import Path
 
 from flask import Flask, current_app
 
-from webapp.config import DEFAULTS, PROJECT_ROOT, from_environment, instance_file
+from webapp.config import DEFAULTS, PROJECT_ROOT, from_environment
 
 log = logging.getLogger(__name__)
 
@@ -68,32 +68,12 @@ def _instance_secret(instance: Path) -> str:
 
 
 def _start_services(app: Flask) -> None:
-    from perfrnn.registry import StyleRegistry, StyleSource
-    from webapp.db import JobStore
-    from webapp.jobs import LocalQueue, QueueFull
-    from webapp.storage import LocalStorage
-    from webapp.tasks import Services, run_job
+    from webapp.jobs import QueueFull
+    from webapp.services import build_queue, build_services
 
     config = app.config
-    if config["JOB_BACKEND"] != "local":
-        raise ValueError(f"JOB_BACKEND {config['JOB_BACKEND']!r} is not available; use local")
-    if config["STORAGE"] != "local":
-        raise ValueError(f"STORAGE {config['STORAGE']!r} is not available; use local")
-    instance = app.instance_path
-    styles_dir = instance_file(instance, config["STYLES_DIR"])
-    registry = StyleRegistry([StyleSource(Path(config["BUNDLES_DIR"]), "shipped"),
-                              StyleSource(styles_dir, "user")])
-    services = Services(
-        store=JobStore(instance_file(instance, config["DATABASE"])),
-        storage=LocalStorage(instance_file(instance, config["STORAGE_DIR"])),
-        registry=registry, styles_dir=styles_dir,
-        training_dir=instance_file(instance, config["TRAINING_DIR"]),
-        render_audio=bool(config["RENDER_AUDIO"]),
-        training_presets=config["TRAINING_PRESETS"])
-    queue = LocalQueue(lambda job_id: run_job(services, job_id),
-                       {"generation": config["GENERATION_WORKERS"],
-                        "training": config["TRAINING_WORKERS"]},
-                       config["QUEUE_LIMIT"])
+    services = build_services(config, app.instance_path)
+    queue = build_queue(config, services)
     app.extensions["perfrnn"] = services
     app.extensions["perfrnn_queue"] = queue
 
@@ -106,6 +86,8 @@ def _start_services(app: Flask) -> None:
     threading.Thread(target=_remove_expired_every_hour,
                      args=(services, config["RESULT_RETENTION_HOURS"]), daemon=True,
                      name="expire-results").start()
+    if services.bundles is not None:
+        services.bundles.sync(force=True)
     if config["PRELOAD_STYLES"]:
         threading.Thread(target=_preload, args=(services,), daemon=True,
                          name="preload-styles").start()

@@ -135,6 +135,8 @@ def import_bundle(services: Services, upload, name: str | None = None) -> str:
     finally:
         Path(partial).unlink(missing_ok=True)
     services.registry.forget(final)
+    if services.bundles is not None:
+        services.bundles.publish(final, style)
     return style
 
 

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,10 @@ class Services:
     training_dir: Path
     render_audio: bool = True
     training_presets: dict | None = None
+    # With STORAGE=s3: the styles' local copies (webapp.bundle_sync.BundleSync).
+    bundles: object | None = None
+    # On a worker: true once the machine is about to go (a spot notice).
+    interrupted: Callable[[], bool] | None = None
 
 
 class Throttle:
@@ -71,6 +76,9 @@ def run_job(services: Services, job_id: str) -> None:
     except PerfRNNError as error:
         if store.cancel_requested(job_id):
             store.fail(job_id, "cancelled by the user", CANCELLED)
+        elif services.interrupted is not None and services.interrupted():
+            store.requeue(job_id, "the worker was stopped (spot interruption); another "
+                                  "worker carries on from the last checkpoint")
         else:
             store.fail(job_id, str(error))
         return
@@ -191,6 +199,10 @@ def run_training(services: Services, job) -> dict:
     for key in params["uploads"]:
         (inputs / Path(key).name).write_bytes(services.storage.get(key))
 
+    checkpoints = CheckpointSync(services.storage, work_dir / "run", name) \
+        if services.storage.kind != "local" else None
+    if checkpoints is not None:
+        checkpoints.pull()
     presets = services.training_presets
     preset = presets[params["preset"]] if presets else params["preset"]
     started = time.monotonic()
@@ -217,17 +229,27 @@ def run_training(services: Services, job) -> dict:
         if report(fraction >= 1.0 or stage != detail.get("reported_stage")):
             detail["reported_stage"] = stage
             store.progress(job.id, overall, stage, detail)
+        if checkpoints is not None and stage == "train" and push(fraction >= 1.0):
+            checkpoints.push()
 
     def should_stop() -> bool:
+        if services.interrupted is not None and services.interrupted():
+            return True
         return check() and store.cancel_requested(job.id)
+
+    push = Throttle(20.0)
 
     services.styles_dir.mkdir(parents=True, exist_ok=True)
     final = services.styles_dir / f"{name}.mag"
     partial = services.styles_dir / f".{name}-{job.id}.part"
     try:
-        result = train_style(name, [inputs], work_dir, partial, preset=preset,
-                             kind=params.get("kind") or None, progress=progress,
-                             should_stop=should_stop)
+        try:
+            result = train_style(name, [inputs], work_dir, partial, preset=preset,
+                                 kind=params.get("kind") or None, progress=progress,
+                                 should_stop=should_stop)
+        finally:
+            if checkpoints is not None:  # a cancelled or interrupted run resumes from here
+                checkpoints.push()
         if final.exists() or name in services.registry.names():
             raise PerfRNNError(f"a style called {name!r} appeared while training; the new "
                                "one was not saved over it")
@@ -235,6 +257,10 @@ def run_training(services: Services, job) -> dict:
     finally:
         partial.unlink(missing_ok=True)
     services.registry.forget(final)
+    if services.bundles is not None:
+        services.bundles.publish(final, name)
+    if checkpoints is not None:
+        checkpoints.clear()
     metadata = read_bundle(final).metadata
     evaluation = result.evaluation
     shutil.rmtree(work_dir, ignore_errors=True)  # the bundle holds what is kept
@@ -246,3 +272,46 @@ def run_training(services: Services, job) -> dict:
                                   if evaluation is not None else None),
         "loss_points": loss_points,
     }
+
+
+class CheckpointSync:
+    """A training run's folder mirrored to `checkpoints/<style>/` in storage,
+    so a run whose worker vanished resumes on another one."""
+
+    def __init__(self, storage, run_dir: Path, name: str):
+        self.storage = storage
+        self.run_dir = Path(run_dir)
+        self.prefix = f"checkpoints/{name}/"
+        self._pushed: dict[str, tuple[int, int]] = {}
+
+    def pull(self) -> int:
+        """Fetches the stored run (if any); returns how many files."""
+        keys = self.storage.keys(self.prefix)
+        for key in keys:
+            path = self.run_dir / key[len(self.prefix):]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(self.storage.get(key))
+            stat = path.stat()
+            self._pushed[key] = (stat.st_size, stat.st_mtime_ns)
+        return len(keys)
+
+    def push(self) -> int:
+        """Uploads what changed since the last push; the `checkpoint` index
+        files go last, so a stored index never names missing data."""
+        if not self.run_dir.is_dir():
+            return 0
+        files = sorted((path for path in self.run_dir.rglob("*") if path.is_file()),
+                       key=lambda path: (path.name == "checkpoint", str(path)))
+        sent = 0
+        for path in files:
+            key = self.prefix + path.relative_to(self.run_dir).as_posix()
+            stat = path.stat()
+            stamp = (stat.st_size, stat.st_mtime_ns)
+            if self._pushed.get(key) != stamp:
+                self.storage.put(key, path.read_bytes())
+                self._pushed[key] = stamp
+                sent += 1
+        return sent
+
+    def clear(self) -> None:
+        self.storage.delete_prefix(self.prefix)
