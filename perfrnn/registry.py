@@ -89,8 +89,8 @@ class StyleRegistry:
                 return cached[1], cached[2]
         try:
             bundle, error = read_bundle(path), None
-        except PerfRNNError as failure:
-            bundle, error = None, str(failure)
+        except PerfRNNError as failure:  # said without the server's folders
+            bundle, error = None, str(failure).replace(str(path), path.name)
         with self._lock:
             self._bundles[path] = (stamp, bundle, error)
         return bundle, error

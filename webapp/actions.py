@@ -68,6 +68,9 @@ def submit_training(services: Services, queue, params: dict, uploads: list,
                     owner: str | None) -> Job:
     """Saves the uploaded music files (or zips) and queues the training job."""
     errors: dict[str, str] = {}
+    if params.get("name") in services.store.active_training_names():
+        raise ValidationError({"name": f"a style called {params['name']!r} is being trained "
+                                       "right now; choose another name or wait for it"})
     uploads = [upload for upload in uploads if upload and upload.filename]
     if not uploads:
         raise ValidationError({"files": "choose some MIDI, MusicXML or ABC files, or a zip"})
@@ -145,6 +148,8 @@ def remove_expired(services: Services, retention_hours: float) -> int:
     jobs = services.store.expire(time.time() - retention_hours * 3600)
     for job in jobs:
         services.storage.delete_prefix(f"jobs/{job.id}")
-        if job.params.get("primer"):
-            services.storage.delete_prefix(str(Path(job.params["primer"]).parent))
+        uploads = [job.params["primer"]] if job.params.get("primer") else \
+            job.params.get("uploads") or []
+        if uploads:
+            services.storage.delete_prefix(str(Path(uploads[0]).parent))
     return len(jobs)

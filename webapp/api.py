@@ -1,4 +1,413 @@
-"""JSON API under /api/v1 (being written)."""
-from flask import Blueprint
+"""JSON API under /api/v1: styles, generations, jobs (with live events),
+downloads, trainings and bundle imports.
+
+Every answer is JSON (files aside); every error is
+`{"error": code, "message": text}` with its 4xx/5xx status, a 422 adding
+`"fields": {field: message}`. The OpenAPI document (webapp/openapi.py)
+describes each route; /api/v1/docs shows it to people.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import re
+from pathlib import Path
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    stream_with_context,
+    url_for,
+)
+
+from perfrnn.errors import PerfRNNError
+from webapp import get_queue, get_services
+from webapp.actions import import_bundle, submit_generation, submit_training
+from webapp.db import CANCELLED, DONE, EXPIRED
+from webapp.errors import api_error
+from webapp.events import job_events
+from webapp.jobs import QueueFull
+from webapp.owner import owner_id
+from webapp.validation import ValidationError, generation_params, style_types, training_params
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+JOB_ID = re.compile(r"[0-9a-f]{8,32}")
+GENERATION_FIELDS = ("style", "type", "length", "unit", "seconds", "bpm", "temperature",
+                     "variations", "seed", "key", "density", "quantize")
+TRAINING_FIELDS = ("name", "preset", "kind")
+BUNDLE_FIELDS = ("name",)
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+FILES = {  # download kind -> (result key, file name key, MIME type, as attachment)
+    "midi": ("midi", "midi_name", "audio/midi", True),
+    "wav": ("wav", "wav_name", "audio/wav", True),
+    "pianoroll": ("pianoroll", None, "image/png", False),
+}
+
+
+# ----- errors -------------------------------------------------------------------
+
+@bp.errorhandler(ValidationError)
+def _invalid(error: ValidationError):
+    return api_error(422, f"the request has invalid fields: {error}", "invalid",
+                     fields=error.errors)
+
+
+@bp.errorhandler(QueueFull)
+def _busy(error: QueueFull):
+    response, status = api_error(503, str(error), "busy", retry_after=error.retry_after)
+    response.headers["Retry-After"] = str(error.retry_after)
+    return response, status
+
+
+class _Problem(Exception):
+    """An answer other than success: status, code and message (see api_error)."""
+
+    def __init__(self, message: str, status: int = 400, code: str = "bad_request"):
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+@bp.errorhandler(_Problem)
+def _bad_request(error: _Problem):
+    response, status = api_error(error.status, str(error), error.code)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="training"'
+    return response, status
+
+
+# ----- helpers ------------------------------------------------------------------
+
+def _values(fields: tuple[str, ...], files: tuple[str, ...] = (),
+            form_only: bool = False) -> tuple[dict, dict]:
+    """The request's fields from a JSON object or a form, and an error for each
+    unknown field (a misspelt field would otherwise be silently ignored)."""
+    if request.mimetype in FORM_TYPES:
+        values = {key: request.form.get(key) for key in request.form}
+        present = set(values) | set(request.files)
+    elif request.is_json and not form_only:
+        values = request.get_json(silent=True)
+        if not isinstance(values, dict):
+            raise _Problem("the body is not a JSON object; send e.g. "
+                              '{"style": "piano", "seconds": 30}')
+        present = set(values)
+    else:
+        kinds = ("multipart/form-data" if form_only
+                 else "application/json or multipart/form-data")
+        raise _Problem(f"send the fields as {kinds} (the Content-Type was "
+                          f"{request.mimetype or 'missing'!r})")
+    known = ", ".join(fields + files)
+    unknown = {name: f"unknown field; the fields are: {known}"
+               for name in sorted(present - set(fields) - set(files))}
+    return values, unknown
+
+
+def _checked(errors: dict, check):
+    """`check()`'s result; its ValidationError and `errors` reported together."""
+    try:
+        result = check()
+    except ValidationError as error:
+        raise ValidationError({**error.errors, **errors}) from None
+    if errors:
+        raise ValidationError(errors)
+    return result
+
+
+def _job_or_404(job_id: str):
+    job = get_services().store.get(job_id) if JOB_ID.fullmatch(job_id) else None
+    if job is None:
+        raise _Problem(f"there is no job {job_id!r} (results are kept "
+                          f"{current_app.config['RESULT_RETENTION_HOURS']} hours)",
+                          404, "not_found")
+    return job
+
+
+def _links(job) -> dict:
+    links = {"self": url_for("api.get_job", job_id=job.id),
+             "events": url_for("api.job_stream", job_id=job.id)}
+    if job.kind == "training" and job.state == DONE and job.result:
+        links["style"] = url_for("api.get_style", name=job.result["style"])
+    return links
+
+
+def job_json(job) -> dict:
+    """The job as the API shows it: the store's dict, links and, for a finished
+    generation, the URL of each file."""
+    body = job.to_dict()
+    body["cancel_requested"] = job.cancel_requested
+    body["links"] = _links(job)
+    if job.kind == "generation" and job.state == DONE and job.result:
+        body["downloads"] = [
+            {"index": entry["index"],
+             "midi": url_for("api.generation_file", job_id=job.id, kind="midi",
+                             variation=entry["index"]),
+             "wav": (url_for("api.generation_file", job_id=job.id, kind="wav",
+                             variation=entry["index"]) if entry.get("wav") else None),
+             "pianoroll": url_for("api.generation_file", job_id=job.id, kind="pianoroll",
+                                  variation=entry["index"])}
+            for entry in job.result.get("variations", [])]
+    return body
+
+
+def _accepted(job):
+    body = job_json(job)
+    response = jsonify({"job": body, "links": body["links"]})
+    response.status_code = 202
+    response.headers["Location"] = body["links"]["self"]
+    return response
+
+
+def _clean_message(message: str, path: Path | None = None) -> str:
+    """A bundle error without the server's folders in it."""
+    if path is not None:
+        message = message.replace(str(path), path.name)
+    return re.sub(r"cannot load bundle (?:[^:]*/)?[^/:]*: ", "", message)
+
+
+def style_json(style, card: bool = False) -> dict:
+    """A style (perfrnn.registry.Style) as the API shows it."""
+    bundle = style.bundle
+    metadata = bundle.metadata if bundle is not None else None
+    body = {
+        "name": style.name, "origin": style.origin, "size_bytes": style.size_bytes,
+        "description": metadata.description if metadata else "",
+        "default_bpm": metadata.default_bpm if metadata else None,
+        "conditioned": bool(bundle.encoding.control_signals) if bundle else False,
+        "default_controls": dict(metadata.default_controls) if metadata else {},
+        "parts": [{"name": track.name, "program": track.program, "is_drum": track.is_drum}
+                  for track in metadata.tracks] if metadata else [],
+        "types": [{"name": entry.get("name", f"program {entry['program']}"),
+                   "program": entry["program"], "track": entry.get("track")}
+                  for entry in style_types(bundle)] if bundle else [],
+        "metrics": dict(metadata.metrics) if metadata else {},
+        "provenance": list(metadata.provenance) if metadata else [],
+        "loads": bundle is not None,
+        "error": _clean_message(style.error, style.path) if style.error else None,
+        "links": {"self": url_for("api.get_style", name=style.name),
+                  "bundle": url_for("api.style_bundle", name=style.name)},
+    }
+    if card:
+        body["card"] = metadata.card if metadata else ""
+    return body
+
+
+def _find_style(name: str):
+    registry = get_services().registry
+    style = next((style for style in registry.styles(load=False) if style.name == name),
+                 None)
+    if style is None:
+        known = ", ".join(registry.names()) or "none"
+        raise _Problem(f"there is no style {name!r}; the styles are: {known}", 404,
+                          "not_found")
+    return style
+
+
+def _loaded(style):
+    try:
+        style.bundle = get_services().registry.get(style.name).bundle
+    except PerfRNNError as error:
+        style.error = str(error)
+    return style
+
+
+def _check_token() -> None:
+    """Training and importing may need TRAINING_TOKEN (Bearer or X-Training-Token)."""
+    token = current_app.config.get("TRAINING_TOKEN")
+    if not token:
+        return
+    given = request.headers.get("X-Training-Token", "")
+    authorization = request.headers.get("Authorization", "")
+    if not given and authorization[:7].lower() == "bearer ":
+        given = authorization[7:].strip()
+    if not given:
+        raise _Problem("this server needs its training token: send it as "
+                          "'Authorization: Bearer TOKEN' or 'X-Training-Token: TOKEN'",
+                          401, "unauthorized")
+    if not hmac.compare_digest(given.encode(), str(token).encode()):
+        raise _Problem("the training token is wrong", 401, "unauthorized")
+
+
+def _presets() -> dict:
+    presets = current_app.config.get("TRAINING_PRESETS")
+    if presets is None:
+        from training.pipeline import PRESETS
+
+        presets = PRESETS
+    return presets
+
+
+# ----- styles -------------------------------------------------------------------
+
+@bp.get("/styles")
+def list_styles():
+    styles = get_services().registry.styles(load=True)
+    return jsonify({"styles": [style_json(style) for style in styles]})
+
+
+@bp.get("/styles/<name>")
+def get_style(name: str):
+    return jsonify(style_json(_loaded(_find_style(name)), card=True))
+
+
+@bp.get("/styles/<name>/bundle")
+def style_bundle(name: str):
+    style = _find_style(name)
+    return send_file(style.path, mimetype="application/octet-stream", as_attachment=True,
+                     download_name=f"{style.name}.mag")
+
+
+# ----- generations and jobs -------------------------------------------------------
+
+@bp.post("/generations")
+def create_generation():
+    values, errors = _values(GENERATION_FIELDS, files=("primer",))
+    if "primer" in values:
+        errors["primer"] = "send the primer as a file (a multipart/form-data upload)"
+    services = get_services()
+    params = _checked(errors, lambda: generation_params(values, services.registry))
+    job = submit_generation(services, get_queue(), params, owner_id(),
+                            primer=request.files.get("primer"))
+    return _accepted(job)
+
+
+@bp.get("/jobs/<job_id>")
+def get_job(job_id: str):
+    return jsonify(job_json(_job_or_404(job_id)))
+
+
+@bp.delete("/jobs/<job_id>")
+def cancel_job(job_id: str):
+    job = _job_or_404(job_id)
+    finished_before = job.finished
+    if not finished_before:
+        job = get_services().store.request_cancel(job.id) or job
+    if finished_before or (job.finished and job.state != CANCELLED):
+        return api_error(409, f"job {job.id} has already finished ({job.state}); there is "
+                              "nothing to cancel", "conflict", job=job_json(job))
+    response = jsonify(job_json(job))
+    response.status_code = 202
+    return response
+
+
+@bp.get("/jobs/<job_id>/events")
+def job_stream(job_id: str):
+    job = _job_or_404(job_id)
+    stream = job_events(get_services().store, job.id, describe=job_json,
+                        max_seconds=float(current_app.config.get("SSE_MAX_SECONDS", 3600)))
+    response = Response(stream_with_context(stream), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
+
+
+@bp.get("/generations/<job_id>/<any(midi, wav, pianoroll):kind>")
+def generation_file(job_id: str, kind: str):
+    job = _job_or_404(job_id)
+    if job.kind != "generation":
+        raise _Problem(f"job {job.id} is a {job.kind}, not a generation", 404, "not_found")
+    if job.state == EXPIRED:
+        raise _Problem(f"the results of job {job.id} have expired and were deleted; "
+                          "generate again (the same seed gives the same music)",
+                          404, "expired")
+    if job.state != DONE:
+        raise _Problem(f"job {job.id} is {job.state}, not done; there is no file "
+                          "to download", 409, "not_done")
+    text = request.args.get("variation", "0").strip()
+    if not text.isdigit():
+        raise _Problem(f"variation must be a whole number from 0, got {text!r}")
+    variations = job.result.get("variations", [])
+    index = int(text)
+    if index >= len(variations):
+        raise _Problem(f"job {job.id} has {len(variations)} variation(s), numbered from "
+                          f"0; there is no variation {index}", 404, "not_found")
+    entry = variations[index]
+    key_field, name_field, mimetype, attachment = FILES[kind]
+    key = entry.get(key_field)
+    if not key:
+        reason = job.result.get("audio_message") or "audio was not rendered"
+        raise _Problem(f"there is no {kind} for this result: {reason}", 404, "no_audio")
+    filename = entry.get(name_field) if name_field else Path(key).name
+    filename = filename or Path(key).name
+    storage = get_services().storage
+    url = storage.download_url(key, filename)
+    if url:
+        return redirect(url, 302)
+    expired = _Problem(f"the {kind} file of job {job.id} is no longer stored (results "
+                          "expire); generate again", 404, "expired")
+    if hasattr(storage, "path"):
+        path = storage.path(key)
+        if not path.is_file():
+            raise expired
+        return send_file(path, mimetype=mimetype, as_attachment=attachment,
+                         download_name=filename)
+    try:
+        data = storage.get(key)
+    except PerfRNNError:
+        raise expired from None
+    return send_file(io.BytesIO(data), mimetype=mimetype, as_attachment=attachment,
+                     download_name=filename)
+
+
+# ----- trainings and bundles ------------------------------------------------------
+
+@bp.get("/trainings/presets")
+def training_presets():
+    return jsonify({"presets": [
+        {"name": name, "description": preset.description,
+         "layers": list(preset.layer_sizes), "steps": preset.steps}
+        for name, preset in _presets().items()]})
+
+
+@bp.post("/trainings")
+def create_training():
+    _check_token()
+    values, errors = _values(TRAINING_FIELDS, files=("files", "files[]"), form_only=True)
+    services = get_services()
+    params = _checked(errors, lambda: training_params(values, services.registry, _presets()))
+    uploads = request.files.getlist("files") + request.files.getlist("files[]")
+    job = submit_training(services, get_queue(), params, uploads, owner_id())
+    return _accepted(job)
+
+
+@bp.post("/bundles")
+def create_bundle():
+    _check_token()
+    values, errors = _values(BUNDLE_FIELDS, files=("bundle",), form_only=True)
+    _checked(errors, lambda: None)
+    services = get_services()
+    try:
+        name = import_bundle(services, request.files.get("bundle"),
+                             (values.get("name") or "").strip() or None)
+    except ValidationError as error:
+        raise ValidationError({field: _clean_message(message)
+                               for field, message in error.errors.items()}) from None
+    style = _loaded(_find_style(name))
+    response = jsonify({"style": style_json(style, card=True)})
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.get_style", name=name)
+    return response
+
+
+# ----- the description ------------------------------------------------------------
+
+@bp.get("/openapi.json")
+def openapi_document():
+    from webapp.openapi import build_spec
+
+    return jsonify(build_spec(request.host_url.rstrip("/")))
+
+
+@bp.get("/docs")
+def docs():
+    from webapp.openapi import build_spec, operations, rich
+
+    spec = build_spec(request.host_url.rstrip("/"))
+    return render_template("api_docs.html", spec=spec, operations=operations(spec),
+                           introduction=rich(spec["info"]["description"]))

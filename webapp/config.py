@@ -38,15 +38,20 @@ DEFAULTS = {
     "WTF_CSRF_TIME_LIMIT": None,
     # Training presets by name (None: training.pipeline.PRESETS).
     "TRAINING_PRESETS": None,
+    # With STORAGE=s3: seconds between uploads of a training run's checkpoints,
+    # and (on workers) between looks for a spot interruption notice.
+    "CHECKPOINT_SYNC_SECONDS": 30,
+    "SPOT_CHECK_SECONDS": 5,
 }
 
 INTEGER_SETTINGS = {"GENERATION_WORKERS", "TRAINING_WORKERS", "QUEUE_LIMIT",
-                    "RESULT_RETENTION_HOURS", "MAX_CONTENT_LENGTH"}
+                    "RESULT_RETENTION_HOURS", "MAX_CONTENT_LENGTH", "CHECKPOINT_SYNC_SECONDS",
+                    "SPOT_CHECK_SECONDS"}
 BOOLEAN_SETTINGS = {"PRELOAD_STYLES", "RENDER_AUDIO"}
 STRING_SETTINGS = {"JOB_BACKEND", "STORAGE", "DATABASE", "STORAGE_DIR", "STYLES_DIR",
                    "TRAINING_DIR", "BUNDLES_DIR", "TRAINING_TOKEN", "SECRET_KEY",
                    "S3_BUCKET", "SQS_GENERATION_QUEUE_URL", "SQS_TRAINING_QUEUE_URL",
-                   "AWS_REGION", "AWS_ENDPOINT_URL"}
+                   "AWS_REGION", "AWS_ENDPOINT_URL", "SPOT_NOTICE_URL"}
 
 
 def from_environment(environ=os.environ) -> dict:
@@ -75,6 +80,20 @@ def from_environment(environ=os.environ) -> dict:
         else:
             found[name] = text or None
     return found
+
+
+def load_settings(instance_path: str | Path, environ=os.environ) -> dict:
+    """Settings without Flask (for the worker): DEFAULTS, then the instance's
+    config.py, then the environment."""
+    import runpy
+
+    settings = dict(DEFAULTS)
+    path = Path(instance_path) / "config.py"
+    if path.is_file():
+        settings.update({name: value for name, value in runpy.run_path(str(path)).items()
+                         if name.isupper()})
+    settings.update(from_environment(environ))
+    return settings
 
 
 def instance_file(instance_path: str | Path, setting: str) -> Path:

@@ -157,6 +157,12 @@ class JobStore:
             args += (kind,)
         return self._scalar(sql, args)
 
+    def active_training_names(self) -> set[str]:
+        """Names of the styles being trained or waiting to be."""
+        jobs = self._query("SELECT * FROM jobs WHERE kind = 'training' AND state IN (?, ?)",
+                           (QUEUED, RUNNING))
+        return {job.params.get("name") for job in jobs}
+
     # ----- moving through states ---------------------------------------------
 
     def start(self, job_id: str) -> bool:

@@ -44,7 +44,9 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
-        message = MESSAGES.get(error.code) or (error.description or error.name)
+        default = type(error).description  # werkzeug's own text for the status
+        message = (error.description if error.description and error.description != default
+                   else MESSAGES.get(error.code) or error.description or error.name)
         if _wants_json():
             response, status = api_error(error.code or 500, message)
             return response, status

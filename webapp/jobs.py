@@ -37,9 +37,13 @@ class LocalQueue:
 
     kind = "local"
 
-    def __init__(self, run_job: Callable[[str], None], workers: dict[str, int], limit: int):
+    def __init__(self, run_job: Callable[[str], None], workers: dict[str, int], limit: int,
+                 count_waiting: Callable[[str], int] | None = None):
+        """`count_waiting(kind)`, if given, counts the jobs really waiting (a
+        cancelled job's id stays in the thread queue until a worker skips it)."""
         self.run_job = run_job
         self.limit = int(limit)
+        self.count_waiting = count_waiting
         self._queues = {kind: queue.Queue() for kind in workers}
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -52,7 +56,9 @@ class LocalQueue:
 
     def submit(self, job: Job) -> None:
         waiting = self._queues[job.kind]
-        if waiting.qsize() >= self.limit:
+        count = waiting.qsize() if self.count_waiting is None else \
+            self.count_waiting(job.kind) - 1  # the job itself is already recorded as queued
+        if count >= self.limit:
             raise QueueFull(retry_after=10 if job.kind == "generation" else 60)
         waiting.put(job.id)
 

@@ -1,4 +1,569 @@
-"""The pages (being written)."""
-from flask import Blueprint
+"""The website's HTML pages: generate, job progress and results, train, styles.
+
+Every form posts back to its own page; errors are shown next to their
+fields. The pages' JavaScript (static/app.js) follows a job through the
+JSON API (/api/v1/jobs/<id> and its /events stream).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from markupsafe import Markup, escape
+
+from webapp import get_queue, get_services
+from webapp.db import CANCELLED
+from webapp.jobs import QueueFull
+from webapp.owner import owner_id
+from webapp.validation import (
+    MAX_VARIATIONS,
+    PRIMER_SUFFIXES,
+    TEMPERATURE_RANGE,
+    TRAINING_SUFFIXES,
+    ValidationError,
+    style_types,
+)
 
 bp = Blueprint("pages", __name__)
+
+API = "/api/v1"
+HISTORY_LIMIT = 10
+GENERATE_FIELDS = ("style", "type", "length", "unit", "bpm", "temperature", "variations",
+                   "seed", "key", "density", "quantize", "primer")
+TRAIN_FIELDS = ("token", "name", "files", "preset", "kind")
+IMPORT_FIELDS = ("token", "bundle", "name")
+GENERATE_DEFAULTS = {"length": "30", "unit": "seconds", "bpm": "", "temperature": "1.0",
+                     "variations": "1", "seed": "", "key": "", "density": "", "type": ""}
+KINDS = (
+    ("auto", "Auto", "the default: one instrument (as below) unless the files come with a "
+                     "dataset manifest that says otherwise"),
+    ("pitched", "One instrument", "every pitched part merged into one performance, like a "
+                                  "piano; drum notes are dropped"),
+    ("drums", "Drums only", "only the drum notes (MIDI channel 10) are kept"),
+    ("band", "Band", "each part on its own track: drums, bass, harmony and lead"),
+)
+KEYS = ("C", "G", "D", "A", "E", "B", "F#", "Db", "Ab", "Eb", "Bb", "F",
+        "Am", "Em", "Bm", "F#m", "C#m", "G#m", "Ebm", "Bbm", "Fm", "Cm", "Gm", "Dm")
+
+
+# ----- helpers for templates ----------------------------------------------------
+
+def api_url(job_id: str, what: str, variation: int | None = None) -> str:
+    """Address of a job's file in the JSON API (midi, wav, pianoroll)."""
+    url = f"{API}/generations/{job_id}/{what}"
+    return url if variation is None else f"{url}?variation={int(variation)}"
+
+
+@bp.app_template_global("api_url")
+def _api_url(job_id, what, variation=None):
+    return api_url(job_id, what, variation)
+
+
+@bp.app_template_filter("num")
+def format_number(value) -> str:
+    """30.0 -> "30", 1.05 -> "1.05"; blank for None."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if number.is_integer() and abs(number) < 1e15:
+        return str(int(number))
+    return f"{number:.6g}"
+
+
+@bp.app_template_filter("duration")
+def format_duration(seconds) -> str:
+    """A length of music: "30 s", "2 min", "1 min 30 s"."""
+    if seconds is None:
+        return ""
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{format_number(round(seconds, 1))} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min" + (f" {rest} s" if rest else "")
+
+
+@bp.app_template_filter("eta")
+def format_eta(seconds) -> str:
+    """Time left, loosely: "about 40 s left", "about 3 min left", "about 1 h 5 min left"."""
+    if seconds is None or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        return "estimating the time left..."
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"about {max(5, int(round(seconds / 5) * 5))} s left"
+    if seconds < 3600:
+        return f"about {max(1, round(seconds / 60))} min left"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"about {hours} h" + (f" {minutes} min" if minutes else "") + " left"
+
+
+@bp.app_template_filter("megabytes")
+def format_megabytes(size_bytes) -> str:
+    megabytes = (size_bytes or 0) / 1e6
+    return f"{megabytes:.1f} MB" if megabytes >= 1 else f"{megabytes:.2f} MB"
+
+
+@bp.app_template_filter("timestamp")
+def format_timestamp(value) -> str:
+    if not value:
+        return ""
+    return datetime.fromtimestamp(float(value), UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _inline_markdown(text: str) -> str:
+    """Escapes a line, then turns `code` and **bold** into tags."""
+    html = str(escape(text))
+    html = re.sub(r"`([^`]+)`", r"<code>\1</code>", html)
+    html = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", html)
+    return html
+
+
+def markdown_html(text: str | None) -> Markup:
+    """A small, safe markdown: headings, lists, tables, paragraphs, `code` and **bold**.
+
+    Every piece of text is escaped first, so a model card cannot inject HTML.
+    Headings are demoted (# becomes <h3>) to sit inside a card.
+    """
+    out: list[str] = []
+    paragraph: list[str] = []
+    table: list[list[str]] = []
+    in_list = False
+
+    def flush_paragraph():
+        if paragraph:
+            out.append("<p>" + " ".join(paragraph) + "</p>")
+            paragraph.clear()
+
+    def close_list():
+        nonlocal in_list
+        if in_list:
+            out.append("</ul>")
+            in_list = False
+
+    def close_table():
+        if not table:
+            return
+        rows = list(table)
+        table.clear()
+        header = None
+        if len(rows) > 1 and all(re.fullmatch(r":?-+:?", cell) for cell in rows[1]):
+            header, rows = rows[0], rows[2:]
+        html = ['<table class="table table-sm">']
+        if header:
+            html.append("<thead><tr>" + "".join(f"<th>{_inline_markdown(cell)}</th>"
+                                                for cell in header) + "</tr></thead>")
+        html.append("<tbody>" + "".join(
+            "<tr>" + "".join(f"<td>{_inline_markdown(cell)}</td>" for cell in row) + "</tr>"
+            for row in rows) + "</tbody></table>")
+        out.append("".join(html))
+
+    for line in (text or "").splitlines():
+        stripped = line.strip()
+        if stripped.startswith("|") and stripped.endswith("|") and len(stripped) > 1:
+            flush_paragraph()
+            close_list()
+            table.append([cell.strip() for cell in stripped[1:-1].split("|")])
+            continue
+        close_table()
+        heading = re.fullmatch(r"(#{1,6})\s+(.*)", stripped)
+        item = re.fullmatch(r"[-*+]\s+(.*)", stripped)
+        if not stripped:
+            flush_paragraph()
+            close_list()
+        elif heading:
+            flush_paragraph()
+            close_list()
+            level = min(len(heading.group(1)) + 2, 6)
+            out.append(f"<h{level}>{_inline_markdown(heading.group(2))}</h{level}>")
+        elif item:
+            flush_paragraph()
+            if not in_list:
+                out.append("<ul>")
+                in_list = True
+            out.append(f"<li>{_inline_markdown(item.group(1))}</li>")
+        elif in_list and line[:1].isspace():
+            out[-1] = out[-1][:-len("</li>")] + " " + _inline_markdown(stripped) + "</li>"
+        else:
+            close_list()
+            paragraph.append(_inline_markdown(stripped))
+    flush_paragraph()
+    close_list()
+    close_table()
+    return Markup("\n".join(out))
+
+
+# ----- styles ---------------------------------------------------------------------
+
+def type_label(entry: dict) -> str:
+    name = entry.get("name") or "Program"
+    return f"{name} (GM {entry['program']})"
+
+
+def style_info(style) -> dict:
+    """What the generate form needs to know about a loaded style."""
+    bundle = style.bundle
+    meta = bundle.metadata
+    types = [dict(entry, label=type_label(entry)) for entry in style_types(bundle)]
+    return {
+        "name": style.name,
+        "description": meta.description,
+        "types": types,
+        "default_bpm": meta.default_bpm,
+        "conditioned": bool(bundle.encoding.control_signals),
+        "default_controls": dict(meta.default_controls or {}),
+        "parts": [part_label(track) for track in meta.tracks],
+    }
+
+
+def part_label(track) -> str:
+    if track.is_drum:
+        return f"{track.name} (drum kit {track.program})"
+    return f"{track.name} (GM {track.program})"
+
+
+def loadable_styles() -> tuple[list[dict], list]:
+    """(infos of the styles that load, the styles that do not)."""
+    infos, broken = [], []
+    for style in get_services().registry.styles():
+        if style.bundle is None:
+            broken.append(style)
+        else:
+            infos.append(style_info(style))
+    return infos, broken
+
+
+def style_card(style) -> dict:
+    """Everything the styles page shows about one style."""
+    card = {"name": style.name, "origin": "shipped" if style.origin == "shipped"
+            else "your style", "size_bytes": style.size_bytes, "error": style.error}
+    if style.bundle is None:
+        return card
+    bundle, meta = style.bundle, style.bundle.metadata
+    metrics = meta.metrics or {}
+    figures = []
+    if metrics.get("validation_nll_per_event") is not None:
+        figures.append(("Validation NLL per event", metrics["validation_nll_per_event"],
+                        "lower is better"))
+    if metrics.get("mean_overlapping_area") is not None:
+        figures.append(("Mean overlapping area", metrics["mean_overlapping_area"],
+                        "0 to 1; how closely generated music matches the training music's "
+                        "statistics (higher is closer)"))
+    fidelity = metrics.get("genre_fidelity")
+    if fidelity is not None:
+        figures.append(("Genre fidelity", fidelity,
+                        "how often a classifier recognises generated music as this style"))
+    card.update({
+        "description": meta.description,
+        "parts": [part_label(track) for track in meta.tracks],
+        "types": [type_label(entry) for entry in style_types(bundle)],
+        "default_bpm": meta.default_bpm,
+        "conditioned": bool(bundle.encoding.control_signals),
+        "default_controls": dict(meta.default_controls or {}),
+        "metrics": figures,
+        "provenance": [entry for entry in meta.provenance if isinstance(entry, dict)],
+        "training": {key: value for key, value in (meta.training or {}).items()
+                     if isinstance(value, (str, int, float)) and not isinstance(value, bool)},
+        "card_html": markdown_html(meta.card) if meta.card else None,
+        "layers": "x".join(str(size) for size in bundle.config.rnn_layer_sizes),
+    })
+    return card
+
+
+# ----- the training token ---------------------------------------------------------
+
+def _token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def token_needed() -> bool:
+    """True when TRAINING_TOKEN is set and this browser has not given it yet."""
+    expected = current_app.config.get("TRAINING_TOKEN")
+    if not expected:
+        return False
+    remembered = session.get("training_token")
+    return not (isinstance(remembered, str)
+                and hmac.compare_digest(remembered, _token_digest(str(expected))))
+
+
+def check_token(form) -> str | None:
+    """None when training is allowed (no token set, remembered, or given right);
+    else the message to show next to the token field."""
+    if not token_needed():
+        return None
+    expected = str(current_app.config["TRAINING_TOKEN"])
+    given = str(form.get("token") or "").strip()
+    if not given:
+        return "this server asks for its training token; enter it here"
+    if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+        return "that is not this server's training token"
+    session["training_token"] = _token_digest(expected)
+    return None
+
+
+def training_presets() -> dict:
+    presets = current_app.config.get("TRAINING_PRESETS")
+    if presets is None:
+        from training.pipeline import PRESETS
+
+        presets = PRESETS
+    return presets
+
+
+# ----- generate (home) ------------------------------------------------------------
+
+def _generate_page(values: dict, errors: dict | None = None, status: int = 200,
+                   busy: str | None = None, notice: str | None = None):
+    infos, broken = loadable_styles()
+    names = [info["name"] for info in infos]
+    chosen = values.get("style") if values.get("style") in names else (names[0] if names
+                                                                       else None)
+    selected = next((info for info in infos if info["name"] == chosen), None)
+    services = get_services()
+    history = services.store.recent(owner_id(), "generation", HISTORY_LIMIT)
+    errors = dict(errors or {})
+    other_errors = {field: message for field, message in errors.items()
+                    if field not in GENERATE_FIELDS}
+    if "seconds" in other_errors:  # the length given as seconds: show it at the length
+        errors.setdefault("length", other_errors.pop("seconds"))
+    return render_template(
+        "generate.html", styles=infos, broken=broken, selected=selected, values=values,
+        errors=errors, other_errors=other_errors, history=history, busy=busy, notice=notice,
+        retention_hours=current_app.config.get("RESULT_RETENTION_HOURS"),
+        max_variations=MAX_VARIATIONS, temperature_range=TEMPERATURE_RANGE,
+        primer_accept=",".join(PRIMER_SUFFIXES), keys=KEYS), status
+
+
+@bp.route("/", methods=["GET", "POST"])
+def generate():
+    if request.method == "GET":
+        values = dict(GENERATE_DEFAULTS)
+        notice = None
+        wanted = request.args.get("style", "").strip()
+        if wanted:
+            values["style"] = wanted
+            if wanted not in get_services().registry.names():
+                notice = f"There is no style called {wanted!r}; choose one below."
+        return _generate_page(values, notice=notice)
+
+    from webapp.actions import submit_generation
+    from webapp.validation import generation_params
+
+    services = get_services()
+    values = request.form.to_dict()
+    try:
+        params = generation_params(request.form, services.registry)
+        job = submit_generation(services, get_queue(), params, owner_id(),
+                                primer=request.files.get("primer"))
+    except ValidationError as error:
+        return _generate_page(values, error.errors, 400)
+    except QueueFull as error:
+        response = _generate_page(values, status=503, busy=_busy_message(error))
+        return response[0], 503, {"Retry-After": str(error.retry_after)}
+    return redirect(url_for(".job", job_id=job.id), 303)
+
+
+def _busy_message(error: QueueFull) -> str:
+    return (f"The server is busy with other jobs right now; try again in "
+            f"{error.retry_after} s.")
+
+
+# ----- jobs -----------------------------------------------------------------------
+
+def _generation_summary(job) -> list[tuple[str, str]]:
+    """(label, value) rows of a generation job's parameters."""
+    params = job.params
+    style_name = params.get("style", "")
+    type_text = "the style's own instruments"
+    if params.get("program") is not None:
+        type_text = f"GM {params['program']}"
+        try:
+            bundle = get_services().registry.get(style_name).bundle
+            entry = next((entry for entry in style_types(bundle)
+                          if entry["program"] == params["program"]), None)
+            if entry is not None:
+                type_text = type_label(entry)
+        except Exception:  # a style that is gone or broken: the number will do
+            pass
+        if params.get("part"):
+            type_text += f" for the {params['part']} part"
+    rows = [("Style", style_name), ("Type", type_text),
+            ("Length", format_duration(params.get("seconds"))),
+            ("Tempo", f"{format_number(params.get('bpm'))} BPM" if params.get("bpm")
+             else "the style's default"),
+            ("Creativity", f"{float(params['temperature']):.2f}"
+             if params.get("temperature") is not None else "1.00"),
+            ("Variations", format_number(params.get("variations", 1))),
+            ("Seed", str(params.get("seed", "")))]
+    if params.get("key"):
+        rows.append(("Key", params["key"]))
+    if params.get("density") is not None:
+        rows.append(("Density", f"{format_number(params['density'])} notes per second"))
+    rows.append(("Quantised", "yes" if params.get("quantize") else "no"))
+    if params.get("primer"):
+        rows.append(("Primer", Path(str(params["primer"])).name))
+    return rows
+
+
+def _more_like_this(job) -> dict:
+    """The generate form's fields that repeat a job, with a blank seed."""
+    params = job.params
+    fields = {"style": params.get("style", ""),
+              "type": "" if params.get("program") is None else str(params["program"]),
+              "length": format_number(params.get("seconds")), "unit": "seconds",
+              "bpm": format_number(params.get("bpm")),
+              "temperature": format_number(params.get("temperature")),
+              "variations": format_number(params.get("variations", 1)), "seed": "",
+              "key": params.get("key") or "",
+              "density": format_number(params.get("density"))}
+    if params.get("quantize"):
+        fields["quantize"] = "on"
+    return fields
+
+
+def _get_job(job_id: str):
+    job = get_services().store.get(job_id)
+    if job is None:
+        abort(404, description="there is no job with this id (it may have been removed)")
+    return job
+
+
+@bp.route("/jobs/<job_id>")
+def job(job_id: str):
+    job = _get_job(job_id)
+    context = {"job": job, "job_data": job.to_dict(),
+               "retention_hours": current_app.config.get("RESULT_RETENTION_HOURS")}
+    if job.kind == "generation":
+        context["heading"] = f"Music in the style \"{job.params.get('style', '')}\""
+        context["summary"] = _generation_summary(job)
+        context["more_like_this"] = _more_like_this(job)
+    else:
+        context["heading"] = f"Training the style \"{job.params.get('name', '')}\""
+        preset_name = job.params.get("preset")
+        preset = training_presets().get(preset_name) if preset_name else None
+        context["preset"] = preset
+        context["uploads"] = [Path(str(key)).name for key in job.params.get("uploads", [])]
+        context["loss_points"] = ((job.result or {}).get("loss_points")
+                                  or job.detail.get("loss_points") or [])
+    return render_template("job.html", **context)
+
+
+@bp.route("/jobs/<job_id>/cancel", methods=["POST"])
+def cancel_job(job_id: str):
+    job = _get_job(job_id)
+    if job.finished:
+        flash(f"This job had already finished ({job.state}).", "info")
+    else:
+        job = get_services().store.request_cancel(job_id)
+        if job.state == CANCELLED:
+            flash("Cancelled.", "info")
+        else:
+            flash("Asked the job to stop; it stops within a few seconds.", "info")
+    return redirect(url_for(".job", job_id=job_id), 303)
+
+
+# ----- train ----------------------------------------------------------------------
+
+def _train_page(values: dict, errors: dict | None = None, status: int = 200,
+                busy: str | None = None):
+    presets = training_presets()
+    history = get_services().store.recent(owner_id(), "training", HISTORY_LIMIT)
+    errors = dict(errors or {})
+    other_errors = {field: message for field, message in errors.items()
+                    if field not in TRAIN_FIELDS}
+    return render_template(
+        "train.html", presets=presets, kinds=KINDS, values=values, errors=errors,
+        other_errors=other_errors, busy=busy, history=history,
+        token_required=bool(current_app.config.get("TRAINING_TOKEN")),
+        token_needed=token_needed(), files_accept=",".join(TRAINING_SUFFIXES)), status
+
+
+@bp.route("/train", methods=["GET", "POST"])
+def train():
+    if request.method == "GET":
+        return _train_page({"preset": "quick" if "quick" in training_presets() else "",
+                            "kind": "auto"})
+
+    from webapp.actions import submit_training
+    from webapp.validation import training_params
+
+    values = request.form.to_dict()
+    values.pop("token", None)
+    token_error = check_token(request.form)
+    if token_error:
+        return _train_page(values, {"token": token_error}, 403)
+    services = get_services()
+    uploads = [upload for upload in request.files.getlist("files") if upload and upload.filename]
+    errors: dict[str, str] = {}
+    try:
+        params = training_params(request.form, services.registry, training_presets())
+    except ValidationError as error:
+        errors.update(error.errors)
+    if not uploads:
+        errors.setdefault("files", "choose some MIDI, MusicXML or ABC files, or a zip")
+    if errors:
+        return _train_page(values, errors, 400)
+    try:
+        job = submit_training(services, get_queue(), params, uploads, owner_id())
+    except ValidationError as error:
+        return _train_page(values, error.errors, 400)
+    except QueueFull as error:
+        response = _train_page(values, status=503, busy=_busy_message(error))
+        return response[0], 503, {"Retry-After": str(error.retry_after)}
+    return redirect(url_for(".job", job_id=job.id), 303)
+
+
+# ----- styles ---------------------------------------------------------------------
+
+def _styles_page(values: dict | None = None, errors: dict | None = None, status: int = 200):
+    styles = [style_card(style) for style in get_services().registry.styles()]
+    errors = dict(errors or {})
+    other_errors = {field: message for field, message in errors.items()
+                    if field not in IMPORT_FIELDS}
+    return render_template(
+        "styles.html", styles=styles, values=values or {}, errors=errors,
+        other_errors=other_errors, token_required=bool(current_app.config.get(
+            "TRAINING_TOKEN")), token_needed=token_needed()), status
+
+
+@bp.route("/styles")
+def styles():
+    return _styles_page()
+
+
+@bp.route("/styles/import", methods=["POST"])
+def import_style():
+    from webapp.actions import import_bundle
+
+    values = {"name": request.form.get("name", "")}
+    token_error = check_token(request.form)
+    if token_error:
+        return _styles_page(values, {"token": token_error}, 403)
+    name = (request.form.get("name") or "").strip() or None
+    try:
+        style = import_bundle(get_services(), request.files.get("bundle"), name)
+    except ValidationError as error:
+        return _styles_page(values, error.errors, 400)
+    flash(f"Imported {style}", "success")
+    return redirect(url_for(".styles") + f"#style-{style}", 303)

@@ -109,9 +109,12 @@ class SyncedJobStore(JobStore):
     """The web server's job store when workers run elsewhere: a job that has
     not finished is brought up to date from its status object when read."""
 
-    def __init__(self, path, status: RemoteStatus):
+    def __init__(self, path, status: RemoteStatus, on_new_style=None):
+        """`on_new_style` is called when a training job is seen finished (to
+        fetch the style it made at once)."""
         super().__init__(path)
         self.status = status
+        self.on_new_style = on_new_style
 
     def _refresh(self, job: Job | None) -> Job | None:
         if job is None or job.state in FINISHED_STATES:
@@ -128,6 +131,8 @@ class SyncedJobStore(JobStore):
         self._execute(f"UPDATE jobs SET {sets}, updated_at = ? WHERE id = ? AND state NOT IN "
                       f"({','.join('?' * len(FINISHED_STATES))})",
                       (*values, remote["updated_at"], job.id, *FINISHED_STATES))
+        if job.kind == "training" and remote.get("state") == DONE and self.on_new_style:
+            self.on_new_style()
         return super().get(job.id)
 
     def get(self, job_id: str) -> Job | None:

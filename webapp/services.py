@@ -52,14 +52,16 @@ def build_services(config: dict, instance: str | Path, store: bool = True) -> Se
         if config["JOB_BACKEND"] == "sqs":
             from webapp.remote import RemoteStatus, SyncedJobStore
 
-            job_store = SyncedJobStore(database, RemoteStatus(storage))
+            job_store = SyncedJobStore(database, RemoteStatus(storage),
+                                       on_new_style=lambda: bundles.sync(force=True))
         else:
             job_store = JobStore(database)
     registry = StyleRegistry(sources, refresh=bundles.sync if bundles else None)
     return Services(store=job_store, storage=storage, registry=registry, styles_dir=styles_dir,
                     training_dir=instance_file(instance, config["TRAINING_DIR"]),
                     render_audio=bool(config["RENDER_AUDIO"]),
-                    training_presets=config["TRAINING_PRESETS"], bundles=bundles)
+                    training_presets=config["TRAINING_PRESETS"], bundles=bundles,
+                    checkpoint_seconds=float(config["CHECKPOINT_SYNC_SECONDS"]))
 
 
 def build_queue(config: dict, services: Services):
@@ -78,4 +80,5 @@ def build_queue(config: dict, services: Services):
     return LocalQueue(lambda job_id: run_job(services, job_id),
                       {"generation": config["GENERATION_WORKERS"],
                        "training": config["TRAINING_WORKERS"]},
-                      config["QUEUE_LIMIT"])
+                      config["QUEUE_LIMIT"],
+                      count_waiting=lambda kind: services.store.count(("queued",), kind))

@@ -45,6 +45,7 @@ class Services:
     bundles: object | None = None
     # On a worker: true once the machine is about to go (a spot notice).
     interrupted: Callable[[], bool] | None = None
+    checkpoint_seconds: float = 30.0
 
 
 class Throttle:
@@ -218,8 +219,11 @@ def run_training(services: Services, job) -> dict:
             loss_points.append([details["step"], round(float(details["loss"]), 4)])
             if len(loss_points) > MAX_LOSS_POINTS:
                 del loss_points[1::2]  # keep the curve's shape in bounded space
-        detail.update({key: value for key, value in details.items()
-                       if isinstance(value, (int, float, str))})
+        for key, value in details.items():
+            if key == "bundle" or not isinstance(value, (int, float, str)):
+                continue  # a server path, or a table the page does not show
+            # The evaluation names its own sub-stages "step"; keep the step number.
+            detail["substage" if key == "step" and isinstance(value, str) else key] = value
         detail["stage"] = stage
         detail["loss_points"] = loss_points
         elapsed = time.monotonic() - started
@@ -237,7 +241,7 @@ def run_training(services: Services, job) -> dict:
             return True
         return check() and store.cancel_requested(job.id)
 
-    push = Throttle(20.0)
+    push = Throttle(services.checkpoint_seconds)
 
     services.styles_dir.mkdir(parents=True, exist_ok=True)
     final = services.styles_dir / f"{name}.mag"
@@ -246,7 +250,8 @@ def run_training(services: Services, job) -> dict:
         try:
             result = train_style(name, [inputs], work_dir, partial, preset=preset,
                                  kind=params.get("kind") or None, progress=progress,
-                                 should_stop=should_stop)
+                                 should_stop=should_stop,
+                                 log=lambda text: log.info("job %s: %s", job.id, text))
         finally:
             if checkpoints is not None:  # a cancelled or interrupted run resumes from here
                 checkpoints.push()
@@ -264,6 +269,8 @@ def run_training(services: Services, job) -> dict:
     metadata = read_bundle(final).metadata
     evaluation = result.evaluation
     shutil.rmtree(work_dir, ignore_errors=True)  # the bundle holds what is kept
+    if params["uploads"]:
+        services.storage.delete_prefix(str(Path(params["uploads"][0]).parent))
     return {
         "style": name, "size_bytes": final.stat().st_size,
         "steps": result.train.steps,

@@ -1,0 +1,585 @@
+"""The API's OpenAPI 3.0.3 document, as a Python dict.
+
+`build_spec` is served at /api/v1/openapi.json; `operations` flattens it
+for the human docs page (/api/v1/docs), so both always say the same.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+
+from markupsafe import Markup, escape
+
+from perfrnn.options import MAX_SEED
+from webapp.validation import (
+    BPM_RANGE,
+    DENSITY_RANGE,
+    MAX_LENGTH_SECONDS,
+    MAX_VARIATIONS,
+    MIN_LENGTH_SECONDS,
+    PRIMER_SUFFIXES,
+    TEMPERATURE_RANGE,
+    TRAINING_KINDS,
+    TRAINING_SUFFIXES,
+)
+
+PREFIX = "/api/v1"
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+def _response(name: str) -> dict:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+def _nullable(schema: dict) -> dict:
+    return {**schema, "nullable": True}
+
+
+JOB_STATES = ["queued", "running", "done", "failed", "cancelled", "expired"]
+
+SCHEMAS: dict = {
+    "Error": {
+        "type": "object", "required": ["error", "message"],
+        "description": "Every error: a short code and a sentence saying what to change.",
+        "properties": {
+            "error": {"type": "string", "example": "not_found",
+                      "description": "bad_request, unauthorized, not_found, conflict, "
+                                     "invalid, busy, internal_error, ..."},
+            "message": {"type": "string", "example": "there is no job 'ab12'"},
+        },
+    },
+    "ValidationErrorResponse": {
+        "allOf": [_ref("Error"), {
+            "type": "object", "required": ["fields"],
+            "properties": {"fields": {
+                "type": "object", "additionalProperties": {"type": "string"},
+                "description": "What is wrong with each field, by field name.",
+                "example": {"seconds": "length in seconds must be between 5 and 600"}}},
+        }],
+    },
+    "BusyResponse": {
+        "allOf": [_ref("Error"), {
+            "type": "object",
+            "properties": {"retry_after": {"type": "integer",
+                                           "description": "Seconds to wait (also the "
+                                                          "Retry-After header)."}},
+        }],
+    },
+    "Part": {
+        "type": "object", "required": ["name", "program", "is_drum"],
+        "properties": {"name": {"type": "string", "example": "harmony"},
+                       "program": {"type": "integer", "minimum": 0, "maximum": 127},
+                       "is_drum": {"type": "boolean"}},
+    },
+    "StyleType": {
+        "type": "object", "required": ["name", "program"],
+        "description": "An instrument or kit the style offers (a General MIDI program).",
+        "properties": {"name": {"type": "string", "example": "Distortion Guitar"},
+                       "program": {"type": "integer", "minimum": 0, "maximum": 127},
+                       "track": _nullable({"type": "string",
+                                           "description": "The part it plays."})},
+    },
+    "Style": {
+        "type": "object",
+        "required": ["name", "origin", "description", "size_bytes", "conditioned", "parts",
+                     "types", "loads", "error"],
+        "properties": {
+            "name": {"type": "string", "example": "piano"},
+            "origin": {"type": "string", "enum": ["shipped", "user"],
+                       "description": "shipped with the server, or trained/imported here"},
+            "description": {"type": "string"},
+            "size_bytes": {"type": "integer"},
+            "default_bpm": _nullable({"type": "number"}),
+            "conditioned": {"type": "boolean",
+                            "description": "true: the style takes `key` and `density`"},
+            "default_controls": {"type": "object", "additionalProperties": True},
+            "parts": {"type": "array", "items": _ref("Part")},
+            "types": {"type": "array", "items": _ref("StyleType")},
+            "metrics": {"type": "object", "additionalProperties": True},
+            "provenance": {"type": "array",
+                           "items": {"type": "object", "additionalProperties": True}},
+            "loads": {"type": "boolean", "description": "false: the bundle is broken"},
+            "error": _nullable({"type": "string",
+                                "description": "why the bundle does not load"}),
+            "card": {"type": "string", "description": "The model card (markdown); only "
+                                                      "on a single style."},
+            "links": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
+    "StyleList": {
+        "type": "object", "required": ["styles"],
+        "properties": {"styles": {"type": "array", "items": _ref("Style")}},
+    },
+    "StyleCreated": {
+        "type": "object", "required": ["style"], "properties": {"style": _ref("Style")},
+    },
+    "Download": {
+        "type": "object", "required": ["index", "midi", "wav", "pianoroll"],
+        "properties": {
+            "index": {"type": "integer"},
+            "midi": {"type": "string", "format": "uri-reference"},
+            "wav": _nullable({"type": "string", "format": "uri-reference",
+                              "description": "null when audio was not rendered"}),
+            "pianoroll": {"type": "string", "format": "uri-reference"},
+        },
+    },
+    "JobLinks": {
+        "type": "object", "required": ["self", "events"],
+        "properties": {"self": {"type": "string", "example": "/api/v1/jobs/3f2a9c0d1e4b5a67"},
+                       "events": {"type": "string",
+                                  "example": "/api/v1/jobs/3f2a9c0d1e4b5a67/events"},
+                       "style": {"type": "string",
+                                 "description": "a finished training's new style"}},
+    },
+    "Job": {
+        "type": "object",
+        "required": ["id", "kind", "state", "progress", "stage", "detail", "params",
+                     "result", "error", "created_at", "links"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9a-f]+$", "example": "3f2a9c0d1e4b5a67"},
+            "kind": {"type": "string", "enum": ["generation", "training"]},
+            "state": {"type": "string", "enum": JOB_STATES},
+            "progress": {"type": "number", "minimum": 0, "maximum": 1},
+            "stage": {"type": "string", "example": "generating"},
+            "detail": {"type": "object", "additionalProperties": True,
+                       "description": "Training: stage, step, steps, loss, loss_points, "
+                                      "eta_seconds, elapsed_seconds."},
+            "params": {"type": "object", "additionalProperties": True,
+                       "description": "The checked parameters (a blank seed is chosen)."},
+            "result": _nullable({
+                "type": "object", "additionalProperties": True,
+                "description": "Generation: style, seed, variations (index, midi_name, "
+                               "notes, seconds, ...), audio, audio_message. Training: "
+                               "style, steps, validation_nll, mean_overlapping_area, "
+                               "loss_points."}),
+            "error": _nullable({"type": "string"}),
+            "cancel_requested": {"type": "boolean"},
+            "created_at": {"type": "number", "description": "Unix time"},
+            "started_at": _nullable({"type": "number"}),
+            "finished_at": _nullable({"type": "number"}),
+            "links": _ref("JobLinks"),
+            "downloads": {"type": "array", "items": _ref("Download"),
+                          "description": "A done generation's files, per variation."},
+        },
+    },
+    "JobAccepted": {
+        "type": "object", "required": ["job", "links"],
+        "properties": {"job": _ref("Job"), "links": _ref("JobLinks")},
+    },
+    "ConflictResponse": {
+        "allOf": [_ref("Error"), {"type": "object", "properties": {"job": _ref("Job")}}],
+    },
+    "GenerationRequest": {
+        "type": "object", "required": ["style"],
+        "description": "Give the length as `seconds`, or as `length` with `unit`. "
+                       "Unknown fields are refused (422).",
+        "properties": {
+            "style": {"type": "string", "example": "piano",
+                      "description": "a style's name (GET /styles)"},
+            "type": {"type": "string", "example": "Distortion Guitar",
+                     "description": "one of the style's types, by name or GM program "
+                                    "number"},
+            "seconds": {"type": "number", "minimum": MIN_LENGTH_SECONDS,
+                        "maximum": MAX_LENGTH_SECONDS, "default": 30},
+            "length": {"type": "number", "description": "with `unit`; from "
+                       f"{MIN_LENGTH_SECONDS} s to {MAX_LENGTH_SECONDS // 60} min"},
+            "unit": {"type": "string", "enum": ["seconds", "minutes", "s", "min", "m"],
+                     "default": "seconds"},
+            "bpm": {"type": "number", "minimum": BPM_RANGE[0], "maximum": BPM_RANGE[1],
+                    "description": "tempo; the style's default_bpm when left out"},
+            "temperature": {"type": "number", "minimum": TEMPERATURE_RANGE[0],
+                            "maximum": TEMPERATURE_RANGE[1], "default": 1.0,
+                            "description": "creativity"},
+            "variations": {"type": "integer", "minimum": 1, "maximum": MAX_VARIATIONS,
+                           "default": 1},
+            "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED,
+                     "description": "the same seed and settings give the same music; "
+                                    "random when left out"},
+            "key": {"type": "string", "example": "C major",
+                    "description": "conditioned styles only"},
+            "density": {"type": "number", "minimum": DENSITY_RANGE[0],
+                        "maximum": DENSITY_RANGE[1],
+                        "description": "notes per second; conditioned styles only"},
+            "quantize": {"type": "boolean", "default": False,
+                         "description": "snap notes to the beat grid"},
+        },
+    },
+    "GenerationForm": {
+        "allOf": [_ref("GenerationRequest"), {
+            "type": "object",
+            "properties": {"primer": {
+                "type": "string", "format": "binary",
+                "description": "music to continue: " + ", ".join(PRIMER_SUFFIXES)}},
+        }],
+    },
+    "TrainingForm": {
+        "type": "object", "required": ["name", "files"],
+        "properties": {
+            "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,39}$",
+                     "description": "the new style's name (not taken yet)"},
+            "preset": {"type": "string", "default": "quick",
+                       "description": "GET /trainings/presets"},
+            "kind": {"type": "string", "enum": ["auto", *TRAINING_KINDS],
+                     "default": "auto"},
+            "files": {"type": "array",
+                      "items": {"type": "string", "format": "binary"},
+                      "description": "the music: " + ", ".join(TRAINING_SUFFIXES)
+                                     + " (several files, or one zip)"},
+        },
+    },
+    "BundleForm": {
+        "type": "object", "required": ["bundle"],
+        "properties": {
+            "bundle": {"type": "string", "format": "binary",
+                       "description": "a .mag bundle (ours or Magenta's)"},
+            "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,39}$",
+                     "description": "the style's name; the file's name when left out"},
+        },
+    },
+    "Preset": {
+        "type": "object", "required": ["name", "description", "layers", "steps"],
+        "properties": {"name": {"type": "string", "example": "quick"},
+                       "description": {"type": "string"},
+                       "layers": {"type": "array", "items": {"type": "integer"}},
+                       "steps": {"type": "integer"}},
+    },
+    "PresetList": {
+        "type": "object", "required": ["presets"],
+        "properties": {"presets": {"type": "array", "items": _ref("Preset")}},
+    },
+}
+
+RESPONSES: dict = {
+    "BadRequest": {"description": "The body is not JSON or a form, or does not parse.",
+                   "content": _json(_ref("Error"))},
+    "Unauthorized": {"description": "TRAINING_TOKEN is set and was not given, or is wrong.",
+                     "content": _json(_ref("Error"))},
+    "NotFound": {"description": "No such thing (or its results expired).",
+                 "content": _json(_ref("Error"))},
+    "Invalid": {"description": "A field is wrong: `fields` says which and why.",
+                "content": _json(_ref("ValidationErrorResponse"))},
+    "Busy": {"description": "The queue is full; try again after Retry-After seconds.",
+             "headers": {"Retry-After": {"schema": {"type": "integer"},
+                                         "description": "seconds"}},
+             "content": _json(_ref("BusyResponse"))},
+    "TooLarge": {"description": "The upload is larger than MAX_CONTENT_LENGTH.",
+                 "content": _json(_ref("Error"))},
+}
+
+JOB_ID = {"name": "job_id", "in": "path", "required": True,
+          "description": "the job's id (hex)", "schema": {"type": "string"}}
+STYLE_NAME = {"name": "name", "in": "path", "required": True,
+              "description": "the style's name", "schema": {"type": "string"}}
+TOKEN_NOTE = (" When the server sets TRAINING_TOKEN, send it as `Authorization: Bearer "
+              "TOKEN` or `X-Training-Token: TOKEN`.")
+
+
+def _accepted(what: str) -> dict:
+    return {"description": f"The {what} job is queued; follow `links.self` or "
+                           "`links.events`.",
+            "headers": {"Location": {"schema": {"type": "string"},
+                                     "description": "the job's URL"}},
+            "content": _json(_ref("JobAccepted"))}
+
+
+def _operations() -> dict:
+    """paths -> method -> operation, with curl samples (`{base}` for the server)."""
+    return {
+        "/styles": {"get": {
+            "operationId": "listStyles", "tags": ["styles"],
+            "summary": "List the styles",
+            "description": "Every style with its parts, types, controls and metrics; "
+                           "broken bundles are listed with `loads: false` and `error`.",
+            "responses": {"200": {"description": "The styles.",
+                                  "content": _json(_ref("StyleList"))}},
+            "x-curl": "curl {base}/api/v1/styles",
+        }},
+        "/styles/{name}": {"get": {
+            "operationId": "getStyle", "tags": ["styles"], "summary": "One style",
+            "description": "The style as listed, with its model card (markdown).",
+            "parameters": [STYLE_NAME],
+            "responses": {"200": {"description": "The style.", "content": _json(_ref("Style"))},
+                          "404": _response("NotFound")},
+            "x-curl": "curl {base}/api/v1/styles/piano",
+        }},
+        "/styles/{name}/bundle": {"get": {
+            "operationId": "downloadBundle", "tags": ["styles"],
+            "summary": "Download a style's .mag bundle",
+            "description": "The bundle file, loadable by perfrnn and (single-part "
+                           "styles) by Magenta.",
+            "parameters": [STYLE_NAME],
+            "responses": {"200": {"description": "The .mag file (attachment NAME.mag).",
+                                  "content": {"application/octet-stream": {
+                                      "schema": {"type": "string", "format": "binary"}}}},
+                          "404": _response("NotFound")},
+            "x-curl": "curl -OJ {base}/api/v1/styles/piano/bundle",
+        }},
+        "/generations": {"post": {
+            "operationId": "createGeneration", "tags": ["generations"],
+            "summary": "Generate music",
+            "description": "Queues a generation. Send JSON, or multipart/form-data to "
+                           "upload a `primer` (music to continue). Follow the job with "
+                           "GET /jobs/{job_id} or its event stream.",
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _ref("GenerationRequest"),
+                                     "example": {"style": "piano", "seconds": 30,
+                                                 "seed": 1234}},
+                "multipart/form-data": {"schema": _ref("GenerationForm")}}},
+            "responses": {"202": _accepted("generation"), "400": _response("BadRequest"),
+                          "413": _response("TooLarge"), "422": _response("Invalid"),
+                          "503": _response("Busy")},
+            "x-curl": ("curl -X POST {base}/api/v1/generations -H 'Content-Type: "
+                       "application/json' -d '{\"style\": \"piano\", \"seconds\": 30, "
+                       "\"seed\": 1234}'\n"
+                       "curl -X POST {base}/api/v1/generations -F style=piano "
+                       "-F seconds=60 -F primer=@melody.mid"),
+        }},
+        "/jobs/{job_id}": {
+            "get": {
+                "operationId": "getJob", "tags": ["jobs"], "summary": "A job's state",
+                "description": "State, progress and result; a done generation adds "
+                               "`downloads` with each variation's file URLs.",
+                "parameters": [JOB_ID],
+                "responses": {"200": {"description": "The job.", "content": _json(_ref("Job"))},
+                              "404": _response("NotFound")},
+                "x-curl": "curl {base}/api/v1/jobs/JOB_ID",
+            },
+            "delete": {
+                "operationId": "cancelJob", "tags": ["jobs"], "summary": "Cancel a job",
+                "description": "A queued job is cancelled at once; a running one is asked "
+                               "to stop (`cancel_requested`) and soon becomes cancelled.",
+                "parameters": [JOB_ID],
+                "responses": {"202": {"description": "Cancelled, or cancelling.",
+                                      "content": _json(_ref("Job"))},
+                              "404": _response("NotFound"),
+                              "409": {"description": "The job has already finished.",
+                                      "content": _json(_ref("ConflictResponse"))}},
+                "x-curl": "curl -X DELETE {base}/api/v1/jobs/JOB_ID",
+            },
+        },
+        "/jobs/{job_id}/events": {"get": {
+            "operationId": "jobEvents", "tags": ["jobs"],
+            "summary": "Follow a job live (Server-Sent Events)",
+            "description": "`event: job` with the job's JSON at once and on every change of "
+                           "state, progress, stage or detail; `: keepalive` comments every "
+                           "15 s; the stream ends after the final state (or after "
+                           "SSE_MAX_SECONDS: connect again). Use EventSource in a browser.",
+            "parameters": [JOB_ID],
+            "responses": {"200": {"description": "An event stream.",
+                                  "content": {"text/event-stream": {
+                                      "schema": {"type": "string"},
+                                      "example": "event: job\ndata: {\"id\": \"...\", "
+                                                 "\"state\": \"running\", \"progress\": "
+                                                 "0.4}\n\n"}}},
+                          "404": _response("NotFound")},
+            "x-curl": "curl -N {base}/api/v1/jobs/JOB_ID/events",
+        }},
+        "/generations/{job_id}/{kind}": {"get": {
+            "operationId": "downloadGeneration", "tags": ["generations"],
+            "summary": "Download a generated file",
+            "description": "`midi` (attachment, e.g. rock-30s-seed1234.mid), `wav` "
+                           "(attachment; 404 saying why when audio was not rendered) or "
+                           "`pianoroll` (PNG). May redirect (302) to the storage's URL.",
+            "parameters": [
+                JOB_ID,
+                {"name": "kind", "in": "path", "required": True, "description": "which file",
+                 "schema": {"type": "string", "enum": ["midi", "wav", "pianoroll"]}},
+                {"name": "variation", "in": "query", "required": False,
+                 "description": "which variation, from 0",
+                 "schema": {"type": "integer", "minimum": 0, "default": 0}}],
+            "responses": {
+                "200": {"description": "The file.", "content": {
+                    "audio/midi": {"schema": {"type": "string", "format": "binary"}},
+                    "audio/wav": {"schema": {"type": "string", "format": "binary"}},
+                    "image/png": {"schema": {"type": "string", "format": "binary"}}}},
+                "302": {"description": "Fetch the file from this Location.",
+                        "headers": {"Location": {"schema": {"type": "string"}}}},
+                "400": _response("BadRequest"),
+                "404": _response("NotFound"),
+                "409": {"description": "The job is not done.",
+                        "content": _json(_ref("Error"))}},
+            "x-curl": "curl -OJ '{base}/api/v1/generations/JOB_ID/midi?variation=0'",
+        }},
+        "/trainings": {"post": {
+            "operationId": "createTraining", "tags": ["trainings"],
+            "summary": "Train a new style",
+            "description": "Queues training a style on uploaded music (several files or "
+                           "one zip)." + TOKEN_NOTE,
+            "security": [{}, {"bearer": []}, {"trainingToken": []}],
+            "requestBody": {"required": True, "content": {
+                "multipart/form-data": {"schema": _ref("TrainingForm"),
+                                        "encoding": {"files": {"style": "form"}}}}},
+            "responses": {"202": _accepted("training"), "400": _response("BadRequest"),
+                          "401": _response("Unauthorized"), "413": _response("TooLarge"),
+                          "422": _response("Invalid"), "503": _response("Busy")},
+            "x-curl": ("curl -X POST {base}/api/v1/trainings -H 'Authorization: Bearer "
+                       "TOKEN' -F name=mystyle -F preset=quick -F files=@song1.mid "
+                       "-F files=@song2.mid"),
+        }},
+        "/trainings/presets": {"get": {
+            "operationId": "listPresets", "tags": ["trainings"],
+            "summary": "The training presets",
+            "description": "The sizes a training can take, from a quick sketch to a GPU run.",
+            "responses": {"200": {"description": "The presets.",
+                                  "content": _json(_ref("PresetList"))}},
+            "x-curl": "curl {base}/api/v1/trainings/presets",
+        }},
+        "/bundles": {"post": {
+            "operationId": "importBundle", "tags": ["styles"],
+            "summary": "Import a .mag bundle as a style",
+            "description": "Adds a bundle (ours or Magenta's) after checking it loads."
+                           + TOKEN_NOTE,
+            "security": [{}, {"bearer": []}, {"trainingToken": []}],
+            "requestBody": {"required": True, "content": {
+                "multipart/form-data": {"schema": _ref("BundleForm")}}},
+            "responses": {"201": {"description": "The new style.",
+                                  "headers": {"Location": {"schema": {"type": "string"}}},
+                                  "content": _json(_ref("StyleCreated"))},
+                          "400": _response("BadRequest"), "401": _response("Unauthorized"),
+                          "413": _response("TooLarge"), "422": _response("Invalid")},
+            "x-curl": ("curl -X POST {base}/api/v1/bundles -H 'Authorization: Bearer TOKEN' "
+                       "-F bundle=@jazz.mag -F name=jazz"),
+        }},
+        "/openapi.json": {"get": {
+            "operationId": "openapi", "tags": ["about"],
+            "summary": "This API's OpenAPI document",
+            "description": "The OpenAPI 3.0.3 description of every endpoint.",
+            "responses": {"200": {"description": "The document.", "content": _json(
+                {"type": "object", "additionalProperties": True})}},
+            "x-curl": "curl {base}/api/v1/openapi.json",
+        }},
+        "/docs": {"get": {
+            "operationId": "docs", "tags": ["about"], "summary": "This documentation",
+            "description": "A page listing every endpoint, built from the OpenAPI document.",
+            "responses": {"200": {"description": "An HTML page.",
+                                  "content": {"text/html": {"schema": {"type": "string"}}}}},
+            "x-curl": "curl {base}/api/v1/docs",
+        }},
+    }
+
+
+def build_spec(base_url: str = "") -> dict:
+    """The OpenAPI document; `base_url` (e.g. http://localhost:5000) fills the
+    server entry and the curl samples."""
+    base = base_url.rstrip("/") or "http://localhost:5000"
+    paths = {}
+    for path, methods in _operations().items():
+        entry = {}
+        for method, operation in methods.items():
+            operation = copy.deepcopy(operation)
+            curl = operation.pop("x-curl").replace("{base}", base)
+            operation["x-codeSamples"] = [{"lang": "curl", "source": curl}]
+            responses = operation["responses"]
+            responses.setdefault("500", {"description": "A bug: the server's log has the "
+                                                        "details.",
+                                         "content": _json(_ref("Error"))})
+            entry[method] = operation
+        paths[PREFIX + path] = entry
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Performance RNN styles API",
+            "version": "1.0.0",
+            "description": "Generate music in a trained style, follow the job, download "
+                           "MIDI, WAV and a piano roll; train styles and import bundles. "
+                           "Every error is JSON `{\"error\": code, \"message\": text}`. "
+                           "Send `X-Client-Id` to group your jobs.",
+        },
+        "servers": [{"url": base}],
+        "tags": [{"name": "styles"}, {"name": "generations"}, {"name": "jobs"},
+                 {"name": "trainings"}, {"name": "about"}],
+        "paths": paths,
+        "components": {
+            "schemas": copy.deepcopy(SCHEMAS),
+            "responses": copy.deepcopy(RESPONSES),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "the server's TRAINING_TOKEN"},
+                "trainingToken": {"type": "apiKey", "in": "header",
+                                  "name": "X-Training-Token"},
+            },
+        },
+    }
+
+
+def rich(text: str) -> Markup:
+    """Description text as HTML: escaped, with `code` spans."""
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text or ""))))
+
+
+def _resolve(spec: dict, item: dict) -> dict:
+    while isinstance(item, dict) and "$ref" in item:
+        node = spec
+        for part in item["$ref"].lstrip("#/").split("/"):
+            node = node[part]
+        item = node
+    return item
+
+
+def _fields(spec: dict, schema: dict) -> list[dict]:
+    """The properties of a (possibly allOf) object schema, for the docs table."""
+    schema = _resolve(spec, schema)
+    fields = []
+    for part in schema.get("allOf", []):
+        fields += _fields(spec, part)
+    required = set(schema.get("required", []))
+    for name, prop in schema.get("properties", {}).items():
+        prop = _resolve(spec, prop)
+        kind = prop.get("type", "object")
+        if kind == "array":
+            kind = f"array of {_resolve(spec, prop.get('items', {})).get('type', 'object')}"
+        if prop.get("format") == "binary":
+            kind = "file" if kind == "string" else "files"
+        limits = []
+        if "enum" in prop:
+            limits.append("one of " + ", ".join(str(value) for value in prop["enum"]))
+        if "minimum" in prop or "maximum" in prop:
+            limits.append(f"{prop.get('minimum', '')}..{prop.get('maximum', '')}")
+        if "default" in prop:
+            limits.append(f"default {prop['default']}")
+        fields.append({"name": name, "type": kind, "required": name in required,
+                       "description": rich(prop.get("description", "")),
+                       "limits": "; ".join(limits)})
+    return fields
+
+
+def operations(spec: dict) -> list[dict]:
+    """Each operation flattened for the docs page, in the document's order."""
+    found = []
+    for path, methods in spec["paths"].items():
+        for method in METHODS:
+            operation = methods.get(method)
+            if operation is None:
+                continue
+            parameters = [{"name": parameter["name"], "in": parameter["in"],
+                           "required": parameter.get("required", False),
+                           "description": rich(parameter.get("description", "")),
+                           "type": parameter.get("schema", {}).get("type", "string")}
+                          for parameter in (_resolve(spec, p)
+                                            for p in operation.get("parameters", []))]
+            bodies = [{"content_type": content_type,
+                       "fields": _fields(spec, media.get("schema", {}))}
+                      for content_type, media in
+                      operation.get("requestBody", {}).get("content", {}).items()]
+            responses = [{"status": status,
+                          "description": rich(_resolve(spec, response).get("description",
+                                                                           ""))}
+                         for status, response in operation["responses"].items()]
+            found.append({
+                "method": method.upper(), "path": path, "id": operation["operationId"],
+                "summary": operation["summary"],
+                "description": rich(operation.get("description", "")),
+                "tag": (operation.get("tags") or ["other"])[0],
+                "parameters": parameters, "bodies": bodies, "responses": responses,
+                "examples": [sample["source"] for sample in operation.get("x-codeSamples", [])],
+            })
+    return found
