@@ -178,12 +178,16 @@
     ctx.lineWidth = 1;
     ctx.textAlign = 'right';
     ctx.textBaseline = 'middle';
-    niceTicks(yMin, yMax, 5).forEach(function (value) {
+    var yTicks = niceTicks(yMin, yMax, 5);
+    // Enough decimals that neighbouring ticks read differently.
+    var tickStep = yTicks.length > 1 ? Math.abs(yTicks[1] - yTicks[0]) : 1;
+    var decimals = Math.min(6, Math.max(0, Math.ceil(-Math.log10(tickStep))));
+    yTicks.forEach(function (value) {
       ctx.beginPath();
       ctx.moveTo(left, y(value));
       ctx.lineTo(left + plotWidth, y(value));
       ctx.stroke();
-      ctx.fillText(value.toFixed(2), left - 6, y(value));
+      ctx.fillText(value.toFixed(decimals), left - 6, y(value));
     });
     ctx.textAlign = 'center';
     ctx.textBaseline = 'top';
