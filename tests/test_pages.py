@@ -330,7 +330,7 @@ def test_generate_shows_results_history_and_more_like_this(make_app):
     assert items == [job_id]
     assert history.select("a", cls="history-midi", href=f"{api}/midi?variation=0")
     assert "1234" in Page.text(history.by_id("history"))
-    assert "168 hours" in Page.text(history.by_id("retention"))
+    assert "7 days" in Page.text(history.by_id("retention"))
     assert not page(other.get("/")).inside("history", cls="history-item")
 
     # Sending the "more like this" form makes a new job with a new seed.
@@ -377,7 +377,7 @@ def test_history_leaves_out_expired_jobs(make_app):
     assert "30 s" in Page.text(parsed.by_id("history"))
     # An expired job's page says its results are gone.
     parsed = page(client.get(f"/jobs/{old.id}"))
-    assert "168 hours" in Page.text(parsed.by_id("job-expired"))
+    assert "7 days" in Page.text(parsed.by_id("job-expired"))
 
 
 def test_queue_full_says_busy(make_app):

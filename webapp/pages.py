@@ -105,6 +105,16 @@ def format_duration(seconds) -> str:
     return f"{minutes} min" + (f" {rest} s" if rest else "")
 
 
+@bp.app_template_filter("hours")
+def format_hours(hours) -> str:
+    """A retention time: "7 days", "1 day", "36 hours"."""
+    hours = float(hours or 0)
+    if hours >= 24 and hours % 24 == 0:
+        days = int(hours // 24)
+        return f"{days} day" + ("s" if days != 1 else "")
+    return f"{format_number(hours)} hour" + ("s" if hours != 1 else "")
+
+
 @bp.app_template_filter("eta")
 def format_eta(seconds) -> str:
     """Time left, loosely: "about 40 s left", "about 3 min left", "about 1 h 5 min left"."""
