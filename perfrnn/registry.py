@@ -12,6 +12,7 @@ one at a time per style, by every thread.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from dataclasses import dataclass
@@ -31,6 +32,72 @@ def check_style_name(name: str) -> str:
             "a style name is 1 to 40 characters: lower-case letters, digits, '-' and '_', "
             "starting with a letter or digit")
     return name
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def check_metadata(bundle: Bundle) -> Bundle:
+    """Returns `bundle` if its metadata has the types the website relies on, else
+    raises PerfRNNError: an imported bundle's JSON is written by anyone, and one
+    wrong field (a list for the metrics, text for the tempo) must not break
+    the pages that list every style."""
+    meta = bundle.metadata
+    problems = []
+    for name in ("style", "description", "card"):
+        if not isinstance(getattr(meta, name), str):
+            problems.append(f"{name} is not text")
+    if not _number(meta.default_bpm) or meta.default_bpm <= 0:
+        problems.append("default_bpm is not a tempo above 0")
+    for name in ("metrics", "training", "default_controls"):
+        if not isinstance(getattr(meta, name), dict):
+            problems.append(f"{name} is not an object")
+    for name in ("types", "provenance", "max_note_seconds"):
+        if not isinstance(getattr(meta, name), list):
+            problems.append(f"{name} is not a list")
+    if isinstance(meta.types, list):
+        for entry in meta.types:
+            if not (isinstance(entry, dict) and isinstance(entry.get("program"), int)
+                    and not isinstance(entry.get("program"), bool)
+                    and 0 <= entry["program"] <= 127
+                    and isinstance(entry.get("name", ""), str)
+                    and isinstance(entry.get("track") or "", str)):
+                problems.append("types holds an entry that is not a name, a GM program "
+                                "from 0 to 127 and a part")
+                break
+    if isinstance(meta.max_note_seconds, list) and not all(
+            _number(value) for value in meta.max_note_seconds):
+        problems.append("max_note_seconds holds something other than numbers")
+    if isinstance(meta.default_controls, dict):
+        density = meta.default_controls.get("notes_per_second")
+        key = meta.default_controls.get("key")
+        if density is not None and not (_number(density) and density > 0):
+            problems.append("default_controls.notes_per_second is not a number above 0")
+        if key is not None and not isinstance(key, str):
+            problems.append("default_controls.key is not text")
+    if problems:
+        raise PerfRNNError(f"its metadata is malformed: {'; '.join(problems)}")
+    return bundle
+
+
+def load_bundle(path: Path) -> Bundle:
+    """read_bundle, then check_metadata; every failure is a PerfRNNError.
+
+    Raises:
+      PerfRNNError: the bundle does not load, or its metadata is malformed.
+    """
+    try:
+        bundle = read_bundle(path)
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        # read_bundle builds the metadata's tracks from the JSON as it stands
+        raise PerfRNNError(f"cannot load bundle {path}: its metadata is malformed "
+                           f"({type(error).__name__}: {error})") from None
+    try:
+        return check_metadata(bundle)
+    except PerfRNNError as error:
+        raise PerfRNNError(f"cannot load bundle {path}: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -88,7 +155,7 @@ class StyleRegistry:
             if cached and cached[0] == stamp:
                 return cached[1], cached[2]
         try:
-            bundle, error = read_bundle(path), None
+            bundle, error = load_bundle(path), None
         except PerfRNNError as failure:  # said without the server's folders
             bundle, error = None, str(failure).replace(str(path), path.name)
         with self._lock:

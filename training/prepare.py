@@ -746,10 +746,12 @@ def _nothing_usable_message(result: PrepareResult) -> str:
     codes = [record.reason_code for record in skipped]
     count = f"{len(skipped)} file{'s' if len(skipped) != 1 else ''}"
     if codes and all(code == SKIP_ONLY_DRUMS for code in codes):
-        return (f"all {count} hold only drums (MIDI channel 10), and a pitched style needs "
+        which = "the only file holds" if len(codes) == 1 else f"all {count} hold"
+        return (f"{which} only drums (MIDI channel 10), and a pitched style needs "
                 "pitched notes; to make a drum style from them, use --kind drums")
     if codes and all(code == SKIP_NO_DRUMS for code in codes):
-        return (f"none of the {count} has drum notes (MIDI channel 10), and a drum style "
+        which = "the only file has no" if len(codes) == 1 else f"none of the {count} has"
+        return (f"{which} drum notes (MIDI channel 10), and a drum style "
                 "needs them; for pitched music, use --kind pitched")
     shown = "; ".join(f"{record.source}: {record.reason}" for record in skipped[:3])
     more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""

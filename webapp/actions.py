@@ -23,6 +23,8 @@ from webapp.validation import (
 )
 
 MAX_TRAINING_FILES = 2000
+# An .mxl primer is a zip read into memory whole: a primer is a short piece.
+MAX_PRIMER_UNPACKED_BYTES = 64 << 20
 
 
 def _queue(services: Services, queue, job: Job) -> Job:
@@ -39,6 +41,7 @@ def _queue(services: Services, queue, job: Job) -> Job:
 def save_primer(services: Services, upload) -> str:
     """Checks an uploaded primer (MIDI or MusicXML) parses; returns its storage key."""
     from perfrnn.music_io import read_music_file
+    from training.archives import check_zip
 
     errors: dict[str, str] = {}
     name = upload_name(upload.filename, PRIMER_SUFFIXES, "primer", errors)
@@ -49,9 +52,15 @@ def save_primer(services: Services, upload) -> str:
         path = Path(folder) / name
         path.write_bytes(data)
         try:
+            if path.suffix.lower() == ".mxl":  # a zip the reader unpacks in memory
+                unpacked = sum(entry.file_size for entry in check_zip(path))
+                if unpacked > MAX_PRIMER_UNPACKED_BYTES:
+                    raise PerfRNNError(f"it unpacks to {unpacked >> 20} MiB, more than a "
+                                       f"primer may ({MAX_PRIMER_UNPACKED_BYTES >> 20} MiB)")
             primer = read_music_file(path)
-        except PerfRNNError as error:
-            raise ValidationError({"primer": f"{upload.filename}: {error}"}) from None
+        except PerfRNNError as error:  # said without the temporary folder
+            reason = str(error).replace(f"cannot read {path}: ", "").replace(str(path), name)
+            raise ValidationError({"primer": f"{upload.filename}: {reason}"}) from None
     if not primer.notes:
         raise ValidationError({"primer": f"{upload.filename} has no notes to continue"})
     return services.storage.put(f"uploads/{uuid.uuid4().hex[:16]}/{name}", data)
@@ -110,15 +119,22 @@ def import_bundle(services: Services, upload, name: str | None = None) -> str:
 
     The file is checked by loading it before it is put in place.
     """
-    from perfrnn.bundle import read_bundle
+    from perfrnn.registry import load_bundle
 
     errors: dict[str, str] = {}
     filename = upload_name(getattr(upload, "filename", None), (".mag",), "bundle", errors)
     if filename is None:
         raise ValidationError(errors)
-    style = new_style_name(name or Path(filename).stem.lower().replace(".", "_"),
-                           services.registry, errors, "name")
+    wanted = name or Path(filename).stem.lower().replace(".", "_")
+    style = new_style_name(wanted, services.registry, errors, "name")
+    if style is not None and style in services.store.active_training_names():
+        errors["name"] = (f"a style called {style!r} is being trained right now; "
+                          "choose another name")
+        style = None
     if style is None:
+        if not name:  # the user left the name blank: say where it came from
+            errors["name"] = (f"the file's name gives the style name {wanted!r}, which "
+                              f"cannot be used ({errors['name']}); give the style a name")
         raise ValidationError(errors)
     services.styles_dir.mkdir(parents=True, exist_ok=True)
     final = services.styles_dir / f"{style}.mag"
@@ -128,10 +144,11 @@ def import_bundle(services: Services, upload, name: str | None = None) -> str:
         with os.fdopen(handle, "wb") as out:
             out.write(upload.read())
         try:
-            read_bundle(partial)
-        except PerfRNNError as error:
+            load_bundle(Path(partial))
+        except PerfRNNError as error:  # said without the server's folders
+            reason = str(error).replace(f"cannot load bundle {partial}: ", "")
             raise ValidationError({"bundle": f"{filename} is not a bundle that loads: "
-                                             f"{error}"}) from None
+                                             f"{reason}"}) from None
         if final.exists():
             raise ValidationError({"name": f"there is already a style called {style!r}"})
         os.replace(partial, final)

@@ -320,13 +320,13 @@ def generation_file(job_id: str, kind: str):
         raise _Problem(f"job {job.id} is {job.state}, not done; there is no file "
                           "to download", 409, "not_done")
     text = request.args.get("variation", "0").strip()
-    if not text.isdigit():
-        raise _Problem(f"variation must be a whole number from 0, got {text!r}")
+    if not (text.isascii() and text.isdigit()):
+        raise _Problem(f"variation must be a whole number from 0, got {text[:40]!r}")
     variations = job.result.get("variations", [])
-    index = int(text)
+    index = int(text) if len(text) <= 6 else len(variations)
     if index >= len(variations):
         raise _Problem(f"job {job.id} has {len(variations)} variation(s), numbered from "
-                          f"0; there is no variation {index}", 404, "not_found")
+                          f"0; there is no variation {text[:40]}", 404, "not_found")
     entry = variations[index]
     key_field, name_field, mimetype, attachment = FILES[kind]
     key = entry.get(key_field)

@@ -31,8 +31,11 @@ DEFAULTS = {
     "TRAINING_TOKEN": None,
     # Render WAV audio of every result (needs tinysoundfont and a soundfont).
     "RENDER_AUDIO": True,
-    # Uploads: the largest request body (MIDI files and zips, bundles).
+    # Uploads: the largest request body (MIDI files and zips, bundles), and the
+    # most parts in one form: the training files (webapp.actions.MAX_TRAINING_FILES,
+    # 2000) and the fields beside them; Flask's default, 1000, is fewer.
     "MAX_CONTENT_LENGTH": 300 * 1024 * 1024,
+    "MAX_FORM_PARTS": 2100,
     # Bootstrap, its icons and our scripts are served from this server.
     "BOOTSTRAP_SERVE_LOCAL": True,
     "WTF_CSRF_TIME_LIMIT": None,
@@ -45,7 +48,8 @@ DEFAULTS = {
 }
 
 INTEGER_SETTINGS = {"GENERATION_WORKERS", "TRAINING_WORKERS", "QUEUE_LIMIT",
-                    "RESULT_RETENTION_HOURS", "MAX_CONTENT_LENGTH", "CHECKPOINT_SYNC_SECONDS",
+                    "RESULT_RETENTION_HOURS", "MAX_CONTENT_LENGTH", "MAX_FORM_PARTS",
+                    "CHECKPOINT_SYNC_SECONDS",
                     "SPOT_CHECK_SECONDS"}
 BOOLEAN_SETTINGS = {"PRELOAD_STYLES", "RENDER_AUDIO"}
 STRING_SETTINGS = {"JOB_BACKEND", "STORAGE", "DATABASE", "STORAGE_DIR", "STYLES_DIR",

@@ -14,8 +14,8 @@ log = logging.getLogger(__name__)
 MESSAGES = {
     404: "there is nothing at this address",
     405: "this address does not take that method",
-    413: "the upload is larger than this server accepts (MAX_CONTENT_LENGTH); send fewer or "
-         "smaller files",
+    413: "the upload is larger than this server accepts (MAX_CONTENT_LENGTH) or has too many "
+         "files in it (MAX_FORM_PARTS); send fewer or smaller files, or put them in one zip",
 }
 
 

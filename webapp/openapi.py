@@ -271,7 +271,8 @@ RESPONSES: dict = {
              "headers": {"Retry-After": {"schema": {"type": "integer"},
                                          "description": "seconds"}},
              "content": _json(_ref("BusyResponse"))},
-    "TooLarge": {"description": "The upload is larger than MAX_CONTENT_LENGTH.",
+    "TooLarge": {"description": "The upload is larger than MAX_CONTENT_LENGTH or has more "
+                                "parts (files and fields) than MAX_FORM_PARTS.",
                  "content": _json(_ref("Error"))},
 }
 

@@ -488,6 +488,8 @@ def cancel_job(job_id: str):
         job = get_services().store.request_cancel(job_id)
         if job.state == CANCELLED:
             flash("Cancelled.", "info")
+        elif job.finished:  # it finished while the cancel was on its way
+            flash(f"This job had already finished ({job.state}).", "info")
         else:
             flash("Asked the job to stop; it stops within a few seconds.", "info")
     return redirect(url_for(".job", job_id=job_id), 303)

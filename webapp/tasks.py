@@ -8,6 +8,7 @@ outcome. A failure becomes the job's error message; nothing escapes.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -221,6 +222,9 @@ def run_training(services: Services, job) -> dict:
         checkpoints.pull()
     presets = services.training_presets
     preset = presets[params["preset"]] if presets else params["preset"]
+    if _discard_other_run(work_dir / "run", preset, params.get("kind") or None) \
+            and checkpoints is not None:
+        checkpoints.clear()
     started = time.monotonic()
     loss_points: list[list[float]] = []
     detail: dict = {}
@@ -267,6 +271,8 @@ def run_training(services: Services, job) -> dict:
                                  kind=params.get("kind") or None, progress=progress,
                                  should_stop=should_stop,
                                  log=lambda text: log.info("job %s: %s", job.id, text))
+        except PerfRNNError as error:
+            raise PerfRNNError(_for_users(str(error), work_dir, inputs)) from None
         finally:
             if checkpoints is not None:  # a cancelled or interrupted run resumes from here
                 checkpoints.push()
@@ -276,6 +282,12 @@ def run_training(services: Services, job) -> dict:
         os.replace(partial, final)
     finally:
         partial.unlink(missing_ok=True)
+        # The uploads and the prepared music are made again by the next run;
+        # only a run's checkpoints are kept, to resume from.
+        shutil.rmtree(inputs, ignore_errors=True)
+        shutil.rmtree(work_dir / "data", ignore_errors=True)
+        if not (work_dir / "run").exists():
+            shutil.rmtree(work_dir, ignore_errors=True)
     services.registry.forget(final)
     if services.bundles is not None:
         services.bundles.publish(final, name)
@@ -294,6 +306,43 @@ def run_training(services: Services, job) -> dict:
                                   if evaluation is not None else None),
         "loss_points": loss_points,
     }
+
+
+# The command line's words in training errors, as the train page and the API say them.
+CLI_WORDS = (("use --kind drums", 'choose the kind "drums" ("Drums only" on the train page)'),
+             ("use --kind pitched",
+              'choose the kind "pitched" ("One instrument" on the train page)'))
+
+
+def _for_users(message: str, work_dir: Path, inputs: Path) -> str:
+    """A training error without the server's folders or command-line options."""
+    message = message.replace(str(inputs), "the uploaded files")
+    message = message.replace(str(work_dir), "the style's training folder")
+    for words, replacement in CLI_WORDS:
+        message = message.replace(words, replacement)
+    return message
+
+
+def _discard_other_run(run_dir: Path, preset, kind: str | None) -> bool:
+    """Removes the run an earlier training of this name left (cancelled or
+    failed) when its model differs from this one's (another preset or kind):
+    it cannot be resumed, and training would refuse the folder. True if removed."""
+    from training.pipeline import Preset, get_preset
+    from training.train import TRAIN_CONFIG_NAME
+
+    try:
+        earlier = json.loads((run_dir / TRAIN_CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    preset = preset if isinstance(preset, Preset) else get_preset(preset)
+    # The configuration train_style picks for the kind.
+    config = ("multitrack_performance_with_dynamics" if kind == "band"
+              else "performance_with_dynamics")
+    if isinstance(earlier, dict) and earlier.get("config") == config \
+            and earlier.get("layer_sizes") == list(preset.layer_sizes):
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True
 
 
 class CheckpointSync:

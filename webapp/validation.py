@@ -49,6 +49,8 @@ def _number(value, field: str, errors: dict, low: float, high: float, what: str,
     except (TypeError, ValueError):
         errors[field] = f"{what} must be a number, got {value!r}"
         return None
+    except OverflowError:  # a JSON integer with hundreds of digits
+        number = math.inf
     if not math.isfinite(number) or not low <= number <= high:
         errors[field] = f"{what} must be between {low:g} and {high:g}"
         return None
@@ -180,8 +182,9 @@ def _check_type(value, bundle, params: dict, errors: dict) -> None:
     types = style_types(bundle)
     text = str(value).strip()
     chosen = None
-    if text.lstrip("-").isdigit():
-        program = int(text)
+    digits = text.lstrip("-")
+    if digits.isascii() and digits.isdigit():
+        program = int(text) if len(digits) <= 3 else 128
         if not 0 <= program <= 127:
             errors["type"] = "a type is a General MIDI program from 0 to 127"
             return
