@@ -113,9 +113,8 @@ def _preload(services) -> None:
 
     for style in services.registry.styles(load=False):
         try:
-            sampler, lock = services.registry.sampler(style.name)
-            with lock:
-                sampler.generate(GenerationOptions(seconds=1.0, seed=0))
+            services.registry.sampler(style.name).generate(
+                GenerationOptions(seconds=1.0, seed=0))
         except Exception as error:  # a broken bundle shows on the bundles page instead
             log.warning("could not preload style %s: %s", style.name, error)
 

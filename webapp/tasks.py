@@ -131,7 +131,7 @@ def run_generation(services: Services, job) -> dict:
     from perfrnn.pianoroll import pianoroll_png
 
     store, storage, params = services.store, services.storage, job.params
-    sampler, lock = services.registry.sampler(params["style"])
+    sampler = services.registry.sampler(params["style"])
     options, midi = generation_options(params, sampler.bundle.metadata.default_bpm)
     primer = _read_primer(storage, params["primer"]) if params.get("primer") else None
     report = Throttle(0.2)
@@ -144,10 +144,9 @@ def run_generation(services: Services, job) -> dict:
     def cancelled() -> bool:
         return check() and store.cancel_requested(job.id)
 
-    store.progress(job.id, 0.0, "waiting for the model" if lock.locked() else "generating")
-    with lock:
-        generation, files = generate_midi(sampler, options, midi, primer=primer,
-                                          progress=progress, cancelled=cancelled)
+    store.progress(job.id, 0.0, "generating")
+    generation, files = generate_midi(sampler, options, midi, primer=primer,
+                                      progress=progress, cancelled=cancelled)
     store.progress(job.id, 0.9, "drawing and rendering")
     bundle = sampler.bundle
     tracks = tracks_for_program(bundle.metadata.tracks, midi.program, midi.track)
