@@ -71,8 +71,10 @@ ROCK_TYPES = [{"name": "Overdriven Guitar", "program": 29, "track": "harmony"},
               {"name": "Distortion Guitar", "program": 30, "track": "harmony"}]
 
 
-def small_band_bundle(seed: int = 5):
-    """A 2x32 band style ("rock") whose notes come quickly in every part."""
+def small_band_bundle(seed: int = 5, metadata=None):
+    """A 2x32 band style whose notes come quickly in every part: by default the
+    website tests' "rock", with two guitar types; `metadata` sets its parts
+    (the configuration takes its tracks) and card."""
     import numpy as np
 
     from perfrnn.bundle import Bundle, BundleMetadata
@@ -80,19 +82,21 @@ def small_band_bundle(seed: int = 5):
     from perfrnn.encoding import encoding_for
     from perfrnn.model import PerformanceRNN
 
+    if metadata is None:
+        metadata = BundleMetadata(style="rock", description="a small test band",
+                                  tracks=BAND_TRACKS, default_bpm=120.0, types=ROCK_TYPES,
+                                  provenance=[{"source": "random weights", "licence": "CC0"}],
+                                  card="# rock (test)\nRandom weights.")
     config = get_config("multitrack_performance_with_dynamics").replace(
-        rnn_layer_sizes=(32, 32), tracks=BAND_TRACKS)
+        rnn_layer_sizes=(32, 32), tracks=metadata.tracks)
     encoding = encoding_for(config)
     model = PerformanceRNN(encoding.input_size, encoding.num_classes, (32, 32), seed=seed)
+    # Favour note-ons and short shifts so that every part plays in a few seconds.
     bias = np.zeros(encoding.num_classes, np.float32)
     for role in range(4):
         bias[encoding.note_on(role, 36):encoding.note_on(role, 80)] = 2.0
     bias[encoding.time_shift(5):encoding.time_shift(30)] = 4.0
     model.output_biases.assign(bias)
-    metadata = BundleMetadata(style="rock", description="a small test band",
-                              tracks=BAND_TRACKS, default_bpm=120.0, types=ROCK_TYPES,
-                              provenance=[{"source": "random weights", "licence": "CC0"}],
-                              card="# rock (test)\nRandom weights.")
     return Bundle(config=config, model=model, metadata=metadata)
 
 
@@ -132,15 +136,26 @@ def make_app(tmp_path, web_bundles_dir):
         app.extensions["perfrnn_queue"].stop()
 
 
-def wait_for_job(app, job_id: str, timeout: float = 60.0):
-    """Polls the job store until the job finishes (or fails the test)."""
+def poll_until(condition, timeout: float, what: str, interval: float = 0.2):
+    """condition()'s first true value, asked every `interval` seconds; fails
+    the test after `timeout` seconds."""
     import time
 
-    store = app.extensions["perfrnn"].store
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def wait_for_job(app, job_id: str, timeout: float = 60.0):
+    """Polls the job store until the job finishes (or fails the test)."""
+    store = app.extensions["perfrnn"].store
+
+    def finished():
         job = store.get(job_id)
-        if job is not None and job.finished:
-            return job
-        time.sleep(0.1)
-    pytest.fail(f"job {job_id} did not finish within {timeout} s")
+        return job if job is not None and job.finished else None
+
+    return poll_until(finished, timeout, f"job {job_id} to finish", interval=0.1)

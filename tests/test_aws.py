@@ -11,14 +11,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
 import mido
 import pytest
 
-from tests.conftest import wait_for_job
+from tests.conftest import poll_until, wait_for_job
 from webapp.actions import submit_training
 from webapp.db import DONE, FAILED
 
@@ -132,16 +131,6 @@ def status(aws, job_id: str) -> dict | None:
     return json.loads(body.read())
 
 
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def queue_counts(aws, url: str) -> int:
     attributes = aws["sqs"].get_queue_attributes(QueueUrl=url, AttributeNames=[
         "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
@@ -183,7 +172,7 @@ def test_a_worker_killed_mid_job_loses_nothing_and_duplicates_nothing(aws, worke
                                                       "seed": 4})
     job_id = answer.get_json()["job"]["id"]
     first = workers.start("--idle-exit", "60")
-    wait_until(lambda: (status(aws, job_id) or {}).get("state") == "running", 90,
+    poll_until(lambda: (status(aws, job_id) or {}).get("state") == "running", 90,
                "the first worker to start the job")
     first.send_signal(signal.SIGKILL)  # the machine vanishes: no clean-up at all
     first.wait(timeout=10)
@@ -223,7 +212,7 @@ def test_poison_messages_end_in_the_dead_letter_queue_and_the_job_shows_why(
     failed = wait_for_job(app, ghost_id, timeout=120)
     assert failed.state == FAILED and "there is no style 'ghost'" in failed.error
     workers.wait(worker, timeout=180)
-    wait_until(lambda: queue_counts(aws, aws["urls"]["generation-dlq"]) == 2, 30,
+    poll_until(lambda: queue_counts(aws, aws["urls"]["generation-dlq"]) == 2, 30,
                "both bad messages in the dead-letter queue")
     assert queue_counts(aws, aws["urls"]["generation"]) == 0
     log = workers.log(worker)
@@ -287,7 +276,7 @@ def test_training_interrupted_by_a_spot_notice_resumes_from_its_s3_checkpoint(
             f"http://127.0.0.1:{notices.server_address[1]}/spot/instance-action"))
         listed = lambda: aws["s3"].list_objects_v2(  # noqa: E731
             Bucket=aws["bucket"], Prefix="checkpoints/spotty/").get("Contents", [])
-        wait_until(lambda: any(o["Key"].endswith("/checkpoint") for o in listed()), 180,
+        poll_until(lambda: any(o["Key"].endswith("/checkpoint") for o in listed()), 180,
                    "a checkpoint in S3")
         notices.notice.set()
         workers.wait(first, timeout=120)

@@ -20,6 +20,8 @@ from pathlib import Path
 import mido
 import pytest
 
+from tests.conftest import poll_until
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or \
     shutil.which("google-chrome")
@@ -109,18 +111,6 @@ def browser(downloads):
     driver.quit()
 
 
-def wait_for(condition, timeout: float, what: str, browser=None, shot: str | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.25)
-    if browser is not None and shot:
-        browser.save_screenshot(str(output_dir() / f"{shot}-timeout.png"))
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def find(browser, selector: str):
     from selenium.webdriver.common.by import By
 
@@ -196,12 +186,12 @@ def test_generate_rock_listen_see_and_download(server, browser, downloads):
     audio = find(browser, "#result audio.result-audio")
     assert audio is not None
     # The browser decodes the WAV: its length is the piece's (plus the release tail).
-    duration = wait_for(lambda: browser.execute_script(
+    duration = poll_until(lambda: browser.execute_script(
         "const a = arguments[0]; if (a.readyState < 1) { a.load(); return 0; } "
         "return a.duration;", audio), 30, "the audio to load")
     assert 20.0 <= duration <= 22.0, duration
     image = find(browser, "#result img.pianoroll")
-    wait_for(lambda: browser.execute_script(
+    poll_until(lambda: browser.execute_script(
         "return arguments[0].complete && arguments[0].naturalWidth", image), 30,
         "the piano roll to load")
     assert find(browser, "#param-seed").text.strip().isdigit()  # shown, to reproduce it
@@ -209,7 +199,7 @@ def test_generate_rock_listen_see_and_download(server, browser, downloads):
     link = find(browser, "#result .download-midi")
     assert link.get_attribute("href").endswith("/midi?variation=0")
     link.click()
-    path = wait_for(lambda: downloaded(downloads, ".mid"), 30, "the MIDI download")
+    path = poll_until(lambda: downloaded(downloads, ".mid"), 30, "the MIDI download")
     assert path.name.startswith("rock-20s-seed") and path.suffix == ".mid"
     midi = check_midi(path, 20.0)
     channels = {m.channel for track in midi.tracks for m in track if m.type == "note_on"}
@@ -250,7 +240,7 @@ def test_train_a_style_from_three_files_then_generate_with_it(server, browser, d
     find(browser, "#train-button").click()
 
     watch_job(browser, 420, "train")
-    wait_for(lambda: find(browser, "#loss-chart") is not None, 10, "the loss chart")
+    poll_until(lambda: find(browser, "#loss-chart") is not None, 10, "the loss chart")
     browser.save_screenshot(str(output_dir() / "train-result.png"))
     with urllib.request.urlopen(f"{server}/api/v1/styles") as response:
         styles = {style["name"]: style for style in json.load(response)["styles"]}
@@ -266,7 +256,7 @@ def test_train_a_style_from_three_files_then_generate_with_it(server, browser, d
     watch_job(browser, 120, "trio")
     before = {path.name for path in downloads.glob("*.mid")}
     find(browser, "#result .download-midi").click()
-    path = wait_for(lambda: next((p for p in downloads.glob("trio-*.mid")
+    path = poll_until(lambda: next((p for p in downloads.glob("trio-*.mid")
                                   if p.name not in before and p.stat().st_size), None),
                     30, "the trio MIDI download")
     check_midi(path, 5.0)

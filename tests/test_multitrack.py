@@ -17,11 +17,11 @@ from perfrnn.configs import BAND_TRACKS, TrackRole, get_config
 from perfrnn.encoding import encoding_for
 from perfrnn.errors import PerfRNNError
 from perfrnn.generate import MidiOptions, generate_midi
-from perfrnn.model import PerformanceRNN
 from perfrnn.multitrack import MultiTrackEncoding, assign_roles
 from perfrnn.music_io import read_music_file
 from perfrnn.options import GenerationOptions
 from perfrnn.sampler import Sampler
+from tests.conftest import small_band_bundle
 from training.prepare import prepare_corpus, read_manifest, read_prepared
 from training.train import train_model
 
@@ -209,17 +209,8 @@ def test_a_style_without_drums_drops_the_drum_part(tmp_path):
 
 
 def band_bundle(seed: int = 5) -> Bundle:
-    config = get_config(BAND).replace(rnn_layer_sizes=(32, 32), tracks=ROCK_TRACKS)
-    encoding = encoding_for(config)
-    model = PerformanceRNN(encoding.input_size, encoding.num_classes, (32, 32), seed=seed)
-    # Favour note-ons and short shifts so that every part plays in a few seconds.
-    bias = np.zeros(encoding.num_classes, np.float32)
-    for role in range(4):
-        bias[encoding.note_on(role, 36):encoding.note_on(role, 80)] = 2.0
-    bias[encoding.time_shift(5):encoding.time_shift(30)] = 4.0
-    model.output_biases.assign(bias)
-    return Bundle(config=config, model=model,
-                  metadata=BundleMetadata(style="rock", tracks=ROCK_TRACKS, default_bpm=120.0))
+    return small_band_bundle(seed, BundleMetadata(style="rock", tracks=ROCK_TRACKS,
+                                                  default_bpm=120.0))
 
 
 def test_band_bundle_round_trip_and_generation(tmp_path):

@@ -122,11 +122,9 @@ class SyncedJobStore(JobStore):
         remote = self.status.read(job.id)
         if not remote or remote.get("updated_at", 0) <= job.updated_at:
             return job
-        values = [json.dumps(remote.get(name)) if name in ("detail", "result") else
-                  remote.get(name) for name in STATUS_FIELDS]
-        values[STATUS_FIELDS.index("detail")] = json.dumps(remote.get("detail") or {})
-        if remote.get("result") is None:
-            values[STATUS_FIELDS.index("result")] = None
+        stored = {**remote, "detail": json.dumps(remote.get("detail") or {}),
+                  "result": None if remote.get("result") is None else json.dumps(remote["result"])}
+        values = [stored.get(name) for name in STATUS_FIELDS]
         sets = ", ".join(f"{name} = ?" for name in STATUS_FIELDS)
         self._execute(f"UPDATE jobs SET {sets}, updated_at = ? WHERE id = ? AND state NOT IN "
                       f"({','.join('?' * len(FINISHED_STATES))})",

@@ -77,9 +77,6 @@ class S3Storage:
             self.client.delete_objects(Bucket=self.bucket, Delete={
                 "Objects": [{"Key": key} for key in keys[start:start + 1000]], "Quiet": True})
 
-    def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=key)
-
     def download_url(self, key: str, filename: str) -> str:
         return self.client.generate_presigned_url(
             "get_object", ExpiresIn=PRESIGNED_SECONDS,

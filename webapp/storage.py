@@ -50,20 +50,6 @@ class LocalStorage:
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
-    def keys(self, prefix: str) -> dict[str, str]:
-        """Every key under `prefix` with a tag that changes when its file does."""
-        found = {}
-        base = self.root.resolve()
-        for path in sorted(base.glob("**/*")):
-            key = path.relative_to(base).as_posix()
-            if path.is_file() and key.startswith(prefix) and not path.name.startswith(".part-"):
-                stat = path.stat()
-                found[key] = f"{stat.st_size}-{stat.st_mtime_ns}"
-        return found
-
-    def delete(self, key: str) -> None:
-        self.path(key).unlink(missing_ok=True)
-
     def delete_prefix(self, prefix: str) -> None:
         """Removes every key under `prefix` (a folder such as `jobs/ab12`)."""
         shutil.rmtree(self.path(prefix), ignore_errors=True)

@@ -127,6 +127,8 @@ def _read_primer(storage, key: str):
 
 
 def run_generation(services: Services, job) -> dict:
+    from note_seq.sequences_lib import stretch_note_sequence
+
     from perfrnn.generate import generate_midi, midi_file_name, tracks_for_program
     from perfrnn.pianoroll import pianoroll_png
 
@@ -158,9 +160,10 @@ def run_generation(services: Services, job) -> dict:
         prefix = f"jobs/{job.id}/"
         entry = {"index": index, "midi_name": name, "midi": storage.put(prefix + name, data),
                  "notes": len(sequence.notes), "seconds": params["seconds"]}
+        # Drawn as the file plays: stretched to the tempo asked for.
         native = bundle.metadata.default_bpm
-        png = pianoroll_png(_at_tempo(sequence, native / (midi.bpm or native)), tracks,
-                            title=f"{bundle.metadata.style} - seed {generation.seed}")
+        png = pianoroll_png(stretch_note_sequence(sequence, native / (midi.bpm or native)),
+                            tracks, title=f"{bundle.metadata.style} - seed {generation.seed}")
         entry["pianoroll"] = storage.put(prefix + name.replace(".mid", ".png"), png)
         if audio_ok:
             from perfrnn.audio import render_wav
@@ -175,20 +178,6 @@ def run_generation(services: Services, job) -> dict:
         store.progress(job.id, 0.9 + 0.1 * (index + 1) / len(files))
     return {"style": bundle.metadata.style, "seed": generation.seed,
             "variations": variations, "audio": audio_ok, "audio_message": audio_message}
-
-
-def _at_tempo(sequence, stretch: float):
-    """The sequence with its times multiplied by `stretch`, as the MIDI file
-    plays it at the tempo asked for."""
-    if stretch == 1.0:
-        return sequence
-    stretched = type(sequence)()
-    stretched.CopyFrom(sequence)
-    for note in stretched.notes:
-        note.start_time *= stretch
-        note.end_time *= stretch
-    stretched.total_time *= stretch
-    return stretched
 
 
 def _audio_status(services: Services) -> tuple[bool, str]:
