@@ -64,6 +64,8 @@ class BundleMetadata:
         training music's typical values. (Magenta's own defaults, no notes
         per second and an even pitch histogram, are values the music it
         learned from never had, and give atonal clusters.)
+      time_signature: The metre the style plays in ("4/4", "3/4", "6/8");
+        metric styles feed it to the network and write it to the file.
       max_note_seconds: Per track, the longest a generated note may sound:
         about the longest notes of the training music (its 99.5th
         percentile). A model that misses a note-off would otherwise hold
@@ -81,6 +83,7 @@ class BundleMetadata:
     card: str = ""
     default_controls: dict = field(default_factory=dict)
     max_note_seconds: list[float] = field(default_factory=list)
+    time_signature: str = "4/4"
 
     def to_json(self, encoding: dict | None = None) -> str:
         """The metadata as JSON; `encoding` (see `describe_encoding`) is recorded with it
@@ -122,13 +125,18 @@ class Bundle:
     @property
     def is_magenta_compatible(self) -> bool:
         """True when Magenta's own generator of this id can run the bundle."""
-        return self.config.id in DEFAULT_CONFIGS and len(self.metadata.tracks) == 1
+        return (self.config.id in DEFAULT_CONFIGS and len(self.metadata.tracks) == 1
+                and not self.config.is_metric)
 
 
 def describe_encoding(config: ModelConfig) -> dict:
     """The event encoding and model shape of a configuration, as plain data."""
     encoding = encoding_for(config)
-    if config.is_multitrack:
+    if config.is_metric:
+        events = ("note-on/note-off per track role, time shifts in 1/"
+                  f"{config.steps_per_quarter} quarter notes, position in beat, bar and "
+                  "phrase as input (perfrnn.metric_encoding)")
+    elif config.is_multitrack:
         events = ("note-seq performance events with note-on/note-off per track role "
                   "(perfrnn.multitrack)")
     else:
@@ -142,6 +150,7 @@ def describe_encoding(config: ModelConfig) -> dict:
         "num_velocity_bins": config.num_velocity_bins,
         "max_shift_steps": config.max_shift_steps,
         "steps_per_second": config.steps_per_second,
+        "steps_per_quarter": config.steps_per_quarter,
         "controls": [signal.name for signal in encoding.control_signals],
         "rnn_layer_sizes": list(config.rnn_layer_sizes),
     }

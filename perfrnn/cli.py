@@ -15,9 +15,13 @@ from pathlib import Path
 from perfrnn.console import import_libraries_quietly
 from perfrnn.errors import PerfRNNError
 from perfrnn.options import (
+    FEELS,
+    MAX_BARS,
+    MAX_BPM,
     MAX_SECONDS,
     MAX_SEED,
     MAX_VARIATIONS,
+    MIN_BPM,
     GenerationOptions,
     pitch_histogram_for_key,
 )
@@ -26,6 +30,7 @@ EXAMPLES = """examples:
   python -m perfrnn generate --bundle bundles/piano.mag --seconds 30 --out out/
   python -m perfrnn generate --bundle bundles/rock.mag --seconds 20 --bpm 110 \\
       --temperature 0.9 --seed 7 --variations 4 --quantize --out out/
+  python -m perfrnn generate --bundle bundles/drums.mag --bars 4 --loop --bpm 124 --out out/
   python -m perfrnn generate --bundle bundles/piano.mag --primer melody.mid --seconds 15
   python -m perfrnn info bundles/piano.mag
 """
@@ -49,9 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seconds", type=float, default=30.0,
                           help=f"length of new music in seconds, up to {MAX_SECONDS:g} "
                                "(default: 30)")
+    generate.add_argument("--bars", type=int, default=None,
+                          help=f"length in bars instead of seconds, 1..{MAX_BARS}; the music "
+                               "ends exactly on that bar line")
+    generate.add_argument("--loop", action="store_true",
+                          help="make the last bar lead back into the first, so the piece "
+                               "repeats seamlessly in a DAW's loop (needs --bars)")
     generate.add_argument("--bpm", type=float, default=None,
-                          help="tempo of the MIDI file; the music is stretched to it "
-                               "(default: the style's own tempo)")
+                          help=f"tempo of the MIDI file, {MIN_BPM:g}..{MAX_BPM:g}; a metric "
+                               "style (drums, rock, electronic) plays its beat grid at it, "
+                               "others are stretched to it (default: the style's own tempo)")
+    generate.add_argument("--feel", choices=FEELS, default="straight",
+                          help="straight keeps the grid exact; swing pushes off-beats "
+                               "towards the triplet; human nudges timing and velocity "
+                               "(default: straight)")
     generate.add_argument("--temperature", type=float, default=1.0,
                           help="creativity, > 0: below 1 is safer, above 1 wilder (default: 1.0)")
     generate.add_argument("--seed", type=int, default=None,
@@ -118,10 +134,8 @@ def run_generate(args: argparse.Namespace) -> int:
     options = GenerationOptions(
         seconds=args.seconds, temperature=args.temperature, seed=args.seed,
         variations=args.variations, notes_per_second=args.notes_per_second,
-        pitch_histogram=_parse_key(args.key))
+        pitch_histogram=_parse_key(args.key), bpm=args.bpm, bars=args.bars, loop=args.loop)
     options.validate()  # before the slow imports, so mistakes are reported at once
-    if args.bpm is not None and not 0 < args.bpm <= 1000:
-        raise PerfRNNError(f"--bpm must be between 0 and 1000 beats per minute, got {args.bpm:g}")
     if args.program is not None and not 0 <= args.program <= 127:
         raise PerfRNNError(f"--program must be from 0 to 127, got {args.program}")
     import_libraries_quietly()
@@ -142,8 +156,8 @@ def run_generate(args: argparse.Namespace) -> int:
             bar.update(round(100 * fraction) - bar.n)
 
         generation, files = generate_midi(
-            sampler, options, MidiOptions(bpm=args.bpm, quantize=args.quantize,
-                                          program=args.program, track=args.part),
+            sampler, options, MidiOptions(quantize=args.quantize, program=args.program,
+                                          track=args.part, feel=args.feel),
             primer=primer, progress=progress)
     paths = write_files(files, args.out)
     print(f"seed {generation.seed}: wrote {len(paths)} MIDI file(s)")
@@ -172,6 +186,8 @@ def run_info(args: argparse.Namespace) -> int:
         "controls": [signal.name for signal in encoding.control_signals],
         "magenta_compatible": bundle.is_magenta_compatible,
         "default_bpm": meta.default_bpm,
+        "time_signature": meta.time_signature,
+        "metric": config.is_metric,
         "default_controls": meta.default_controls,
         "max_note_seconds": meta.max_note_seconds,
         "tracks": [track.to_dict() for track in meta.tracks],

@@ -74,6 +74,9 @@ class ModelConfig:
     density_window_seconds: float = 3.0
     # Pitch-class-histogram ("key") control: window in seconds (None: off).
     pitch_histogram_window_seconds: float | None = None
+    # Metric encodings: time moves in steps of 1/steps_per_quarter of a quarter
+    # note (None: in steps of 1/steps_per_second seconds; see perfrnn.metric).
+    steps_per_quarter: int | None = None
     rnn_layer_sizes: tuple[int, ...] = (512, 512, 512)
     tracks: tuple[TrackRole, ...] = PIANO_TRACKS
     # Training settings (Magenta's defaults).
@@ -92,6 +95,11 @@ class ModelConfig:
         return len(self.tracks) > 1
 
     @property
+    def is_metric(self) -> bool:
+        """True when time is counted in beats, so bars line up at any tempo (perfrnn.metric)."""
+        return self.steps_per_quarter is not None
+
+    @property
     def has_density_control(self) -> bool:
         return self.density_bin_ranges is not None
 
@@ -105,6 +113,10 @@ class ModelConfig:
 
 
 _DENSITY_BINS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+# Metric styles: 12 steps per quarter note hold sixteenths (3 steps), eighth
+# triplets (4) and sixteenth triplets (2); shifts up to one 4/4 bar (48 steps).
+# Stretching time is meaningless when time is counted in beats.
+_METRIC = dict(steps_per_quarter=12, max_shift_steps=48, stretch_factors=(1.0,))
 
 DEFAULT_CONFIGS: dict[str, ModelConfig] = {
     config.id: config
@@ -138,6 +150,19 @@ DEFAULT_CONFIGS: dict[str, ModelConfig] = {
             id="multitrack_performance_with_dynamics",
             description="Multi-track Performance RNN + dynamics: drums, bass, harmony, lead",
             tracks=BAND_TRACKS,
+        ),
+        ModelConfig(
+            id="metric_drums",
+            description="Metric drum RNN: a kit on a beat grid, knowing its place in the bar",
+            tracks=(TrackRole("drums", 0, is_drum=True),),
+            transpose_range=(0, 0),
+            **_METRIC,
+        ),
+        ModelConfig(
+            id="metric_band",
+            description="Metric band RNN: drums, bass, harmony, lead on a beat grid",
+            tracks=BAND_TRACKS,
+            **_METRIC,
         ),
     )
 }

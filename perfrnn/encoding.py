@@ -20,13 +20,17 @@ from note_seq.protobuf import music_pb2
 from perfrnn.configs import MAX_NOTE_DURATION_SECONDS, ModelConfig
 from perfrnn.errors import PerfRNNError
 from perfrnn.fast_controls import control_inputs
+from perfrnn.metric_encoding import MetricEncoding
 from perfrnn.multitrack import MultiTrackEncoding
 
 NOTES_PER_OCTAVE = 12
 
 
 def encoding_for(config: ModelConfig) -> PerformanceEncoding | MultiTrackEncoding:
-    """The encoding of a configuration: Magenta's for one part, multi-track for a band."""
+    """The encoding of a configuration: Magenta's for one part, multi-track for a
+    band, metric (time in beats) for drum and band styles that ask for it."""
+    if config.is_metric:
+        return MetricEncoding(config)
     if config.is_multitrack:
         return MultiTrackEncoding(config)
     return PerformanceEncoding(config)
@@ -96,6 +100,11 @@ class PerformanceEncoding:
             off_keys[self.encode_event(performance_lib.PerformanceEvent(
                 performance_lib.PerformanceEvent.NOTE_OFF, pitch))] = pitch
         return on_keys, off_keys, 128
+
+    def steps_at(self, sequence: music_pb2.NoteSequence, seconds) -> np.ndarray:
+        """The step (int) nearest each time in `seconds` of `sequence`."""
+        return np.rint(np.asarray(seconds, np.float64)
+                       * self.config.steps_per_second).astype(np.int64)
 
     def time_shift_events(self, steps: int) -> list[int]:
         """Time-shift events that together advance `steps` steps."""

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from note_seq.protobuf import music_pb2
 
 from perfrnn.bundle import Bundle
@@ -15,7 +16,7 @@ from perfrnn.configs import TrackRole
 from perfrnn.errors import PerfRNNError
 from perfrnn.midi_writer import midi_bytes
 from perfrnn.multitrack import ROLE_DRUMS, ROLE_HARMONY
-from perfrnn.options import GenerationOptions, ProgressCallback
+from perfrnn.options import FEELS, GenerationOptions, ProgressCallback
 from perfrnn.sampler import Generation, Sampler
 
 
@@ -53,28 +54,83 @@ def tracks_for_program(tracks: tuple[TrackRole, ...], program: int | None,
     return tuple(changed)
 
 
+SWING_EIGHTH = 2 / 3  # the off-beat eighth moves to the last eighth-triplet
+HUMAN_TIMING_SECONDS = 0.008  # standard deviation of the onset nudge
+HUMAN_TIMING_LIMIT_SECONDS = 0.02
+HUMAN_VELOCITY = 6.0  # standard deviation of the velocity nudge
+
+
 @dataclass(frozen=True)
 class MidiOptions:
-    """How generated performances are written.
+    """How generated music is written.
 
     Attributes:
-      bpm: Tempo of the file in beats per minute; None for the style's own.
       quantize: Snap note onsets to a 1/16 grid.
       program: GM program for one part (the "type"); None for the default.
       track: Name of the part `program` applies to; None for `main_track`.
+      feel: "straight" (the grid exactly), "swing" (off-beat eighths and
+        sixteenths pushed towards the triplet), "human" (onsets nudged by a
+        few milliseconds and velocities by a few steps, from the seed), or
+        "swing+human".
     """
 
-    bpm: float | None = None
     quantize: bool = False
     program: int | None = None
     track: str | None = None
+    feel: str = "straight"
+
+    def validate(self) -> None:
+        if self.feel not in FEELS:
+            raise PerfRNNError(f"feel must be one of {', '.join(FEELS)}, got {self.feel!r}")
 
 
-def midi_file_name(style: str, seconds: float, seed: int, variation: int, variations: int) -> str:
-    """A file name such as `rock-30s-seed1234.mid` (`-v2` added per variation)."""
+def midi_file_name(style: str, options: GenerationOptions, seed: int, variation: int) -> str:
+    """A file name such as `rock-30s-seed1234.mid` or `drums-8bars-seed7-v2.mid`."""
     safe_style = re.sub(r"[^A-Za-z0-9_-]+", "_", style).strip("_") or "style"
-    suffix = f"-v{variation + 1}" if variations > 1 else ""
-    return f"{safe_style}-{seconds:g}s-seed{seed}{suffix}.mid"
+    suffix = f"-v{variation + 1}" if options.variations > 1 else ""
+    length = f"{options.bars}bars" if options.bars else f"{options.seconds:g}s"
+    loop = "-loop" if options.loop else ""
+    return f"{safe_style}-{length}{loop}-seed{seed}{suffix}.mid"
+
+
+def apply_feel(sequence: music_pb2.NoteSequence, feel: str, bpm: float,
+               seed: int) -> music_pb2.NoteSequence:
+    """A copy of `sequence` (seconds at `bpm`) played with a feel (see MidiOptions).
+
+    Swing maps each beat's first half to its first two thirds and the second
+    half to the last third, so the off-beat eighth lands on the last
+    eighth-triplet and sixteenths move in proportion; downbeats stay put.
+    Human nudges are drawn from `seed`, so the same seed gives the same file.
+    """
+    if feel == "straight":
+        return sequence
+    result = music_pb2.NoteSequence()
+    result.CopyFrom(sequence)
+    beat = 60.0 / bpm
+    rng = np.random.default_rng(seed)
+
+    def swing(seconds: float) -> float:
+        beats, within = divmod(seconds / beat, 1.0)
+        if within < 0.5:
+            within *= 2 * SWING_EIGHTH
+        else:
+            within = SWING_EIGHTH + (within - 0.5) * 2 * (1 - SWING_EIGHTH)
+        return (beats + within) * beat
+
+    for note in result.notes:
+        start, end = note.start_time, note.end_time
+        if "swing" in feel:
+            start, end = swing(start), max(swing(end), swing(start) + 1e-3)
+        if "human" in feel:
+            nudge = float(np.clip(rng.normal(0.0, HUMAN_TIMING_SECONDS),
+                                  -HUMAN_TIMING_LIMIT_SECONDS, HUMAN_TIMING_LIMIT_SECONDS))
+            nudge = max(nudge, -start)
+            start, end = start + nudge, min(end + nudge, result.total_time or end + nudge)
+            end = max(end, start + 1e-3)
+            note.velocity = int(np.clip(round(note.velocity + rng.normal(0, HUMAN_VELOCITY)),
+                                        1, 127))
+        note.start_time, note.end_time = start, end
+    return result
 
 
 def generate_midi(
@@ -87,17 +143,25 @@ def generate_midi(
 ) -> tuple[Generation, list[tuple[str, bytes]]]:
     """Generates music and renders each variation as (file name, MIDI bytes).
 
+    The files play at `options.bpm` (the style's tempo when None) and last
+    `options.seconds` (or `options.bars` bars) after the primer; a metric
+    style's notes sit exactly on that tempo's grid. `generation.sequences`
+    are the notes as the files play them (feel applied).
     `cancelled` is polled between sampling blocks (see `Sampler.generate`)."""
+    midi.validate()
     bundle: Bundle = sampler.bundle
     tracks = tracks_for_program(bundle.metadata.tracks, midi.program, midi.track)
     generation = sampler.generate(options, primer=primer, progress=progress,
                                   cancelled=cancelled)
     files = []
     for index, sequence in enumerate(generation.sequences):
-        name = midi_file_name(bundle.metadata.style, options.seconds, generation.seed, index,
-                              options.variations)
-        data = midi_bytes(sequence, tracks, bpm=midi.bpm, native_bpm=bundle.metadata.default_bpm,
-                          quantize=midi.quantize, title=bundle.metadata.style)
+        sequence = apply_feel(sequence, midi.feel, generation.bpm, generation.seed + index)
+        generation.sequences[index] = sequence
+        name = midi_file_name(bundle.metadata.style, options, generation.seed, index)
+        data = midi_bytes(sequence, tracks, bpm=generation.bpm, native_bpm=generation.bpm,
+                          quantize=midi.quantize, title=bundle.metadata.style,
+                          time_signature=(generation.metre.numerator,
+                                          generation.metre.denominator))
         files.append((name, data))
     return generation, files
 

@@ -1,7 +1,7 @@
 """The DAW-ready Standard MIDI File writer.
 
 Turns a note-seq `NoteSequence` into a type 1 MIDI file with 480 ticks per
-quarter note: a conductor track (title, tempo, 4/4) and one named track per
+quarter note: a conductor track (title, tempo, time signature) and one named track per
 part, each with its General MIDI program change at tick 0. Drum parts go on
 MIDI channel 10 (channel 9 counted from 0) and nothing else does.
 
@@ -124,7 +124,8 @@ def _assign_channels(roles: Sequence[TrackRole], used: Sequence[int]) -> dict[in
 
 def midi_bytes(sequence: music_pb2.NoteSequence, tracks: Sequence[TrackRole], *,
                bpm: float | None = None, native_bpm: float = 120.0,
-               quantize: bool = False, title: str | None = None) -> bytes:
+               quantize: bool = False, title: str | None = None,
+               time_signature: tuple[int, int] = (4, 4)) -> bytes:
     """The sequence as the bytes of a type 1 Standard MIDI File, 480 ticks per quarter.
 
     Args:
@@ -138,12 +139,17 @@ def midi_bytes(sequence: music_pb2.NoteSequence, tracks: Sequence[TrackRole], *,
       quantize: Snap onsets to the nearest 1/16 note (keeping each note's
         duration, at least a 1/32 note).
       title: The conductor track's name; "perfrnn" if None.
+      time_signature: (numerator, denominator) for the conductor track.
 
     Raises:
       PerfRNNError: For an empty track list, a bad program, tempo, pitch or time,
         a note whose instrument has no track, or more than 15 pitched parts.
     """
     native_bpm = _check_bpm(native_bpm, "native_bpm")
+    numerator, denominator = time_signature
+    if not (1 <= numerator <= 32 and denominator in (1, 2, 4, 8, 16, 32)):
+        raise PerfRNNError(f"time signature {numerator}/{denominator} cannot be written; "
+                           "use a numerator 1-32 over 1, 2, 4, 8, 16 or 32")
     bpm = native_bpm if bpm is None else _check_bpm(bpm, "bpm")
     if not tracks:
         raise PerfRNNError("At least one track role is needed to write a MIDI file.")
@@ -187,7 +193,7 @@ def midi_bytes(sequence: music_pb2.NoteSequence, tracks: Sequence[TrackRole], *,
     midi.tracks.append(_track(end_tick, [
         (0, mido.MetaMessage("track_name", name=_text(title or "perfrnn"))),
         (0, mido.MetaMessage("set_tempo", tempo=_round(60_000_000 / bpm))),
-        (0, mido.MetaMessage("time_signature", numerator=4, denominator=4,
+        (0, mido.MetaMessage("time_signature", numerator=numerator, denominator=denominator,
                              clocks_per_click=24, notated_32nd_notes_per_beat=8)),
     ]))
     for index in used:

@@ -142,16 +142,16 @@ class MultiTrackEncoding:
         starts. Trailing time shifts pad the result to `total_steps` if given.
         """
         config = self.config
-        rate = config.steps_per_second
         sustained = sequences_lib.apply_sustain_control_changes(sequence)
+        starts = self.steps_at(sustained, [note.start_time for note in sustained.notes])
+        ends = self.steps_at(sustained, [note.end_time for note in sustained.notes])
         by_key: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
-        for note in sustained.notes:
-            role = note.instrument
+        for note, start, end in zip(sustained.notes, starts.tolist(), ends.tolist()):
+            role = 0 if self.num_roles == 1 else note.instrument
             if not 0 <= role < self.num_roles:
                 raise PerfRNNError(f"a note has role {role}, but the style has only "
                                    f"{self.num_roles} parts; map parts with assign_roles")
-            start = int(round(note.start_time * rate))
-            end = max(int(round(note.end_time * rate)), start + 1)
+            end = max(end, start + 1)
             by_key.setdefault((role, note.pitch), []).append((start, end, note.velocity))
         actions = []  # (step, 0 = off / 1 = on, role, pitch, velocity bin)
         for (role, pitch), notes in by_key.items():
@@ -183,8 +183,13 @@ class MultiTrackEncoding:
             events.extend(self.time_shift_events(total_steps - now))
         return np.array(events, np.int32)
 
-    def sequence_from_events(self, events: np.ndarray,
-                             total_seconds: float | None = None) -> music_pb2.NoteSequence:
+    def steps_at(self, sequence: music_pb2.NoteSequence, seconds) -> np.ndarray:
+        """The step (int) nearest each time in `seconds` of `sequence`."""
+        return np.rint(np.asarray(seconds, np.float64)
+                       * self.config.steps_per_second).astype(np.int64)
+
+    def sequence_from_events(self, events: np.ndarray, total_seconds: float | None = None,
+                             steps_per_second: float | None = None) -> music_pb2.NoteSequence:
         """Decodes event indices to a NoteSequence (times in seconds).
 
         Each note's `instrument` is its role index, `program` the role's GM
@@ -192,9 +197,11 @@ class MultiTrackEncoding:
         ended there, none lasts over MAX_NOTE_DURATION_SECONDS, a note-on of a
         pitch already sounding ends the earlier note, and note-offs without a
         note-on are dropped. `total_seconds` sets the length and cuts past it.
+        `steps_per_second` is the rate steps are played at (default the
+        configuration's).
         """
         config = self.config
-        rate = config.steps_per_second
+        rate = steps_per_second or config.steps_per_second
         max_steps = int(round(MAX_NOTE_DURATION_SECONDS * rate))
         sequence = music_pb2.NoteSequence()
         sequence.ticks_per_quarter = 220

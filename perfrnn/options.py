@@ -13,6 +13,10 @@ from perfrnn.errors import PerfRNNError
 MIN_SECONDS = 0.1
 MAX_SECONDS = 600.0  # ten minutes
 MAX_VARIATIONS = 16
+MAX_BARS = 256
+MIN_BPM, MAX_BPM = 20.0, 400.0
+# How generated music is played (perfrnn.generate.apply_feel); the grid stays exact by default.
+FEELS = ("straight", "swing", "human", "swing+human")
 MAX_SEED = 2**31 - 1
 ProgressCallback = Callable[[float], None]  # fraction done, 0.0 to 1.0
 
@@ -22,21 +26,31 @@ class GenerationOptions:
     """What to generate.
 
     Attributes:
-      seconds: Length of new music, in seconds (after the primer, if any).
+      seconds: Length of new music in the file, in seconds at `bpm` (after
+        the primer, if any).
       temperature: Creativity: > 0; 1.0 samples the model as trained, lower is
         more conservative, higher more adventurous.
       seed: Random seed (0 to 2**31-1); None picks one (see `resolved_seed`).
       variations: Number of pieces generated together as one batch.
       notes_per_second: Note-density control for conditioned bundles.
       pitch_histogram: Key control for conditioned bundles: 12 weights, C to B.
+      bpm: Tempo of the result in quarter notes per minute; None for the
+        style's own. Metric styles play their beat grid at this tempo.
+      bars: Length in bars instead of `seconds`; the music ends exactly on
+        that bar line.
+      loop: Make the last bar lead back into the first, so the piece repeats
+        seamlessly (needs `bars`).
     """
 
-    seconds: float
+    seconds: float = 30.0
     temperature: float = 1.0
     seed: int | None = None
     variations: int = 1
     notes_per_second: float | None = None
     pitch_histogram: tuple[float, ...] | None = None
+    bpm: float | None = None
+    bars: int | None = None
+    loop: bool = False
 
     def validate(self) -> None:
         """Raises PerfRNNError with a message that says how to fix the option."""
@@ -49,6 +63,15 @@ class GenerationOptions:
         if self.seconds > MAX_SECONDS:
             raise PerfRNNError(
                 f"length {self.seconds:g} s is over the maximum of {MAX_SECONDS:g} s (10 minutes)")
+        if self.bpm is not None and not (isinstance(self.bpm, (int, float))
+                                         and MIN_BPM <= self.bpm <= MAX_BPM):
+            raise PerfRNNError(f"tempo must be from {MIN_BPM:g} to {MAX_BPM:g} beats per "
+                               f"minute, got {self.bpm}")
+        if self.bars is not None and not (isinstance(self.bars, int)
+                                          and 1 <= self.bars <= MAX_BARS):
+            raise PerfRNNError(f"bars must be a whole number from 1 to {MAX_BARS}, got {self.bars}")
+        if self.loop and self.bars is None:
+            raise PerfRNNError("a loop is a whole number of bars: give the length in bars")
         if not math.isfinite(self.temperature) or self.temperature <= 0:
             raise PerfRNNError(
                 f"temperature must be greater than 0 (1.0 is a good start), got {self.temperature}")

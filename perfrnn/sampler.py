@@ -21,27 +21,118 @@ from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
+from note_seq import sequences_lib
 from note_seq.protobuf import music_pb2
 
 from perfrnn.bundle import Bundle
 from perfrnn.errors import PerfRNNError
-from perfrnn.model import lstm_cell, lstm_update
+from perfrnn.metric import COMMON_TIME, Metre, parse_metre
+from perfrnn.model import PerformanceRNN, lstm_cell, lstm_update
 from perfrnn.multitrack import assign_roles
-from perfrnn.options import GenerationOptions, ProgressCallback, pitch_histogram_for_key
+from perfrnn.options import (
+    MAX_SECONDS,
+    GenerationOptions,
+    ProgressCallback,
+    pitch_histogram_for_key,
+)
 
 PAD_EVENT = -1
 # A model that stops moving time forward is cut off after this many events per
 # second of music asked for (dense piano runs about 100); the rest is silence.
 MAX_EVENTS_PER_SECOND = 400
+# A loop is chosen from this many candidates per variation, sampled in one batch.
+LOOP_CANDIDATES = 4
 
 
 @dataclass
 class Generation:
-    """The result of one request: one NoteSequence per variation."""
+    """The result of one request: one NoteSequence per variation, with times
+    in seconds as the file plays at `bpm` (quarter notes per minute)."""
 
     sequences: list[music_pb2.NoteSequence]
     seed: int
     events: list[np.ndarray]  # event indices per variation, primer included
+    bpm: float = 120.0
+    metre: Metre = COMMON_TIME
+
+
+@dataclass(frozen=True)
+class LengthPlan:
+    """How long the model runs for one request.
+
+    Attributes:
+      steps: Model steps of new music.
+      steps_per_second: Model steps per second of model time.
+      model_seconds: `steps` in model seconds (the style's own tempo for a
+        time-based style, the requested one for a metric style).
+      bar_steps: Model steps per bar.
+    """
+
+    steps: int
+    steps_per_second: float
+    model_seconds: float
+    bar_steps: int
+
+
+def length_plan(options: GenerationOptions, bpm: float, native_bpm: float, metre: Metre,
+                encoding) -> LengthPlan:
+    """The one rule for lengths: `seconds` (or `bars`) is the length of new
+    music in the file at `bpm`, for every kind of style.
+
+    A metric style counts steps in beats and plays them at `bpm`; a
+    time-based style is sampled at its own tempo and stretched to `bpm`, so it
+    runs `seconds * bpm / native_bpm` model seconds.
+
+    Raises:
+      PerfRNNError: the length in bars lasts more than MAX_SECONDS at `bpm`.
+    """
+    seconds_per_bar = metre.quarters_per_bar * 60.0 / bpm
+    file_seconds = options.bars * seconds_per_bar if options.bars else options.seconds
+    if file_seconds > MAX_SECONDS + 1e-9:
+        raise PerfRNNError(f"{options.bars} bars at {bpm:g} BPM last {file_seconds:.0f} s, "
+                           f"over the maximum of {MAX_SECONDS:g} s (10 minutes); ask for fewer")
+    config = encoding.config
+    if config.is_metric:
+        rate = encoding.steps_per_second(bpm)
+        bar_steps = metre.steps_per_bar(config.steps_per_quarter)
+        steps = options.bars * bar_steps if options.bars else max(1, round(file_seconds * rate))
+    else:
+        rate = float(config.steps_per_second)
+        model_seconds = file_seconds * bpm / native_bpm
+        bar_steps = max(1, round(seconds_per_bar * bpm / native_bpm * rate))
+        steps = options.bars * bar_steps if options.bars else max(1, round(model_seconds * rate))
+    return LengthPlan(steps=steps, steps_per_second=rate, model_seconds=steps / rate,
+                      bar_steps=bar_steps)
+
+
+def loop_join_nll(model: PerformanceRNN, encoding, rows: list[np.ndarray], bar_steps: int,
+                  metre: Metre) -> list[float]:
+    """For each event row, the mean NLL (nats/event) of its own first bar
+    played again right after its end: low when the end leads back into the
+    start. Rows are scored in one batch."""
+    shifts = encoding.time_shift_steps()
+    sequences, scored = [], []
+    for row in rows:
+        elapsed = np.cumsum(shifts[row])
+        first_bar = row[:int(np.searchsorted(elapsed, bar_steps)) + 1]
+        sequences.append(np.concatenate([[encoding.start_event()], row, first_bar]))
+        scored.append(len(first_bar))
+    longest = max(len(sequence) for sequence in sequences)
+    inputs = np.zeros((len(rows), longest - 1, encoding.input_size), np.float32)
+    for index, sequence in enumerate(sequences):
+        if encoding.config.is_metric:
+            rows_in = encoding.inputs_from_events(sequence[:-1], metre=metre)
+        else:
+            rows_in = encoding.inputs_with_controls(sequence[:-1])
+        inputs[index, :len(sequence) - 1] = rows_in
+    logits = model.sequence_logits(tf.constant(inputs))[0].numpy()
+    log_probs = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+    scores = []
+    for index, (sequence, count) in enumerate(zip(sequences, scored)):
+        labels = sequence[1:]
+        positions = np.arange(len(labels) - count, len(labels))
+        scores.append(float(-log_probs[index, positions, labels[positions]].mean()))
+    return scores
 
 
 class Sampler:
@@ -92,7 +183,10 @@ class Sampler:
         """Generates `options.variations` pieces continuing `primer` (if any).
 
         The output starts with the primer's notes and adds `options.seconds`
-        seconds of new music after the primer's end.
+        seconds (or `options.bars` bars) of new music after the primer's end,
+        with times in seconds as the file plays at `options.bpm`. A metric
+        style plays its beat grid at that tempo; any other style's music is
+        stretched to it from the style's own tempo.
 
         Raises:
           PerfRNNError: an option is invalid, or `cancelled()` became true.
@@ -100,32 +194,35 @@ class Sampler:
         options.validate()
         seed = options.resolved_seed()
         encoding = self.encoding
-        steps_per_second = encoding.config.steps_per_second
+        metadata = self.bundle.metadata
         if (options.notes_per_second is not None or options.pitch_histogram is not None) \
                 and not encoding.control_signals:
             raise PerfRNNError(
-                f"style {self.bundle.metadata.style!r} is not conditioned: it takes no "
+                f"style {metadata.style!r} is not conditioned: it takes no "
                 "note density or key; leave them out")
         notes_per_second, pitch_histogram = self._controls(options)
         controls = encoding.encode_controls(notes_per_second, pitch_histogram)
+        bpm = float(options.bpm or metadata.default_bpm)
+        metre = self.metre
+        length = length_plan(options, bpm, metadata.default_bpm, metre, encoding)
 
-        primer_events, primer_seconds = self._primer_events(primer)
-        batch = options.variations
-        control_gates = (tf.matmul(controls[None], self._control_kernel)
-                         + self.bundle.model.biases[0])
-        state = self._primer_state(primer_events[:-1], controls, batch)
+        primer_events, primer_steps = self._primer_events(primer, length.bar_steps)
+        batch = options.variations * (LOOP_CANDIDATES if options.loop else 1)
+        position_gates, cycle = self._position_gates(controls, metre)
+        state = self._primer_state(primer_events[:-1], controls, batch, metre)
         last_event = tf.fill([batch], int(primer_events[-1]))
         sounding = tf.tile(tf.constant(self._sounding_after(primer_events))[None], [batch, 1])
         elapsed = tf.zeros([batch], tf.int32)
-        target_steps = int(round(options.seconds * steps_per_second))
-        max_events = int(MAX_EVENTS_PER_SECOND * options.seconds) + self.block_events
+        target_steps = length.steps
+        max_events = int(MAX_EVENTS_PER_SECOND * length.model_seconds) + self.block_events
         blocks = []
         done_events = 0
         while done_events < max_events:
             if cancelled is not None and cancelled():
                 raise PerfRNNError("generation was cancelled")
             events, count, state, last_event, elapsed, sounding = self._sample_block(
-                state, last_event, elapsed, sounding, tf.constant(target_steps), control_gates,
+                state, last_event, elapsed, sounding, tf.constant(target_steps), position_gates,
+                tf.constant(primer_steps % cycle, tf.int32),
                 tf.constant(options.temperature, tf.float32),
                 tf.constant(seed, tf.int64), tf.constant(done_events, tf.int64))
             count = int(count)
@@ -137,23 +234,68 @@ class Sampler:
             if reached >= target_steps:
                 break
 
-        generated = np.concatenate(blocks, axis=0).T  # [batch, events]
-        total_seconds = primer_seconds + target_steps / steps_per_second
-        roles = self.bundle.metadata.tracks
+        generated = [row[row != PAD_EVENT] for row in np.concatenate(blocks, axis=0).T]
+        if options.loop:
+            generated = self._best_loops(generated, options.variations, length.bar_steps,
+                                         metre)
+        total_steps = primer_steps + target_steps
         all_events, sequences = [], []
         for row in generated:
-            events = np.concatenate([primer_events, row[row != PAD_EVENT]])
+            events = np.concatenate([primer_events, row])
             all_events.append(events)
-            sequence = encoding.sequence_from_events(events, total_seconds)
-            limits = self.bundle.metadata.max_note_seconds
-            for note in sequence.notes:
-                if note.instrument < len(roles):  # a drum style's notes are drum hits
-                    note.is_drum = roles[note.instrument].is_drum
-                if note.instrument < len(limits) and limits[note.instrument] > 0:
-                    note.end_time = min(note.end_time,
-                                        note.start_time + limits[note.instrument])
-            sequences.append(sequence)
-        return Generation(sequences=sequences, seed=seed, events=all_events)
+            sequences.append(self._decode(events, total_steps, length.steps_per_second, bpm))
+        return Generation(sequences=sequences, seed=seed, events=all_events, bpm=bpm,
+                          metre=metre)
+
+    @property
+    def metre(self) -> Metre:
+        """The metre the style plays in (4/4 unless its bundle says otherwise)."""
+        return parse_metre(self.bundle.metadata.time_signature or COMMON_TIME.name)
+
+    def _decode(self, events: np.ndarray, total_steps: int, steps_per_second: float,
+                bpm: float) -> music_pb2.NoteSequence:
+        """One variation's events as a NoteSequence that plays at `bpm`."""
+        metadata = self.bundle.metadata
+        native_bpm = metadata.default_bpm
+        total_seconds = total_steps / steps_per_second
+        if self.encoding.config.is_metric:
+            sequence = self.encoding.sequence_from_events(events, total_seconds,
+                                                          steps_per_second=steps_per_second)
+            stretch = 1.0
+        else:
+            sequence = self.encoding.sequence_from_events(events, total_seconds)
+            stretch = native_bpm / bpm
+        roles = metadata.tracks
+        limits = metadata.max_note_seconds
+        for note in sequence.notes:
+            if note.instrument < len(roles):  # a drum style's notes are drum hits
+                note.is_drum = roles[note.instrument].is_drum
+            if note.instrument < len(limits) and limits[note.instrument] > 0:
+                # Limits are seconds at the style's own tempo.
+                limit = limits[note.instrument] * (
+                    native_bpm / bpm if self.encoding.config.is_metric else 1.0)
+                note.end_time = min(note.end_time, note.start_time + limit)
+        if stretch != 1.0:
+            sequence = sequences_lib.stretch_note_sequence(sequence, stretch)
+        del sequence.tempos[:]
+        sequence.tempos.add(time=0.0, qpm=bpm)
+        del sequence.time_signatures[:]
+        signature = self.metre
+        sequence.time_signatures.add(time=0.0, numerator=signature.numerator,
+                                     denominator=signature.denominator)
+        return sequence
+
+    def _best_loops(self, rows: list[np.ndarray], variations: int, bar_steps: int,
+                    metre: Metre) -> list[np.ndarray]:
+        """Of each variation's LOOP_CANDIDATES candidates, the one whose end best
+        leads back into its start: the lowest mean NLL of its own first bar fed
+        right after its last event (the model's judgement of the join)."""
+        scores = loop_join_nll(self.bundle.model, self.encoding, rows, bar_steps, metre)
+        best = []
+        for variation in range(variations):
+            group = range(variation * LOOP_CANDIDATES, (variation + 1) * LOOP_CANDIDATES)
+            best.append(rows[min(group, key=lambda i: scores[i])])
+        return best
 
     def _controls(self, options: GenerationOptions):
         """The request's note density and key, else the style's typical ones."""
@@ -169,24 +311,26 @@ class Sampler:
 
     # ----- primer ---------------------------------------------------------------
 
-    def _primer_events(self, primer: music_pb2.NoteSequence | None) -> tuple[np.ndarray, float]:
-        """Event indices of the primer (at least one) and its length in seconds.
+    def _primer_events(self, primer: music_pb2.NoteSequence | None,
+                       bar_steps: int | None) -> tuple[np.ndarray, int]:
+        """Event indices of the primer (at least one) and its length in steps.
 
-        A multi-track style's primer has its parts mapped onto the style's roles.
+        A multi-track style's primer has its parts mapped onto the style's
+        roles; a metric style's primer is read on its own beat and padded to
+        its next bar line, so the new music starts on a downbeat.
         """
         encoding = self.encoding
-        rate = encoding.config.steps_per_second
-        seconds = primer.total_time if primer is not None else 0.0
-        steps = int(round(seconds * rate))
         if primer is None or not primer.notes:
-            events = [encoding.start_event(), *encoding.time_shift_events(steps)]
-            return np.array(events, np.int32), steps / rate
+            return np.array([encoding.start_event()], np.int32), 0
         if encoding.config.is_multitrack:
             primer, _ = assign_roles(primer, encoding.tracks)
             if not primer.notes:
                 raise PerfRNNError("the primer has no part this style plays")
+        steps = int(encoding.steps_at(primer, [primer.total_time])[0])
+        if encoding.config.is_metric:
+            steps = -(-steps // bar_steps) * bar_steps
         events = encoding.events_from_sequence(primer, total_steps=steps)
-        return events, int(self._time_shift_table[events].sum()) / rate
+        return events, int(self._time_shift_table[events].sum())
 
     def _sounding_after(self, events: np.ndarray) -> np.ndarray:
         """Which notes (role * 128 + pitch) sound after `events`, as 0/1 floats."""
@@ -198,15 +342,30 @@ class Sampler:
                 sounding[self._off_keys_table[event]] = 0.0
         return sounding
 
-    def _primer_state(self, events: np.ndarray, controls: np.ndarray, batch: int):
+    def _primer_state(self, events: np.ndarray, controls: np.ndarray, batch: int,
+                      metre: Metre):
         model = self.bundle.model
         state = model.zero_state(1)
         if len(events):
-            inputs = np.zeros((1, len(events), model.input_size), np.float32)
-            inputs[0, :, :len(controls)] = controls
-            inputs[0, np.arange(len(events)), len(controls) + events] = 1.0
+            if self.encoding.config.is_metric:
+                inputs = self.encoding.inputs_from_events(events, metre=metre)[None]
+            else:
+                inputs = np.zeros((1, len(events), model.input_size), np.float32)
+                inputs[0, :, :len(controls)] = controls
+                inputs[0, np.arange(len(events)), len(controls) + events] = 1.0
             state = self._run_primer(tf.constant(inputs))
         return tuple((tf.tile(c, [batch, 1]), tf.tile(h, [batch, 1])) for c, h in state)
+
+    def _position_gates(self, controls: np.ndarray, metre: Metre) -> tuple[tf.Tensor, int]:
+        """Layer 0's gate input from everything but the event, per step of a cycle:
+        [cycle, 4 * units]. Constant controls give one row; a metric style's
+        position input gives one row per step of an 8-bar phrase."""
+        if self.encoding.config.is_metric:
+            rows = self.encoding.position_table(metre)
+        else:
+            rows = controls[None]
+        gates = tf.matmul(rows, self._control_kernel) + self.bundle.model.biases[0]
+        return gates, int(rows.shape[0])
 
     def _run_primer_graph(self, inputs):
         return self.bundle.model.sequence_logits(inputs)[1]
@@ -214,8 +373,7 @@ class Sampler:
     # ----- the compiled loop ------------------------------------------------------
 
     def _sample_block_graph(self, state, last_event, elapsed, sounding, target_steps,
-                            control_gates,
-                            temperature, seed, first_index):
+                            position_gates, first_position, temperature, seed, first_index):
         """Samples up to block_events events for every variation.
 
         Args:
@@ -224,7 +382,9 @@ class Sampler:
           elapsed: [batch] int32, steps generated so far.
           sounding: [batch, keys] float32, 1 for each note sounding now.
           target_steps: int32 scalar, steps wanted.
-          control_gates: [1, 4*units0], controls @ kernel + bias of layer 0.
+          position_gates: [cycle, 4*units0], (controls or position) @ kernel
+            + bias of layer 0 for each step of the position cycle.
+          first_position: int32 scalar, the cycle step where generation starts.
           temperature: float32 scalar.
           seed: int64 scalar, the user's seed.
           first_index: int64 scalar, index of this block's first event.
@@ -247,10 +407,13 @@ class Sampler:
 
         grammar = self.note_grammar
         no_key = tf.ones([batch, 1])
+        cycle = tf.shape(position_gates)[0]
 
         def step(i, state, last_event, elapsed, sounding, events):
             (c, h), upper = state[0], state[1:]
-            input_gates = tf.gather(event_kernel, last_event) + control_gates
+            position = tf.math.floormod(first_position + elapsed, cycle)
+            input_gates = tf.gather(event_kernel, last_event) + tf.gather(position_gates,
+                                                                          position)
             c, h = lstm_update(tf.matmul(h, recurrent_kernel0), c, input_gates)
             new_state = [(c, h)]
             x = h

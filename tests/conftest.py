@@ -71,10 +71,12 @@ ROCK_TYPES = [{"name": "Overdriven Guitar", "program": 29, "track": "harmony"},
               {"name": "Distortion Guitar", "program": 30, "track": "harmony"}]
 
 
-def small_band_bundle(seed: int = 5, metadata=None):
+def small_band_bundle(seed: int = 5, metadata=None,
+                      config_id: str = "multitrack_performance_with_dynamics"):
     """A 2x32 band style whose notes come quickly in every part: by default the
     website tests' "rock", with two guitar types; `metadata` sets its parts
-    (the configuration takes its tracks) and card."""
+    (the configuration takes its tracks) and card; `config_id` its encoding
+    (e.g. "metric_band")."""
     import numpy as np
 
     from perfrnn.bundle import Bundle, BundleMetadata
@@ -87,13 +89,12 @@ def small_band_bundle(seed: int = 5, metadata=None):
                                   tracks=BAND_TRACKS, default_bpm=120.0, types=ROCK_TYPES,
                                   provenance=[{"source": "random weights", "licence": "CC0"}],
                                   card="# rock (test)\nRandom weights.")
-    config = get_config("multitrack_performance_with_dynamics").replace(
-        rnn_layer_sizes=(32, 32), tracks=metadata.tracks)
+    config = get_config(config_id).replace(rnn_layer_sizes=(32, 32), tracks=metadata.tracks)
     encoding = encoding_for(config)
     model = PerformanceRNN(encoding.input_size, encoding.num_classes, (32, 32), seed=seed)
     # Favour note-ons and short shifts so that every part plays in a few seconds.
     bias = np.zeros(encoding.num_classes, np.float32)
-    for role in range(4):
+    for role in range(len(metadata.tracks)):
         bias[encoding.note_on(role, 36):encoding.note_on(role, 80)] = 2.0
     bias[encoding.time_shift(5):encoding.time_shift(30)] = 4.0
     model.output_biases.assign(bias)
