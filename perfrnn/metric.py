@@ -32,7 +32,9 @@ MAX_QUARTERS_PER_BAR = 4
 # sixteenth or eighth-triplet position (the measure the issue's figures use).
 GRID_TOLERANCE_QUARTERS = 1 / 24
 # Onset positions (in quarter notes, within a beat) of the 16th and 8th-triplet grids.
-_GRID_POSITIONS = np.array([0.0, 0.25, 1 / 3, 0.5, 2 / 3, 0.75, 1.0])
+ONSET_GRID = (0.0, 0.25, 1 / 3, 0.5, 2 / 3, 0.75, 1.0)
+_GRID_POSITIONS = np.array(ONSET_GRID)
+MIN_DRUM_HITS = 8
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,8 @@ def onset_grid_fit(sequence: music_pb2.NoteSequence, drums_only: bool = False,
     eighth-triplet grid of the sequence's own tempo map (nan without onsets).
 
     This is what a DAW shows: notes on or off the grid it draws at the
-    file's tempo. Random onsets give about 0.33.
+    file's tempo. Random onsets give about 0.33. `drums_only` counts the
+    drum hits alone.
     """
     starts = [note.start_time for note in sequence.notes if note.is_drum or not drums_only]
     if not starts:
@@ -157,6 +160,14 @@ def onset_grid_fit(sequence: music_pb2.NoteSequence, drums_only: bool = False,
     within_beat = np.mod(quarters_at(sequence, starts), 1.0)
     distance = np.min(np.abs(within_beat[:, None] - _GRID_POSITIONS[None, :]), axis=1)
     return float(np.mean(distance <= tolerance + 1e-9))
+
+
+def beat_grid_fit(sequence: music_pb2.NoteSequence) -> float:
+    """How well a piece follows its own beat: the grid fit of its drum hits
+    when it has at least MIN_DRUM_HITS of them (strummed chords and
+    arpeggiated pads are spread on purpose), else of all its onsets."""
+    drums = sum(1 for note in sequence.notes if note.is_drum)
+    return onset_grid_fit(sequence, drums_only=drums >= MIN_DRUM_HITS)
 
 
 def position_size(steps_per_quarter: int) -> int:

@@ -25,6 +25,7 @@ from perfrnn.configs import ModelConfig
 from perfrnn.errors import PerfRNNError
 from perfrnn.metric import (
     COMMON_TIME,
+    ONSET_GRID,
     Metre,
     position_cycle,
     position_features,
@@ -42,6 +43,10 @@ class MetricEncoding(MultiTrackEncoding):
             raise PerfRNNError(f"configuration {config.id!r} is not metric")
         super().__init__(config)
         self.steps_per_quarter = int(config.steps_per_quarter)
+        # For each step within a beat, the nearest onset of the 16th or 8th-triplet grid.
+        grid = np.array(sorted({round(self.steps_per_quarter * p) for p in ONSET_GRID}))
+        within = np.arange(self.steps_per_quarter)
+        self._snap = grid[np.argmin(np.abs(within[:, None] - grid[None, :]), axis=1)]
 
     @property
     def control_size(self) -> int:
@@ -60,6 +65,18 @@ class MetricEncoding(MultiTrackEncoding):
         """The grid step nearest each time, by the sequence's own tempo map."""
         return np.rint(quarters_at(sequence, seconds)
                        * self.steps_per_quarter).astype(np.int64)
+
+    def onset_steps_at(self, sequence: music_pb2.NoteSequence, seconds) -> np.ndarray:
+        """The grid step of a note starting at each time: the nearest sixteenth or
+        eighth-triplet position of the sequence's own beat.
+
+        Played music pushes and drags (mma's grooves are humanised by 10-30 ms);
+        the encoding keeps the beat position meant, and a "feel" can put the
+        push back when the result is written.
+        """
+        steps = np.rint(quarters_at(sequence, seconds) * self.steps_per_quarter).astype(np.int64)
+        beats, within = np.divmod(steps, self.steps_per_quarter)
+        return beats * self.steps_per_quarter + self._snap[within]
 
     def position_table(self, metre: Metre = COMMON_TIME) -> np.ndarray:
         """Position inputs for the steps of one phrase [cycle, control_size];

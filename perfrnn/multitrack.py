@@ -143,7 +143,7 @@ class MultiTrackEncoding:
         """
         config = self.config
         sustained = sequences_lib.apply_sustain_control_changes(sequence)
-        starts = self.steps_at(sustained, [note.start_time for note in sustained.notes])
+        starts = self.onset_steps_at(sustained, [note.start_time for note in sustained.notes])
         ends = self.steps_at(sustained, [note.end_time for note in sustained.notes])
         by_key: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
         for note, start, end in zip(sustained.notes, starts.tolist(), ends.tolist()):
@@ -187,6 +187,10 @@ class MultiTrackEncoding:
         """The step (int) nearest each time in `seconds` of `sequence`."""
         return np.rint(np.asarray(seconds, np.float64)
                        * self.config.steps_per_second).astype(np.int64)
+
+    def onset_steps_at(self, sequence: music_pb2.NoteSequence, seconds) -> np.ndarray:
+        """The step where a note starting at each time in `seconds` starts."""
+        return self.steps_at(sequence, seconds)
 
     def sequence_from_events(self, events: np.ndarray, total_seconds: float | None = None,
                              steps_per_second: float | None = None) -> music_pb2.NoteSequence:

@@ -30,6 +30,10 @@ def pack_corpus(data_dir: str | Path, out_path: str | Path, config_id: str,
     from training.train import ExampleMaker, _check_manifest_config
 
     config = get_config(config_id)
+    if config.is_metric:
+        raise PerfRNNError(f"configuration {config_id!r} is metric: its position inputs are not "
+                           "packed for training/gpu_train.py yet; train it with "
+                           "`python -m training train`")
     if not isinstance(augmentations, int) or augmentations < 1:
         raise PerfRNNError(f"augmentations must be a whole number >= 1, got {augmentations!r}")
     data_dir = Path(data_dir)

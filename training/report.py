@@ -86,10 +86,19 @@ def render_report(result: PrepareResult) -> str:
         lines.append("None.")
 
     used = result.used
-    lines += ["", f"## Files used ({len(used)})", "",
-              "| file | split | seconds | notes | events |", "|---|---|---:|---:|---:|"]
-    lines += [f"| {_cell(_where(record, result))} | {record.split} | {record.seconds:.1f} | "
-              f"{record.notes:,} | {record.events:,} |" for record in used]
+    lines += ["", f"## Files used ({len(used)})", ""]
+    if any(record.grid_fit is not None for record in used):
+        # Metric styles: how well each file's onsets fit the grid of its own tempo map.
+        lines += ["| file | split | seconds | notes | events | metre | on the grid |",
+                  "|---|---|---:|---:|---:|---|---:|"]
+        lines += [f"| {_cell(_where(record, result))} | {record.split} | {record.seconds:.1f} | "
+                  f"{record.notes:,} | {record.events:,} | {record.metre} | "
+                  f"{record.grid_fit:.0%} |" for record in used]
+    else:
+        lines += ["| file | split | seconds | notes | events |", "|---|---|---:|---:|---:|"]
+        lines += [f"| {_cell(_where(record, result))} | {record.split} | "
+                  f"{record.seconds:.1f} | {record.notes:,} | {record.events:,} |"
+                  for record in used]
     return "\n".join(lines) + "\n"
 
 

@@ -55,6 +55,7 @@ ProgressCallback = Callable[[int, int, float, float], None]
 
 # Fields of ModelConfig that fix the event encoding and model input.
 _ENCODING_FIELDS = ("num_velocity_bins", "max_shift_steps", "steps_per_second",
+                    "steps_per_quarter",
                     "density_bin_ranges", "density_window_seconds",
                     "pitch_histogram_window_seconds")
 
@@ -127,6 +128,7 @@ class ExampleMaker:
         self.config = config
         self.encoding = encoding_for(config)
         self.sequence_length = int(sequence_length)
+        self._shift_steps = self.encoding.time_shift_steps()
 
     def augment(self, sequence, rng: np.random.Generator):
         from note_seq import sequences_lib
@@ -145,12 +147,22 @@ class ExampleMaker:
         """Event indices of a NoteSequence."""
         return self.encoding.events_from_sequence(sequence)
 
-    def window(self, events: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def metre(self, sequence):
+        """The metre a metric encoding reads the sequence in (None for time-based ones)."""
+        if not self.config.is_metric:
+            return None
+        from perfrnn.metric import metre_of
+
+        return metre_of(sequence)
+
+    def window(self, events: np.ndarray, start: int,
+               metre=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Inputs [L, I], labels [L] and mask [L] for events[start:start + L + 1].
 
         Control signals are extracted from the window's own events (the label
         event included), as Magenta extracts them from each performance its
-        data pipeline cuts out.
+        data pipeline cuts out. A metric encoding's position inputs count
+        from the start of the piece, so the window knows where its bars are.
         """
         length = self.sequence_length
         piece = events[start:start + length + 1]
@@ -159,7 +171,13 @@ class ExampleMaker:
         labels = np.zeros(length, np.int32)
         mask = np.zeros(length, np.float32)
         if used:
-            inputs[:used] = self.encoding.inputs_with_controls(piece)[:used]
+            if metre is not None:
+                first_step = int(self._shift_steps[events[:start]].sum())
+                rows = self.encoding.inputs_with_controls(piece, first_step=first_step,
+                                                          metre=metre)
+            else:
+                rows = self.encoding.inputs_with_controls(piece)
+            inputs[:used] = rows[:used]
             labels[:used] = piece[1:]
             mask[:used] = 1.0
         return inputs, labels, mask
@@ -173,7 +191,7 @@ class ExampleMaker:
             if len(events) < 2:
                 continue
             start = int(rng.integers(max(len(events) - self.sequence_length - 1, 0) + 1))
-            yield self.window(events, start)
+            yield self.window(events, start, self.metre(sequence))
 
     def validation_windows(self, sequences: list,
                            limit: int = MAX_VALIDATION_WINDOWS) -> list[tuple]:
@@ -181,10 +199,11 @@ class ExampleMaker:
         windows = []
         for sequence in sequences:
             events = self.encode(sequence)
+            metre = self.metre(sequence)
             for start in range(0, max(len(events) - 1, 0), self.sequence_length):
                 if len(windows) >= limit:
                     return windows
-                windows.append(self.window(events, start))
+                windows.append(self.window(events, start, metre))
         return windows
 
 
