@@ -48,10 +48,15 @@ def _track_colour(index: int, used: set[str]) -> str:
 
 def _beat_lines(sequence: music_pb2.NoteSequence, end_seconds: float,
                 width_px: int) -> list[float]:
-    """Beat times (or bar times, when beats would be under 6 px apart); [] if too dense."""
+    """Beat times (or bar times, when beats would be under 6 px apart); [] if too dense.
+
+    Beats are quarter notes at the first tempo; bars follow the first time signature."""
     qpm = sequence.tempos[0].qpm if sequence.tempos and sequence.tempos[0].qpm > 0 else 120.0
     beat = 60.0 / qpm
-    for every in (1, 4):
+    signature = sequence.time_signatures[0] if sequence.time_signatures else None
+    bar = (signature.numerator * 4 / signature.denominator
+           if signature and signature.numerator > 0 and signature.denominator > 0 else 4)
+    for every in (1, bar):
         count = int(end_seconds / (beat * every))
         if count and width_px / count >= 6:
             return [i * beat * every for i in range(count + 1)]

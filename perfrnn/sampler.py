@@ -66,12 +66,14 @@ class LengthPlan:
       model_seconds: `steps` in model seconds (the style's own tempo for a
         time-based style, the requested one for a metric style).
       bar_steps: Model steps per bar.
+      file_seconds: Seconds of new music in the file, as asked.
     """
 
     steps: int
     steps_per_second: float
     model_seconds: float
     bar_steps: int
+    file_seconds: float
 
 
 def length_plan(options: GenerationOptions, bpm: float, native_bpm: float, metre: Metre,
@@ -102,7 +104,7 @@ def length_plan(options: GenerationOptions, bpm: float, native_bpm: float, metre
         bar_steps = max(1, round(seconds_per_bar * bpm / native_bpm * rate))
         steps = options.bars * bar_steps if options.bars else max(1, round(model_seconds * rate))
     return LengthPlan(steps=steps, steps_per_second=rate, model_seconds=steps / rate,
-                      bar_steps=bar_steps)
+                      bar_steps=bar_steps, file_seconds=file_seconds)
 
 
 def loop_join_nll(model: PerformanceRNN, encoding, rows: list[np.ndarray], bar_steps: int,
@@ -238,12 +240,11 @@ class Sampler:
         if options.loop:
             generated = self._best_loops(generated, options.variations, length.bar_steps,
                                          metre)
-        total_steps = primer_steps + target_steps
         all_events, sequences = [], []
         for row in generated:
             events = np.concatenate([primer_events, row])
             all_events.append(events)
-            sequences.append(self._decode(events, total_steps, length.steps_per_second, bpm))
+            sequences.append(self._decode(events, primer_steps, length, bpm))
         return Generation(sequences=sequences, seed=seed, events=all_events, bpm=bpm,
                           metre=metre)
 
@@ -252,19 +253,22 @@ class Sampler:
         """The metre the style plays in (4/4 unless its bundle says otherwise)."""
         return parse_metre(self.bundle.metadata.time_signature or COMMON_TIME.name)
 
-    def _decode(self, events: np.ndarray, total_steps: int, steps_per_second: float,
+    def _decode(self, events: np.ndarray, primer_steps: int, length: LengthPlan,
                 bpm: float) -> music_pb2.NoteSequence:
-        """One variation's events as a NoteSequence that plays at `bpm`."""
+        """One variation's events as a NoteSequence that plays at `bpm` and lasts
+        the primer plus exactly `length.file_seconds`."""
         metadata = self.bundle.metadata
         native_bpm = metadata.default_bpm
-        total_seconds = total_steps / steps_per_second
+        rate = length.steps_per_second
+        total_seconds = (primer_steps + length.steps) / rate
         if self.encoding.config.is_metric:
             sequence = self.encoding.sequence_from_events(events, total_seconds,
-                                                          steps_per_second=steps_per_second)
+                                                          steps_per_second=rate)
             stretch = 1.0
         else:
             sequence = self.encoding.sequence_from_events(events, total_seconds)
             stretch = native_bpm / bpm
+        end_seconds = primer_steps / rate * stretch + length.file_seconds
         roles = metadata.tracks
         limits = metadata.max_note_seconds
         for note in sequence.notes:
@@ -277,6 +281,13 @@ class Sampler:
                 note.end_time = min(note.end_time, note.start_time + limit)
         if stretch != 1.0:
             sequence = sequences_lib.stretch_note_sequence(sequence, stretch)
+        # Steps are whole: cut at the length asked for, not the nearest step.
+        for note in list(sequence.notes):
+            if note.start_time >= end_seconds - 1e-9:
+                sequence.notes.remove(note)
+            else:
+                note.end_time = min(note.end_time, end_seconds)
+        sequence.total_time = end_seconds
         del sequence.tempos[:]
         sequence.tempos.add(time=0.0, qpm=bpm)
         del sequence.time_signatures[:]
@@ -312,7 +323,7 @@ class Sampler:
     # ----- primer ---------------------------------------------------------------
 
     def _primer_events(self, primer: music_pb2.NoteSequence | None,
-                       bar_steps: int | None) -> tuple[np.ndarray, int]:
+                       bar_steps: int | None = None) -> tuple[np.ndarray, int]:
         """Event indices of the primer (at least one) and its length in steps.
 
         A multi-track style's primer has its parts mapped onto the style's
@@ -327,7 +338,7 @@ class Sampler:
             if not primer.notes:
                 raise PerfRNNError("the primer has no part this style plays")
         steps = int(encoding.steps_at(primer, [primer.total_time])[0])
-        if encoding.config.is_metric:
+        if encoding.config.is_metric and bar_steps:
             steps = -(-steps // bar_steps) * bar_steps
         events = encoding.events_from_sequence(primer, total_steps=steps)
         return events, int(self._time_shift_table[events].sum())

@@ -158,9 +158,12 @@ def test_bpm_sets_tempo_and_stretches_the_music(capsys, piano_bundle_path, tmp_p
     midi = assert_daw_ready(files[0])
     tempos = [m.tempo for m in midi.tracks[0] if m.type == "set_tempo"]
     assert tempos == [1_000_000]
-    # Same notes on the same ticks; at half the tempo they last twice as long.
-    assert note_ons(files[0]) == note_ons(reference)
-    slow, fast = pretty_notes(files[0]), pretty_notes(reference)
+    # A length is the file's: 10 s at half the tempo is the first 5 s of the
+    # style's music, on the same ticks, each note lasting twice as long.
+    assert midi.length == pytest.approx(10.0, abs=1e-3)
+    first_half = [on for on in note_ons(reference) if on[0] < 10 * 480]
+    assert first_half and note_ons(files[0]) == first_half
+    slow, fast = pretty_notes(files[0]), pretty_notes(reference)[:len(first_half)]
     assert [n.pitch for n in slow] == [n.pitch for n in fast]
     assert [n.start for n in slow] == pytest.approx([2 * n.start for n in fast], abs=1e-6)
 
@@ -319,6 +322,9 @@ def error_case(name: str, tmp_path: Path, piano: Path, conditioned: Path) -> lis
         "program -1": ["--program", "-1"],
         "bpm 0": ["--bpm", "0"],
         "bpm -120": ["--bpm", "-120"],
+        "bars 0": ["--bars", "0"],
+        "loop without bars": ["--loop"],
+        "200 bars at 40 bpm": ["--bars", "200", "--bpm", "40"],
         "unknown key H": ["--key", "H"],
         "conditioned 11 weights": ["--key", "1,1,1,1,1,1,1,1,1,1,1"],
         "conditioned weights not numbers": ["--key", "1,1,1,1,1,1,1,1,1,1,1,x"],
@@ -336,7 +342,8 @@ ERROR_CASES = [
     "negative seed", "seed over 2**31-1",
     "missing primer", "corrupt primer", "unknown primer kind",
     "density for unconditioned bundle", "key for unconditioned bundle",
-    "program 200", "program -1", "bpm 0", "bpm -120", "unknown key H",
+    "program 200", "program -1", "bpm 0", "bpm -120", "bars 0", "loop without bars",
+    "200 bars at 40 bpm", "unknown key H",
     "conditioned 11 weights", "conditioned weights not numbers",
     "conditioned all zero weights", "conditioned negative weight",
     "conditioned negative density",
@@ -372,7 +379,10 @@ def test_generate_mistakes_exit_2_with_one_error_line(capsys, tmp_path, piano_bu
     ("unknown primer kind", ["melody.txt", ".txt"]),
     ("density for unconditioned bundle", ["not conditioned"]),
     ("program 200", ["--program", "200"]),
-    ("bpm 0", ["--bpm"]),
+    ("bpm 0", ["tempo", "20"]),
+    ("bars 0", ["bars", "256"]),
+    ("loop without bars", ["loop", "bars"]),
+    ("200 bars at 40 bpm", ["200 bars", "40 BPM", "10 minutes"]),
     ("unknown key H", ["'H'"]),
 ])
 def test_error_messages_name_the_problem(capsys, tmp_path, piano_bundle_path,

@@ -123,11 +123,11 @@ def test_primer_sets_the_state_the_continuation_starts_from(sharp_piano):
     generation = piano_sampler.generate(
         GenerationOptions(seconds=2, temperature=GREEDY, seed=1), primer=primer)
 
-    primer_events, primer_seconds = piano_sampler._primer_events(primer)
+    primer_events, primer_steps = piano_sampler._primer_events(primer)
     plain_events = piano_sampler.encoding.events_from_performance(
         piano_sampler.encoding.performance_from_sequence(primer))
     assert list(primer_events[:len(plain_events)]) == list(plain_events)
-    assert primer_seconds == 1.75
+    assert primer_steps == 175
     events = list(generation.events[0])
     assert events[:len(primer_events)] == list(primer_events)
     assert time_steps(piano_sampler, primer_events) == 175  # padded to the primer's length
@@ -170,8 +170,8 @@ def test_loop_runs_in_few_compiled_calls_not_one_per_event(piano_bundle):
 def sampler_call_args(sampler):
     model = sampler.bundle.model
     return (model.zero_state(1), tf.zeros([1], tf.int32), tf.zeros([1], tf.int32),
-            tf.zeros([1, 128]), tf.constant(100), model.biases[0][None], tf.constant(1.0),
-            tf.constant(1, tf.int64), tf.constant(0, tf.int64))
+            tf.zeros([1, 128]), tf.constant(100), model.biases[0][None], tf.constant(0),
+            tf.constant(1.0), tf.constant(1, tf.int64), tf.constant(0, tf.int64))
 
 
 def test_same_seed_same_bytes_other_seed_other_music(piano_sampler):
@@ -273,8 +273,8 @@ def test_bad_controls_are_refused(conditioned_sampler):
 def test_generated_files_parse_alike_in_mido_pretty_midi_and_music21(
         tmp_path, conditioned_sampler, quantize):
     _, files = generate_midi(
-        conditioned_sampler, GenerationOptions(seconds=20, seed=4, variations=2),
-        MidiOptions(bpm=100, quantize=quantize, program=6))
+        conditioned_sampler, GenerationOptions(seconds=20, seed=4, variations=2, bpm=100),
+        MidiOptions(quantize=quantize, program=6))
     for name, data in files:
         path = tmp_path / name
         path.write_bytes(data)
@@ -289,9 +289,12 @@ def test_generated_files_parse_alike_in_mido_pretty_midi_and_music21(
         assert {m.channel for t in midi.tracks for m in t if hasattr(m, "channel")} == {0}
         tempos = [m.tempo for m in midi.tracks[0] if m.type == "set_tempo"]
         assert tempos == [600_000]  # 100 BPM
-        # 20 s at the native 120 BPM is 40 beats; at 100 BPM those last 24 s.
+        # A length is the file's length at any tempo: 20 s at 100 BPM is 20 s of file
+        # (the style's 120 BPM music is sampled for 16.7 s and stretched to 100 BPM).
         # (quantizing may move the last onsets up to half a 1/16 note, 0.075 s, later)
-        assert pretty_midi.PrettyMIDI(str(path)).get_end_time() <= 24.0 + 0.075 * quantize + 1e-6
+        assert pretty_midi.PrettyMIDI(str(path)).get_end_time() <= 20.0 + 0.075 * quantize + 1e-6
+        if not quantize:
+            assert mido.MidiFile(path).length == pytest.approx(20.0, abs=1e-3)
 
 
 def test_thirty_seconds_asked_is_thirty_seconds_of_midi(tmp_path, piano_sampler):

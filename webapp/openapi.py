@@ -11,7 +11,7 @@ import re
 
 from markupsafe import Markup, escape
 
-from perfrnn.options import MAX_SEED
+from perfrnn.options import FEELS, MAX_BARS, MAX_SEED
 from webapp.validation import (
     BPM_RANGE,
     DENSITY_RANGE,
@@ -101,6 +101,10 @@ SCHEMAS: dict = {
             "default_bpm": _nullable({"type": "number"}),
             "conditioned": {"type": "boolean",
                             "description": "true: the style takes `key` and `density`"},
+            "metric": {"type": "boolean",
+                       "description": "true: time is counted in beats, so notes sit on the "
+                                      "bar lines at any tempo"},
+            "time_signature": _nullable({"type": "string", "example": "4/4"}),
             "default_controls": {"type": "object", "additionalProperties": True},
             "parts": {"type": "array", "items": _ref("Part")},
             "types": {"type": "array", "items": _ref("StyleType")},
@@ -180,8 +184,8 @@ SCHEMAS: dict = {
     },
     "GenerationRequest": {
         "type": "object", "required": ["style"],
-        "description": "Give the length as `seconds`, or as `length` with `unit`. "
-                       "Unknown fields are refused (422).",
+        "description": "Give the length as `seconds`, as `bars`, or as `length` with "
+                       "`unit`. Unknown fields are refused (422).",
         "properties": {
             "style": {"type": "string", "example": "piano",
                       "description": "a style's name (GET /styles)"},
@@ -190,9 +194,13 @@ SCHEMAS: dict = {
                                     "number"},
             "seconds": {"type": "number", "minimum": MIN_LENGTH_SECONDS,
                         "maximum": MAX_LENGTH_SECONDS, "default": 30},
+            "bars": {"type": "integer", "minimum": 1, "maximum": MAX_BARS,
+                     "description": "length in bars instead of seconds: the music ends "
+                                    "exactly on that bar line (at most 10 minutes)"},
             "length": {"type": "number", "description": "with `unit`; from "
-                       f"{MIN_LENGTH_SECONDS} s to {MAX_LENGTH_SECONDS // 60} min"},
-            "unit": {"type": "string", "enum": ["seconds", "minutes", "s", "min", "m"],
+                       f"{MIN_LENGTH_SECONDS} s to {MAX_LENGTH_SECONDS // 60} min, or "
+                       f"1 to {MAX_BARS} bars"},
+            "unit": {"type": "string", "enum": ["seconds", "minutes", "s", "min", "m", "bars"],
                      "default": "seconds"},
             "bpm": {"type": "number", "minimum": BPM_RANGE[0], "maximum": BPM_RANGE[1],
                     "description": "tempo; the style's default_bpm when left out"},
@@ -210,7 +218,15 @@ SCHEMAS: dict = {
                         "maximum": DENSITY_RANGE[1],
                         "description": "notes per second; conditioned styles only"},
             "quantize": {"type": "boolean", "default": False,
-                         "description": "snap notes to the beat grid"},
+                         "description": "snap notes to the beat grid (metric styles are on "
+                                        "it already)"},
+            "loop": {"type": "boolean", "default": False,
+                     "description": "the last bar leads back into the first, so the piece "
+                                    "repeats seamlessly; needs a length in bars"},
+            "feel": {"type": "string", "enum": list(FEELS), "default": "straight",
+                     "description": "straight keeps the beat grid exact; swing pushes "
+                                    "off-beats towards the triplet; human nudges timing and "
+                                    "velocity by a little"},
         },
     },
     "GenerationForm": {

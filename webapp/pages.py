@@ -45,11 +45,12 @@ bp = Blueprint("pages", __name__)
 API = "/api/v1"
 HISTORY_LIMIT = 10
 GENERATE_FIELDS = ("style", "type", "length", "unit", "bpm", "temperature", "variations",
-                   "seed", "key", "density", "quantize", "primer")
+                   "seed", "key", "density", "quantize", "loop", "feel", "primer")
 TRAIN_FIELDS = ("token", "name", "files", "preset", "kind")
 IMPORT_FIELDS = ("token", "bundle", "name")
 GENERATE_DEFAULTS = {"length": "30", "unit": "seconds", "bpm": "", "temperature": "1.0",
-                     "variations": "1", "seed": "", "key": "", "density": "", "type": ""}
+                     "variations": "1", "seed": "", "key": "", "density": "", "type": "",
+                     "feel": "straight"}
 KINDS = (
     ("auto", "Auto", "the default: one instrument (as below) unless the files come with a "
                      "dataset manifest that says otherwise"),
@@ -242,6 +243,7 @@ def style_info(style) -> dict:
         "types": types,
         "default_bpm": meta.default_bpm,
         "conditioned": bool(bundle.encoding.control_signals),
+        "metric": bundle.config.is_metric,
         "default_controls": dict(meta.default_controls or {}),
         "parts": [part_label(track) for track in meta.tracks],
     }
@@ -419,7 +421,8 @@ def _generation_summary(job) -> list[tuple[str, str]]:
         if params.get("part"):
             type_text += f" for the {params['part']} part"
     rows = [("Style", style_name), ("Type", type_text),
-            ("Length", format_duration(params.get("seconds"))),
+            ("Length", f"{params['bars']} bars" if params.get("bars")
+             else format_duration(params.get("seconds"))),
             ("Tempo", f"{format_number(params.get('bpm'))} BPM" if params.get("bpm")
              else "the style's default"),
             ("Creativity", f"{float(params['temperature']):.2f}"
@@ -431,6 +434,10 @@ def _generation_summary(job) -> list[tuple[str, str]]:
     if params.get("density") is not None:
         rows.append(("Density", f"{format_number(params['density'])} notes per second"))
     rows.append(("Quantised", "yes" if params.get("quantize") else "no"))
+    if params.get("loop"):
+        rows.append(("Loop", "yes: the last bar leads back into the first"))
+    if params.get("feel", "straight") != "straight":
+        rows.append(("Feel", params["feel"]))
     if params.get("primer"):
         rows.append(("Primer", Path(str(params["primer"])).name))
     return rows
@@ -441,14 +448,17 @@ def _more_like_this(job) -> dict:
     params = job.params
     fields = {"style": params.get("style", ""),
               "type": "" if params.get("program") is None else str(params["program"]),
-              "length": format_number(params.get("seconds")), "unit": "seconds",
+              "length": format_number(params.get("bars") or params.get("seconds")),
+              "unit": "bars" if params.get("bars") else "seconds",
+              "feel": params.get("feel", "straight"),
               "bpm": format_number(params.get("bpm")),
               "temperature": format_number(params.get("temperature")),
               "variations": format_number(params.get("variations", 1)), "seed": "",
               "key": params.get("key") or "",
               "density": format_number(params.get("density"))}
-    if params.get("quantize"):
-        fields["quantize"] = "on"
+    for flag in ("quantize", "loop"):
+        if params.get(flag):
+            fields[flag] = "on"
     return fields
 
 

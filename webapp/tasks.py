@@ -94,25 +94,21 @@ def run_job(services: Services, job_id: str) -> None:
 
 # ----- generation -------------------------------------------------------------
 
-def generation_options(params: dict, native_bpm: float):
-    """The sampler's and the MIDI writer's options from a job's parameters.
-
-    The writer stretches the style's music to the tempo asked for, so the
-    sampler makes `seconds * bpm / native_bpm` seconds of it: the file then
-    lasts the length asked for at any tempo.
-    """
+def generation_options(params: dict):
+    """The sampler's and the MIDI writer's options from a job's parameters
+    (a length is the file's length at the tempo asked for: perfrnn's rule)."""
     from perfrnn.generate import MidiOptions
     from perfrnn.options import GenerationOptions, pitch_histogram_for_key
 
-    bpm = params.get("bpm") or native_bpm
     options = GenerationOptions(
-        seconds=float(params["seconds"]) * bpm / native_bpm,
+        seconds=float(params.get("seconds", 30)), bars=params.get("bars"),
+        bpm=params.get("bpm"), loop=bool(params.get("loop")),
         temperature=float(params["temperature"]),
         seed=params.get("seed"), variations=int(params.get("variations", 1)),
         notes_per_second=params.get("density"),
         pitch_histogram=pitch_histogram_for_key(params["key"]) if params.get("key") else None)
-    midi = MidiOptions(bpm=params.get("bpm"), quantize=bool(params.get("quantize")),
-                       program=params.get("program"), track=params.get("part"))
+    midi = MidiOptions(quantize=bool(params.get("quantize")), program=params.get("program"),
+                       track=params.get("part"), feel=params.get("feel", "straight"))
     return options, midi
 
 
@@ -127,14 +123,12 @@ def _read_primer(storage, key: str):
 
 
 def run_generation(services: Services, job) -> dict:
-    from note_seq.sequences_lib import stretch_note_sequence
-
-    from perfrnn.generate import generate_midi, midi_file_name, tracks_for_program
+    from perfrnn.generate import generate_midi, tracks_for_program
     from perfrnn.pianoroll import pianoroll_png
 
     store, storage, params = services.store, services.storage, job.params
     sampler = services.registry.sampler(params["style"])
-    options, midi = generation_options(params, sampler.bundle.metadata.default_bpm)
+    options, midi = generation_options(params)
     primer = _read_primer(storage, params["primer"]) if params.get("primer") else None
     report = Throttle(0.2)
     check = Throttle(0.5)
@@ -154,16 +148,13 @@ def run_generation(services: Services, job) -> dict:
     tracks = tracks_for_program(bundle.metadata.tracks, midi.program, midi.track)
     audio_ok, audio_message = _audio_status(services)
     variations = []
-    for index, ((_, data), sequence) in enumerate(zip(files, generation.sequences)):
-        name = midi_file_name(bundle.metadata.style, params["seconds"], generation.seed, index,
-                              len(files))
+    for index, ((name, data), sequence) in enumerate(zip(files, generation.sequences)):
         prefix = f"jobs/{job.id}/"
         entry = {"index": index, "midi_name": name, "midi": storage.put(prefix + name, data),
-                 "notes": len(sequence.notes), "seconds": params["seconds"]}
-        # Drawn as the file plays: stretched to the tempo asked for.
-        native = bundle.metadata.default_bpm
-        png = pianoroll_png(stretch_note_sequence(sequence, native / (midi.bpm or native)),
-                            tracks, title=f"{bundle.metadata.style} - seed {generation.seed}")
+                 "notes": len(sequence.notes), "seconds": round(sequence.total_time, 3)}
+        # The sequences are the notes as the file plays them, at the tempo asked for.
+        png = pianoroll_png(sequence, tracks,
+                            title=f"{bundle.metadata.style} - seed {generation.seed}")
         entry["pianoroll"] = storage.put(prefix + name.replace(".mid", ".png"), png)
         if audio_ok:
             from perfrnn.audio import render_wav

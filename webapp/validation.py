@@ -12,7 +12,8 @@ import random
 from pathlib import Path
 
 from perfrnn.errors import PerfRNNError
-from perfrnn.options import MAX_SEED, pitch_histogram_for_key
+from perfrnn.metric import parse_metre
+from perfrnn.options import FEELS, MAX_BARS, MAX_SEED, pitch_histogram_for_key
 from perfrnn.registry import StyleRegistry, check_style_name
 
 MIN_LENGTH_SECONDS = 5
@@ -25,6 +26,7 @@ PRIMER_SUFFIXES = (".mid", ".midi", ".xml", ".musicxml", ".mxl")
 TRAINING_SUFFIXES = (".mid", ".midi", ".xml", ".musicxml", ".mxl", ".abc", ".zip")
 TRAINING_KINDS = ("pitched", "drums", "band")
 LENGTH_UNITS = {"seconds": 1, "s": 1, "minutes": 60, "min": 60, "m": 60}
+BARS_UNIT = "bars"
 
 
 class ValidationError(Exception):
@@ -78,9 +80,10 @@ def generation_params(values, registry: StyleRegistry) -> dict:
     """Clean parameters of a generation job.
 
     Fields: style, type (a GM program number or a type's name), length with
-    unit ("seconds" or "minutes") or seconds, bpm, temperature, variations,
-    seed (blank: a random one, chosen now so it can be shown), key and
-    density (conditioned styles only), quantize.
+    unit ("seconds", "minutes" or "bars") or seconds or bars, bpm,
+    temperature, variations, seed (blank: a random one, chosen now so it can
+    be shown), key and density (conditioned styles only), quantize, loop
+    (needs a length in bars), feel.
     """
     errors: dict[str, str] = {}
     params: dict = {}
@@ -95,11 +98,17 @@ def generation_params(values, registry: StyleRegistry) -> dict:
         except PerfRNNError as error:
             errors["style"] = str(error)
 
-    # Length: "length" in "unit", or "seconds".
-    if not _blank(values.get("length")):
-        unit = str(values.get("unit") or "seconds").strip().lower()
+    # Length: "length" in "unit", or "bars", or "seconds".
+    unit = str(values.get("unit") or "seconds").strip().lower()
+    if not _blank(values.get("length")) and unit == BARS_UNIT or not _blank(values.get("bars")):
+        field = "length" if _blank(values.get("bars")) else "bars"
+        bars = _number(values.get(field), field, errors, 1, MAX_BARS, "length in bars",
+                       whole=True)
+        if bars is not None:
+            params["bars"] = bars
+    elif not _blank(values.get("length")):
         if unit not in LENGTH_UNITS:
-            errors["unit"] = "the length's unit must be seconds or minutes"
+            errors["unit"] = "the length's unit must be seconds, minutes or bars"
         else:
             length = _number(values.get("length"), "length", errors, 0, math.inf, "length")
             if length is not None:
@@ -124,13 +133,17 @@ def generation_params(values, registry: StyleRegistry) -> dict:
     elif bundle is not None:
         params["bpm"] = bundle.metadata.default_bpm
 
-    if bundle is not None and "seconds" in params and "length" not in errors:
-        # The style's music is stretched to the tempo: faster means more of it.
-        sampled = params["seconds"] * params.get("bpm", 0) / bundle.metadata.default_bpm
-        if sampled > MAX_LENGTH_SECONDS:
-            longest = MAX_LENGTH_SECONDS * bundle.metadata.default_bpm / params["bpm"]
-            errors["length"] = (f"at {params['bpm']:g} BPM the longest piece this style makes "
-                                f"is {longest:.0f} seconds")
+    if bundle is not None and "bpm" in params:
+        _check_length(bundle, params, errors)
+
+    params["loop"] = _flag(values.get("loop", False))
+    if params["loop"] and "bars" not in params and "length" not in errors:
+        errors["loop"] = "a loop is a whole number of bars: give the length in bars"
+    feel = str(values.get("feel") or "straight").strip().lower()
+    if feel not in FEELS:
+        errors["feel"] = f"feel must be one of: {', '.join(FEELS)}"
+    else:
+        params["feel"] = feel
 
     temperature = values.get("temperature")
     temperature = _number(1.0 if _blank(temperature) else temperature, "temperature", errors,
@@ -173,6 +186,30 @@ def generation_params(values, registry: StyleRegistry) -> dict:
     if errors:
         raise ValidationError(errors)
     return params
+
+
+def _check_length(bundle, params: dict, errors: dict) -> None:
+    """Refuses lengths the sampler would: over ten minutes of file, or, for a
+    style stretched to the tempo, over ten minutes of its own music."""
+    try:
+        quarters_per_bar = parse_metre(bundle.metadata.time_signature).quarters_per_bar
+    except PerfRNNError:
+        quarters_per_bar = 4.0
+    bpm = params["bpm"]
+    if "bars" in params:
+        seconds = params["bars"] * quarters_per_bar * 60 / bpm
+        if seconds > MAX_LENGTH_SECONDS:
+            longest = int(MAX_LENGTH_SECONDS * bpm / 60 / quarters_per_bar)
+            errors["length"] = (f"{params['bars']} bars at {bpm:g} BPM last {seconds:.0f} "
+                                f"seconds; at this tempo the longest is {longest} bars")
+        return
+    if "seconds" not in params or bundle.config.is_metric:
+        return
+    # The style's music is stretched to the tempo: faster means more of it.
+    if params["seconds"] * bpm / bundle.metadata.default_bpm > MAX_LENGTH_SECONDS:
+        longest = MAX_LENGTH_SECONDS * bundle.metadata.default_bpm / bpm
+        errors["length"] = (f"at {bpm:g} BPM the longest piece this style makes "
+                            f"is {longest:.0f} seconds")
 
 
 def _check_type(value, bundle, params: dict, errors: dict) -> None:
