@@ -170,6 +170,37 @@ def beat_grid_fit(sequence: music_pb2.NoteSequence) -> float:
     return onset_grid_fit(sequence, drums_only=drums >= MIN_DRUM_HITS)
 
 
+KICK_PITCHES = (35, 36)  # GM acoustic and bass drum
+
+
+def downbeat_share(sequence: music_pb2.NoteSequence,
+                   tolerance: float = GRID_TOLERANCE_QUARTERS) -> float:
+    """Share of bars with drum hits whose beat 1 carries the kick (nan without drums).
+
+    Bars follow the sequence's own tempo map and first time signature from
+    time 0, as a DAW draws them. A piece without a kick is judged by its most
+    frequent drum instead (the style's strongest drum).
+    """
+    drums = [note for note in sequence.notes if note.is_drum]
+    if not drums:
+        return math.nan
+    pitches = np.array([note.pitch for note in drums])
+    strong = np.isin(pitches, KICK_PITCHES)
+    if not strong.any():
+        values, counts = np.unique(pitches, return_counts=True)
+        strong = pitches == values[np.argmax(counts)]
+    try:
+        bar = metre_of(sequence).quarters_per_bar
+    except PerfRNNError:
+        bar = sequence.time_signatures[0].numerator * 4 / sequence.time_signatures[0].denominator
+    quarters = quarters_at(sequence, [note.start_time for note in drums])
+    bars = np.floor((quarters + tolerance) / bar).astype(np.int64)
+    on_one = np.abs(quarters - np.rint(quarters / bar) * bar) <= tolerance + 1e-9
+    with_hits = np.unique(bars)
+    with_kick = np.unique(bars[strong & on_one])
+    return float(len(with_kick) / len(with_hits))
+
+
 def position_size(steps_per_quarter: int) -> int:
     """Width of the position input: step in the beat, beat in the bar, bar in
     the phrase, metre."""

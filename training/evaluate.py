@@ -51,6 +51,7 @@ class EvaluationResult:
     temperature: float
     seed: int
     warnings: list[str] = field(default_factory=list)
+    beat: dict = field(default_factory=dict)
 
     @property
     def report_path(self) -> Path:
@@ -69,6 +70,7 @@ class EvaluationResult:
             "temperature": self.temperature,
             "seed": self.seed,
             "warnings": self.warnings,
+            "beat": self.beat,
         }
 
 
@@ -94,6 +96,27 @@ def excerpts(sequences: list, seconds: float, limit: int) -> list:
             if round_index < len(cuts) and len(chosen) < limit:
                 chosen.append(cuts[round_index])
     return chosen
+
+
+def beat_figures(real: list, generated: list) -> dict:
+    """What a DAW shows, on each file's own tempo map (no best-fitting grid):
+    the share of drum hits on the 1/16 or triplet grid, and the share of bars
+    whose beat 1 carries the kick, for whole held-out pieces and generated
+    pieces (means; None without drums)."""
+    import numpy as np
+
+    from perfrnn.metric import downbeat_share, onset_grid_fit
+
+    def mean(values):
+        values = [value for value in values if math.isfinite(value)]
+        return float(np.mean(values)) if values else None
+
+    figures = {}
+    for name, measure in (("on_grid", lambda s: onset_grid_fit(s, drums_only=True)),
+                          ("downbeat_kick", downbeat_share)):
+        figures[name] = {"real": mean(map(measure, real)),
+                         "generated": mean(map(measure, generated))}
+    return figures
 
 
 def held_out_nll(run, sequences: list) -> float | None:
@@ -186,8 +209,7 @@ def evaluate_run(
         generated.extend(sampler.generate(options).sequences)
         batch_seed += 1
     report("generating", samples, samples)
-    for sequence in generated:  # the tempo the MIDI files are written at
-        sequence.tempos.add(qpm=bundle.metadata.default_bpm)
+    beat = beat_figures(held_out, generated)
 
     report("metrics", 0, 1)
     # Beat-based metrics on each piece's own best-fitting grid, real and generated
@@ -209,10 +231,13 @@ def evaluate_run(
     samples_dir.mkdir(exist_ok=True)
     tracks = bundle.metadata.tracks
     for index, sequence in enumerate(generated[:SAMPLE_FILES]):
-        name = midi_file_name(bundle.metadata.style, seconds, seed, index, SAMPLE_FILES)
+        name = midi_file_name(bundle.metadata.style,
+                              GenerationOptions(seconds=seconds, variations=SAMPLE_FILES),
+                              seed, index)
+        metre = sampler.metre
         (samples_dir / name).write_bytes(midi_bytes(
             sequence, tracks, native_bpm=bundle.metadata.default_bpm,
-            title=bundle.metadata.style))
+            title=bundle.metadata.style, time_signature=(metre.numerator, metre.denominator)))
     (out_dir / "loss.png").write_bytes(plots.loss_curve_png(run.history))
     (out_dir / "metrics.png").write_bytes(
         plots.metric_histograms_png(real_values, generated_values, overlaps))
@@ -233,7 +258,7 @@ def evaluate_run(
         mean_overlapping_area=mean_overlap, overlapping_area=overlaps,
         summary=summary["metrics"], real_pieces=len(real), generated_pieces=len(generated),
         seconds=float(seconds), temperature=float(temperature), seed=int(seed),
-        warnings=warnings)
+        warnings=warnings, beat=beat)
     _write_json(out_dir / "metrics.json", _plain(result.to_json()))
     result.report_path.write_text(render_report(result, bundle.metadata.style, run),
                                   encoding="utf-8")
@@ -280,6 +305,14 @@ def render_report(result: EvaluationResult, style: str, run) -> str:
         "",
     ]
     lines += [f"> warning: {warning}" for warning in result.warnings]
+    if result.beat:
+        lines += ["", "## On the beat (each file's own tempo map, as a DAW draws it)", "",
+                  "| figure | real (whole held-out pieces) | generated |", "|---|---:|---:|"]
+        labels = {"on_grid": "drum hits within 1/24 beat of the 1/16 or triplet grid",
+                  "downbeat_kick": "bars whose beat 1 carries the kick"}
+        for name, item in result.beat.items():
+            lines.append(f"| {labels.get(name, name)} | {_format(item.get('real'), 2)} | "
+                         f"{_format(item.get('generated'), 2)} |")
     lines += ["", "## Objective metrics", "",
               "| metric | unit | real mean ± sd | generated mean ± sd | overlap |",
               "|---|---|---|---|---:|"]

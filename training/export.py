@@ -169,6 +169,16 @@ def corpus_tempo(pieces: list) -> float | None:
     return round(statistics.median(tempos), 1) if tempos else None
 
 
+def corpus_metre(pieces: list) -> str:
+    """The time signature most training pieces are in ("4/4" when none say)."""
+    from collections import Counter
+
+    names = Counter(f"{piece.time_signatures[0].numerator}/"
+                    f"{piece.time_signatures[0].denominator}"
+                    if piece.time_signatures else "4/4" for piece in pieces)
+    return names.most_common(1)[0][0] if names else "4/4"
+
+
 def corpus_note_limits(pieces: list, tracks: tuple[TrackRole, ...]) -> list[float]:
     """Per track, the 99.5th percentile of the training notes' lengths in seconds
     (at least 0.1 s): what a generated note may last (see BundleMetadata)."""
@@ -241,6 +251,9 @@ def model_card(style: str, description: str, run: Run, provenance: list[dict],
         "",
         f"- Performance RNN, LSTM {layers}, configuration `{config.id}`"
         + (" (multi-track: one joint stream of every part)" if config.is_multitrack else ""),
+        *([f"- Metric: time moves in 1/{config.steps_per_quarter} quarter notes and the "
+           "network knows its place in the beat, the bar and an 8-bar phrase, so the "
+           "notes sit on the bar lines at any tempo"] if config.is_metric else []),
         f"- Parts: {', '.join(_part_text(track) for track in tracks)}",
         f"- Trained {run.step:,} steps; batch {run.settings.get('batch_size', config.batch_size)}"
         f" x {run.settings.get('sequence_length', '?')} events",
@@ -270,6 +283,14 @@ def model_card(style: str, description: str, run: Run, provenance: list[dict],
                      "(1.0 = same distributions)")
         for name, value in sorted((metrics.get("overlapping_area") or {}).items()):
             lines.append(f"  - {name}: {value:.2f}")
+    beat = metrics.get("beat") or {}
+    labels = {"on_grid": "Drum hits on the 1/16 or triplet grid of the file's tempo",
+              "downbeat_kick": "Bars whose beat 1 carries the kick"}
+    for name, item in beat.items():
+        if item.get("generated") is not None:
+            real = item.get("real")
+            lines.append(f"- {labels.get(name, name)}: {item['generated']:.2f} generated"
+                         + (f", {real:.2f} in the held-out music" if real is not None else ""))
     if nll is None and overlap is None:
         lines.append("Not evaluated; run `python -m training evaluate`.")
     return "\n".join(lines) + "\n"
@@ -299,7 +320,15 @@ def bundle_from_run(run: Run, style: str | None = None, description: str = "",
     metrics = {"validation_nll_per_event": run.best_validation_nll}
     metrics.update({key: evaluation[key] for key in
                     ("validation_nll_per_event", "mean_overlapping_area", "overlapping_area",
-                     "generated", "real") if evaluation.get(key) is not None})
+                     "generated", "real", "beat") if evaluation.get(key) is not None})
+    metre = corpus_metre(pieces) if config.is_metric else "4/4"
+    if config.is_metric:
+        from perfrnn.metric import parse_metre
+
+        try:
+            parse_metre(metre)
+        except PerfRNNError:
+            metre = "4/4"
     training = {
         "steps": run.step,
         "layer_sizes": list(run.config.rnn_layer_sizes),
@@ -316,6 +345,7 @@ def bundle_from_run(run: Run, style: str | None = None, description: str = "",
         provenance=provenance, metrics=metrics, training=training,
         default_controls=corpus_controls(config, pieces),
         max_note_seconds=corpus_note_limits(pieces, tracks),
+        time_signature=metre,
         card=model_card(style, description, run, provenance, metrics, tracks, float(bpm),
                         card_notes))
     return Bundle(config=config, model=run.model, metadata=metadata)
