@@ -127,6 +127,7 @@ def test_position_inputs_know_the_beat_bar_and_phrase():
     assert np.argmax(step, axis=1).tolist() == [0, 3, 0, 11, 0, 0]
     assert np.argmax(quarter, axis=1).tolist() == [0, 0, 1, 3, 0, 0]
     assert np.argmax(bar, axis=1).tolist() == [0, 0, 0, 0, 1, 0]  # bar 9 starts a phrase
+    assert metre[:, 0].tolist() == [1.0] * 6  # 4/4
     assert rows.sum(axis=1).tolist() == [4.0] * 6
     waltz = position_features(np.array([36]), parse_metre("3/4"), 12)
     assert waltz[0, 16 + 1] == 1.0 and np.argmax(waltz[0, 24:]) == 1  # bar 2, in 3/4
