@@ -203,6 +203,11 @@ INVALID_GENERATIONS = [
     ({"style": "rock", "seconds": 5, "type": 200}, "type"),
     ({"style": "rock", "seconds": 5, "lenght": 30}, "lenght"),
     ({"style": "rock", "seconds": 5, "primer": "C D E"}, "primer"),
+    ({"style": "rock", "bars": 0}, "bars"),
+    ({"style": "rock", "bars": 2.5}, "bars"),
+    ({"style": "rock", "bars": 256, "bpm": 40}, "length"),
+    ({"style": "rock", "seconds": 5, "loop": True}, "loop"),
+    ({"style": "rock", "bars": 4, "feel": "lazy"}, "feel"),
 ]
 
 
@@ -322,6 +327,19 @@ def test_generation_flow_and_downloads(api_app, client):
     for kind in ("midi", "wav", "pianoroll"):
         body = assert_error(client.get(f"{API}/generations/{job_id}/{kind}"), 404, "expired")
         assert "expired" in body["message"]
+
+
+def test_a_loop_in_bars_with_swing_ends_on_its_bar_line(api_app, client):
+    job = generate(api_app, client, style="rock", bars=4, bpm=90, seed=8, loop=True,
+                   feel="swing")
+    assert job["params"]["bars"] == 4 and job["params"]["loop"] is True
+    assert job["params"]["feel"] == "swing"
+    midi = client.get(job["downloads"][0]["midi"])
+    assert re.search(r"rock-4bars-loop-seed8\.mid", midi.headers["Content-Disposition"])
+    song = mido.MidiFile(file=io.BytesIO(midi.data))
+    assert {sum(message.time for message in track) for track in song.tracks} == {4 * 4 * 480}
+    assert song.length == pytest.approx(4 * 4 * 60 / 90, abs=1e-3)
+    assert job["result"]["variations"][0]["seconds"] == pytest.approx(4 * 4 * 60 / 90, abs=1e-3)
 
 
 def test_unknown_jobs(client):

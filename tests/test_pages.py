@@ -195,7 +195,11 @@ def test_style_query_preselects_a_conditioned_style(make_app):
 @pytest.mark.parametrize("changes, field, words", [
     ({"length": "2"}, "length", "from 5 seconds"),
     ({"length": "lots"}, "length", "must be a number"),
-    ({"unit": "hours"}, "unit", "seconds or minutes"),
+    ({"unit": "hours"}, "unit", "seconds, minutes or bars"),
+    ({"unit": "bars", "length": "300"}, "length", "between 1 and 256"),
+    ({"unit": "bars", "length": "200", "bpm": "40"}, "length", "the longest is 100 bars"),
+    ({"loop": "on"}, "loop", "length in bars"),
+    ({"feel": "lazy"}, "feel", "straight, swing"),
     ({"bpm": "5"}, "bpm", "between 20 and 300"),
     ({"temperature": "3"}, "temperature", "between 0.1 and 2"),
     ({"variations": "9"}, "variations", "between 1 and 4"),
