@@ -282,6 +282,14 @@ def style_card(style) -> dict:
         figures.append(("Mean overlapping area", metrics["mean_overlapping_area"],
                         "0 to 1; how closely generated music matches the training music's "
                         "statistics (higher is closer)"))
+    beat = metrics.get("beat") if isinstance(metrics.get("beat"), dict) else {}
+    on_grid = beat.get("on_grid") if isinstance(beat.get("on_grid"), dict) else {}
+    if isinstance(on_grid.get("generated"), (int, float)):
+        real = on_grid.get("real")
+        real_text = f"{real:.2f}" if isinstance(real, (int, float)) else "not measured"
+        figures.append(("Drum hits on the beat grid", on_grid["generated"],
+                        "share on the 1/16 or triplet grid of the file's own tempo "
+                        f"(real music: {real_text})"))
     fidelity = metrics.get("genre_fidelity")
     if fidelity is not None:
         figures.append(("Genre fidelity", fidelity,
@@ -291,6 +299,8 @@ def style_card(style) -> dict:
         "parts": [part_label(track) for track in meta.tracks],
         "types": [type_label(entry) for entry in style_types(bundle)],
         "default_bpm": meta.default_bpm,
+        "metric": bundle.config.is_metric,
+        "time_signature": meta.time_signature,
         "conditioned": bool(bundle.encoding.control_signals),
         "default_controls": dict(meta.default_controls or {}),
         "metrics": figures,
