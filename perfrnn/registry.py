@@ -19,6 +19,7 @@ from pathlib import Path
 
 from perfrnn.bundle import Bundle, read_bundle
 from perfrnn.errors import PerfRNNError
+from perfrnn.metric import parse_metre
 
 BUNDLE_SUFFIX = ".mag"
 STYLE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
@@ -76,6 +77,10 @@ def check_metadata(bundle: Bundle) -> Bundle:
             problems.append("default_controls.notes_per_second is not a number above 0")
         if key is not None and not isinstance(key, str):
             problems.append("default_controls.key is not text")
+    try:
+        parse_metre(meta.time_signature)
+    except PerfRNNError:
+        problems.append(f"time_signature {meta.time_signature!r} is not 4/4, 3/4, 6/8 or 2/4")
     if problems:
         raise PerfRNNError(f"its metadata is malformed: {'; '.join(problems)}")
     return bundle
