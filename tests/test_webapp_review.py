@@ -88,7 +88,7 @@ MALFORMED = {
     "tracks-text": {"style": "x", "tracks": "abc"},
     "no-style": {"description": "no style name"},
     "types-text": {"style": "x", "types": [{"name": 5, "program": 3}]},
-    "metre-7/8": {"style": "x", "time_signature": "7/8"},
+    "metre-seven-eight": {"style": "x", "time_signature": "7/8"},
     "metre-list": {"style": "x", "time_signature": [4, 4]},
 }
 
