@@ -590,3 +590,55 @@ def test_help_runs_as_a_module():
     for text in ("--name", "--input", "--out", "--config", "--kind", "--validation-fraction",
                  "--seed", "examples:", "performance_with_dynamics"):
         assert text in completed.stdout
+
+
+# ----- metric styles: the beat comes from each file -----------------------------------------
+
+
+def write_groove(path: Path, bpm: float, beats: list[float], numerator: int = 4,
+                 late_seconds: float = 0.0, changes_to: tuple[int, int] | None = None) -> Path:
+    """A drum file at `bpm` with hits on `beats` (quarter notes), its time
+    signature, optionally every hit `late_seconds` late, and optionally a
+    metre change after two bars."""
+    midi = pretty_midi.PrettyMIDI(initial_tempo=bpm)
+    midi.time_signature_changes.append(pretty_midi.TimeSignature(numerator, 4, 0.0))
+    if changes_to:
+        midi.time_signature_changes.append(
+            pretty_midi.TimeSignature(*changes_to, 2 * numerator * 60 / bpm))
+    kit = pretty_midi.Instrument(program=0, is_drum=True)
+    for beat in beats:
+        start = beat * 60 / bpm + late_seconds
+        kit.notes.append(pretty_midi.Note(velocity=100, pitch=36 if beat % 4 == 0 else 42,
+                                          start=start, end=start + 0.05))
+    midi.instruments.append(kit)
+    midi.write(str(path))
+    return path
+
+
+def test_metric_prepare_reads_each_files_beat_and_skips_free_tempo_music(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sixteenths = [i / 4 for i in range(64)]  # four bars of sixteenths
+    write_groove(folder / "groove97.mid", 97, sixteenths)
+    write_groove(folder / "late.mid", 140, sixteenths, late_seconds=0.012)  # humanised
+    write_groove(folder / "shuffle.mid", 120, [i / 3 for i in range(48)])  # triplets
+    rng = __import__("random").Random(3)
+    write_groove(folder / "free.mid", 120, sorted(rng.uniform(0, 16) for _ in range(64)))
+    write_groove(folder / "five.mid", 120, sixteenths, numerator=5)
+    write_groove(folder / "changes.mid", 120, sixteenths, changes_to=(3, 4))
+    result = prepare_corpus("beats", [folder], tmp_path / "data", config_id="metric_drums",
+                            kind="drums", validation_fraction=0)
+    records = {record.source: record for record in result.files}
+    for name in ("groove97.mid", "late.mid", "shuffle.mid"):
+        assert records[name].used and records[name].grid_fit == 1.0, records[name]
+        assert records[name].metre == "4/4"
+    assert records["free.mid"].reason_code == "no_beat"
+    assert "free-tempo" in records["free.mid"].reason
+    assert records["five.mid"].reason_code == "no_beat" and "5/4" in records["five.mid"].reason
+    changed = records["changes.mid"]
+    assert changed.used and any("time signature changes" in w for w in changed.warnings)
+    assert changed.seconds == pytest.approx(4.0, abs=0.06)  # cut after two 4/4 bars at 120
+    report = (tmp_path / "data" / "report.md").read_text()
+    assert "| metre | on the grid |" in report and "| 4/4 | 100% |" in report
+    manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
+    assert {f["source"]: f["grid_fit"] for f in manifest["files"]}["groove97.mid"] == 1.0
