@@ -40,6 +40,9 @@ PRESETS: dict[str, Preset] = {
     )
 }
 
+# Drum and band styles are metric: they learn, and play, on the beat.
+METRIC_CONFIGS = {"band": "metric_band", "drums": "metric_drums"}
+
 # progress(stage, fraction of the stage done 0..1, details for people or the loss curve).
 # Stages: "prepare", "train", "evaluate", "export".
 PipelineProgress = Callable[[str, float, dict], None]
@@ -82,8 +85,9 @@ def train_style(
       work_dir: Holds `data/` (the prepared corpus) and `run/` (checkpoints).
       bundle_path: The `.mag` file to write.
       preset: A key of PRESETS or a Preset.
-      config_id: Model configuration (default: performance_with_dynamics, or
-        the multi-track one for kind "band").
+      config_id: Model configuration (default: performance_with_dynamics;
+        metric_band for kind "band" and metric_drums for kind "drums", so that
+        drum and band styles play on the beat).
       kind: "pitched", "drums" or "band" (see `prepare_corpus`).
       evaluate: Run the evaluation (its figures go into the model card).
       should_stop: Polled between training steps; when it turns true a
@@ -99,8 +103,7 @@ def train_style(
 
     preset = preset if isinstance(preset, Preset) else get_preset(preset)
     if config_id is None:
-        config_id = ("multitrack_performance_with_dynamics" if kind == "band"
-                     else "performance_with_dynamics")
+        config_id = METRIC_CONFIGS.get(kind, "performance_with_dynamics")
     work_dir = Path(work_dir)
 
     def report(stage: str, fraction: float, **details) -> None:

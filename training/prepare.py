@@ -809,6 +809,12 @@ def _nothing_usable_message(result: PrepareResult) -> str:
         which = "the only file has no" if len(codes) == 1 else f"none of the {count} has"
         return (f"{which} drum notes (MIDI channel 10), and a drum style "
                 "needs them; for pitched music, use --kind pitched")
+    if codes and all(code == SKIP_NO_BEAT for code in codes):
+        which = "the only file has no" if len(codes) == 1 else f"none of the {count} has a"
+        return (f"{which} steady beat that a drum or band style can learn from (their notes "
+                f"do not follow their own tempo, or the metre is not 4/4, 3/4, 6/8 or 2/4: "
+                f"{skipped[0].source}: {skipped[0].reason}); choose files made on a grid "
+                "(sequenced or quantised), or train a pitched style (--kind pitched)")
     shown = "; ".join(f"{record.source}: {record.reason}" for record in skipped[:3])
     more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
     hint = ""

@@ -56,8 +56,10 @@ KINDS = (
                      "dataset manifest that says otherwise"),
     ("pitched", "One instrument", "every pitched part merged into one performance, like a "
                                   "piano; drum notes are dropped"),
-    ("drums", "Drums only", "only the drum notes (MIDI channel 10) are kept"),
-    ("band", "Band", "each part on its own track: drums, bass, harmony and lead"),
+    ("drums", "Drums only", "only the drum notes (MIDI channel 10) are kept, learnt on the "
+                            "beat: files need a steady tempo"),
+    ("band", "Band", "each part on its own track: drums, bass, harmony and lead, learnt on "
+                     "the beat: files need a steady tempo"),
 )
 KEYS = ("C", "G", "D", "A", "E", "B", "F#", "Db", "Ab", "Eb", "Bb", "F",
         "Am", "Em", "Bm", "F#m", "C#m", "G#m", "Ebm", "Bbm", "Fm", "Cm", "Gm", "Dm")
