@@ -78,6 +78,13 @@ class MetricEncoding(MultiTrackEncoding):
         beats, within = np.divmod(steps, self.steps_per_quarter)
         return beats * self.steps_per_quarter + self._snap[within]
 
+    def onset_allowed(self, metre: Metre = COMMON_TIME) -> np.ndarray:
+        """For each step of a phrase [cycle], whether a note may start there: on a
+        sixteenth or eighth-triplet position, the only onsets the encoding keeps."""
+        cycle = position_cycle(metre, self.steps_per_quarter)
+        within = np.arange(cycle) % self.steps_per_quarter
+        return self._snap[within] == within
+
     def position_table(self, metre: Metre = COMMON_TIME) -> np.ndarray:
         """Position inputs for the steps of one phrase [cycle, control_size];
         step t's row is `table[t % cycle]`."""

@@ -211,6 +211,8 @@ class Sampler:
         primer_events, primer_steps = self._primer_events(primer, length.bar_steps)
         batch = options.variations * (LOOP_CANDIDATES if options.loop else 1)
         position_gates, cycle = self._position_gates(controls, metre)
+        onset_allowed = tf.constant(self.encoding.onset_allowed(metre)
+                                    if self.encoding.config.is_metric else [True])
         state = self._primer_state(primer_events[:-1], controls, batch, metre)
         last_event = tf.fill([batch], int(primer_events[-1]))
         sounding = tf.tile(tf.constant(self._sounding_after(primer_events))[None], [batch, 1])
@@ -224,7 +226,7 @@ class Sampler:
                 raise PerfRNNError("generation was cancelled")
             events, count, state, last_event, elapsed, sounding = self._sample_block(
                 state, last_event, elapsed, sounding, tf.constant(target_steps), position_gates,
-                tf.constant(primer_steps % cycle, tf.int32),
+                onset_allowed, tf.constant(primer_steps % cycle, tf.int32),
                 tf.constant(options.temperature, tf.float32),
                 tf.constant(seed, tf.int64), tf.constant(done_events, tf.int64))
             count = int(count)
@@ -384,7 +386,8 @@ class Sampler:
     # ----- the compiled loop ------------------------------------------------------
 
     def _sample_block_graph(self, state, last_event, elapsed, sounding, target_steps,
-                            position_gates, first_position, temperature, seed, first_index):
+                            position_gates, onset_allowed, first_position, temperature, seed,
+                            first_index):
         """Samples up to block_events events for every variation.
 
         Args:
@@ -395,6 +398,7 @@ class Sampler:
           target_steps: int32 scalar, steps wanted.
           position_gates: [cycle, 4*units0], (controls or position) @ kernel
             + bias of layer 0 for each step of the position cycle.
+          onset_allowed: [cycle] bool, whether a note may start at each step.
           first_position: int32 scalar, the cycle step where generation starts.
           temperature: float32 scalar.
           seed: int64 scalar, the user's seed.
@@ -419,6 +423,7 @@ class Sampler:
         grammar = self.note_grammar
         no_key = tf.ones([batch, 1])
         cycle = tf.shape(position_gates)[0]
+        is_onset = tf.constant(self._on_keys_table >= 0)
 
         def step(i, state, last_event, elapsed, sounding, events):
             (c, h), upper = state[0], state[1:]
@@ -433,9 +438,12 @@ class Sampler:
                 new_state.append((c, h))
                 x = h
             logits = tf.matmul(x, output_weights) + output_biases
-            if grammar:  # a note-off only for a sounding note
+            if grammar:  # a note-off only for a sounding note, a note-on only on the grid
                 allowed = tf.gather(tf.concat([no_key, sounding], axis=1), self._off_keys, axis=1)
-                logits = tf.where(allowed > 0, logits, -1e9)
+                here = tf.gather(onset_allowed, position)  # [batch]: may a note start now?
+                off_grid = tf.logical_and(is_onset[None, :], tf.logical_not(here)[:, None])
+                logits = tf.where(tf.logical_and(allowed > 0, tf.logical_not(off_grid)),
+                                  logits, -1e9)
             # Inverse-CDF sampling: one uniform number per variation and event.
             probabilities = tf.nn.softmax(logits / temperature)
             cdf = tf.cumsum(probabilities, axis=1)

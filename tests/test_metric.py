@@ -230,3 +230,13 @@ def test_a_waltz_style_writes_three_four(tmp_path):
     assert (signature.numerator, signature.denominator) == (3, 4)
     assert set(end_of_track_ticks(midi)) == {4 * 3 * 480}
     assert Metre(3, 4).steps_per_bar(12) == 36
+
+
+def test_the_note_grammar_starts_notes_only_on_sixteenths_and_triplets(metric_band):
+    """The small band's random weights start notes anywhere on the 1/12 grid;
+    with the grammar (the default) every onset is on the 1/16 or triplet grid."""
+    options = GenerationOptions(bars=8, bpm=100, seed=6)
+    raw = Sampler(metric_band, note_grammar=False).generate(options).sequences[0]
+    kept = Sampler(metric_band).generate(options).sequences[0]
+    assert onset_grid_fit(raw) < 0.8
+    assert onset_grid_fit(kept) == 1.0

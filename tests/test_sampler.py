@@ -170,7 +170,8 @@ def test_loop_runs_in_few_compiled_calls_not_one_per_event(piano_bundle):
 def sampler_call_args(sampler):
     model = sampler.bundle.model
     return (model.zero_state(1), tf.zeros([1], tf.int32), tf.zeros([1], tf.int32),
-            tf.zeros([1, 128]), tf.constant(100), model.biases[0][None], tf.constant(0),
+            tf.zeros([1, 128]), tf.constant(100), model.biases[0][None], tf.constant([True]),
+            tf.constant(0),
             tf.constant(1.0), tf.constant(1, tf.int64), tf.constant(0, tf.int64))
 
 
