@@ -78,7 +78,7 @@ SKIP_UNSAFE_ARCHIVE = "unsafe_archive"
 SKIP_NO_BEAT = "no_beat"
 # A metric style learns from files whose onsets follow their own tempo map:
 # at least this share of drum hits (of all onsets without drums) within 1/24
-# beat of the 1/16 or triplet grid. Random onsets give about 0.33, free-tempo
+# beat of the 1/16 or triplet grid. Random onsets give 0.5, free-tempo
 # performances about 0.5, mma's humanised grooves 0.73 to 1.
 MIN_GRID_FIT = 0.7
 
