@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/generate_speed.py                 # 3x512, CPU
     .venv/bin/python benchmarks/generate_speed.py --layers 256 256 256
     .venv/bin/python benchmarks/generate_speed.py --bundle bundles/piano.mag
+    .venv/bin/python benchmarks/generate_speed.py --config metric_band --layers 256 256
 
 Prints figures; it asserts nothing. Each figure is the median of --repeats
 runs, since a shared machine is noisy. "Loop" figures time the compiled
@@ -33,6 +34,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", help="time this bundle instead of random weights")
+    parser.add_argument("--config", default="performance_with_dynamics",
+                        help="configuration for random weights, e.g. metric_band "
+                             "(default: performance_with_dynamics)")
     parser.add_argument("--layers", type=int, nargs="+", default=[512, 512, 512],
                         help="LSTM sizes for random weights (default: Magenta's 512 512 512)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8],
@@ -64,7 +68,7 @@ def main() -> None:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     from perfrnn.bundle import Bundle, BundleMetadata, read_bundle
     from perfrnn.configs import get_config
-    from perfrnn.encoding import PerformanceEncoding
+    from perfrnn.encoding import encoding_for
     from perfrnn.model import PerformanceRNN
     from perfrnn.options import GenerationOptions
     from perfrnn.sampler import Sampler
@@ -73,11 +77,12 @@ def main() -> None:
         bundle = read_bundle(args.bundle)
         label = f"{args.bundle} ({'x'.join(map(str, bundle.config.rnn_layer_sizes))})"
     else:
-        config = get_config("performance_with_dynamics").replace(rnn_layer_sizes=args.layers)
-        encoding = PerformanceEncoding(config)
+        config = get_config(args.config).replace(rnn_layer_sizes=args.layers)
+        encoding = encoding_for(config)
         model = PerformanceRNN(encoding.input_size, encoding.num_classes, args.layers)
-        bundle = Bundle(config=config, model=model, metadata=BundleMetadata(style="benchmark"))
-        label = f"random weights, {'x'.join(map(str, args.layers))}"
+        bundle = Bundle(config=config, model=model,
+                        metadata=BundleMetadata(style="benchmark", tracks=config.tracks))
+        label = f"random weights, {args.config}, {'x'.join(map(str, args.layers))}"
     sampler = Sampler(bundle, block_events=args.events)
     model = bundle.model
     print(f"model: {label}; TensorFlow {tf.__version__}; "
@@ -87,9 +92,14 @@ def main() -> None:
           f"{'30 s piece s':>12}  {'events/30 s':>11}  {'projected 30 s piece s':>22}")
     for batch in args.batches:
         state = model.zero_state(batch)
+        controls = sampler.encoding.encode_controls()
+        position_gates, _ = sampler._position_gates(controls, sampler.metre)
+        onset_allowed = (sampler.encoding.onset_allowed(sampler.metre)
+                         if bundle.config.is_metric else [True])
         args_for_loop = (
             state, tf.fill([batch], sampler.encoding.start_event()), tf.zeros([batch], tf.int32),
-            tf.constant(2**30), model.biases[0][None], tf.constant(1.0),
+            tf.zeros([batch, sampler._num_keys]), tf.constant(2**30), position_gates,
+            tf.constant(onset_allowed), tf.constant(0), tf.constant(1.0),
             tf.constant(1, tf.int64), tf.constant(0, tf.int64))
 
         def run_loop(loop_args=args_for_loop):
