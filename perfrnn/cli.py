@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     generate.add_argument("--bundle", required=True, metavar="PATH",
                           help="the style's .mag bundle (ours or Magenta's)")
-    generate.add_argument("--seconds", type=float, default=30.0,
+    generate.add_argument("--seconds", type=float, default=None,
                           help=f"length of new music in seconds, up to {MAX_SECONDS:g} "
                                "(default: 30)")
     generate.add_argument("--bars", type=int, default=None,
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="make the last bar lead back into the first, so the piece "
                                "repeats seamlessly in a DAW's loop (needs --bars)")
     generate.add_argument("--bpm", type=float, default=None,
-                          help=f"tempo of the MIDI file, {MIN_BPM:g}..{MAX_BPM:g}; a metric "
+                          help=f"tempo of the MIDI file, {MIN_BPM:g} to {MAX_BPM:g}; a metric "
                                "style (drums, rock, electronic) plays its beat grid at it, "
                                "others are stretched to it (default: the style's own tempo)")
     generate.add_argument("--feel", choices=FEELS, default="straight",
@@ -131,8 +131,11 @@ def _parse_key(text: str | None) -> tuple[float, ...] | None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    if args.bars is not None and args.seconds is not None:
+        raise PerfRNNError("give the length once: --bars or --seconds, not both")
     options = GenerationOptions(
-        seconds=args.seconds, temperature=args.temperature, seed=args.seed,
+        seconds=30.0 if args.seconds is None else args.seconds,
+        temperature=args.temperature, seed=args.seed,
         variations=args.variations, notes_per_second=args.notes_per_second,
         pitch_histogram=_parse_key(args.key), bpm=args.bpm, bars=args.bars, loop=args.loop)
     options.validate()  # before the slow imports, so mistakes are reported at once

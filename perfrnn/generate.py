@@ -65,7 +65,9 @@ class MidiOptions:
     """How generated music is written.
 
     Attributes:
-      quantize: Snap note onsets to a 1/16 grid.
+      quantize: Snap note onsets to a 1/16 grid. A metric style's notes are on
+        their sixteenth-or-triplet grid already, and stay there (snapping its
+        triplets to sixteenths would move them off the beat).
       program: GM program for one part (the "type"); None for the default.
       track: Name of the part `program` applies to; None for `main_track`.
       feel: "straight" (the grid exactly), "swing" (off-beat eighths and
@@ -82,6 +84,8 @@ class MidiOptions:
     def validate(self) -> None:
         if self.feel not in FEELS:
             raise PerfRNNError(f"feel must be one of {', '.join(FEELS)}, got {self.feel!r}")
+        if self.quantize and self.feel != "straight":
+            raise PerfRNNError(f"quantize snaps the {self.feel} feel away; choose one of them")
 
 
 def midi_file_name(style: str, options: GenerationOptions, seed: int, variation: int) -> str:
@@ -159,7 +163,8 @@ def generate_midi(
         generation.sequences[index] = sequence
         name = midi_file_name(bundle.metadata.style, options, generation.seed, index)
         data = midi_bytes(sequence, tracks, bpm=generation.bpm, native_bpm=generation.bpm,
-                          quantize=midi.quantize, title=bundle.metadata.style,
+                          quantize=midi.quantize and not bundle.config.is_metric,
+                          title=bundle.metadata.style,
                           time_signature=(generation.metre.numerator,
                                           generation.metre.denominator))
         files.append((name, data))

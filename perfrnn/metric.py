@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from note_seq.protobuf import music_pb2
 
 from perfrnn.errors import PerfRNNError
+
+if TYPE_CHECKING:  # note-seq is slow to import and noisy; the CLI validates options without it
+    from note_seq.protobuf import music_pb2
 
 DEFAULT_QPM = 120.0
 PHRASE_BARS = 8  # the position input counts bars 1..8 of a phrase (4-bar phrases are halves)
@@ -111,9 +114,13 @@ def known_metre_or_none(numerator: int, denominator: int) -> Metre | None:
 def first_metre_change(sequence: music_pb2.NoteSequence) -> float | None:
     """Seconds at which the time signature first differs from the first one (None: never)."""
     signatures = sorted(sequence.time_signatures, key=lambda s: s.time)
+
+    def same(signature) -> tuple:
+        pair = (signature.numerator, signature.denominator)
+        return (known_metre_or_none(*pair) or pair,)
+
     for signature in signatures[1:]:
-        if (signature.numerator, signature.denominator) != (signatures[0].numerator,
-                                                            signatures[0].denominator):
+        if same(signature) != same(signatures[0]):
             return signature.time
     return None
 

@@ -159,6 +159,10 @@ def midi_bytes(sequence: music_pb2.NoteSequence, tracks: Sequence[TrackRole], *,
                                "General MIDI programs run from 0 to 127.")
 
     ticks_per_second = native_bpm / 60 * TICKS_PER_QUARTER
+    # Every track ends at the sequence's length (or its last event, if later),
+    # so a DAW shows the piece as long as was asked for, final silence included.
+    total = sequence.total_time if math.isfinite(sequence.total_time) else 0.0
+    end_tick = min(_round(max(total, 0.0) * ticks_per_second), MAX_TICK)
     notes = []  # (role index, on tick, off tick, pitch, velocity)
     for note in sequence.notes:
         if not 0 <= note.instrument < len(tracks):
@@ -167,6 +171,8 @@ def midi_bytes(sequence: music_pb2.NoteSequence, tracks: Sequence[TrackRole], *,
         if not 0 <= note.pitch <= 127:
             raise PerfRNNError(f"Pitch {note.pitch} is outside MIDI's range 0..127.")
         on, off = _note_ticks(note, ticks_per_second, quantize)
+        if on < end_tick:  # quantizing keeps lengths: a late onset must not end past the end
+            off = max(min(off, end_tick), on + 1)
         velocity = min(max(note.velocity, 1), 127)
         notes.append((note.instrument, on, off, note.pitch, velocity))
     used = sorted({index for index, *_ in notes}) or list(range(len(tracks)))
@@ -185,10 +191,6 @@ def midi_bytes(sequence: music_pb2.NoteSequence, tracks: Sequence[TrackRole], *,
         for note in _remove_overlaps(group):
             clean[owner[key + (note[0],)]].append(note)
 
-    # Every track ends at the sequence's length (or its last event, if later),
-    # so a DAW shows the piece as long as was asked for, final silence included.
-    total = sequence.total_time if math.isfinite(sequence.total_time) else 0.0
-    end_tick = min(_round(max(total, 0.0) * ticks_per_second), MAX_TICK)
     midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_QUARTER)
     midi.tracks.append(_track(end_tick, [
         (0, mido.MetaMessage("track_name", name=_text(title or "perfrnn"))),

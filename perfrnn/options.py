@@ -9,12 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from perfrnn.errors import PerfRNNError
+from perfrnn.metric import Metre
 
 MIN_SECONDS = 0.1
 MAX_SECONDS = 600.0  # ten minutes
 MAX_VARIATIONS = 16
 MAX_BARS = 256
-MIN_BPM, MAX_BPM = 20.0, 400.0
+MIN_BPM, MAX_BPM = 20.0, 300.0
 # How generated music is played (perfrnn.generate.apply_feel); the grid stays exact by default.
 FEELS = ("straight", "swing", "human", "swing+human")
 MAX_SEED = 2**31 - 1
@@ -68,6 +69,7 @@ class GenerationOptions:
             raise PerfRNNError(f"tempo must be from {MIN_BPM:g} to {MAX_BPM:g} beats per "
                                f"minute, got {self.bpm}")
         if self.bars is not None and not (isinstance(self.bars, int)
+                                          and not isinstance(self.bars, bool)
                                           and 1 <= self.bars <= MAX_BARS):
             raise PerfRNNError(f"bars must be a whole number from 1 to {MAX_BARS}, got {self.bars}")
         if self.loop and self.bars is None:
@@ -83,6 +85,65 @@ class GenerationOptions:
 
     def resolved_seed(self) -> int:
         return random.SystemRandom().randrange(MAX_SEED) if self.seed is None else self.seed
+
+
+@dataclass(frozen=True)
+class LengthPlan:
+    """How long the model runs for one request.
+
+    Attributes:
+      steps: Model steps of new music.
+      steps_per_second: Model steps per second of model time.
+      model_seconds: `steps` in model seconds (the style's own tempo for a
+        time-based style, the requested one for a metric style).
+      bar_steps: Model steps per bar.
+      file_seconds: Seconds of new music in the file, as asked.
+    """
+
+    steps: int
+    steps_per_second: float
+    model_seconds: float
+    bar_steps: int
+    file_seconds: float
+
+
+def length_plan(options: GenerationOptions, bpm: float, native_bpm: float, metre: Metre,
+                encoding) -> LengthPlan:
+    """The one rule for lengths: `seconds` (or `bars`) is the length of new
+    music in the file at `bpm`, for every kind of style.
+
+    A metric style counts steps in beats and plays them at `bpm`; a
+    time-based style is sampled at its own tempo and stretched to `bpm`, so it
+    runs `seconds * bpm / native_bpm` model seconds, at most MAX_SECONDS.
+
+    Raises:
+      PerfRNNError: the file would last more than MAX_SECONDS, or a
+        time-based style would have to make more than MAX_SECONDS of music.
+    """
+    seconds_per_bar = metre.quarters_per_bar * 60.0 / bpm
+    file_seconds = options.bars * seconds_per_bar if options.bars else options.seconds
+    if file_seconds > MAX_SECONDS + 1e-9:
+        longest = int(MAX_SECONDS / seconds_per_bar)
+        raise PerfRNNError(f"{options.bars} bars at {bpm:g} BPM last {file_seconds:.0f} "
+                           f"seconds, over the maximum of {MAX_SECONDS:g} s (10 minutes); at "
+                           f"this tempo the longest is {longest} bars")
+    config = encoding.config
+    if config.is_metric:
+        rate = encoding.steps_per_second(bpm)
+        bar_steps = metre.steps_per_bar(config.steps_per_quarter)
+        steps = options.bars * bar_steps if options.bars else max(1, round(file_seconds * rate))
+    else:
+        rate = float(config.steps_per_second)
+        model_seconds = file_seconds * bpm / native_bpm
+        if model_seconds > MAX_SECONDS + 1e-9:
+            raise PerfRNNError(
+                f"at {bpm:g} BPM the longest piece this style makes is "
+                f"{MAX_SECONDS * native_bpm / bpm:.0f} seconds: it plays at {native_bpm:g} BPM "
+                "and is stretched to the tempo asked for")
+        bar_steps = max(1, round(seconds_per_bar * bpm / native_bpm * rate))
+        steps = max(1, round(model_seconds * rate))
+    return LengthPlan(steps=steps, steps_per_second=rate, model_seconds=steps / rate,
+                      bar_steps=bar_steps, file_seconds=file_seconds)
 
 
 _MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)

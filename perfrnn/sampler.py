@@ -30,9 +30,10 @@ from perfrnn.metric import COMMON_TIME, Metre, parse_metre
 from perfrnn.model import PerformanceRNN, lstm_cell, lstm_update
 from perfrnn.multitrack import assign_roles
 from perfrnn.options import (
-    MAX_SECONDS,
     GenerationOptions,
+    LengthPlan,
     ProgressCallback,
+    length_plan,
     pitch_histogram_for_key,
 )
 
@@ -56,68 +57,19 @@ class Generation:
     metre: Metre = COMMON_TIME
 
 
-@dataclass(frozen=True)
-class LengthPlan:
-    """How long the model runs for one request.
-
-    Attributes:
-      steps: Model steps of new music.
-      steps_per_second: Model steps per second of model time.
-      model_seconds: `steps` in model seconds (the style's own tempo for a
-        time-based style, the requested one for a metric style).
-      bar_steps: Model steps per bar.
-      file_seconds: Seconds of new music in the file, as asked.
-    """
-
-    steps: int
-    steps_per_second: float
-    model_seconds: float
-    bar_steps: int
-    file_seconds: float
-
-
-def length_plan(options: GenerationOptions, bpm: float, native_bpm: float, metre: Metre,
-                encoding) -> LengthPlan:
-    """The one rule for lengths: `seconds` (or `bars`) is the length of new
-    music in the file at `bpm`, for every kind of style.
-
-    A metric style counts steps in beats and plays them at `bpm`; a
-    time-based style is sampled at its own tempo and stretched to `bpm`, so it
-    runs `seconds * bpm / native_bpm` model seconds.
-
-    Raises:
-      PerfRNNError: the length in bars lasts more than MAX_SECONDS at `bpm`.
-    """
-    seconds_per_bar = metre.quarters_per_bar * 60.0 / bpm
-    file_seconds = options.bars * seconds_per_bar if options.bars else options.seconds
-    if file_seconds > MAX_SECONDS + 1e-9:
-        raise PerfRNNError(f"{options.bars} bars at {bpm:g} BPM last {file_seconds:.0f} s, "
-                           f"over the maximum of {MAX_SECONDS:g} s (10 minutes); ask for fewer")
-    config = encoding.config
-    if config.is_metric:
-        rate = encoding.steps_per_second(bpm)
-        bar_steps = metre.steps_per_bar(config.steps_per_quarter)
-        steps = options.bars * bar_steps if options.bars else max(1, round(file_seconds * rate))
-    else:
-        rate = float(config.steps_per_second)
-        model_seconds = file_seconds * bpm / native_bpm
-        bar_steps = max(1, round(seconds_per_bar * bpm / native_bpm * rate))
-        steps = options.bars * bar_steps if options.bars else max(1, round(model_seconds * rate))
-    return LengthPlan(steps=steps, steps_per_second=rate, model_seconds=steps / rate,
-                      bar_steps=bar_steps, file_seconds=file_seconds)
-
-
-def loop_join_nll(model: PerformanceRNN, encoding, rows: list[np.ndarray], bar_steps: int,
-                  metre: Metre) -> list[float]:
-    """For each event row, the mean NLL (nats/event) of its own first bar
+def loop_join_nll(model: PerformanceRNN, encoding, prefix: np.ndarray, rows: list[np.ndarray],
+                  bar_steps: int, metre: Metre) -> list[float]:
+    """For each row of new events after `prefix` (the start event or the
+    primer's events), the mean NLL (nats/event) of the row's own first bar
     played again right after its end: low when the end leads back into the
-    start. Rows are scored in one batch."""
+    start. Rows are scored in one batch, positions counted from the prefix's
+    start as in sampling."""
     shifts = encoding.time_shift_steps()
     sequences, scored = [], []
     for row in rows:
         elapsed = np.cumsum(shifts[row])
         first_bar = row[:int(np.searchsorted(elapsed, bar_steps)) + 1]
-        sequences.append(np.concatenate([[encoding.start_event()], row, first_bar]))
+        sequences.append(np.concatenate([prefix, row, first_bar]))
         scored.append(len(first_bar))
     longest = max(len(sequence) for sequence in sequences)
     inputs = np.zeros((len(rows), longest - 1, encoding.input_size), np.float32)
@@ -240,8 +192,8 @@ class Sampler:
 
         generated = [row[row != PAD_EVENT] for row in np.concatenate(blocks, axis=0).T]
         if options.loop:
-            generated = self._best_loops(generated, options.variations, length.bar_steps,
-                                         metre)
+            generated = self._best_loops(primer_events, generated, options.variations,
+                                         length.bar_steps, metre)
         all_events, sequences = [], []
         for row in generated:
             events = np.concatenate([primer_events, row])
@@ -298,12 +250,12 @@ class Sampler:
                                      denominator=signature.denominator)
         return sequence
 
-    def _best_loops(self, rows: list[np.ndarray], variations: int, bar_steps: int,
-                    metre: Metre) -> list[np.ndarray]:
+    def _best_loops(self, prefix: np.ndarray, rows: list[np.ndarray], variations: int,
+                    bar_steps: int, metre: Metre) -> list[np.ndarray]:
         """Of each variation's LOOP_CANDIDATES candidates, the one whose end best
         leads back into its start: the lowest mean NLL of its own first bar fed
         right after its last event (the model's judgement of the join)."""
-        scores = loop_join_nll(self.bundle.model, self.encoding, rows, bar_steps, metre)
+        scores = loop_join_nll(self.bundle.model, self.encoding, prefix, rows, bar_steps, metre)
         best = []
         for variation in range(variations):
             group = range(variation * LOOP_CANDIDATES, (variation + 1) * LOOP_CANDIDATES)
@@ -329,8 +281,9 @@ class Sampler:
         """Event indices of the primer (at least one) and its length in steps.
 
         A multi-track style's primer has its parts mapped onto the style's
-        roles; a metric style's primer is read on its own beat and padded to
-        its next bar line, so the new music starts on a downbeat.
+        roles, a metric drum style keeps the primer's drums; a metric style's primer
+        is read on its own beat and padded to the bar line after its last
+        event, so the new music starts on a downbeat.
         """
         encoding = self.encoding
         if primer is None or not primer.notes:
@@ -339,7 +292,19 @@ class Sampler:
             primer, _ = assign_roles(primer, encoding.tracks)
             if not primer.notes:
                 raise PerfRNNError("the primer has no part this style plays")
+        elif encoding.config.is_metric and encoding.config.tracks[0].is_drum:
+            drums = music_pb2.NoteSequence()
+            drums.CopyFrom(primer)
+            del drums.notes[:]
+            drums.notes.extend(note for note in primer.notes if note.is_drum)
+            if not drums.notes:
+                raise PerfRNNError("the primer has no drums (MIDI channel 10) for this "
+                                   "drum style to continue")
+            primer = drums
         steps = int(encoding.steps_at(primer, [primer.total_time])[0])
+        events = encoding.events_from_sequence(primer)
+        # Onsets snap forward and notes last a step: the events may end after total_time.
+        steps = max(steps, int(self._time_shift_table[events].sum()))
         if encoding.config.is_metric and bar_steps:
             steps = -(-steps // bar_steps) * bar_steps
         events = encoding.events_from_sequence(primer, total_steps=steps)

@@ -208,6 +208,8 @@ INVALID_GENERATIONS = [
     ({"style": "rock", "bars": 256, "bpm": 40}, "length"),
     ({"style": "rock", "seconds": 5, "loop": True}, "loop"),
     ({"style": "rock", "bars": 4, "feel": "lazy"}, "feel"),
+    ({"style": "rock", "bars": 4, "seconds": 10}, "bars"),
+    ({"style": "rock", "seconds": 600, "bpm": 300}, "length"),
 ]
 
 

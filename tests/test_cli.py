@@ -298,6 +298,8 @@ def error_case(name: str, tmp_path: Path, piano: Path, conditioned: Path) -> lis
     else:
         bundle = piano
     args = ["--bundle", str(bundle), "--seconds", "2", "--seed", "1"]
+    if name in ("bars 0", "200 bars at 40 bpm"):  # a length in bars instead
+        args = ["--bundle", str(bundle), "--seed", "1"]
     if name == "corrupt primer":
         (tmp_path / "corrupt.mid").write_bytes(corrupt_bytes(3000, seed=1))
     if name == "unknown primer kind":
@@ -325,6 +327,7 @@ def error_case(name: str, tmp_path: Path, piano: Path, conditioned: Path) -> lis
         "bars 0": ["--bars", "0"],
         "loop without bars": ["--loop"],
         "200 bars at 40 bpm": ["--bars", "200", "--bpm", "40"],
+        "bars and seconds": ["--bars", "4"],
         "unknown key H": ["--key", "H"],
         "conditioned 11 weights": ["--key", "1,1,1,1,1,1,1,1,1,1,1"],
         "conditioned weights not numbers": ["--key", "1,1,1,1,1,1,1,1,1,1,1,x"],
@@ -343,7 +346,7 @@ ERROR_CASES = [
     "missing primer", "corrupt primer", "unknown primer kind",
     "density for unconditioned bundle", "key for unconditioned bundle",
     "program 200", "program -1", "bpm 0", "bpm -120", "bars 0", "loop without bars",
-    "200 bars at 40 bpm", "unknown key H",
+    "200 bars at 40 bpm", "bars and seconds", "unknown key H",
     "conditioned 11 weights", "conditioned weights not numbers",
     "conditioned all zero weights", "conditioned negative weight",
     "conditioned negative density",
@@ -383,6 +386,7 @@ def test_generate_mistakes_exit_2_with_one_error_line(capsys, tmp_path, piano_bu
     ("bars 0", ["bars", "256"]),
     ("loop without bars", ["loop", "bars"]),
     ("200 bars at 40 bpm", ["200 bars", "40 BPM", "10 minutes"]),
+    ("bars and seconds", ["--bars", "--seconds", "not both"]),
     ("unknown key H", ["'H'"]),
 ])
 def test_error_messages_name_the_problem(capsys, tmp_path, piano_bundle_path,

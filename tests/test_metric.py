@@ -163,7 +163,9 @@ def test_a_loop_is_the_candidate_whose_end_leads_back_best(metric_band):
     looped = sampler.generate(GenerationOptions(bars=4, bpm=120, seed=4, loop=True))
     batch = GenerationOptions(bars=4, bpm=120, seed=4, variations=LOOP_CANDIDATES)
     candidates = [events[1:] for events in sampler.generate(batch).events]
-    scores = loop_join_nll(metric_band.model, sampler.encoding, candidates, 48, COMMON_TIME)
+    start = np.array([sampler.encoding.start_event()])
+    scores = loop_join_nll(metric_band.model, sampler.encoding, start, candidates, 48,
+                           COMMON_TIME)
     assert len(set(scores)) > 1
     best = candidates[int(np.argmin(scores))]
     assert looped.events[0][1:].tolist() == best.tolist()
@@ -240,3 +242,26 @@ def test_the_note_grammar_starts_notes_only_on_sixteenths_and_triplets(metric_ba
     kept = Sampler(metric_band).generate(options).sequences[0]
     assert onset_grid_fit(raw) < 0.8
     assert onset_grid_fit(kept) == 1.0
+
+
+def test_a_primer_pads_to_the_bar_line_after_its_last_event(metric_sampler):
+    """A hit just before beat 4 snaps forward to the bar line and lasts a step:
+    the new music then starts on the next bar line, not a step late."""
+    primer = music_pb2.NoteSequence()
+    primer.tempos.add(qpm=120.0)
+    primer.notes.add(pitch=36, velocity=100, start_time=1.975, end_time=1.985, is_drum=True)
+    primer.total_time = 1.985
+    _, files = generate_midi(metric_sampler, GenerationOptions(bars=2, bpm=120, seed=1),
+                             primer=primer)
+    midi, events = note_events(files[0][1])
+    assert set(end_of_track_ticks(midi)) == {4 * BAR_TICKS}  # 2 bars of primer, 2 new
+    assert all(tick % TICKS_PER_STEP == 0 for tick, kind, _ in events if kind == "on")
+
+
+def test_quantize_keeps_a_metric_style_on_its_triplets_and_refuses_a_feel(metric_sampler):
+    options = GenerationOptions(bars=4, bpm=120, seed=2)
+    _, plain = generate_midi(metric_sampler, options)
+    _, quantized = generate_midi(metric_sampler, options, MidiOptions(quantize=True))
+    assert quantized == plain
+    with pytest.raises(PerfRNNError, match="quantize"):
+        generate_midi(metric_sampler, options, MidiOptions(quantize=True, feel="swing"))

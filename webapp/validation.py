@@ -13,14 +13,23 @@ from pathlib import Path
 
 from perfrnn.errors import PerfRNNError
 from perfrnn.metric import parse_metre
-from perfrnn.options import FEELS, MAX_BARS, MAX_SEED, pitch_histogram_for_key
+from perfrnn.options import (
+    FEELS,
+    MAX_BARS,
+    MAX_BPM,
+    MAX_SEED,
+    MIN_BPM,
+    GenerationOptions,
+    length_plan,
+    pitch_histogram_for_key,
+)
 from perfrnn.registry import StyleRegistry, check_style_name
 
 MIN_LENGTH_SECONDS = 5
 MAX_LENGTH_SECONDS = 600
 MAX_VARIATIONS = 4
 TEMPERATURE_RANGE = (0.1, 2.0)
-BPM_RANGE = (20, 300)
+BPM_RANGE = (MIN_BPM, MAX_BPM)
 DENSITY_RANGE = (0.5, 40.0)
 PRIMER_SUFFIXES = (".mid", ".midi", ".xml", ".musicxml", ".mxl")
 TRAINING_SUFFIXES = (".mid", ".midi", ".xml", ".musicxml", ".mxl", ".abc", ".zip")
@@ -100,7 +109,10 @@ def generation_params(values, registry: StyleRegistry) -> dict:
 
     # Length: "length" in "unit", or "bars", or "seconds".
     unit = str(values.get("unit") or "seconds").strip().lower()
-    if not _blank(values.get("length")) and unit == BARS_UNIT or not _blank(values.get("bars")):
+    if not _blank(values.get("bars")) and not (_blank(values.get("seconds"))
+                                               and _blank(values.get("length"))):
+        errors["bars"] = "give the length once: in bars, or in seconds, not both"
+    elif not _blank(values.get("length")) and unit == BARS_UNIT or not _blank(values.get("bars")):
         field = "length" if _blank(values.get("bars")) else "bars"
         bars = _number(values.get(field), field, errors, 1, MAX_BARS, "length in bars",
                        whole=True)
@@ -133,7 +145,7 @@ def generation_params(values, registry: StyleRegistry) -> dict:
     elif bundle is not None:
         params["bpm"] = bundle.metadata.default_bpm
 
-    if bundle is not None and "bpm" in params:
+    if bundle is not None and "bpm" in params and "length" not in errors:
         _check_length(bundle, params, errors)
 
     params["loop"] = _flag(values.get("loop", False))
@@ -189,27 +201,16 @@ def generation_params(values, registry: StyleRegistry) -> dict:
 
 
 def _check_length(bundle, params: dict, errors: dict) -> None:
-    """Refuses lengths the sampler would: over ten minutes of file, or, for a
-    style stretched to the tempo, over ten minutes of its own music."""
+    """Refuses lengths the sampler would (perfrnn's one length rule): over ten
+    minutes of file, or, for a style stretched to the tempo, over ten minutes
+    of its own music."""
+    options = GenerationOptions(seconds=params.get("seconds", 30), bars=params.get("bars"),
+                                bpm=params["bpm"])
     try:
-        quarters_per_bar = parse_metre(bundle.metadata.time_signature).quarters_per_bar
-    except PerfRNNError:
-        quarters_per_bar = 4.0
-    bpm = params["bpm"]
-    if "bars" in params:
-        seconds = params["bars"] * quarters_per_bar * 60 / bpm
-        if seconds > MAX_LENGTH_SECONDS:
-            longest = int(MAX_LENGTH_SECONDS * bpm / 60 / quarters_per_bar)
-            errors["length"] = (f"{params['bars']} bars at {bpm:g} BPM last {seconds:.0f} "
-                                f"seconds; at this tempo the longest is {longest} bars")
-        return
-    if "seconds" not in params or bundle.config.is_metric:
-        return
-    # The style's music is stretched to the tempo: faster means more of it.
-    if params["seconds"] * bpm / bundle.metadata.default_bpm > MAX_LENGTH_SECONDS:
-        longest = MAX_LENGTH_SECONDS * bundle.metadata.default_bpm / bpm
-        errors["length"] = (f"at {bpm:g} BPM the longest piece this style makes "
-                            f"is {longest:.0f} seconds")
+        metre = parse_metre(bundle.metadata.time_signature)
+        length_plan(options, params["bpm"], bundle.metadata.default_bpm, metre, bundle.encoding)
+    except PerfRNNError as error:
+        errors["length"] = str(error)
 
 
 def _check_type(value, bundle, params: dict, errors: dict) -> None:
