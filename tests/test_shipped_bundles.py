@@ -43,6 +43,9 @@ def test_card_and_metadata(style):
     drums = [track for track in meta.tracks if track.is_drum]
     assert (name in ("drums", "rock", "electronic")) == bool(drums)
     assert bundle.config.is_multitrack == (name in ("rock", "electronic"))
+    # Drum and band styles play on the beat; piano keeps Magenta's encoding.
+    assert bundle.config.is_metric == (name != "piano")
+    assert bundle.is_magenta_compatible == (name == "piano")
 
 
 def test_thirty_seconds_of_clean_midi(style):
@@ -71,3 +74,24 @@ def test_thirty_seconds_of_clean_midi(style):
             assert not any(sounding.values()), "hanging note"
         assert notes > 20
         assert pretty_midi.PrettyMIDI(io.BytesIO(data)).instruments
+
+
+ON_THE_GRID_TICKS = {0, 120, 160, 240, 320, 360}  # sixteenths and eighth triplets of 480
+
+
+@pytest.mark.parametrize("name", ["drums", "rock", "electronic"])
+def test_drum_and_band_styles_start_every_note_on_the_grid_at_any_tempo(name):
+    bundle = read_bundle(BUNDLES / f"{name}.mag")
+    sampler = Sampler(bundle)
+    for bpm in (71, 97, 163):
+        _, files = generate_midi(sampler, GenerationOptions(seconds=20, seed=3, bpm=bpm))
+        midi = mido.MidiFile(file=io.BytesIO(files[0][1]))
+        onsets = []
+        for track in midi.tracks:
+            tick = 0
+            for message in track:
+                tick += message.time
+                if message.type == "note_on" and message.velocity > 0:
+                    onsets.append(tick)
+        assert len(onsets) > 20
+        assert {tick % 480 for tick in onsets} <= ON_THE_GRID_TICKS, (name, bpm)
