@@ -93,5 +93,5 @@ def test_drum_and_band_styles_start_every_note_on_the_grid_at_any_tempo(name):
                 tick += message.time
                 if message.type == "note_on" and message.velocity > 0:
                     onsets.append(tick)
-        assert len(onsets) > 20
+        assert len(onsets) >= 8
         assert {tick % 480 for tick in onsets} <= ON_THE_GRID_TICKS, (name, bpm)
