@@ -96,7 +96,9 @@ class Sampler:
       bundle: The loaded style.
       block_events: Events per compiled call (bounds how often progress is
         reported; the compiled loop itself runs all of them).
-      note_grammar: Sample a note-off only for a note that is sounding. A
+      note_grammar: Sample a note-off only for a note that is sounding, and,
+        for a metric style, a note-on only on a sixteenth or eighth-triplet
+        position (the only onsets its encoding keeps from real music). A
         model that loses track of its open notes otherwise spends note-offs
         on silent pitches (they are dropped) and leaves the sounding ones
         hanging; renormalising over the events that make sense keeps its
@@ -386,6 +388,7 @@ class Sampler:
         uniforms = block_uniforms(seed, first_index, self.block_events, batch)
 
         grammar = self.note_grammar
+        on_the_grid = grammar and self.encoding.config.is_metric  # known when tracing
         no_key = tf.ones([batch, 1])
         cycle = tf.shape(position_gates)[0]
         is_onset = tf.constant(self._on_keys_table >= 0)
@@ -403,12 +406,13 @@ class Sampler:
                 new_state.append((c, h))
                 x = h
             logits = tf.matmul(x, output_weights) + output_biases
-            if grammar:  # a note-off only for a sounding note, a note-on only on the grid
+            if grammar:  # a note-off only for a sounding note
                 allowed = tf.gather(tf.concat([no_key, sounding], axis=1), self._off_keys, axis=1)
+                logits = tf.where(allowed > 0, logits, -1e9)
+            if on_the_grid:  # a metric style's note-on only on a 16th or triplet position
                 here = tf.gather(onset_allowed, position)  # [batch]: may a note start now?
                 off_grid = tf.logical_and(is_onset[None, :], tf.logical_not(here)[:, None])
-                logits = tf.where(tf.logical_and(allowed > 0, tf.logical_not(off_grid)),
-                                  logits, -1e9)
+                logits = tf.where(off_grid, -1e9, logits)
             # Inverse-CDF sampling: one uniform number per variation and event.
             probabilities = tf.nn.softmax(logits / temperature)
             cdf = tf.cumsum(probabilities, axis=1)
