@@ -8,6 +8,7 @@ from pathlib import Path
 import mido
 import pretty_midi
 import pytest
+from test_metric import note_events
 
 from perfrnn.bundle import read_bundle
 from perfrnn.generate import MidiOptions, generate_midi
@@ -85,13 +86,7 @@ def test_drum_and_band_styles_start_every_note_on_the_grid_at_any_tempo(name):
     sampler = Sampler(bundle)
     for bpm in (71, 97, 163):
         _, files = generate_midi(sampler, GenerationOptions(seconds=20, seed=3, bpm=bpm))
-        midi = mido.MidiFile(file=io.BytesIO(files[0][1]))
-        onsets = []
-        for track in midi.tracks:
-            tick = 0
-            for message in track:
-                tick += message.time
-                if message.type == "note_on" and message.velocity > 0:
-                    onsets.append(tick)
+        _, events = note_events(files[0][1])
+        onsets = [tick for tick, kind, _ in events if kind == "on"]
         assert len(onsets) >= 8
         assert {tick % 480 for tick in onsets} <= ON_THE_GRID_TICKS, (name, bpm)
