@@ -7,8 +7,10 @@ For each bundle it prints:
 
 - **grid**: the share of drum hits of default 30 s pieces (quantise off)
   within 1/24 beat of the 1/16 or triplet grid of the file's own tempo map,
-  read back from the MIDI bytes with mido (random onsets give 0.5);
-- **downbeats**: the share of bars whose beat 1 carries the kick;
+  read back from the MIDI bytes with note-seq's reader (random onsets give
+  0.5; `perfrnn.metric.onset_grid_fit`);
+- **downbeats**: the share of bars whose beat 1 carries the kick
+  (`perfrnn.metric.downbeat_share`);
 - **bars**: `--bars 8` at 60, 97 and 180 BPM: the tick of the last note-off and
   of each track's end, against bar 8's tick (read with mido);
 - **loops**: 4-bar loops repeated four times: the onsets within half a bar of
@@ -73,37 +75,30 @@ def onsets_around(onsets: list[int], line: int, bar: int) -> int:
 
 def main() -> None:
     args = parse_args()
-    import numpy as np
+    import note_seq
 
     from perfrnn.bundle import read_bundle
     from perfrnn.generate import generate_midi
-    from perfrnn.metric import KICK_PITCHES
+    from perfrnn.metric import downbeat_share, onset_grid_fit
     from perfrnn.options import GenerationOptions
     from perfrnn.sampler import Sampler
 
-    grid_ticks = sorted({0, 120, 160, 240, 320, 360, 480})
-    tolerance = TICKS / 24
     for path in args.bundles:
         bundle = read_bundle(path)
         sampler = Sampler(bundle)
         name = bundle.metadata.style
-        metre = sampler.metre
-        bar = round(metre.quarters_per_bar * TICKS)
+        bar = round(sampler.metre.quarters_per_bar * TICKS)
 
         on_grid, downbeats = [], []
         for seed in range(args.pieces):
             _, files = generate_midi(sampler, GenerationOptions(
                 seconds=30, seed=seed, temperature=args.temperature))
-            _, notes = midi_notes(files[0][1])
-            drums = [(on, pitch) for on, _, pitch, drum in notes if drum]
-            if not drums:
+            # The file as a MIDI reader sees it: its own tempo map and time signature.
+            played = note_seq.midi_to_note_sequence(files[0][1])
+            if not any(note.is_drum for note in played.notes):
                 continue
-            within = np.array([on % TICKS for on, _ in drums])
-            distance = np.min(np.abs(within[:, None] - np.array(grid_ticks)[None]), axis=1)
-            on_grid.append(float(np.mean(distance <= tolerance)))
-            bars_with_hits = {on // bar for on, _ in drums}
-            kicks = {on // bar for on, pitch in drums if pitch in KICK_PITCHES and on % bar == 0}
-            downbeats.append(len(kicks) / len(bars_with_hits))
+            on_grid.append(onset_grid_fit(played, drums_only=True))
+            downbeats.append(downbeat_share(played))
         print(f"{name}: grid {statistics.mean(on_grid):.3f} "
               f"(min {min(on_grid):.3f}), downbeat kick {statistics.mean(downbeats):.3f} "
               f"over {len(on_grid)} pieces of 30 s")

@@ -115,12 +115,12 @@ def first_metre_change(sequence: music_pb2.NoteSequence) -> float | None:
     """Seconds at which the time signature first differs from the first one (None: never)."""
     signatures = sorted(sequence.time_signatures, key=lambda s: s.time)
 
-    def same(signature) -> tuple:
+    def metre(signature):  # 2/2 is 4/4; an unknown metre is compared as written
         pair = (signature.numerator, signature.denominator)
-        return (known_metre_or_none(*pair) or pair,)
+        return known_metre_or_none(*pair) or pair
 
     for signature in signatures[1:]:
-        if same(signature) != same(signatures[0]):
+        if metre(signature) != metre(signatures[0]):
             return signature.time
     return None
 
