@@ -1,7 +1,8 @@
 """Corpus builders and online fetchers for the style corpora.
 
 Offline builders (``python -m datasets build STYLE``) make MIDI corpora for the
-shipped styles (piano, drums, rock, electronic) from packages on the Debian and
+shipped styles (piano, drums, rock, electronic, jazz, latin, funk, blues,
+country) from packages on the Debian and
 PyPI registries; online fetchers (``python -m datasets fetch NAME``) download
 public datasets (MAESTRO, Groove MIDI, Lakh MIDI) for users with internet. Both
 write the same ``manifest.json`` (format ``perfrnn-corpus/1``) that

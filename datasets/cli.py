@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
 
     build = commands.add_parser(
-        "build", help="build a style corpus offline (piano, drums, rock, electronic)",
+        "build", help=f"build a style corpus offline ({', '.join(STYLES)})",
         description="Build a style corpus from Debian and PyPI packages.",
     )
     build.add_argument("style", choices=sorted(STYLES), help="the style to build")
@@ -85,8 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--validation-fraction", type=_fraction, default=0.1,
                        help="share of files in held-out families, 0 <= F < 1 (0.1)")
     build.add_argument("--takes", type=_positive,
-                       help="renders per mma groove (default per style: drums 2, rock 3, "
-                       "electronic 4)")
+                       help="renders per mma groove (default per style: " + ", ".join(
+                           f"{style.name} {style.takes}" for style in STYLES.values()
+                           if any(source.name == "mma" for source in style.sources)) + ")")
     build.add_argument("--sources", help="comma-separated subset of the style's sources "
                        "(see `list`)")
     build.add_argument("--jobs", type=_positive, help="worker processes (default: CPU count)")

@@ -36,17 +36,21 @@ _PITCHED_TRACK = re.compile(
 _VARIANT = re.compile(r"(SUS|PLUS)+$")
 _SKIP_FILES = {"metronome", "metronome3", "metronome6", "metronome68", "none", "intro", "ending"}
 
-ELECTRONIC_WORDS = (
-    "trance", "techno", "house", "dance", "disco", "dnb", "hiphop", "hip-hop", "rave",
-    "trip", "ambient", "electricpop",
+STYLE_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("electronic", ("trance", "techno", "house", "dance", "disco", "dnb", "hiphop", "hip-hop",
+                    "rave", "trip", "ambient", "electricpop")),
+    ("rock", ("rock", "metal", "punk", "8beat", "16beat", "beat8", "beat16", "hrk", "mtl",
+              "thr", "highfive", "16shuffle")),
+    ("latin", ("bossa", "samba", "salsa", "mambo", "rhumba", "chacha", "beguine", "merengue",
+               "bolero", "tango", "calypso", "afro", "cuban", "latin", "lfusion")),
+    ("blues", ("blues", "boogie", "boggie")),
+    ("country", ("country", "cntry", "bluegrass", "western", "zydeco")),
+    ("funk", ("funk", "soul", "r+b", "rnb", "modernrb", "mellowrb", "rb-ballad", "strut")),
+    ("jazz", ("jazz", "swing", "bebop", "bigband", "dixie", "evansish", "charleston")),
 )
-"""Substrings of a family name (``lib/file``) that make it electronic-family."""
-
-ROCK_WORDS = (
-    "rock", "metal", "punk", "8beat", "16beat", "beat8", "beat16", "hrk", "mtl", "thr",
-    "highfive", "16shuffle",
-)
-"""Substrings of a family name that make it rock-family (checked after the electronic ones)."""
+"""Style families of mma grooves, by substrings of the family name (``lib/file``): the
+first style with a matching word wins, so ``latinhouse`` is electronic, ``jazzrock``
+rock and ``jazzbossa`` latin. A 3/4 or 6/8 family (a waltz) is never a style's."""
 
 TEMPO_RANGES: tuple[tuple[str, tuple[int, int]], ...] = (
     ("dnb", (164, 176)), ("punk", (160, 196)), ("thr", (150, 190)), ("metal", (110, 170)),
@@ -74,6 +78,45 @@ ELECTRONIC_PROGRESSIONS = (
 """Four-bar chord progressions (in C major / A minor) for electronic takes."""
 
 GENERAL_PROGRESSIONS = ROCK_PROGRESSIONS[:6] + ELECTRONIC_PROGRESSIONS[:3]
+
+JAZZ_PROGRESSIONS = (
+    ("Dm7", "G7", "Cmaj7", "Cmaj7"), ("Dm7", "G7", "Cmaj7", "A7"), ("Cmaj7", "A7", "Dm7", "G7"),
+    ("Em7", "A7", "Dm7", "G7"), ("Fmaj7", "Bb7", "Em7", "A7"), ("Bm7b5", "E7", "Am7", "D7"),
+    ("Cmaj7", "C6", "Dm7", "G7"), ("Am7", "D7", "Dm7", "G7"),
+)
+"""ii-V-I and turnaround progressions (in C) for jazz takes."""
+
+BLUES_PROGRESSIONS = (
+    ("C7", "C7", "C7", "C7", "F7", "F7", "C7", "C7", "G7", "F7", "C7", "G7"),
+    ("C7", "F7", "C7", "C7", "F7", "F7", "C7", "C7", "G7", "F7", "C7", "G7"),
+    ("Am7", "Am7", "Am7", "Am7", "Dm7", "Dm7", "Am7", "Am7", "E7", "Dm7", "Am7", "E7"),
+)
+"""Twelve-bar blues (in C and A minor), a chord per bar."""
+
+LATIN_PROGRESSIONS = (
+    ("Am7", "D7", "Gmaj7", "Cmaj7"), ("Dm7", "G7", "Cmaj7", "Cmaj7"), ("Am", "E7", "Am", "E7"),
+    ("Cmaj7", "Dm7", "Em7", "Dm7"), ("Dm", "A7", "Dm", "A7"), ("Am", "Dm", "E7", "Am"),
+)
+"""Bossa, son and salsa progressions (in C / A minor)."""
+
+FUNK_PROGRESSIONS = (
+    ("C7", "C7", "F7", "C7"), ("Am7", "D7", "Am7", "D7"), ("Em7", "A7", "Em7", "A7"),
+    ("Cm7", "F7", "Cm7", "F7"), ("C9", "C9", "F9", "G9"), ("Dm7", "Dm7", "G7", "G7"),
+)
+"""One- and two-chord vamps (dominant and minor sevenths) for funk and soul takes."""
+
+COUNTRY_PROGRESSIONS = (
+    ("C", "F", "G", "C"), ("C", "C", "F", "C"), ("G", "C", "D", "G"), ("C", "F", "C", "G"),
+    ("C", "Am", "F", "G"), ("D", "G", "A", "D"),
+)
+"""Three-chord progressions for country takes."""
+
+STYLE_PROGRESSIONS = {
+    "rock": ROCK_PROGRESSIONS, "electronic": ELECTRONIC_PROGRESSIONS,
+    "jazz": JAZZ_PROGRESSIONS, "blues": BLUES_PROGRESSIONS, "latin": LATIN_PROGRESSIONS,
+    "funk": FUNK_PROGRESSIONS, "country": COUNTRY_PROGRESSIONS,
+}
+"""The chord progressions a style's takes choose from (others: GENERAL_PROGRESSIONS)."""
 
 
 @dataclass(frozen=True)
@@ -130,12 +173,14 @@ def read_catalogue(lib_dir: Path = MMA_LIB) -> list[Groove]:
 
 
 def style_family(family: str) -> str:
-    """``electronic``, ``rock`` or ``other`` for an mma family name (``lib/file``)."""
+    """The style (a name in `STYLE_WORDS`) of an mma family name (``lib/file``), or
+    ``other``."""
     lowered = family.lower().split("/", 1)[-1]
-    if any(word in lowered for word in ELECTRONIC_WORDS):
-        return "electronic"
-    if any(word in lowered for word in ROCK_WORDS):
-        return "rock"
+    if any(word in lowered for word in ("waltz", "68", "34", "jazz-54")):
+        return "other"  # the styles are in 4/4; a waltz would split a style's metre
+    for style, words in STYLE_WORDS:
+        if any(word in lowered for word in words):
+            return style
     return "other"
 
 

@@ -65,9 +65,7 @@ def mma_pieces(style: str, takes: int, seed: int, drums_only: bool, kind: str) -
     by_family: dict[str, list[mma.Groove]] = defaultdict(list)
     for groove in catalogue:
         by_family[groove.family].append(groove)
-    progressions = {
-        "rock": mma.ROCK_PROGRESSIONS, "electronic": mma.ELECTRONIC_PROGRESSIONS,
-    }.get(style, mma.GENERAL_PROGRESSIONS)
+    progressions = mma.STYLE_PROGRESSIONS.get(style, mma.GENERAL_PROGRESSIONS)
     pieces = []
     for family, grooves in sorted(by_family.items()):
         if style != "all" and (mma.style_family(family) != style or not grooves[0].pitched):

@@ -99,6 +99,23 @@ STYLES: dict[str, Style] = {
                    lambda takes, seed, cache: sources.freedoom_pieces("band", "electronic")),
         ),
     ),
+    **{
+        name: Style(name, "band", f"{title}: full-band MIDI from mma's {families} grooves, "
+                    "rendered with seeds, tempos, keys and the style's chord progressions.",
+                    takes,
+                    (Source("mma", f"{families} grooves with {progressions}",
+                            "GPL-2.0-or-later", _mma(name, "band", False)),))
+        for name, title, families, progressions, takes in (
+            ("jazz", "Jazz", "swing, bebop, big-band, combo and trio",
+             "ii-V-I progressions", 2),
+            ("latin", "Latin", "bossa nova, samba, salsa, mambo, rhumba, cha-cha, bolero and "
+             "tango", "bossa and son progressions", 3),
+            ("funk", "Funk and soul", "funk, soul and R&B", "seventh-chord vamps", 10),
+            ("blues", "Blues", "blues, shuffle and boogie-woogie", "twelve-bar blues", 5),
+            ("country", "Country", "country, bluegrass, western swing and zydeco",
+             "three-chord progressions", 6),
+        )
+    },
 }
 """The offline styles by name."""
 

@@ -66,6 +66,12 @@ class BundleMetadata:
         learned from never had, and give atonal clusters.)
       time_signature: The metre the style plays in ("4/4", "3/4", "6/8");
         metric styles feed it to the network and write it to the file.
+      style_names: For a model with a style input (a base model and the
+        styles made from it): the styles it learned, in input order.
+      style_mix: The style input this bundle plays ({style: weight}); a
+        request may blend others of `style_names` instead.
+      parts: The roles (track names) this style plays; empty: all of them.
+        A drum style made from a band base plays only its kit.
       max_note_seconds: Per track, the longest a generated note may sound:
         about the longest notes of the training music (its 99.5th
         percentile). A model that misses a note-off would otherwise hold
@@ -84,6 +90,9 @@ class BundleMetadata:
     default_controls: dict = field(default_factory=dict)
     max_note_seconds: list[float] = field(default_factory=list)
     time_signature: str = "4/4"
+    style_names: list[str] = field(default_factory=list)
+    style_mix: dict = field(default_factory=dict)
+    parts: list[str] = field(default_factory=list)
 
     def to_json(self, encoding: dict | None = None) -> str:
         """The metadata as JSON; `encoding` (see `describe_encoding`) is recorded with it
@@ -152,6 +161,7 @@ def describe_encoding(config: ModelConfig) -> dict:
         "steps_per_second": config.steps_per_second,
         "steps_per_quarter": config.steps_per_quarter,
         "controls": [signal.name for signal in encoding.control_signals],
+        "style_names": list(config.style_names),
         "rnn_layer_sizes": list(config.rnn_layer_sizes),
     }
 
@@ -210,13 +220,26 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
     if base.is_multitrack and len(metadata.tracks) != len(base.tracks):
         raise fail(f"generator {generator_id!r} writes {len(base.tracks)} parts, but the "
                    f"metadata lists {len(metadata.tracks)} tracks")
-    config = base.replace(rnn_layer_sizes=model.layer_sizes, tracks=tuple(metadata.tracks))
+    names = [track.name for track in metadata.tracks]
+    unknown = [part for part in metadata.parts if part not in names]
+    if unknown:
+        raise fail(f"its metadata names part {unknown[0]!r}, but its tracks are "
+                   f"{', '.join(names)}")
+    config = base.replace(rnn_layer_sizes=model.layer_sizes, tracks=tuple(metadata.tracks),
+                          style_names=tuple(metadata.style_names))
+    if config.style_names and not config.is_metric:
+        raise fail("it has a style input, which only metric configurations take")
     encoding = encoding_for(config)
     if (model.input_size, model.num_classes) != (encoding.input_size, encoding.num_classes):
         raise fail(
             f"shape mismatch: generator {generator_id!r} needs input size "
             f"{encoding.input_size} and {encoding.num_classes} classes, but the checkpoint "
             f"has input size {model.input_size} and {model.num_classes} classes")
+    if config.style_names:
+        try:
+            encoding.style_vector(metadata.style_mix)
+        except PerfRNNError as error:
+            raise fail(f"its style input: {error}") from None
     return Bundle(config=config, model=model, metadata=metadata, path=path)
 
 

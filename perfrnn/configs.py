@@ -77,6 +77,10 @@ class ModelConfig:
     # Metric encodings: time moves in steps of 1/steps_per_quarter of a quarter
     # note (None: in steps of 1/steps_per_second seconds; see perfrnn.metric).
     steps_per_quarter: int | None = None
+    # A base model's style input: the styles it learned, in input order (empty:
+    # none). A metric encoding then ends each control block with one weight per
+    # style (perfrnn.metric_encoding.MetricEncoding.style_vector).
+    style_names: tuple[str, ...] = ()
     rnn_layer_sizes: tuple[int, ...] = (512, 512, 512)
     tracks: tuple[TrackRole, ...] = PIANO_TRACKS
     # Training settings (Magenta's defaults).
@@ -98,6 +102,12 @@ class ModelConfig:
     def is_metric(self) -> bool:
         """True when time is counted in beats, so bars line up at any tempo (perfrnn.metric)."""
         return self.steps_per_quarter is not None
+
+    @property
+    def has_style_input(self) -> bool:
+        """True for a base model and the styles made from it: the network is told
+        which style (or blend of styles) to play."""
+        return bool(self.style_names)
 
     @property
     def has_density_control(self) -> bool:

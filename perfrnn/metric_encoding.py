@@ -9,7 +9,10 @@ note-off per role, time shifts and velocities. What differs is time:
   music was played at;
 - each model input row starts with the position after its event: step in the
   beat, beat in the bar, bar in an 8-bar phrase and the metre
-  (`perfrnn.metric.position_features`), then the event one-hot.
+  (`perfrnn.metric.position_features`), then, for a base model and the
+  styles made from it, the style input (one weight per style the base
+  learned, summing to 1: a one-hot for one style, a blend for several),
+  then the event one-hot.
 
 Generated steps are played at the requested tempo, so a file written at that
 tempo has every onset on the grid and every bar on the DAW's bar lines.
@@ -17,6 +20,9 @@ A one-role configuration (drums) maps every note onto its one role.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Mapping
 
 import numpy as np
 from note_seq.protobuf import music_pb2
@@ -50,8 +56,53 @@ class MetricEncoding(MultiTrackEncoding):
 
     @property
     def control_size(self) -> int:
-        """Width of the position part of each input row."""
-        return position_size(self.steps_per_quarter)
+        """Width of the part of each input row before the event: the position,
+        then the style input."""
+        return position_size(self.steps_per_quarter) + len(self.config.style_names)
+
+    def style_vector(self, mix: Mapping[str, float] | None = None) -> np.ndarray:
+        """The style input [len(style_names)]: each style's share of `mix`
+        ({style: weight}, weights >= 0, scaled to sum to 1). Width 0 for a model
+        without a style input, which takes no mix.
+
+        Raises:
+          PerfRNNError: a style the model does not know, a bad weight, or no
+            mix for a model that needs one.
+        """
+        names = self.config.style_names
+        if not names:
+            if mix:
+                raise PerfRNNError("this style has no style input, so it cannot blend styles")
+            return np.zeros(0, np.float32)
+        if not mix:
+            raise PerfRNNError(f"this model plays a blend of its styles "
+                               f"({', '.join(names)}); name at least one")
+        vector = np.zeros(len(names), np.float32)
+        for name, weight in mix.items():
+            if name not in names:
+                raise PerfRNNError(f"unknown style {name!r} in the blend; this model knows "
+                                   f"{', '.join(names)}")
+            weight = float(weight)
+            if not math.isfinite(weight) or weight < 0:
+                raise PerfRNNError(f"the blend weight of {name!r} must be a number >= 0, "
+                                   f"not {weight}")
+            vector[names.index(name)] += weight
+        total = float(vector.sum())
+        if total <= 0:
+            raise PerfRNNError("the blend's weights are all 0; give one style a weight")
+        return vector / total
+
+    def _control_rows(self, steps, metre: Metre, style: np.ndarray | None) -> np.ndarray:
+        """Position and style inputs [len(steps), control_size] at absolute steps."""
+        rows = position_features(steps, metre, self.steps_per_quarter)
+        names = self.config.style_names
+        if not names:
+            return rows
+        if style is None or np.shape(style) != (len(names),):
+            raise PerfRNNError(f"this model needs a style input of {len(names)} weights "
+                               f"({', '.join(names)}); see style_vector")
+        styles = np.broadcast_to(np.asarray(style, np.float32), (len(rows), len(names)))
+        return np.concatenate([rows, styles], axis=1)
 
     @property
     def input_size(self) -> int:
@@ -85,27 +136,32 @@ class MetricEncoding(MultiTrackEncoding):
         within = np.arange(cycle) % self.steps_per_quarter
         return self._snap[within] == within
 
-    def position_table(self, metre: Metre = COMMON_TIME) -> np.ndarray:
-        """Position inputs for the steps of one phrase [cycle, control_size];
-        step t's row is `table[t % cycle]`."""
+    def position_table(self, metre: Metre = COMMON_TIME,
+                       style: np.ndarray | None = None) -> np.ndarray:
+        """Position (and style) inputs for the steps of one phrase
+        [cycle, control_size]; step t's row is `table[t % cycle]`. `style` is a
+        `style_vector` for a model with a style input."""
         cycle = position_cycle(metre, self.steps_per_quarter)
-        return position_features(np.arange(cycle), metre, self.steps_per_quarter)
+        return self._control_rows(np.arange(cycle), metre, style)
 
     def inputs_from_events(self, events: np.ndarray, control_values: list | None = None,
-                           first_step: int = 0, metre: Metre = COMMON_TIME) -> np.ndarray:
+                           first_step: int = 0, metre: Metre = COMMON_TIME,
+                           style: np.ndarray | None = None) -> np.ndarray:
         """Model inputs [len(events), input_size]: row t is the position after
-        event t (`first_step` is the step before the first event), then event
-        t's one-hot."""
+        event t (`first_step` is the step before the first event), then the
+        style input (`style_vector`), then event t's one-hot."""
         events = np.asarray(events, np.int64)
         after = first_step + np.cumsum(self.time_shift_steps()[events])
         inputs = np.zeros((len(events), self.input_size), np.float32)
-        inputs[:, :self.control_size] = position_features(after, metre, self.steps_per_quarter)
+        inputs[:, :self.control_size] = self._control_rows(after, metre, style)
         inputs[np.arange(len(events)), self.control_size + events] = 1.0
         return inputs
 
     def inputs_with_controls(self, events: np.ndarray, first_step: int = 0,
-                             metre: Metre = COMMON_TIME) -> np.ndarray:
-        return self.inputs_from_events(events, first_step=first_step, metre=metre)
+                             metre: Metre = COMMON_TIME,
+                             style: np.ndarray | None = None) -> np.ndarray:
+        return self.inputs_from_events(events, first_step=first_step, metre=metre,
+                                       style=style)
 
     def encode_controls(self, notes_per_second: float | None = None,
                         pitch_histogram: list[float] | None = None) -> np.ndarray:

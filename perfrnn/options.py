@@ -41,6 +41,10 @@ class GenerationOptions:
         that bar line.
       loop: Make the last bar lead back into the first, so the piece repeats
         seamlessly (needs `bars`).
+      blend: For a style made from a base model: the styles to play and their
+        weights, ((style, weight), ...), e.g. (("rock", 0.7), ("electronic",
+        0.3)); None plays the style itself (`parse_blend` reads "rock:70,
+        electronic:30").
     """
 
     seconds: float = 30.0
@@ -52,6 +56,7 @@ class GenerationOptions:
     bpm: float | None = None
     bars: int | None = None
     loop: bool = False
+    blend: tuple[tuple[str, float], ...] | None = None
 
     def validate(self) -> None:
         """Raises PerfRNNError with a message that says how to fix the option."""
@@ -82,9 +87,49 @@ class GenerationOptions:
                 f"variations must be between 1 and {MAX_VARIATIONS}, got {self.variations}")
         if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
             raise PerfRNNError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
+        if self.blend is not None:
+            check_blend(self.blend)
 
     def resolved_seed(self) -> int:
         return random.SystemRandom().randrange(MAX_SEED) if self.seed is None else self.seed
+
+
+MAX_BLEND_STYLES = 8
+
+
+def check_blend(blend) -> None:
+    """Raises PerfRNNError unless `blend` is ((style, weight >= 0), ...) with a
+    positive total and at most MAX_BLEND_STYLES styles."""
+    if not isinstance(blend, tuple) or not 1 <= len(blend) <= MAX_BLEND_STYLES:
+        raise PerfRNNError(f"a blend names 1 to {MAX_BLEND_STYLES} styles with their weights")
+    for item in blend:
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
+                and isinstance(item[1], (int, float)) and not isinstance(item[1], bool)
+                and math.isfinite(item[1]) and item[1] >= 0):
+            raise PerfRNNError(f"bad blend entry {item!r}: use a style name and a weight >= 0")
+    if sum(weight for _, weight in blend) <= 0:
+        raise PerfRNNError("the blend's weights are all 0; give one style a weight")
+
+
+def parse_blend(text: str) -> tuple[tuple[str, float], ...]:
+    """Reads "rock:70,electronic:30" (weights in any unit; they are scaled to
+    sum to 1) into ((style, weight), ...).
+
+    Raises:
+      PerfRNNError: the text is not of that form.
+    """
+    blend = []
+    for item in filter(None, (part.strip() for part in str(text).split(","))):
+        name, _, weight = item.partition(":")
+        try:
+            value = float(weight) if weight.strip() else 1.0
+        except ValueError:
+            raise PerfRNNError(f"bad blend entry {item!r}: use style:weight, e.g. rock:70"
+                               ) from None
+        blend.append((name.strip(), value))
+    result = tuple(blend)
+    check_blend(result)
+    return result
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from perfrnn.bundle import Bundle
 from perfrnn.errors import PerfRNNError
 from perfrnn.metric import COMMON_TIME, Metre, parse_metre
 from perfrnn.model import PerformanceRNN, lstm_cell, lstm_update
-from perfrnn.multitrack import assign_roles
+from perfrnn.multitrack import PITCHES, assign_roles
 from perfrnn.options import (
     GenerationOptions,
     LengthPlan,
@@ -58,12 +58,12 @@ class Generation:
 
 
 def loop_join_nll(model: PerformanceRNN, encoding, prefix: np.ndarray, rows: list[np.ndarray],
-                  bar_steps: int, metre: Metre) -> list[float]:
+                  bar_steps: int, metre: Metre, style: np.ndarray | None = None) -> list[float]:
     """For each row of new events after `prefix` (the start event or the
     primer's events), the mean NLL (nats/event) of the row's own first bar
     played again right after its end: low when the end leads back into the
     start. Rows are scored in one batch, positions counted from the prefix's
-    start as in sampling."""
+    start as in sampling; `style` is the style input of a model that has one."""
     shifts = encoding.time_shift_steps()
     sequences, scored = [], []
     for row in rows:
@@ -75,7 +75,7 @@ def loop_join_nll(model: PerformanceRNN, encoding, prefix: np.ndarray, rows: lis
     inputs = np.zeros((len(rows), longest - 1, encoding.input_size), np.float32)
     for index, sequence in enumerate(sequences):
         if encoding.config.is_metric:
-            rows_in = encoding.inputs_from_events(sequence[:-1], metre=metre)
+            rows_in = encoding.inputs_from_events(sequence[:-1], metre=metre, style=style)
         else:
             rows_in = encoding.inputs_with_controls(sequence[:-1])
         inputs[index, :len(sequence) - 1] = rows_in
@@ -123,6 +123,14 @@ class Sampler:
         self._on_keys_table, self._off_keys_table = on_keys, off_keys
         # Shifted by one so that index 0 means "not a note event".
         self._on_keys = tf.constant(on_keys + 1)
+        # A style that plays only some parts (a drum style of a band base) never
+        # starts a note of the others.
+        parts = bundle.metadata.parts
+        names = [track.name for track in bundle.config.tracks]
+        roles = np.where(on_keys >= 0, on_keys // PITCHES, -1)
+        silent = [names.index(part) for part in names if parts and part not in parts]
+        self._silent_onsets = (tf.constant(np.isin(roles, silent) & (roles >= 0))
+                               if silent else None)
         self._off_keys = tf.constant(off_keys + 1)
         self._sample_block = tf.function(self._sample_block_graph, jit_compile=True)
         self._run_primer = tf.function(self._run_primer_graph, reduce_retracing=True)
@@ -164,10 +172,11 @@ class Sampler:
 
         primer_events, primer_steps = self._primer_events(primer, length.bar_steps)
         batch = options.variations * (LOOP_CANDIDATES if options.loop else 1)
-        position_gates, cycle = self._position_gates(controls, metre)
+        style = self._style(options)
+        position_gates, cycle = self._position_gates(controls, metre, style)
         onset_allowed = tf.constant(self.encoding.onset_allowed(metre)
                                     if self.encoding.config.is_metric else [True])
-        state = self._primer_state(primer_events[:-1], controls, batch, metre)
+        state = self._primer_state(primer_events[:-1], controls, batch, metre, style)
         last_event = tf.fill([batch], int(primer_events[-1]))
         sounding = tf.tile(tf.constant(self._sounding_after(primer_events))[None], [batch, 1])
         elapsed = tf.zeros([batch], tf.int32)
@@ -195,7 +204,7 @@ class Sampler:
         generated = [row[row != PAD_EVENT] for row in np.concatenate(blocks, axis=0).T]
         if options.loop:
             generated = self._best_loops(primer_events, generated, options.variations,
-                                         length.bar_steps, metre)
+                                         length.bar_steps, metre, style)
         all_events, sequences = [], []
         for row in generated:
             events = np.concatenate([primer_events, row])
@@ -253,16 +262,27 @@ class Sampler:
         return sequence
 
     def _best_loops(self, prefix: np.ndarray, rows: list[np.ndarray], variations: int,
-                    bar_steps: int, metre: Metre) -> list[np.ndarray]:
+                    bar_steps: int, metre: Metre, style: np.ndarray | None) -> list[np.ndarray]:
         """Of each variation's LOOP_CANDIDATES candidates, the one whose end best
         leads back into its start: the lowest mean NLL of its own first bar fed
         right after its last event (the model's judgement of the join)."""
-        scores = loop_join_nll(self.bundle.model, self.encoding, prefix, rows, bar_steps, metre)
+        scores = loop_join_nll(self.bundle.model, self.encoding, prefix, rows, bar_steps, metre,
+                               style)
         best = []
         for variation in range(variations):
             group = range(variation * LOOP_CANDIDATES, (variation + 1) * LOOP_CANDIDATES)
             best.append(rows[min(group, key=lambda i: scores[i])])
         return best
+
+    def _style(self, options: GenerationOptions) -> np.ndarray | None:
+        """The style input: the request's blend, else the bundle's own style
+        (None for a style without one)."""
+        if not self.encoding.config.is_metric:
+            if options.blend:
+                raise PerfRNNError(f"style {self.bundle.metadata.style!r} cannot blend styles")
+            return None
+        mix = dict(options.blend or ()) or self.bundle.metadata.style_mix
+        return self.encoding.style_vector(mix)
 
     def _controls(self, options: GenerationOptions):
         """The request's note density and key, else the style's typical ones."""
@@ -323,12 +343,12 @@ class Sampler:
         return sounding
 
     def _primer_state(self, events: np.ndarray, controls: np.ndarray, batch: int,
-                      metre: Metre):
+                      metre: Metre, style: np.ndarray | None):
         model = self.bundle.model
         state = model.zero_state(1)
         if len(events):
             if self.encoding.config.is_metric:
-                inputs = self.encoding.inputs_from_events(events, metre=metre)[None]
+                inputs = self.encoding.inputs_from_events(events, metre=metre, style=style)[None]
             else:
                 inputs = np.zeros((1, len(events), model.input_size), np.float32)
                 inputs[0, :, :len(controls)] = controls
@@ -336,12 +356,13 @@ class Sampler:
             state = self._run_primer(tf.constant(inputs))
         return tuple((tf.tile(c, [batch, 1]), tf.tile(h, [batch, 1])) for c, h in state)
 
-    def _position_gates(self, controls: np.ndarray, metre: Metre) -> tuple[tf.Tensor, int]:
+    def _position_gates(self, controls: np.ndarray, metre: Metre,
+                        style: np.ndarray | None) -> tuple[tf.Tensor, int]:
         """Layer 0's gate input from everything but the event, per step of a cycle:
         [cycle, 4 * units]. Constant controls give one row; a metric style's
-        position input gives one row per step of an 8-bar phrase."""
+        position (and style) input gives one row per step of an 8-bar phrase."""
         if self.encoding.config.is_metric:
-            rows = self.encoding.position_table(metre)
+            rows = self.encoding.position_table(metre, style)
         else:
             rows = controls[None]
         gates = tf.matmul(rows, self._control_kernel) + self.bundle.model.biases[0]
@@ -409,6 +430,8 @@ class Sampler:
             if grammar:  # a note-off only for a sounding note
                 allowed = tf.gather(tf.concat([no_key, sounding], axis=1), self._off_keys, axis=1)
                 logits = tf.where(allowed > 0, logits, -1e9)
+            if self._silent_onsets is not None:  # no note of a part the style leaves out
+                logits = tf.where(self._silent_onsets[None, :], -1e9, logits)
             if on_the_grid:  # a metric style's note-on only on a 16th or triplet position
                 here = tf.gather(onset_allowed, position)  # [batch]: may a note start now?
                 off_grid = tf.logical_and(is_onset[None, :], tf.logical_not(here)[:, None])

@@ -89,7 +89,13 @@ def test_mma_takes_are_reproducible_and_vary():
     assert "Groove stdlib/8beat:8BEATINTRO" in mma.take_script(first)
     assert mma.style_family("casio/heavymetal") == "rock"
     assert mma.style_family("zoom/dnb") == "electronic"
-    assert mma.style_family("stdlib/bossanova") == "other"
+    assert mma.style_family("stdlib/bossanova") == "latin"
+    assert mma.style_family("stdlib/jazzbossa") == "latin"  # the first style's word wins
+    assert mma.style_family("stdlib/jazzrock") == "rock"
+    assert mma.style_family("stdlib/bebop") == "jazz"
+    assert mma.style_family("stdlib/countryblues") == "blues"
+    assert mma.style_family("stdlib/countrywaltz") == "other"  # styles are in 4/4
+    assert mma.style_family("stdlib/polka") == "other"
 
 
 @needs("mma", "freedoom")

@@ -111,11 +111,21 @@ Each example is a random window of a randomly stretched and transposed piece
 history.json go to --out; running the same command again resumes from the last
 checkpoint (--steps is the total to reach). Ctrl-C or SIGTERM saves a
 checkpoint and stops.
+
+Several --data folders train a base model: each corpus is a style (its
+prepared name), the network is told which style each window comes from, and
+one model learns them all. --init-from fine-tunes a base (a run folder or a
+.mag bundle with a style input) on one corpus: a new style that starts from
+the music the base already knows.
 """
 
 TRAIN_EXAMPLES = """examples:
   python -m training train --data data/piano --out runs/piano
   python -m training train --data data/piano --out runs/small --layers 256 256 --steps 5000
+  python -m training train --config metric_band --data data/rock data/jazz data/funk \\
+      --out runs/base
+  python -m training train --config metric_band --data data/ragtime --out runs/ragtime \\
+      --init-from runs/base --steps 300
 """
 
 
@@ -126,8 +136,12 @@ def _add_train_parser(commands) -> None:
         "train", help="train a model on a prepared corpus (resumes when run again)",
         description=TRAIN_DESCRIPTION, epilog=TRAIN_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("--data", required=True, metavar="DIR",
-                       help="prepared corpus folder (from `python -m training prepare`)")
+    train.add_argument("--data", required=True, metavar="DIR", nargs="+",
+                       help="prepared corpus folder (from `python -m training prepare`); "
+                            "several train a base model with a style input")
+    train.add_argument("--init-from", metavar="RUN_OR_BUNDLE",
+                       help="fine-tune: start from a base run folder or a .mag bundle with a "
+                            "style input, keeping its layer sizes")
     train.add_argument("--out", required=True, metavar="DIR",
                        help="run folder: checkpoints, best weights, logs, history.json")
     train.add_argument("--config", default=defaults.DEFAULT_CONFIG_ID,
@@ -380,7 +394,8 @@ def _train(args: argparse.Namespace) -> int:
             args.data, args.out, config_id=args.config, layer_sizes=args.layers,
             steps=args.steps, batch_size=args.batch_size, sequence_length=args.sequence_length,
             eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
-            patience=args.patience, seed=args.seed, progress=progress, log=log)
+            patience=args.patience, seed=args.seed, progress=progress, log=log,
+            init_from=args.init_from)
     finally:
         if bar is not None:
             bar.close()

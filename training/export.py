@@ -58,9 +58,21 @@ class Run:
                   if point.get("validation_nll") is not None]
         return min(values) if values else None
 
+    def best_validation_nll_of(self, style: str) -> float | None:
+        """A base's validation NLL on one style's corpus at its best step (the
+        run's own best for a run of one corpus)."""
+        points = [point for point in self.history if point.get("validation_nll") is not None]
+        if not points:
+            return None
+        best = min(points, key=lambda point: point["validation_nll"])
+        return (best.get("style_validation_nll") or {}).get(style, best["validation_nll"])
 
-def load_run(run_dir: str | Path) -> Run:
+
+def load_run(run_dir: str | Path, style: str | None = None) -> Run:
     """Loads the best (or else the latest) weights of a run written by `train_model`.
+
+    For a base model (several corpora), `style` picks the corpus whose
+    manifest the run's data and metadata come from.
 
     Raises:
       PerfRNNError: not a run folder, or no checkpoint in it.
@@ -79,7 +91,8 @@ def load_run(run_dir: str | Path) -> Run:
     try:
         settings = json.loads(settings_path.read_text(encoding="utf-8"))
         config = get_config(settings["config"]).replace(
-            rnn_layer_sizes=tuple(int(size) for size in settings["layer_sizes"]))
+            rnn_layer_sizes=tuple(int(size) for size in settings["layer_sizes"]),
+            style_names=tuple(str(name) for name in settings.get("style_names", ())))
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise PerfRNNError(f"cannot read {settings_path} ({error})") from None
     checkpoint = (tf.train.latest_checkpoint(str(run_dir / BEST_DIR))
@@ -100,15 +113,19 @@ def load_run(run_dir: str | Path) -> Run:
             history = json.loads((run_dir / HISTORY_NAME).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             history = []
-    data_dir = Path(settings["data"]) if settings.get("data") else None
-    manifest = None
-    if data_dir is not None:
-        from training.prepare import read_manifest
+    data = settings.get("data") or []
+    data_dirs = [Path(path) for path in ([data] if isinstance(data, str) else data)]
+    data_dir, manifest = None, None
+    from training.prepare import read_manifest
 
+    for path in data_dirs:  # a base's corpora: the one of the style asked for
         try:
-            manifest = read_manifest(data_dir)
+            found = read_manifest(path)
         except PerfRNNError:
-            manifest = None
+            found = None
+        if len(data_dirs) == 1 or (found and style and found.get("name") == style):
+            data_dir, manifest = path, found
+            break
     return Run(path=run_dir, config=config, model=model, step=int(step.numpy()),
                checkpoint=checkpoint, settings=settings, history=history,
                data_dir=data_dir, manifest=manifest)
@@ -192,6 +209,35 @@ def corpus_note_limits(pieces: list, tracks: tuple[TrackRole, ...]) -> list[floa
                 lengths[role].append(note.end_time - note.start_time)
     return [round(max(float(np.percentile(values, 99.5)), 0.1), 2) if values else 0.0
             for values in lengths]
+
+
+def corpus_parts(pieces: list, tracks: tuple[TrackRole, ...]) -> list[str]:
+    """The tracks whose role the training music plays, by name; [] when it plays
+    them all (or is unknown). A drum corpus trained into a band base plays only
+    its kit, and so does the style exported from it."""
+    played = {note.instrument if len(tracks) > 1 else 0 for piece in pieces
+              for note in piece.notes}
+    parts = [track.name for role, track in enumerate(tracks) if role in played]
+    return [] if not parts or len(parts) == len(tracks) else parts
+
+
+def run_style_mix(run: Run, style: str) -> dict:
+    """The style input of a style exported from `run` ({} without one): a
+    fine-tuned run's own, or the named style of a base.
+
+    Raises:
+      PerfRNNError: a base run asked for a style it was not trained on.
+    """
+    if not run.config.has_style_input:
+        return {}
+    mix = run.settings.get("style_mix")
+    if isinstance(mix, dict) and mix:
+        return {str(name): float(weight) for name, weight in mix.items()}
+    if style not in run.config.style_names:
+        raise PerfRNNError(f"{run.path} is a base model of the styles "
+                           f"{', '.join(run.config.style_names)}; export one of them with "
+                           "--style NAME")
+    return {style: 1.0}
 
 
 KEY_NAMES = [f"{name}{mode}" for mode in ("", "m")
@@ -317,7 +363,7 @@ def bundle_from_run(run: Run, style: str | None = None, description: str = "",
     bpm = default_bpm or corpus_tempo(pieces) or DEFAULT_BPM
     provenance = provenance_from_manifest(run.manifest)
     evaluation = read_evaluation(run.path) or {}
-    metrics = {"validation_nll_per_event": run.best_validation_nll}
+    metrics = {"validation_nll_per_event": run.best_validation_nll_of(style)}
     metrics.update({key: evaluation[key] for key in
                     ("validation_nll_per_event", "mean_overlapping_area", "overlapping_area",
                      "generated", "real", "beat") if evaluation.get(key) is not None})
@@ -339,6 +385,10 @@ def bundle_from_run(run: Run, style: str | None = None, description: str = "",
         "kind": (run.manifest or {}).get("kind"),
         "exported": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if run.settings.get("parent"):
+        training["parent"] = run.settings["parent"]
+    if run.config.has_style_input and not run.settings.get("style_mix"):
+        training["base_corpora"] = list(run.config.style_names)
     metadata = BundleMetadata(
         style=style, description=description, tracks=tracks, default_bpm=float(bpm),
         types=types if types is not None else default_types(tracks),
@@ -346,6 +396,9 @@ def bundle_from_run(run: Run, style: str | None = None, description: str = "",
         default_controls=corpus_controls(config, pieces),
         max_note_seconds=corpus_note_limits(pieces, tracks),
         time_signature=metre,
+        style_names=list(run.config.style_names),
+        style_mix=run_style_mix(run, style),
+        parts=corpus_parts(pieces, tracks),
         card=model_card(style, description, run, provenance, metrics, tracks, float(bpm),
                         card_notes))
     return Bundle(config=config, model=run.model, metadata=metadata)
@@ -370,7 +423,7 @@ def export_bundle(run_dir: str | Path, out_path: str | Path, **metadata) -> Path
     out_path = Path(out_path)
     if out_path.suffix != ".mag":
         raise PerfRNNError(f"the bundle's file name must end in .mag, got {out_path.name}")
-    bundle = bundle_from_run(load_run(run_dir), **metadata)
+    bundle = bundle_from_run(load_run(run_dir, metadata.get("style")), **metadata)
     path = write_bundle(bundle, out_path)
     read_bundle(path)  # what we wrote must load
     return path

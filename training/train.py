@@ -78,6 +78,8 @@ class TrainResult:
       stopped_early: Validation NLL stopped improving for `patience` evaluations.
       interrupted: Stopped by Ctrl-C, SIGTERM or `should_stop`.
       final_train_loss: Training loss of the last step.
+      first_train_loss: Training loss of this run's first step (a fine-tuned
+        style starts near its parent's loss, a new model near log(classes)).
     """
 
     steps: int
@@ -91,6 +93,7 @@ class TrainResult:
     stopped_early: bool
     interrupted: bool = False
     final_train_loss: float | None = None
+    first_train_loss: float | None = None
     messages: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -155,14 +158,15 @@ class ExampleMaker:
 
         return metre_of(sequence)
 
-    def window(self, events: np.ndarray, start: int,
-               metre=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def window(self, events: np.ndarray, start: int, metre=None,
+               style: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Inputs [L, I], labels [L] and mask [L] for events[start:start + L + 1].
 
         Control signals are extracted from the window's own events (the label
         event included), as Magenta extracts them from each performance its
         data pipeline cuts out. A metric encoding's position inputs count
-        from the start of the piece, so the window knows where its bars are.
+        from the start of the piece, so the window knows where its bars are;
+        `style` is its style input, for a base model and its styles.
         """
         length = self.sequence_length
         piece = events[start:start + length + 1]
@@ -174,7 +178,7 @@ class ExampleMaker:
             if metre is not None:
                 first_step = int(self._shift_steps[events[:start]].sum())
                 rows = self.encoding.inputs_with_controls(piece, first_step=first_step,
-                                                          metre=metre)
+                                                          metre=metre, style=style)
             else:
                 rows = self.encoding.inputs_with_controls(piece)
             inputs[:used] = rows[:used]
@@ -182,19 +186,29 @@ class ExampleMaker:
             mask[:used] = 1.0
         return inputs, labels, mask
 
-    def training_examples(self, sequences: list, seed: int) -> Iterator[tuple]:
-        """An endless stream of augmented random windows."""
+    def training_examples(self, sequences: list, seed: int,
+                          styles: Sequence[np.ndarray | None] | None = None
+                          ) -> Iterator[tuple]:
+        """An endless stream of augmented random windows.
+
+        `sequences` is one corpus's list, or, with `styles` (one style input
+        per corpus), a list of corpora: each window then comes from a corpus
+        drawn uniformly, so a small style counts as much as a big one.
+        """
+        corpora = list(sequences) if styles is not None else [sequences]
+        styles = list(styles) if styles is not None else [None]
         rng = np.random.default_rng(seed)
         while True:
-            sequence = sequences[rng.integers(len(sequences))]
+            corpus = int(rng.integers(len(corpora))) if len(corpora) > 1 else 0
+            sequence = corpora[corpus][rng.integers(len(corpora[corpus]))]
             events = self.encode(self.augment(sequence, rng))
             if len(events) < 2:
                 continue
             start = int(rng.integers(max(len(events) - self.sequence_length - 1, 0) + 1))
-            yield self.window(events, start, self.metre(sequence))
+            yield self.window(events, start, self.metre(sequence), styles[corpus])
 
-    def validation_windows(self, sequences: list,
-                           limit: int = MAX_VALIDATION_WINDOWS) -> list[tuple]:
+    def validation_windows(self, sequences: list, limit: int = MAX_VALIDATION_WINDOWS,
+                           style: np.ndarray | None = None) -> list[tuple]:
         """Consecutive unaugmented windows of each sequence, at most `limit` in all."""
         windows = []
         for sequence in sequences:
@@ -203,7 +217,7 @@ class ExampleMaker:
             for start in range(0, max(len(events) - 1, 0), self.sequence_length):
                 if len(windows) >= limit:
                     return windows
-                windows.append(self.window(events, start, metre))
+                windows.append(self.window(events, start, metre, style))
         return windows
 
 
@@ -305,6 +319,42 @@ def _check_manifest_config(manifest: dict, config: ModelConfig, messages: list[s
             "goes on: the stored NoteSequences do not depend on the encoding)")
 
 
+@dataclass
+class Corpus:
+    """A prepared corpus, read for training: its style name and its pieces."""
+
+    name: str
+    train: list
+    validation: list
+
+
+def _read_corpus(data_dir: Path, config: ModelConfig, say: Callable[[str], None]) -> Corpus:
+    """Reads a prepared corpus's manifest and non-empty NoteSequences.
+
+    Raises:
+      PerfRNNError: no such prepared corpus, no training music, or one
+        prepared for an incompatible kind.
+    """
+    from training.prepare import read_manifest, read_prepared
+
+    if not data_dir.is_dir():
+        raise PerfRNNError(f"data folder {data_dir} does not exist; "
+                           "run `python -m training prepare` first")
+    manifest = read_manifest(data_dir)
+    warnings_before = []
+    _check_manifest_config(manifest, config, warnings_before)
+    for text in warnings_before:
+        say(text)
+    train = [sequence for sequence in read_prepared(data_dir, "train") if len(sequence.notes)]
+    if not train:
+        raise PerfRNNError(f"{data_dir} has no training sequences; prepare more music")
+    validation = []
+    if (data_dir / "validation.tfrecord").is_file():
+        validation = [sequence for sequence in read_prepared(data_dir, "validation")
+                      if len(sequence.notes)]
+    return Corpus(str(manifest.get("name") or data_dir.name), train, validation)
+
+
 def _load_history(path: Path, up_to_step: int) -> list[dict]:
     if not path.is_file():
         return []
@@ -352,7 +402,7 @@ class _StopFlag:
 
 
 def train_model(
-    data_dir: str | Path,
+    data_dir: str | Path | Sequence[str | Path],
     out_dir: str | Path,
     config_id: str = DEFAULT_CONFIG_ID,
     layer_sizes: Sequence[int] | None = None,
@@ -367,11 +417,14 @@ def train_model(
     should_stop: Callable[[], bool] | None = None,
     log: Callable[[str], None] | None = None,
     jit_compile: bool | None = None,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Trains (or resumes training) a Performance RNN on a prepared corpus.
 
     Args:
-      data_dir: A folder written by `training.prepare.prepare_corpus`.
+      data_dir: A folder written by `training.prepare.prepare_corpus`, or
+        several: a base model with a style input, each corpus a style named
+        by its manifest (`training.base`).
       out_dir: Where checkpoints, logs and history go; a checkpoint there is resumed.
       config_id: A `perfrnn.configs.DEFAULT_CONFIGS` id.
       layer_sizes: LSTM sizes; default the configuration's (512, 512, 512).
@@ -390,6 +443,8 @@ def train_model(
         XLA and fall back to a plain tf.function if it does not compile; on
         CPU use a plain tf.function (XLA took ~30 s to compile a 3 x 512
         step and ran it at most ~5% faster on a 2-core CPU).
+      init_from: Fine-tune: start from this base run folder or `.mag` bundle
+        with a style input (`training.base`), keeping its shape.
 
     Raises:
       PerfRNNError: a problem with the arguments or the data.
@@ -419,45 +474,48 @@ def train_model(
         config = config.replace(batch_size=int(batch_size))
     batch_size = config.batch_size
 
-    from training.prepare import read_manifest, read_prepared
+    from training import base
 
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise PerfRNNError(f"data folder {data_dir} does not exist; "
-                           "run `python -m training prepare` first")
-    manifest = read_manifest(data_dir)
-    warnings_before = []
-    _check_manifest_config(manifest, config, warnings_before)
-    for text in warnings_before:
-        say(text)
-    train_sequences = [sequence for sequence in read_prepared(data_dir, "train")
-                       if len(sequence.notes)]
-    if not train_sequences:
-        raise PerfRNNError(f"{data_dir} has no training sequences; prepare more music")
-    validation_sequences = []
-    if (data_dir / "validation.tfrecord").is_file():
-        validation_sequences = [sequence for sequence in read_prepared(data_dir, "validation")
-                                if len(sequence.notes)]
+    data_dirs = [Path(data_dir)] if isinstance(data_dir, (str, Path)) else \
+        [Path(path) for path in data_dir]
+    if not data_dirs:
+        raise PerfRNNError("give at least one prepared corpus folder")
+    parent = base.read_parent(init_from) if init_from is not None else None
+    if parent is not None:
+        if len(data_dirs) > 1:
+            raise PerfRNNError("fine-tune on one corpus at a time; a base model is trained "
+                               "on several corpora without --init-from")
+        if layer_sizes is not None and tuple(layer_sizes) != parent.config.rnn_layer_sizes:
+            raise PerfRNNError(f"a fine-tuned style keeps its parent's layer sizes "
+                               f"{list(parent.config.rnn_layer_sizes)}; leave --layers out")
+        config = base.parent_config(parent, config.id).replace(batch_size=config.batch_size)
+    corpora = [_read_corpus(path, config, say) for path in data_dirs]
+    if parent is None and len(corpora) > 1:
+        config = config.replace(style_names=base.style_names_of(
+            [corpus.name for corpus in corpora], config))
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise PerfRNNError(f"{out_dir} is a file, not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
-    run_settings = {"data": str(data_dir), "config": config.id,
+    run_settings = {"data": str(data_dirs[0]) if len(data_dirs) == 1 else
+                    [str(path) for path in data_dirs],
+                    "config": config.id,
                     "layer_sizes": list(config.rnn_layer_sizes),
+                    "style_names": list(config.style_names),
                     "sequence_length": int(sequence_length), "batch_size": int(batch_size)}
     settings_path = out_dir / TRAIN_CONFIG_NAME
+    earlier = {}
     if settings_path.is_file():
         try:
             earlier = json.loads(settings_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             earlier = {}
-        for key in ("config", "layer_sizes"):
+        for key in ("config", "layer_sizes", "style_names"):
             if key in earlier and earlier[key] != run_settings[key]:
                 raise PerfRNNError(
                     f"{out_dir} holds a model trained with {key} {earlier[key]}, not "
                     f"{run_settings[key]}; use another --out or the same settings")
-    _write_json(settings_path, run_settings)
 
     import tensorflow as tf
 
@@ -467,6 +525,22 @@ def train_model(
     encoding = maker.encoding
     model = PerformanceRNN(encoding.input_size, encoding.num_classes,
                            config.rnn_layer_sizes, seed=seed)
+    if parent is not None:
+        run_settings["parent"] = parent.source
+        model.set_weights(parent.weights)  # a checkpoint of this run, if any, replaces them
+        if isinstance(earlier.get("style_mix"), dict):  # resuming: the style chosen at the start
+            mix = earlier["style_mix"]
+        elif corpora[0].name in config.style_names:
+            mix = {corpora[0].name: 1.0}
+        else:
+            mix = base.closest_style(model, maker, corpora[0].train, seed)
+        run_settings["style_mix"] = mix
+        say(f"fine-tuning {base.describe(parent)} on {corpora[0].name!r} with style input "
+            + ", ".join(f"{name} {weight:g}" for name, weight in mix.items()))
+    styles = [encoding.style_vector(run_settings["style_mix"]) if parent is not None else
+              np.eye(len(corpora), dtype=np.float32)[index] if len(corpora) > 1 else None
+              for index in range(len(corpora))]
+    _write_json(settings_path, run_settings)
     optimizer = tf.keras.optimizers.Adam(config.learning_rate,
                                          global_clipnorm=config.clip_norm)
     step_var = tf.Variable(0, dtype=tf.int64, name="step")
@@ -497,7 +571,9 @@ def train_model(
     best = None if math.isinf(float(best_var.numpy())) else float(best_var.numpy())
     since_best = int(since_best_var.numpy())
 
-    validation = maker.validation_windows(validation_sequences)
+    share = max(MAX_VALIDATION_WINDOWS // len(corpora), 1)
+    validation = {corpus.name: windows for corpus, style in zip(corpora, styles)
+                  if (windows := maker.validation_windows(corpus.validation, share, style))}
     if not validation:
         say("no validation data: validation and early stopping are skipped")
 
@@ -512,7 +588,8 @@ def train_model(
 
     input_size = encoding.input_size
     dataset = tf.data.Dataset.from_generator(
-        lambda: maker.training_examples(train_sequences, seed * 1_000_003 + start_step),
+        lambda: maker.training_examples([corpus.train for corpus in corpora],
+                                        seed * 1_000_003 + start_step, styles),
         output_signature=(
             tf.TensorSpec((sequence_length, input_size), tf.float32),
             tf.TensorSpec((sequence_length,), tf.int32),
@@ -532,7 +609,9 @@ def train_model(
     def evaluate(step: int, loss: float) -> bool:
         """Validation at `step`; returns True to stop early."""
         nonlocal best, since_best
-        nll = validation_nll(eval_step, validation, batch_size)
+        by_style = {name: validation_nll(eval_step, windows, batch_size)
+                    for name, windows in validation.items()}
+        nll = float(np.mean(list(by_style.values())))  # each style counts the same
         best, since_best, improved = update_patience(best, since_best, nll)
         best_var.assign(best)
         since_best_var.assign(since_best)
@@ -541,9 +620,14 @@ def train_model(
         result.final_validation_nll = nll
         result.best_validation_nll = best
         _scalar(writer, "validation_nll", nll, step)
-        history.append({"step": step, "train_loss": loss, "validation_nll": nll})
+        point = {"step": step, "train_loss": loss, "validation_nll": nll}
+        if len(by_style) > 1:
+            point["style_validation_nll"] = by_style
+        history.append(point)
         _write_json(history_path, history)
-        emit(f"step {step}: validation NLL {nll:.4f} nats/event (best {best:.4f})")
+        styles_text = "" if len(by_style) < 2 else " (" + ", ".join(
+            f"{name} {value:.3f}" for name, value in by_style.items()) + ")"
+        emit(f"step {step}: validation NLL {nll:.4f} nats/event (best {best:.4f}){styles_text}")
         return should_stop_early(since_best, patience)
 
     step = start_step
@@ -559,6 +643,7 @@ def train_model(
             if train_step is None:
                 train_step, (loss, count) = _first_step(
                     model, optimizer, jit_compile, (inputs, labels, mask), say)
+                result.first_train_loss = float(loss)
             else:
                 loss, count = train_step(inputs, labels, mask)
             step = int(step_var.assign_add(1).numpy())

@@ -1,0 +1,197 @@
+"""A base model with a style input, the styles exported from it, blends, and
+user styles fine-tuned from it.
+
+Three tiny band corpora are written here with pretty_midi, each with its own
+groove and bass line, and prepared for `metric_band`. Models are tiny (one
+layer of 24 units); what is tested is the plumbing of the style input, the
+parent of a fine-tuned style and where its training starts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import pytest
+
+from perfrnn.bundle import read_bundle
+from perfrnn.configs import get_config
+from perfrnn.encoding import encoding_for
+from perfrnn.errors import PerfRNNError
+from perfrnn.options import GenerationOptions, parse_blend
+from perfrnn.sampler import Sampler
+from training.export import export_bundle
+from training.prepare import prepare_corpus
+from training.train import train_model
+
+TINY = dict(config_id="metric_band", layer_sizes=[48], sequence_length=48, batch_size=8,
+            eval_every=100, checkpoint_every=100, patience=0, log=lambda text: None)
+KICK, SNARE, HAT, RIDE, TOM = 36, 38, 42, 51, 45
+
+
+def _write_groove(path: Path, drums: list[tuple[float, int]], bass: list[int],
+                  bars: int = 6, with_bass: bool = True) -> None:
+    """`bars` bars of 4/4 at 120 BPM: the drum hits (beat, pitch) each bar and,
+    unless drums only, one bass note per beat from `bass`."""
+    midi = pretty_midi.PrettyMIDI(initial_tempo=120)
+    midi.time_signature_changes.append(pretty_midi.TimeSignature(4, 4, 0.0))
+    kit = pretty_midi.Instrument(program=0, is_drum=True)
+    bass_part = pretty_midi.Instrument(program=33)
+    for bar in range(bars):
+        for beat, pitch in drums:
+            start = (bar * 4 + beat) * 0.5
+            kit.notes.append(pretty_midi.Note(velocity=100, pitch=pitch, start=start,
+                                              end=start + 0.1))
+        for beat in range(4):
+            start = (bar * 4 + beat) * 0.5
+            bass_part.notes.append(pretty_midi.Note(velocity=90, pitch=bass[beat % len(bass)],
+                                                    start=start, end=start + 0.4))
+    midi.instruments.append(kit)
+    if with_bass:
+        midi.instruments.append(bass_part)
+    midi.write(str(path))
+
+
+def _corpus(root: Path, name: str, drums, bass, with_bass: bool = True) -> Path:
+    music = root / f"{name}-music"
+    music.mkdir()
+    for take in range(4):
+        _write_groove(music / f"{name}{take}.mid", drums, [pitch + take for pitch in bass],
+                      bars=6 + take, with_bass=with_bass)
+    out = root / name
+    prepare_corpus(name, [music], out, config_id="metric_band", kind="band",
+                   validation_fraction=0.25, seed=0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory) -> dict[str, Path]:
+    """Three styles with their own drums and bass registers, so that which
+    notes come next depends mostly on the style."""
+    root = tmp_path_factory.mktemp("base-corpora")
+    return {
+        "floor": _corpus(root, "floor", [(0, KICK), (1, KICK), (2, KICK), (3, KICK),
+                                         (0.5, HAT), (1.5, HAT), (2.5, HAT), (3.5, HAT)],
+                         [28, 28, 35, 33]),
+        "backbeat": _corpus(root, "backbeat", [(1, SNARE), (3, SNARE), (0, RIDE), (2, RIDE)],
+                            [52, 55, 57, 55]),
+        "kit": _corpus(root, "kit", [(0, TOM), (1.5, TOM), (2, TOM + 2), (3, TOM + 2)], [40],
+                       with_bass=False),
+    }
+
+
+@pytest.fixture(scope="module")
+def base_run(corpora, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("base") / "run"
+    train_model([corpora["floor"], corpora["backbeat"], corpora["kit"]], out, steps=400,
+                seed=2, **TINY)
+    return out
+
+
+def test_a_base_learns_each_corpus_as_a_style_and_reports_each(base_run):
+    settings = json.loads((base_run / "train_config.json").read_text())
+    assert settings["style_names"] == ["floor", "backbeat", "kit"]
+    history = json.loads((base_run / "history.json").read_text())
+    last = history[-1]
+    assert set(last["style_validation_nll"]) == {"floor", "backbeat", "kit"}
+    assert last["validation_nll"] == pytest.approx(np.mean(list(
+        last["style_validation_nll"].values())))
+    assert last["validation_nll"] < math.log(encoding_for(get_config("metric_band")).num_classes)
+
+
+def test_the_style_input_tells_the_base_which_style_to_play(base_run, corpora):
+    """Each corpus is likelier under its own style than under the others."""
+    from training.export import load_run
+    from training.prepare import read_prepared
+    from training.train import ExampleMaker, make_eval_step, validation_nll
+
+    run = load_run(base_run)
+    maker = ExampleMaker(run.config, 48)
+    eval_step = make_eval_step(run.model)
+    for own, name in enumerate(run.config.style_names):
+        pieces = read_prepared(corpora[name], "train")
+        scores = []
+        for style in np.eye(3, dtype=np.float32):
+            windows = maker.validation_windows(pieces, 16, style)
+            scores.append(validation_nll(eval_step, windows, 16))
+        assert int(np.argmin(scores)) == own, (name, scores)
+
+
+def test_a_style_exported_from_the_base_plays_its_style_and_blends(base_run, tmp_path):
+    path = export_bundle(base_run, tmp_path / "floor.mag", style="floor")
+    bundle = read_bundle(path)
+    assert bundle.config.style_names == ("floor", "backbeat", "kit")
+    assert bundle.metadata.style_mix == {"floor": 1.0}
+    assert bundle.metadata.parts == ["drums", "bass"]  # what its corpus plays
+    assert bundle.metadata.training["base_corpora"] == ["floor", "backbeat", "kit"]
+    sampler = Sampler(bundle)
+    options = GenerationOptions(bars=4, bpm=120, seed=5, temperature=0.8)
+    own = sampler.generate(options).events[0]
+    assert np.array_equal(own, sampler.generate(options).events[0])
+    as_itself = sampler.generate(GenerationOptions(
+        bars=4, bpm=120, seed=5, temperature=0.8, blend=(("floor", 1.0),))).events[0]
+    assert np.array_equal(own, as_itself)
+    blended = sampler.generate(GenerationOptions(
+        bars=4, bpm=120, seed=5, temperature=0.8,
+        blend=parse_blend("floor:30,backbeat:70"))).events[0]
+    assert not np.array_equal(own, blended)
+    with pytest.raises(PerfRNNError, match="unknown style 'jazz'.*floor, backbeat, kit"):
+        sampler.generate(GenerationOptions(bars=2, blend=(("jazz", 1.0),)))
+    with pytest.raises(PerfRNNError, match="is a base model of the styles"):
+        export_bundle(base_run, tmp_path / "nope.mag", style="nope")
+
+
+def test_a_drum_style_of_a_band_base_plays_only_its_kit(base_run, tmp_path):
+    bundle = read_bundle(export_bundle(base_run, tmp_path / "kit.mag", style="kit"))
+    assert bundle.metadata.parts == ["drums"]
+    generation = Sampler(bundle).generate(GenerationOptions(
+        bars=8, bpm=120, seed=1, variations=3, temperature=1.5))
+    notes = [note for sequence in generation.sequences for note in sequence.notes]
+    assert notes and all(note.is_drum for note in notes)
+
+
+@pytest.mark.parametrize("text", ["", "rock:x", "rock:-1", "rock:0", "rock:inf",
+                                  ",".join(f"{name}:1" for name in "abcdefghi")])
+def test_a_bad_blend_is_refused(text):
+    with pytest.raises(PerfRNNError):
+        parse_blend(text)
+
+
+def test_a_user_style_starts_from_the_base(base_run, corpora, tmp_path):
+    """Fine-tuned on a corpus the base never saw: the parent is recorded, the
+    nearest parent style is its style input, and its first step's loss is the
+    base's, far below a new model's."""
+    root = tmp_path / "user"
+    root.mkdir()
+    user = _corpus(root, "user", [(0, KICK), (1, KICK), (2, KICK), (3, KICK),
+                                  (0.5, HAT), (1.5, HAT), (2.5, HAT), (3.5, HAT)],
+                   [41, 41, 48, 46])
+    tuned = train_model(user, tmp_path / "tuned", steps=4, seed=3, init_from=base_run,
+                        **{**TINY, "layer_sizes": None})
+    scratch = train_model(user, tmp_path / "scratch", steps=4, seed=3, **TINY)
+    settings = json.loads((tmp_path / "tuned" / "train_config.json").read_text())
+    assert settings["parent"] == str(base_run)
+    assert settings["style_mix"] == {"floor": 1.0}  # the base's nearest style
+    assert tuned.first_train_loss < scratch.first_train_loss - 1.0
+    bundle = read_bundle(export_bundle(tmp_path / "tuned", tmp_path / "user.mag"))
+    assert bundle.metadata.style == "user"
+    assert bundle.metadata.style_mix == {"floor": 1.0}
+    assert bundle.metadata.training["parent"] == str(base_run)
+    assert Sampler(bundle).generate(GenerationOptions(bars=2, seed=1)).sequences[0].notes
+
+
+def test_fine_tuning_refuses_what_does_not_fit_its_parent(base_run, corpora, tmp_path):
+    with pytest.raises(PerfRNNError, match="keeps its parent's layer sizes"):
+        train_model(corpora["floor"], tmp_path / "a", steps=1, init_from=base_run,
+                    **{**TINY, "layer_sizes": [32]})
+    with pytest.raises(PerfRNNError, match="fine-tune it with --config metric_band"):
+        train_model(corpora["floor"], tmp_path / "b", steps=1, init_from=base_run,
+                    **{**TINY, "config_id": "metric_drums", "layer_sizes": None})
+    with pytest.raises(PerfRNNError, match="two corpora are both called 'floor'"):
+        train_model([corpora["floor"], corpora["floor"]], tmp_path / "c", steps=1, **TINY)
+    with pytest.raises(PerfRNNError, match="needs a metric configuration"):
+        train_model([corpora["floor"], corpora["kit"]], tmp_path / "d", steps=1,
+                    **{**TINY, "config_id": "multitrack_performance_with_dynamics"})

@@ -1,0 +1,140 @@
+"""Base models and the styles made from them.
+
+A **base model** is trained on several prepared corpora at once (`python -m
+training train --data data/rock data/jazz ...`). Each corpus is a style, named
+by its manifest, and the network's input says which style each training
+window comes from (`ModelConfig.style_names`, the style input of
+`perfrnn.metric_encoding`). It so learns what the styles share (a beat, a
+bass under chords, fills before a bar line) from all of them, and each
+style's particulars from its own corpus.
+
+A **fine-tuned style** starts from a parent, a base run folder or any `.mag`
+bundle with a style input (`--init-from`), and trains on one corpus. It keeps
+the parent's shape and style names. Its style input is fixed: the corpus's own
+style when the parent knows it, otherwise the parent style under which the
+parent already finds the corpus most likely (lowest NLL on a few windows of
+it), so fine-tuning starts from the nearest music the parent knows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from perfrnn.configs import ModelConfig, get_config
+from perfrnn.errors import PerfRNNError
+
+CLOSEST_STYLE_WINDOWS = 16
+"""Training windows scored under each parent style to choose a new corpus's style."""
+
+
+@dataclass
+class Parent:
+    """The model a style is fine-tuned from.
+
+    Attributes:
+      source: The run folder or bundle it was read from, as given.
+      config: Its configuration (layer sizes and style names included).
+      weights: Its weights by Magenta name.
+      style_mix: A bundle's own style input ({style: weight}); None for a run.
+    """
+
+    source: str
+    config: ModelConfig
+    weights: dict
+    style_mix: dict | None = None
+
+
+def read_parent(path: str | Path) -> Parent:
+    """A base run folder (its best weights) or a `.mag` bundle to fine-tune from.
+
+    Raises:
+      PerfRNNError: it is neither, or it has no style input to fine-tune from.
+    """
+    path = Path(path)
+    if path.is_dir():
+        from training.export import load_run
+
+        run = load_run(path)
+        parent = Parent(str(path), run.config, run.model.get_weights(),
+                        run.settings.get("style_mix"))
+    elif path.suffix == ".mag":
+        from perfrnn.bundle import read_bundle
+
+        bundle = read_bundle(path)
+        parent = Parent(str(path), bundle.config, bundle.model.get_weights(),
+                        dict(bundle.metadata.style_mix) or None)
+    else:
+        raise PerfRNNError(f"cannot fine-tune from {path}: give a base run folder "
+                           "(runs/base) or a .mag bundle")
+    if not parent.config.has_style_input:
+        raise PerfRNNError(f"{path} has no style input, so it is not a base model; train "
+                           "one on several corpora (--data data/rock data/jazz ...)")
+    return parent
+
+
+def style_names_of(corpus_names: list[str], config: ModelConfig) -> tuple[str, ...]:
+    """The style input of a base trained on corpora with these manifest names.
+
+    Raises:
+      PerfRNNError: the configuration cannot take a style input, or two
+        corpora share a name.
+    """
+    if not config.is_metric:
+        raise PerfRNNError(
+            f"a base model (several corpora) needs a metric configuration such as "
+            f"metric_band, not {config.id!r}")
+    duplicates = sorted({name for name in corpus_names if corpus_names.count(name) > 1})
+    if duplicates:
+        raise PerfRNNError(f"two corpora are both called {duplicates[0]!r}; each corpus is "
+                           "a style, so prepare them with different --name")
+    return tuple(corpus_names)
+
+
+def closest_style(model, maker, sequences: list, seed: int = 0) -> dict[str, float]:
+    """The parent style ({name: 1.0}) under which `model` finds `sequences` most likely.
+
+    `maker` is a `training.train.ExampleMaker` of the parent's configuration.
+    """
+    from training.train import make_eval_step, validation_nll
+
+    names = maker.config.style_names
+    rng = np.random.default_rng(seed)
+    picks = []  # the same windows are scored under every style
+    for index in rng.integers(len(sequences), size=CLOSEST_STYLE_WINDOWS):
+        events = maker.encode(sequences[index])
+        if len(events) >= 2:
+            start = int(rng.integers(max(len(events) - maker.sequence_length - 1, 0) + 1))
+            picks.append((events, start, maker.metre(sequences[index])))
+    eval_step = make_eval_step(model)
+    scores = {}
+    for index, name in enumerate(names):
+        style = np.eye(len(names), dtype=np.float32)[index]
+        windows = [maker.window(events, start, metre, style) for events, start, metre in picks]
+        if windows:
+            scores[name] = validation_nll(eval_step, windows, CLOSEST_STYLE_WINDOWS)
+    if not scores:
+        raise PerfRNNError("the corpus has no pieces long enough to fine-tune on")
+    return {min(scores, key=scores.get): 1.0}
+
+
+def parent_config(parent: Parent, config_id: str) -> ModelConfig:
+    """The configuration a fine-tuned style trains with: the parent's.
+
+    Raises:
+      PerfRNNError: `config_id` names another encoding than the parent's.
+    """
+    if config_id != parent.config.id:
+        raise PerfRNNError(f"{parent.source} is a {parent.config.id!r} model; fine-tune it "
+                           f"with --config {parent.config.id}, not {config_id!r}")
+    return get_config(config_id).replace(rnn_layer_sizes=parent.config.rnn_layer_sizes,
+                                         style_names=parent.config.style_names)
+
+
+def describe(parent: Parent) -> str:
+    """One line naming a parent, for logs and model cards."""
+    layers = "x".join(str(size) for size in parent.config.rnn_layer_sizes)
+    return (f"{parent.source} ({parent.config.id}, {layers}, styles "
+            f"{', '.join(parent.config.style_names)})")
