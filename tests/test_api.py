@@ -543,6 +543,7 @@ def test_training_needs_its_token_and_trains_a_style(make_app):
     assert_invalid(post(good, name="Not A Name!"), "name")
     assert_invalid(post(good, preset="huge"), "preset")
     assert_invalid(post(good, kind="orchestra"), "kind")
+    assert_invalid(post(good, start="middle"), "start")
     assert_invalid(post(good, colour="blue"), "colour")
     assert app.extensions["perfrnn"].store.count(("queued", "running")) == 0
 
@@ -563,6 +564,7 @@ def test_training_needs_its_token_and_trains_a_style(make_app):
     assert finished.state == "done", finished.error
     shown = client.get(f"{API}/jobs/{job['id']}").get_json()
     assert shown["result"]["style"] == "mine" and shown["result"]["steps"] == 4
+    assert shown["result"]["parent"] == "piano"  # fine-tuned from the shipped piano
     assert shown["links"]["style"] == f"{API}/styles/mine"
     assert "loss_points" in shown["detail"]
     assert_error(client.get(f"{API}/generations/{job['id']}/midi"), 404, "not_found")
@@ -572,6 +574,17 @@ def test_training_needs_its_token_and_trains_a_style(make_app):
     generated = generate(app, client, style="mine", seconds=5, seed=3)
     assert client.get(generated["downloads"][0]["midi"]).data.startswith(b"MThd")
     assert_invalid(post(good), "name")  # "mine" is taken now
+    registry = app.extensions["perfrnn"].registry
+    tuned = registry.get("mine").bundle
+    assert tuned.metadata.training["parent"].endswith("piano.mag")
+    assert tuned.config.rnn_layer_sizes == registry.get("piano").bundle.config.rnn_layer_sizes
+
+    fresh = post(good, name="fresh", start="scratch")
+    assert fresh.status_code == 202
+    finished = wait_for_job(app, fresh.get_json()["job"]["id"], 90)
+    assert finished.state == "done", finished.error
+    assert finished.result["parent"] is None
+    assert registry.get("fresh").bundle.config.rnn_layer_sizes == (16,)
 
 
 # ----- importing bundles ----------------------------------------------------------------

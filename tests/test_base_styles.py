@@ -195,3 +195,15 @@ def test_fine_tuning_refuses_what_does_not_fit_its_parent(base_run, corpora, tmp
     with pytest.raises(PerfRNNError, match="needs a metric configuration"):
         train_model([corpora["floor"], corpora["kit"]], tmp_path / "d", steps=1,
                     **{**TINY, "config_id": "multitrack_performance_with_dynamics"})
+
+
+def test_a_kit_alone_prepares_into_a_band_bases_drum_part(tmp_path):
+    from training.prepare import read_prepared
+
+    music = tmp_path / "songs"
+    music.mkdir()
+    _write_groove(music / "song.mid", [(0, KICK), (2, SNARE)], [40])
+    prepare_corpus("grooves", [music], tmp_path / "data", config_id="metric_band",
+                   kind="drums", validation_fraction=0)
+    notes = [note for piece in read_prepared(tmp_path / "data", "train") for note in piece.notes]
+    assert notes and all(note.is_drum and note.instrument == 0 for note in notes)

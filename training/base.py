@@ -9,8 +9,8 @@ bass under chords, fills before a bar line) from all of them, and each
 style's particulars from its own corpus.
 
 A **fine-tuned style** starts from a parent, a base run folder or any `.mag`
-bundle with a style input (`--init-from`), and trains on one corpus. It keeps
-the parent's shape and style names. Its style input is fixed: the corpus's own
+bundle (`--init-from`), and trains on one corpus. It keeps the parent's shape
+and style names. With a style input, its style input is fixed: the corpus's own
 style when the parent knows it, otherwise the parent style under which the
 parent already finds the corpus most likely (lowest NLL on a few windows of
 it), so fine-tuning starts from the nearest music the parent knows.
@@ -49,9 +49,10 @@ class Parent:
 
 def read_parent(path: str | Path) -> Parent:
     """A base run folder (its best weights) or a `.mag` bundle to fine-tune from.
+    A parent without a style input (the piano) is fine-tuned as it is.
 
     Raises:
-      PerfRNNError: it is neither, or it has no style input to fine-tune from.
+      PerfRNNError: it is neither, or it does not load.
     """
     path = Path(path)
     if path.is_dir():
@@ -69,9 +70,6 @@ def read_parent(path: str | Path) -> Parent:
     else:
         raise PerfRNNError(f"cannot fine-tune from {path}: give a base run folder "
                            "(runs/base) or a .mag bundle")
-    if not parent.config.has_style_input:
-        raise PerfRNNError(f"{path} has no style input, so it is not a base model; train "
-                           "one on several corpora (--data data/rock data/jazz ...)")
     return parent
 
 
@@ -136,5 +134,6 @@ def parent_config(parent: Parent, config_id: str) -> ModelConfig:
 def describe(parent: Parent) -> str:
     """One line naming a parent, for logs and model cards."""
     layers = "x".join(str(size) for size in parent.config.rnn_layer_sizes)
-    return (f"{parent.source} ({parent.config.id}, {layers}, styles "
-            f"{', '.join(parent.config.style_names)})")
+    styles = (f", styles {', '.join(parent.config.style_names)}"
+              if parent.config.has_style_input else "")
+    return f"{parent.source} ({parent.config.id}, {layers}{styles})"

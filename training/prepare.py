@@ -398,18 +398,32 @@ def _check_name(name: str) -> str:
     return name
 
 
+def kind_problem(kind: str, config: ModelConfig) -> str | None:
+    """Why music prepared as `kind` cannot train `config` (None when it can).
+
+    A band needs a multi-track configuration and a single-part configuration
+    takes pitched or drum music; a kit alone also fits a multi-track
+    configuration with a drum part (a drum style of a band base)."""
+    if kind == "band" and not config.is_multitrack:
+        multitrack = [c.id for c in DEFAULT_CONFIGS.values() if c.is_multitrack]
+        return (f"kind 'band' needs a multi-track configuration (--config {multitrack[0]}); "
+                f"{config.id!r} writes one part")
+    if kind == "pitched" and config.is_multitrack:
+        return (f"configuration {config.id!r} is multi-track: use kind 'band' (or 'drums' for "
+                "a kit alone)")
+    if kind == "drums" and config.is_multitrack and not any(t.is_drum for t in config.tracks):
+        return f"configuration {config.id!r} has no drum part for kind 'drums'"
+    return None
+
+
 def _check_kind(kind: str | None, config: ModelConfig) -> str:
     if kind is None:
         return "band" if config.is_multitrack else DEFAULT_KIND
     if kind not in KINDS:
         raise PerfRNNError(f"unknown kind {kind!r}; use one of: {', '.join(KINDS)}")
-    if (kind == "band") != config.is_multitrack:
-        if kind == "band":
-            multitrack = [c.id for c in DEFAULT_CONFIGS.values() if c.is_multitrack]
-            raise PerfRNNError(f"kind 'band' needs a multi-track configuration "
-                               f"(--config {multitrack[0]}); {config.id!r} writes one part")
-        raise PerfRNNError(f"configuration {config.id!r} is multi-track: use kind 'band' "
-                           "(or leave --kind out)")
+    problem = kind_problem(kind, config)
+    if problem:
+        raise PerfRNNError(problem)
     return kind
 
 
@@ -621,6 +635,10 @@ def _read_one(
             record.warnings.append("no drum part (MIDI channel 10)")
     else:
         kept, dropped = _keep_kind(sequence, kind)
+        if encoding.config.is_multitrack:  # a kit alone, in a band model's drum part
+            drum_role = next(i for i, track in enumerate(encoding.tracks) if track.is_drum)
+            for note in kept.notes:
+                note.instrument = drum_role
     record.dropped_notes = dropped
     if not kept.notes:
         if kind == "pitched" and dropped:

@@ -293,16 +293,15 @@ def _check_manifest_config(manifest: dict, config: ModelConfig, messages: list[s
     corpus (parts mapped onto roles) and a single-part one cannot be swapped.
 
     Raises:
-      PerfRNNError: a band corpus with a single-part configuration or back.
+      PerfRNNError: the corpus's kind does not fit the configuration
+        (`training.prepare.kind_problem`).
     """
-    if (manifest.get("kind") == "band") != config.is_multitrack:
-        if config.is_multitrack:
-            raise PerfRNNError(
-                f"configuration {config.id!r} is multi-track, but this corpus was prepared "
-                f"with kind {manifest.get('kind')!r}; prepare it again with --kind band")
-        raise PerfRNNError(
-            f"this corpus was prepared for a band (kind 'band'); train it with a multi-track "
-            f"configuration such as multitrack_performance_with_dynamics, not {config.id!r}")
+    from training.prepare import kind_problem
+
+    problem = kind_problem(str(manifest.get("kind")), config)
+    if problem:
+        raise PerfRNNError(f"this corpus was prepared as kind {manifest.get('kind')!r}: "
+                           f"{problem}; prepare it again with a --kind that fits")
     prepared_id = manifest.get("config")
     if not prepared_id or prepared_id == config.id:
         return
@@ -528,17 +527,21 @@ def train_model(
     if parent is not None:
         run_settings["parent"] = parent.source
         model.set_weights(parent.weights)  # a checkpoint of this run, if any, replaces them
-        if isinstance(earlier.get("style_mix"), dict):  # resuming: the style chosen at the start
-            mix = earlier["style_mix"]
-        elif corpora[0].name in config.style_names:
-            mix = {corpora[0].name: 1.0}
-        else:
-            mix = base.closest_style(model, maker, corpora[0].train, seed)
-        run_settings["style_mix"] = mix
-        say(f"fine-tuning {base.describe(parent)} on {corpora[0].name!r} with style input "
-            + ", ".join(f"{name} {weight:g}" for name, weight in mix.items()))
-    styles = [encoding.style_vector(run_settings["style_mix"]) if parent is not None else
-              np.eye(len(corpora), dtype=np.float32)[index] if len(corpora) > 1 else None
+        mix = None  # a parent without a style input (the piano) has none
+        if config.has_style_input:
+            if isinstance(earlier.get("style_mix"), dict):  # resuming: the style chosen first
+                mix = earlier["style_mix"]
+            elif corpora[0].name in config.style_names:
+                mix = {corpora[0].name: 1.0}
+            else:
+                mix = base.closest_style(model, maker, corpora[0].train, seed)
+        if mix is not None:
+            run_settings["style_mix"] = mix
+        say(f"fine-tuning {base.describe(parent)} on {corpora[0].name!r}" + (
+            "" if mix is None else " with style input " + ", ".join(
+                f"{name} {weight:g}" for name, weight in mix.items())))
+    styles = [encoding.style_vector(run_settings["style_mix"]) if "style_mix" in run_settings
+              else np.eye(len(corpora), dtype=np.float32)[index] if len(corpora) > 1 else None
               for index in range(len(corpora))]
     _write_json(settings_path, run_settings)
     optimizer = tf.keras.optimizers.Adam(config.learning_rate,

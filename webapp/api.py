@@ -43,7 +43,7 @@ JOB_ID = re.compile(r"[0-9a-f]{8,32}")
 GENERATION_FIELDS = ("style", "type", "length", "unit", "seconds", "bars", "bpm",
                      "temperature", "variations", "seed", "key", "density", "quantize", "loop",
                      "feel")
-TRAINING_FIELDS = ("name", "preset", "kind")
+TRAINING_FIELDS = ("name", "preset", "kind", "start")
 BUNDLE_FIELDS = ("name",)
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 FILES = {  # download kind -> (result key, file name key, MIME type, as attachment)

@@ -21,6 +21,7 @@ from webapp.validation import (
     PRIMER_SUFFIXES,
     TEMPERATURE_RANGE,
     TRAINING_KINDS,
+    TRAINING_STARTS,
     TRAINING_SUFFIXES,
 )
 
@@ -246,6 +247,10 @@ SCHEMAS: dict = {
                        "description": "GET /trainings/presets"},
             "kind": {"type": "string", "enum": ["auto", *TRAINING_KINDS],
                      "default": "auto"},
+            "start": {"type": "string", "enum": list(TRAINING_STARTS), "default": "base",
+                      "description": "base: fine-tune the shipped style of the kind (piano, "
+                                     "drums or rock's base), so a handful of files is enough; "
+                                     "scratch: a new model of the preset's size"},
             "files": {"type": "array",
                       "items": {"type": "string", "format": "binary"},
                       "description": "the music: " + ", ".join(TRAINING_SUFFIXES)

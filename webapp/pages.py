@@ -46,7 +46,7 @@ API = "/api/v1"
 HISTORY_LIMIT = 10
 GENERATE_FIELDS = ("style", "type", "length", "unit", "bpm", "temperature", "variations",
                    "seed", "key", "density", "quantize", "loop", "feel", "primer")
-TRAIN_FIELDS = ("token", "name", "files", "preset", "kind")
+TRAIN_FIELDS = ("token", "name", "files", "preset", "kind", "start")
 IMPORT_FIELDS = ("token", "bundle", "name")
 GENERATE_DEFAULTS = {"length": "30", "unit": "seconds", "bpm": "", "temperature": "1.0",
                      "variations": "1", "seed": "", "key": "", "density": "", "type": "",
@@ -537,7 +537,7 @@ def _train_page(values: dict, errors: dict | None = None, status: int = 200,
 def train():
     if request.method == "GET":
         return _train_page({"preset": "quick" if "quick" in training_presets() else "",
-                            "kind": "auto"})
+                            "kind": "auto", "start": "base"})
 
     from webapp.actions import submit_training
     from webapp.validation import training_params

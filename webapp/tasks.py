@@ -201,8 +201,9 @@ def run_training(services: Services, job) -> dict:
         checkpoints.pull()
     presets = services.training_presets
     preset = presets[params["preset"]] if presets else params["preset"]
-    if _discard_other_run(work_dir / "run", preset, params.get("kind") or None) \
-            and checkpoints is not None:
+    kind = params.get("kind") or None
+    parent = _parent_style(services, kind) if params.get("start", "base") == "base" else None
+    if _discard_other_run(work_dir / "run", preset, kind, parent) and checkpoints is not None:
         checkpoints.clear()
     started = time.monotonic()
     loss_points: list[list[float]] = []
@@ -247,7 +248,7 @@ def run_training(services: Services, job) -> dict:
     try:
         try:
             result = train_style(name, [inputs], work_dir, partial, preset=preset,
-                                 kind=params.get("kind") or None, progress=progress,
+                                 kind=kind, parent=parent, progress=progress,
                                  should_stop=should_stop,
                                  log=lambda text: log.info("job %s: %s", job.id, text))
         except PerfRNNError as error:
@@ -284,7 +285,20 @@ def run_training(services: Services, job) -> dict:
         "mean_overlapping_area": (evaluation.mean_overlapping_area
                                   if evaluation is not None else None),
         "loss_points": loss_points,
+        "parent": parent.stem if parent is not None else None,
     }
+
+
+def _parent_style(services: Services, kind: str | None) -> Path | None:
+    """The shipped bundle a user style of `kind` is fine-tuned from (None: none
+    shipped, so the style is trained from scratch)."""
+    from training.pipeline import BASE_STYLES
+
+    try:
+        style = services.registry.get(BASE_STYLES[kind or "pitched"])
+    except PerfRNNError:
+        return None
+    return style.path if style.origin == "shipped" else None
 
 
 # The command line's words in training errors, as the train page and the API say them.
@@ -302,11 +316,12 @@ def _for_users(message: str, work_dir: Path, inputs: Path) -> str:
     return message
 
 
-def _discard_other_run(run_dir: Path, preset, kind: str | None) -> bool:
+def _discard_other_run(run_dir: Path, preset, kind: str | None, parent: Path | None) -> bool:
     """Removes the run an earlier training of this name left (cancelled or
-    failed) when its model differs from this one's (another preset or kind):
-    it cannot be resumed, and training would refuse the folder. True if removed."""
-    from training.pipeline import Preset, get_preset
+    failed) when its model differs from this one's (another preset, kind or
+    start): it cannot be resumed, and training would refuse the folder. True
+    if removed."""
+    from training.pipeline import Preset, get_preset, run_shape
     from training.train import TRAIN_CONFIG_NAME
 
     try:
@@ -314,11 +329,10 @@ def _discard_other_run(run_dir: Path, preset, kind: str | None) -> bool:
     except (OSError, ValueError):
         return False
     preset = preset if isinstance(preset, Preset) else get_preset(preset)
-    # The configuration train_style picks for the kind.
-    config = ("multitrack_performance_with_dynamics" if kind == "band"
-              else "performance_with_dynamics")
-    if isinstance(earlier, dict) and earlier.get("config") == config \
-            and earlier.get("layer_sizes") == list(preset.layer_sizes):
+    shape = run_shape(preset, kind, parent)
+    if isinstance(earlier, dict) and earlier.get("config") == shape.config_id \
+            and earlier.get("layer_sizes") == list(shape.layer_sizes) \
+            and earlier.get("parent") == (str(parent) if parent else None):
         return False
     shutil.rmtree(run_dir, ignore_errors=True)
     return True

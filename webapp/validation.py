@@ -34,6 +34,7 @@ DENSITY_RANGE = (0.5, 40.0)
 PRIMER_SUFFIXES = (".mid", ".midi", ".xml", ".musicxml", ".mxl")
 TRAINING_SUFFIXES = (".mid", ".midi", ".xml", ".musicxml", ".mxl", ".abc", ".zip")
 TRAINING_KINDS = ("pitched", "drums", "band")
+TRAINING_STARTS = ("base", "scratch")  # fine-tune the shipped style of the kind, or not
 LENGTH_UNITS = {"seconds": 1, "s": 1, "minutes": 60, "min": 60, "m": 60}
 BARS_UNIT = "bars"
 
@@ -296,6 +297,11 @@ def training_params(values, registry: StyleRegistry, presets) -> dict:
         errors["kind"] = f"kind must be auto, {', '.join(TRAINING_KINDS)}"
     else:
         params["kind"] = kind
+    start = str(values.get("start") or "base").strip().lower()
+    if start not in TRAINING_STARTS:
+        errors["start"] = f"start must be {' or '.join(TRAINING_STARTS)}"
+    else:
+        params["start"] = start
     if errors:
         raise ValidationError(errors)
     return params
