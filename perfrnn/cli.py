@@ -23,6 +23,7 @@ from perfrnn.options import (
     MAX_VARIATIONS,
     MIN_BPM,
     GenerationOptions,
+    parse_blend,
     pitch_histogram_for_key,
 )
 
@@ -89,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--part", default=None,
                           help="the part --program applies to, by name (default: the main "
                                "part: the piano, the kit, or a band's harmony part)")
+    generate.add_argument("--blend", default=None, metavar="STYLE:WEIGHT,...",
+                          help="for a style made from a base model: play a blend of the base's "
+                               "styles instead, e.g. rock:70,electronic:30 (see `info`)")
     generate.add_argument("--quantize", action="store_true",
                           help="snap note onsets to a 1/16-note grid so bars line up in a DAW")
     generate.add_argument("--out", default="out", metavar="DIR",
@@ -137,7 +141,8 @@ def run_generate(args: argparse.Namespace) -> int:
         seconds=30.0 if args.seconds is None else args.seconds,
         temperature=args.temperature, seed=args.seed,
         variations=args.variations, notes_per_second=args.notes_per_second,
-        pitch_histogram=_parse_key(args.key), bpm=args.bpm, bars=args.bars, loop=args.loop)
+        pitch_histogram=_parse_key(args.key), bpm=args.bpm, bars=args.bars, loop=args.loop,
+        blend=parse_blend(args.blend) if args.blend else None)
     options.validate()  # before the slow imports, so mistakes are reported at once
     if args.program is not None and not 0 <= args.program <= 127:
         raise PerfRNNError(f"--program must be from 0 to 127, got {args.program}")
@@ -194,6 +199,9 @@ def run_info(args: argparse.Namespace) -> int:
         "default_controls": meta.default_controls,
         "max_note_seconds": meta.max_note_seconds,
         "tracks": [track.to_dict() for track in meta.tracks],
+        "parts": meta.parts,
+        "style_input": list(config.style_names),
+        "style_mix": meta.style_mix,
         "types": meta.types,
         "provenance": meta.provenance,
         "metrics": meta.metrics,

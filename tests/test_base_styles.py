@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -207,3 +208,49 @@ def test_a_kit_alone_prepares_into_a_band_bases_drum_part(tmp_path):
                    kind="drums", validation_fraction=0)
     notes = [note for piece in read_prepared(tmp_path / "data", "train") for note in piece.notes]
     assert notes and all(note.is_drum and note.instrument == 0 for note in notes)
+
+
+def test_the_website_blends_styles_of_one_base(base_run, tmp_path, make_app):
+    """The API's `blend` and the page's "blend with" and amount reach the
+    sampler; a blend a style cannot play is refused on its field."""
+    from conftest import wait_for_job
+
+    bundles = tmp_path / "bundles"
+    export_bundle(base_run, bundles / "floor.mag", style="floor")
+    export_bundle(base_run, bundles / "backbeat.mag", style="backbeat")
+    app = make_app(BUNDLES_DIR=str(bundles))
+    client = app.test_client()
+    listed = {style["name"]: style for style in client.get("/api/v1/styles").get_json()["styles"]}
+    assert listed["floor"]["blend_styles"] == ["floor", "backbeat", "kit"]
+    assert listed["floor"]["style_mix"] == {"floor": 1.0}
+
+    def midi_of(**fields) -> bytes:
+        response = client.post("/api/v1/generations", json={
+            "style": "floor", "bars": 4, "bpm": 120, "seed": 9, **fields})
+        assert response.status_code == 202, response.get_data(as_text=True)
+        job_id = response.get_json()["job"]["id"]
+        assert wait_for_job(app, job_id, 60).state == "done"
+        return client.get(f"/api/v1/generations/{job_id}/midi").data
+
+    alone = midi_of()
+    blended = midi_of(blend="floor:30,backbeat:70")
+    assert alone.startswith(b"MThd") and blended.startswith(b"MThd") and alone != blended
+    for blend in ("jazz:100", "floor:-5", "floor"):
+        response = client.post("/api/v1/generations",
+                               json={"style": "floor", "bars": 4, "blend": blend})
+        if blend == "floor":  # a weight may be left out: it counts 1
+            assert response.status_code == 202
+            continue
+        assert response.status_code == 422 and response.get_json()["fields"]["blend"]
+
+    page = client.get("/?style=floor").get_data(as_text=True)
+    assert 'id="blend-group"' in page and "data-blend-styles='[\"backbeat\", \"kit\"]'" in page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    response = client.post("/", data={"csrf_token": token, "style": "floor", "length": "4",
+                                      "unit": "bars",
+                                      "bpm": "120", "seed": "9", "blend_with": "backbeat",
+                                      "blend_amount": "70"})
+    assert response.status_code == 303, response.get_data(as_text=True)[-3000:]
+    job_id = response.headers["Location"].rstrip("/").split("/")[-1]
+    assert wait_for_job(app, job_id, 60).state == "done"
+    assert client.get(f"/api/v1/generations/{job_id}/midi").data == blended

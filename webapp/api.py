@@ -42,7 +42,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 JOB_ID = re.compile(r"[0-9a-f]{8,32}")
 GENERATION_FIELDS = ("style", "type", "length", "unit", "seconds", "bars", "bpm",
                      "temperature", "variations", "seed", "key", "density", "quantize", "loop",
-                     "feel")
+                     "feel", "blend")
 TRAINING_FIELDS = ("name", "preset", "kind", "start")
 BUNDLE_FIELDS = ("name",)
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
@@ -182,6 +182,8 @@ def style_json(style, card: bool = False) -> dict:
         "default_bpm": metadata.default_bpm if metadata else None,
         "conditioned": bool(bundle.encoding.control_signals) if bundle else False,
         "metric": bool(bundle.config.is_metric) if bundle else False,
+        "blend_styles": list(bundle.config.style_names) if bundle else [],
+        "style_mix": dict(metadata.style_mix) if metadata else {},
         "time_signature": metadata.time_signature if metadata else None,
         "default_controls": dict(metadata.default_controls) if metadata else {},
         "parts": [{"name": track.name, "program": track.program, "is_drum": track.is_drum}

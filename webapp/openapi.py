@@ -106,6 +106,11 @@ SCHEMAS: dict = {
                        "description": "true: time is counted in beats, so notes sit on the "
                                       "bar lines at any tempo"},
             "time_signature": _nullable({"type": "string", "example": "4/4"}),
+            "blend_styles": {"type": "array", "items": {"type": "string"},
+                             "description": "the styles this one can blend with (`blend`): "
+                                            "its base model's, itself included"},
+            "style_mix": {"type": "object", "additionalProperties": {"type": "number"},
+                          "description": "the style input this style plays by itself"},
             "default_controls": {"type": "object", "additionalProperties": True},
             "parts": {"type": "array", "items": _ref("Part")},
             "types": {"type": "array", "items": _ref("StyleType")},
@@ -228,6 +233,10 @@ SCHEMAS: dict = {
                      "description": "straight keeps the beat grid exact; swing pushes "
                                     "off-beats towards the triplet; human nudges timing and "
                                     "velocity by a little"},
+            "blend": {"type": "string", "example": "rock:70,electronic:30",
+                      "description": "styles made from one base model (see a style's "
+                                     "`blend_styles`): play this blend of them instead of the "
+                                     "style alone; weights are scaled to sum to 1"},
         },
     },
     "GenerationForm": {

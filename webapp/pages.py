@@ -27,6 +27,7 @@ from flask import (
 )
 from markupsafe import Markup, escape
 
+from perfrnn.errors import PerfRNNError
 from webapp import get_queue, get_services
 from webapp.db import CANCELLED
 from webapp.jobs import QueueFull
@@ -45,7 +46,8 @@ bp = Blueprint("pages", __name__)
 API = "/api/v1"
 HISTORY_LIMIT = 10
 GENERATE_FIELDS = ("style", "type", "length", "unit", "bpm", "temperature", "variations",
-                   "seed", "key", "density", "quantize", "loop", "feel", "primer")
+                   "seed", "key", "density", "quantize", "loop", "feel", "primer",
+                   "blend", "blend_with", "blend_amount")
 TRAIN_FIELDS = ("token", "name", "files", "preset", "kind", "start")
 IMPORT_FIELDS = ("token", "bundle", "name")
 GENERATE_DEFAULTS = {"length": "30", "unit": "seconds", "bpm": "", "temperature": "1.0",
@@ -248,7 +250,27 @@ def style_info(style) -> dict:
         "metric": bundle.config.is_metric,
         "default_controls": dict(meta.default_controls or {}),
         "parts": [part_label(track) for track in meta.tracks],
+        # Styles this one can blend with: the rest of its base model's styles.
+        "blend_styles": [name for name in bundle.config.style_names
+                         if name not in meta.style_mix],
+        "style_mix": dict(meta.style_mix),
     }
+
+
+def page_blend(values: dict, registry) -> str | None:
+    """The page's "blend with" and "amount" (percent) as the API's blend text,
+    the style's own mix making up the rest; None when nothing is blended in."""
+    other = str(values.get("blend_with") or "").strip()
+    amount = str(values.get("blend_amount") or "0").strip()
+    if not other or amount in ("0", ""):
+        return None
+    try:
+        own = registry.get(str(values.get("style"))).bundle.metadata.style_mix
+        share = float(amount)
+    except (PerfRNNError, ValueError):
+        return f"{other}:{amount}"  # generation_params says what is wrong with it
+    rest = ",".join(f"{name}:{weight * (100 - share):g}" for name, weight in own.items())
+    return f"{rest},{other}:{share:g}" if rest and share < 100 else f"{other}:{share:g}"
 
 
 def part_label(track) -> str:
@@ -397,7 +419,8 @@ def generate():
     services = get_services()
     values = request.form.to_dict()
     try:
-        params = generation_params(request.form, services.registry)
+        params = generation_params(dict(values, blend=page_blend(values, services.registry)),
+                                   services.registry)
         job = submit_generation(services, get_queue(), params, owner_id(),
                                 primer=request.files.get("primer"))
     except ValidationError as error:

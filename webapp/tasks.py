@@ -106,7 +106,9 @@ def generation_options(params: dict):
         temperature=float(params["temperature"]),
         seed=params.get("seed"), variations=int(params.get("variations", 1)),
         notes_per_second=params.get("density"),
-        pitch_histogram=pitch_histogram_for_key(params["key"]) if params.get("key") else None)
+        pitch_histogram=pitch_histogram_for_key(params["key"]) if params.get("key") else None,
+        blend=tuple((str(name), float(weight)) for name, weight in params["blend"])
+        if params.get("blend") else None)
     midi = MidiOptions(quantize=bool(params.get("quantize")), program=params.get("program"),
                        track=params.get("part"), feel=params.get("feel", "straight"))
     return options, midi

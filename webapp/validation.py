@@ -21,6 +21,7 @@ from perfrnn.options import (
     MIN_BPM,
     GenerationOptions,
     length_plan,
+    parse_blend,
     pitch_histogram_for_key,
 )
 from perfrnn.registry import StyleRegistry, check_style_name
@@ -93,7 +94,8 @@ def generation_params(values, registry: StyleRegistry) -> dict:
     unit ("seconds", "minutes" or "bars") or seconds or bars, bpm,
     temperature, variations, seed (blank: a random one, chosen now so it can
     be shown), key and density (conditioned styles only), quantize, loop
-    (needs a length in bars), feel.
+    (needs a length in bars), feel, blend ("rock:70,electronic:30", styles
+    made from a base model only).
     """
     errors: dict[str, str] = {}
     params: dict = {}
@@ -196,6 +198,13 @@ def generation_params(values, registry: StyleRegistry) -> dict:
                               "density (notes per second)")
             if density is not None:
                 params["density"] = density
+        if not _blank(values.get("blend")):
+            try:
+                blend = parse_blend(str(values.get("blend")))
+                bundle.encoding.style_vector(dict(blend))  # styles the model knows
+                params["blend"] = [[name, weight] for name, weight in blend]
+            except PerfRNNError as error:
+                errors["blend"] = str(error)
     if errors:
         raise ValidationError(errors)
     return params

@@ -72,6 +72,10 @@
     var typeHelp = byId('type-help');
     var temperature = byId('temperature');
     var temperatureValue = byId('temperature-value');
+    var blendGroup = byId('blend-group');
+    var blendWith = byId('blend_with');
+    var blendAmount = byId('blend_amount');
+    var blendAmountValue = byId('blend-amount-value');
 
     function optionData(option, name, fallback) {
       try { return JSON.parse(option.getAttribute(name)); } catch (error) { return fallback; }
@@ -108,6 +112,20 @@
         controls.classList.toggle('d-none', !conditioned);
         controls.disabled = !conditioned;  // hidden fields are not sent
       }
+      if (blendGroup && blendWith) {
+        var blendStyles = optionData(option, 'data-blend-styles', []) || [];
+        var chosen = blendWith.value;
+        while (blendWith.options.length > 1) { blendWith.remove(1); }
+        blendStyles.forEach(function (name) {
+          var item = document.createElement('option');
+          item.value = name;
+          item.textContent = name;
+          blendWith.appendChild(item);
+        });
+        blendWith.value = blendStyles.indexOf(chosen) >= 0 ? chosen : '';
+        blendGroup.classList.toggle('d-none', blendStyles.length === 0);
+        blendGroup.disabled = blendStyles.length === 0;
+      }
       if (key) { key.placeholder = defaults.key || 'e.g. C, F#, Bb or Am'; }
       if (density) {
         density.placeholder = defaults.notes_per_second ? String(defaults.notes_per_second) : 'e.g. 6';
@@ -116,6 +134,11 @@
 
     styleSelect.addEventListener('change', function () { keepControls = false; update(); });
     update();
+    if (blendAmount && blendAmountValue) {
+      blendAmount.addEventListener('input', function () {
+        blendAmountValue.textContent = blendAmount.value;
+      });
+    }
     if (temperature && temperatureValue) {
       var show = function () { temperatureValue.textContent = Number(temperature.value).toFixed(2); };
       temperature.addEventListener('input', show);
