@@ -94,6 +94,12 @@ class BundleMetadata:
     style_mix: dict = field(default_factory=dict)
     parts: list[str] = field(default_factory=list)
 
+    @property
+    def played_tracks(self) -> tuple[TrackRole, ...]:
+        """The tracks the style plays: all, or those named in `parts`."""
+        return tuple(track for track in self.tracks
+                     if not self.parts or track.name in self.parts)
+
     def to_json(self, encoding: dict | None = None) -> str:
         """The metadata as JSON; `encoding` (see `describe_encoding`) is recorded with it
         for people and other tools reading the bundle; perfrnn derives it from the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,29 +20,32 @@ from perfrnn.options import FEELS, GenerationOptions, ProgressCallback
 from perfrnn.sampler import Generation, Sampler
 
 
-def main_track(tracks: tuple[TrackRole, ...]) -> int:
+def main_track(tracks: tuple[TrackRole, ...], parts: Sequence[str] = ()) -> int:
     """The part a "type" sets when it names none: the harmony part of a band
-    (drums, bass, harmony, lead), else the first pitched part, else the kit."""
-    if len(tracks) > ROLE_HARMONY and tracks[ROLE_DRUMS].is_drum:
+    (drums, bass, harmony, lead), else the first pitched part, else the kit;
+    only among `parts` (track names) when the style plays only those."""
+    played = [i for i, track in enumerate(tracks) if not parts or track.name in parts]
+    if ROLE_HARMONY in played and tracks[ROLE_DRUMS].is_drum:
         return ROLE_HARMONY
-    return next((i for i, track in enumerate(tracks) if not track.is_drum), 0)
+    return next((i for i in played if not tracks[i].is_drum), played[0] if played else 0)
 
 
 def tracks_for_program(tracks: tuple[TrackRole, ...], program: int | None,
-                       track: str | None = None) -> tuple[TrackRole, ...]:
+                       track: str | None = None,
+                       parts: Sequence[str] = ()) -> tuple[TrackRole, ...]:
     """The style's tracks with one part set to GM `program`.
 
     This is how a "type" choice (grand piano, harpsichord, TR-808 kit, a
     distorted guitar for rock, a saw lead for electronic) reaches the MIDI
     file: as that part's program change. `track` names the part (default
-    `main_track`).
+    `main_track` among the `parts` the style plays).
     """
     if program is None:
         return tracks
     if not 0 <= program <= 127:
         raise PerfRNNError(f"program must be a General MIDI number from 0 to 127, got {program}")
     if track is None:
-        index = main_track(tracks)
+        index = main_track(tracks, parts)
     else:
         names = [role.name for role in tracks]
         if track not in names:
@@ -154,7 +157,8 @@ def generate_midi(
     `cancelled` is polled between sampling blocks (see `Sampler.generate`)."""
     midi.validate()
     bundle: Bundle = sampler.bundle
-    tracks = tracks_for_program(bundle.metadata.tracks, midi.program, midi.track)
+    tracks = tracks_for_program(bundle.metadata.tracks, midi.program, midi.track,
+                                bundle.metadata.parts)
     generation = sampler.generate(options, primer=primer, progress=progress,
                                   cancelled=cancelled)
     files = []

@@ -148,6 +148,8 @@ def test_a_style_exported_from_the_base_plays_its_style_and_blends(base_run, tmp
 def test_a_drum_style_of_a_band_base_plays_only_its_kit(base_run, tmp_path):
     bundle = read_bundle(export_bundle(base_run, tmp_path / "kit.mag", style="kit"))
     assert bundle.metadata.parts == ["drums"]
+    assert [track.name for track in bundle.metadata.played_tracks] == ["drums"]
+    assert {entry["track"] for entry in bundle.metadata.types} == {"drums"}  # kits
     generation = Sampler(bundle).generate(GenerationOptions(
         bars=8, bpm=120, seed=1, variations=3, temperature=1.5))
     notes = [note for sequence in generation.sequences for note in sequence.notes]

@@ -152,13 +152,14 @@ def provenance_from_manifest(manifest: dict | None) -> list[dict]:
             for (source, licence), count in sorted(groups.items())]
 
 
-def default_types(tracks: tuple[TrackRole, ...]) -> list[dict]:
-    """Instrument or kit choices for a style that names none (GM programs)."""
+def default_types(tracks: tuple[TrackRole, ...], parts: list[str] | None = None) -> list[dict]:
+    """Instrument or kit choices for a style that names none (GM programs), for
+    its main part among the `parts` it plays."""
     import pretty_midi
 
     from perfrnn.generate import main_track
 
-    main = tracks[main_track(tracks)]
+    main = tracks[main_track(tracks, parts or ())]
     if main.is_drum:
         return [{"name": name, "program": program, "track": main.name}
                 for program, name in GM2_DRUM_KITS]
@@ -389,16 +390,17 @@ def bundle_from_run(run: Run, style: str | None = None, description: str = "",
         training["parent"] = run.settings["parent"]
     if run.config.has_style_input and not run.settings.get("style_mix"):
         training["base_corpora"] = list(run.config.style_names)
+    parts = corpus_parts(pieces, tracks)
     metadata = BundleMetadata(
         style=style, description=description, tracks=tracks, default_bpm=float(bpm),
-        types=types if types is not None else default_types(tracks),
+        types=types if types is not None else default_types(tracks, parts),
         provenance=provenance, metrics=metrics, training=training,
         default_controls=corpus_controls(config, pieces),
         max_note_seconds=corpus_note_limits(pieces, tracks),
         time_signature=metre,
         style_names=list(run.config.style_names),
         style_mix=run_style_mix(run, style),
-        parts=corpus_parts(pieces, tracks),
+        parts=parts,
         card=model_card(style, description, run, provenance, metrics, tracks, float(bpm),
                         card_notes))
     return Bundle(config=config, model=run.model, metadata=metadata)

@@ -187,7 +187,7 @@ def style_json(style, card: bool = False) -> dict:
         "time_signature": metadata.time_signature if metadata else None,
         "default_controls": dict(metadata.default_controls) if metadata else {},
         "parts": [{"name": track.name, "program": track.program, "is_drum": track.is_drum}
-                  for track in metadata.tracks] if metadata else [],
+                  for track in metadata.played_tracks] if metadata else [],
         "types": [{"name": entry.get("name", f"program {entry['program']}"),
                    "program": entry["program"], "track": entry.get("track")}
                   for entry in style_types(bundle)] if bundle else [],

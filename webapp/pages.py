@@ -249,7 +249,7 @@ def style_info(style) -> dict:
         "conditioned": bool(bundle.encoding.control_signals),
         "metric": bundle.config.is_metric,
         "default_controls": dict(meta.default_controls or {}),
-        "parts": [part_label(track) for track in meta.tracks],
+        "parts": [part_label(track) for track in meta.played_tracks],
         # Styles this one can blend with: the rest of its base model's styles.
         "blend_styles": [name for name in bundle.config.style_names
                          if name not in meta.style_mix],
@@ -320,7 +320,7 @@ def style_card(style) -> dict:
                         "how often a classifier recognises generated music as this style"))
     card.update({
         "description": meta.description,
-        "parts": [part_label(track) for track in meta.tracks],
+        "parts": [part_label(track) for track in meta.played_tracks],
         "types": [type_label(entry) for entry in style_types(bundle)],
         "default_bpm": meta.default_bpm,
         "metric": bundle.config.is_metric,

@@ -147,7 +147,8 @@ def run_generation(services: Services, job) -> dict:
                                       progress=progress, cancelled=cancelled)
     store.progress(job.id, 0.9, "drawing and rendering")
     bundle = sampler.bundle
-    tracks = tracks_for_program(bundle.metadata.tracks, midi.program, midi.track)
+    tracks = tracks_for_program(bundle.metadata.tracks, midi.program, midi.track,
+                                bundle.metadata.parts)
     audio_ok, audio_message = _audio_status(services)
     variations = []
     for index, ((name, data), sequence) in enumerate(zip(files, generation.sequences)):
