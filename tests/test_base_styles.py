@@ -256,3 +256,18 @@ def test_the_website_blends_styles_of_one_base(base_run, tmp_path, make_app):
     job_id = response.headers["Location"].rstrip("/").split("/")[-1]
     assert wait_for_job(app, job_id, 60).state == "done"
     assert client.get(f"/api/v1/generations/{job_id}/midi").data == blended
+
+
+def test_each_style_of_a_base_is_evaluated_on_its_own_corpus(base_run, tmp_path):
+    from training.evaluate import evaluate_run
+
+    with pytest.raises(PerfRNNError, match="evaluate one with --style"):
+        evaluate_run(base_run, samples=1, seconds=4)
+    result = evaluate_run(base_run, samples=2, seconds=4, style="backbeat")
+    assert result.out_dir == base_run / "evaluation" / "backbeat"
+    history = json.loads((base_run / "history.json").read_text())
+    assert result.validation_nll_per_event == pytest.approx(
+        history[-1]["style_validation_nll"]["backbeat"], rel=0.05)
+    bundle = read_bundle(export_bundle(base_run, tmp_path / "b.mag", style="backbeat"))
+    assert bundle.metadata.metrics["validation_nll_per_event"] == pytest.approx(
+        result.validation_nll_per_event)

@@ -188,6 +188,8 @@ def _add_evaluate_parser(commands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     evaluate.add_argument("--run", required=True, metavar="DIR",
                           help="run folder (from `python -m training train`)")
+    evaluate.add_argument("--style", default=None,
+                          help="for a base model (several corpora): the style to evaluate")
     evaluate.add_argument("--out", default=None, metavar="DIR",
                           help="where to write (default: RUN/evaluation)")
     evaluate.add_argument("--samples", type=int, default=defaults.DEFAULT_SAMPLES, metavar="N",
@@ -425,7 +427,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     try:
         result = evaluate_run(args.run, args.out, samples=args.samples, seconds=args.seconds,
-                              temperature=args.temperature, seed=args.seed, progress=progress)
+                              temperature=args.temperature, seed=args.seed, progress=progress,
+                              style=args.style)
     finally:
         for bar in bars.values():
             bar.close()

@@ -119,12 +119,17 @@ def beat_figures(real: list, generated: list) -> dict:
     return figures
 
 
-def held_out_nll(run, sequences: list) -> float | None:
-    """Validation NLL in nats per event of the run's model (None without data)."""
+def held_out_nll(run, sequences: list, style: str | None = None) -> float | None:
+    """Validation NLL in nats per event of the run's model (None without data),
+    playing `style` (a base's style; default the run's own)."""
+    from training.export import run_style_mix
     from training.train import ExampleMaker, make_eval_step, validation_nll
 
     maker = ExampleMaker(run.config, int(run.settings.get("sequence_length", 512)))
-    windows = maker.validation_windows(sequences)
+    vector = None
+    if run.config.has_style_input:
+        vector = maker.encoding.style_vector(run_style_mix(run, style or run.style_name))
+    windows = maker.validation_windows(sequences, style=vector)
     if not windows:
         return None
     return validation_nll(make_eval_step(run.model), windows,
@@ -139,6 +144,7 @@ def evaluate_run(
     temperature: float = DEFAULT_TEMPERATURE,
     seed: int = DEFAULT_SEED,
     progress: ProgressCallback | None = None,
+    style: str | None = None,
 ) -> EvaluationResult:
     """Evaluates a training run; see the module docstring.
 
@@ -149,6 +155,8 @@ def evaluate_run(
       seconds: Length of each piece and excerpt.
       temperature: Sampling temperature of the generated pieces.
       seed: Seed of the first generated batch (the next ones add 1, 2, ...).
+      style: For a base model, the style to evaluate (its corpus, its style
+        input); the report goes to RUN/evaluation/STYLE.
 
     Raises:
       PerfRNNError: bad arguments, or the run or its corpus cannot be read.
@@ -160,18 +168,21 @@ def evaluate_run(
     from perfrnn.sampler import Sampler
     from training import metrics as objective
     from training import plots
-    from training.export import EVALUATION_DIR, bundle_from_run, load_run
+    from training.export import bundle_from_run, evaluation_dir, load_run
     from training.prepare import read_prepared
     from training.train import _write_json
 
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
         raise PerfRNNError(f"samples must be a whole number >= 1, got {samples!r}")
     GenerationOptions(seconds=seconds, temperature=temperature, seed=seed).validate()
-    run = load_run(run_dir)
+    run = load_run(run_dir, style)
+    if run.is_base and style is None:
+        raise PerfRNNError(f"{run.path} is a base model of the styles "
+                           f"{', '.join(run.config.style_names)}; evaluate one with --style")
     if run.data_dir is None or not run.data_dir.is_dir():
         raise PerfRNNError(f"the run's corpus {run.data_dir} is gone; evaluation compares "
                            "with its held-out music")
-    out_dir = Path(out_dir) if out_dir is not None else run.path / EVALUATION_DIR
+    out_dir = Path(out_dir) if out_dir is not None else evaluation_dir(run, style)
     warnings: list[str] = []
 
     def report(stage: str, done: int, total: int) -> None:
@@ -189,7 +200,7 @@ def evaluate_run(
         nll = None
     else:
         report("validation", 0, 1)
-        nll = held_out_nll(run, held_out)
+        nll = held_out_nll(run, held_out, style)
         report("validation", 1, 1)
 
     real = excerpts(held_out, seconds, samples)
@@ -197,7 +208,7 @@ def evaluate_run(
         warnings.append(f"only {len(real)} real {seconds:g}-second excerpts could be cut from "
                         f"the held-out music (asked for {samples})")
 
-    bundle = bundle_from_run(run)
+    bundle = bundle_from_run(run, style=style)
     sampler = Sampler(bundle)
     generated = []
     batch_seed = seed

@@ -58,6 +58,16 @@ class Run:
                   if point.get("validation_nll") is not None]
         return min(values) if values else None
 
+    @property
+    def is_base(self) -> bool:
+        """A base model: trained on several corpora, each a style of its style input."""
+        return self.config.has_style_input and not self.settings.get("style_mix")
+
+    @property
+    def style_name(self) -> str:
+        """The style of a run of one corpus: its corpus's name (else the folder's)."""
+        return str((self.manifest or {}).get("name") or self.path.name)
+
     def best_validation_nll_of(self, style: str) -> float | None:
         """A base's validation NLL on one style's corpus at its best step (the
         run's own best for a run of one corpus)."""
@@ -276,8 +286,15 @@ def corpus_controls(config: ModelConfig, pieces: list) -> dict:
     return controls
 
 
-def read_evaluation(run_dir: Path) -> dict | None:
-    path = run_dir / EVALUATION_DIR / EVALUATION_METRICS_NAME
+def evaluation_dir(run: Run, style: str | None = None) -> Path:
+    """Where `training evaluate` writes: RUN/evaluation, or RUN/evaluation/STYLE
+    for a style of a base model."""
+    folder = run.path / EVALUATION_DIR
+    return folder / style if run.is_base and style else folder
+
+
+def read_evaluation(run: Run, style: str | None = None) -> dict | None:
+    path = evaluation_dir(run, style) / EVALUATION_METRICS_NAME
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -363,7 +380,7 @@ def bundle_from_run(run: Run, style: str | None = None, description: str = "",
     pieces = training_pieces(run.data_dir)  # read once: tempo, controls, note limits
     bpm = default_bpm or corpus_tempo(pieces) or DEFAULT_BPM
     provenance = provenance_from_manifest(run.manifest)
-    evaluation = read_evaluation(run.path) or {}
+    evaluation = read_evaluation(run, style) or {}
     metrics = {"validation_nll_per_event": run.best_validation_nll_of(style)}
     metrics.update({key: evaluation[key] for key in
                     ("validation_nll_per_event", "mean_overlapping_area", "overlapping_area",
@@ -388,7 +405,7 @@ def bundle_from_run(run: Run, style: str | None = None, description: str = "",
     }
     if run.settings.get("parent"):
         training["parent"] = run.settings["parent"]
-    if run.config.has_style_input and not run.settings.get("style_mix"):
+    if run.is_base:
         training["base_corpora"] = list(run.config.style_names)
     parts = corpus_parts(pieces, tracks)
     metadata = BundleMetadata(
