@@ -178,17 +178,50 @@ class PerformanceRNN(tf.Module):
         about a quarter faster than stepping the whole stack per event.
         """
         inputs = tf.convert_to_tensor(inputs, dtype=tf.float32)
-        batch = tf.shape(inputs)[0]
+        in_size = self.input_size
+        gates = tf.matmul(tf.reshape(inputs, [-1, in_size]), self.kernels[0][:in_size])
+        return self._logits_from_gates(gates + self.biases[0], tf.shape(inputs)[0],
+                                       inputs.shape[1], state)
+
+    def event_logits(
+        self, controls: tf.Tensor, events: tf.Tensor, state: LSTMState | None = None
+    ) -> tuple[tf.Tensor, LSTMState]:
+        """`sequence_logits` of inputs given as their parts: controls
+        [batch, time, control_size] (width 0 without controls) and event
+        indices [batch, time], the rows' one-hot part.
+
+        The same sums, but the one-hot product is a row gather of the kernel:
+        on a 2-core CPU a 2x256 band step (32 x 256 events) trains about a
+        third faster.
+        """
+        controls = tf.convert_to_tensor(controls, dtype=tf.float32)
+        events = tf.convert_to_tensor(events, dtype=tf.int32)
+        width = controls.shape[-1]
+        kernel = self.kernels[0]
+        gates = tf.gather(kernel[width:self.input_size], tf.reshape(events, [-1]))
+        if width:
+            gates += tf.matmul(tf.reshape(controls, [-1, width]), kernel[:width])
+        return self._logits_from_gates(gates + self.biases[0], tf.shape(events)[0],
+                                       events.shape[1], state)
+
+    def _logits_from_gates(self, gates0: tf.Tensor, batch, length,
+                           state: LSTMState | None) -> tuple[tf.Tensor, LSTMState]:
+        """The network from layer 0's input gates [batch * time, 4 * units0]
+        (bias included) on; `length` is the static time length when known."""
         if state is None:
             state = self.zero_state(batch)
         # A static length when known: XLA needs the loop's bound to compile its gradient.
-        length = inputs.shape[1] if inputs.shape[1] is not None else tf.shape(inputs)[1]
-        x = inputs
+        if length is None:
+            length = tf.shape(gates0)[0] // batch
+        x = None
         final_state = []
-        for (c, h), kernel, bias, units in zip(state, self.kernels, self.biases,
-                                               self.layer_sizes):
+        for layer, ((c, h), kernel, bias, units) in enumerate(
+                zip(state, self.kernels, self.biases, self.layer_sizes)):
             in_size = kernel.shape[0] - units
-            input_gates = tf.matmul(tf.reshape(x, [-1, in_size]), kernel[:in_size]) + bias
+            if layer == 0:
+                input_gates = gates0
+            else:
+                input_gates = tf.matmul(tf.reshape(x, [-1, in_size]), kernel[:in_size]) + bias
             input_gates = tf.transpose(tf.reshape(input_gates, [batch, -1, 4 * units]),
                                        [1, 0, 2])
             # TensorArrays, not slicing: the gradient of x[t] inside a loop is a full-size

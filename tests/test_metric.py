@@ -143,8 +143,9 @@ def test_training_windows_count_bars_from_the_start_of_the_piece():
                            end_time=i * 0.25 + 0.1, is_drum=True)
     events = maker.encode(sequence)
     whole = maker.encoding.inputs_with_controls(events)
-    inputs, _, _ = maker.window(events, 20, COMMON_TIME)
-    assert np.array_equal(inputs, whole[20:36])
+    controls, inputs, _, _ = maker.window(events, 20, COMMON_TIME)
+    assert np.array_equal(controls, whole[20:36, :maker.encoding.control_size])
+    assert np.array_equal(inputs, events[20:36])
 
 
 def test_the_sampler_feeds_the_positions_training_does(metric_band):

@@ -168,16 +168,36 @@ def test_conditioned_windows_match_the_encoding(corpus):
     maker = ExampleMaker(config, 32)
     sequence = read_prepared(corpus, "train")[0]
     events = maker.encode(sequence)
-    inputs, labels, mask = maker.window(events, 5)
+    controls, inputs, labels, mask = maker.window(events, 5)
     piece = events[5:38]
-    controls = maker.encoding.control_values(maker.encoding.performance_from_events(piece))
-    np.testing.assert_array_equal(inputs, maker.encoding.inputs_from_events(piece[:-1], controls))
-    assert inputs[:, :maker.encoding.control_size].any()
+    values = maker.encoding.control_values(maker.encoding.performance_from_events(piece))
+    rows = maker.encoding.inputs_from_events(piece[:-1], values)
+    width = maker.encoding.control_size
+    np.testing.assert_array_equal(controls, rows[:, :width])
+    np.testing.assert_array_equal(inputs, piece[:-1])
+    np.testing.assert_array_equal(np.argmax(rows[:, width:], axis=1), inputs)
+    assert controls.any()
     np.testing.assert_array_equal(labels, events[6:38])
     assert mask.sum() == 32
     # A window running past the end is padded and masked.
-    inputs, labels, mask = maker.window(events, len(events) - 10)
-    assert mask.sum() == 9 and not inputs[9:].any()
+    controls, inputs, labels, mask = maker.window(events, len(events) - 10)
+    assert mask.sum() == 9 and not controls[9:].any() and not inputs[9:].any()
+
+
+def test_the_event_path_computes_what_the_dense_inputs_do(corpus):
+    """Training's gathered event rows give the logits of the one-hot inputs."""
+    from perfrnn.model import PerformanceRNN
+    from training.prepare import read_prepared
+
+    config = get_config("multiconditioned_performance_with_dynamics")
+    maker = ExampleMaker(config, 32)
+    events = maker.encode(read_prepared(corpus, "train")[0])
+    controls, inputs, _, _ = maker.window(events, 3)
+    model = PerformanceRNN(maker.encoding.input_size, maker.encoding.num_classes, [16, 8],
+                           seed=4)
+    dense = np.concatenate([controls, np.eye(maker.encoding.num_classes)[inputs]], axis=1)
+    np.testing.assert_allclose(model.event_logits(controls[None], inputs[None])[0].numpy(),
+                               model.sequence_logits(dense[None])[0].numpy(), atol=1e-5)
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -122,6 +123,16 @@ def should_stop_early(evals_since_best: int, patience: int | None) -> bool:
 # ----- data -------------------------------------------------------------------------------
 
 
+class Window(NamedTuple):
+    """One training or validation window: the model's inputs as their parts
+    (`PerformanceRNN.event_logits`), the next events and which rows count."""
+
+    controls: np.ndarray  # [L, control_size] float32
+    events: np.ndarray  # [L] int32: the event each input row one-hot encodes
+    labels: np.ndarray  # [L] int32: the event that follows
+    mask: np.ndarray  # [L] float32: 1 for real rows, 0 for padding
+
+
 class ExampleMaker:
     """Draws augmented training windows and fixed validation windows."""
 
@@ -159,8 +170,10 @@ class ExampleMaker:
         return metre_of(sequence)
 
     def window(self, events: np.ndarray, start: int, metre=None,
-               style: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Inputs [L, I], labels [L] and mask [L] for events[start:start + L + 1].
+               style: np.ndarray | None = None) -> Window:
+        """The window of events[start:start + L + 1]: controls [L, C] and event
+        indices [L] (the model's inputs: row t is the controls then the
+        one-hot of events[t]), labels [L] and mask [L].
 
         Control signals are extracted from the window's own events (the label
         event included), as Magenta extracts them from each performance its
@@ -171,20 +184,23 @@ class ExampleMaker:
         length = self.sequence_length
         piece = events[start:start + length + 1]
         used = max(len(piece) - 1, 0)
-        inputs = np.zeros((length, self.encoding.input_size), np.float32)
+        width = self.encoding.control_size
+        controls = np.zeros((length, width), np.float32)
+        inputs = np.zeros(length, np.int32)
         labels = np.zeros(length, np.int32)
         mask = np.zeros(length, np.float32)
         if used:
-            if metre is not None:
+            if width and metre is not None:
                 first_step = int(self._shift_steps[events[:start]].sum())
                 rows = self.encoding.inputs_with_controls(piece, first_step=first_step,
                                                           metre=metre, style=style)
-            else:
-                rows = self.encoding.inputs_with_controls(piece)
-            inputs[:used] = rows[:used]
+                controls[:used] = rows[:used, :width]
+            elif width:
+                controls[:used] = self.encoding.inputs_with_controls(piece)[:used, :width]
+            inputs[:used] = piece[:used]
             labels[:used] = piece[1:]
             mask[:used] = 1.0
-        return inputs, labels, mask
+        return Window(controls, inputs, labels, mask)
 
     def training_examples(self, sequences: list, seed: int,
                           styles: Sequence[np.ndarray | None] | None = None
@@ -205,7 +221,7 @@ class ExampleMaker:
             if len(events) < 2:
                 continue
             start = int(rng.integers(max(len(events) - self.sequence_length - 1, 0) + 1))
-            yield self.window(events, start, self.metre(sequence), styles[corpus])
+            yield tuple(self.window(events, start, self.metre(sequence), styles[corpus]))
 
     def validation_windows(self, sequences: list, limit: int = MAX_VALIDATION_WINDOWS,
                            style: np.ndarray | None = None) -> list[tuple]:
@@ -224,10 +240,10 @@ class ExampleMaker:
 # ----- the model's steps ------------------------------------------------------------------
 
 
-def _masked_loss(model, inputs, labels, mask):
+def _masked_loss(model, controls, events, labels, mask):
     import tensorflow as tf
 
-    logits, _ = model.sequence_logits(inputs)
+    logits, _ = model.event_logits(controls, events)
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
     total = tf.reduce_sum(losses * mask)
     count = tf.reduce_sum(mask)
@@ -237,9 +253,9 @@ def _masked_loss(model, inputs, labels, mask):
 def make_train_step(model, optimizer, jit_compile: bool):
     import tensorflow as tf
 
-    def train_step(inputs, labels, mask):
+    def train_step(controls, events, labels, mask):
         with tf.GradientTape() as tape:
-            total, count = _masked_loss(model, inputs, labels, mask)
+            total, count = _masked_loss(model, controls, events, labels, mask)
             loss = total / tf.maximum(count, 1.0)
         variables = model.trainable_variables
         gradients = tape.gradient(loss, variables)
@@ -253,19 +269,22 @@ def make_eval_step(model):
     import tensorflow as tf
 
     @tf.function(autograph=False)
-    def eval_step(inputs, labels, mask):
-        return _masked_loss(model, inputs, labels, mask)
+    def eval_step(controls, events, labels, mask):
+        return _masked_loss(model, controls, events, labels, mask)
 
     return eval_step
 
 
-def validation_nll(eval_step, windows: list[tuple], batch_size: int) -> float:
+def validation_nll(eval_step, windows: list[Window], batch_size: int) -> float:
+    """Mean NLL (nats per event) of the windows' unmasked labels, in batches of
+    `batch_size` (the last one padded with empty windows, so one trace serves)."""
     total = 0.0
     count = 0.0
     for begin in range(0, len(windows), batch_size):
-        chunk = windows[begin:begin + batch_size]
-        inputs, labels, mask = (np.stack(parts) for parts in zip(*chunk))
-        batch_total, batch_count = eval_step(inputs, labels, mask)
+        chunk = list(windows[begin:begin + batch_size])
+        empty = Window(*(np.zeros_like(part) for part in chunk[0]))
+        chunk += [empty] * (batch_size - len(chunk))
+        batch_total, batch_count = eval_step(*(np.stack(parts) for parts in zip(*chunk)))
         total += float(batch_total)
         count += float(batch_count)
     return total / max(count, 1.0)
@@ -589,12 +608,12 @@ def train_model(
         say(f"already at step {start_step} of {steps}; nothing to do")
         return result
 
-    input_size = encoding.input_size
     dataset = tf.data.Dataset.from_generator(
         lambda: maker.training_examples([corpus.train for corpus in corpora],
                                         seed * 1_000_003 + start_step, styles),
         output_signature=(
-            tf.TensorSpec((sequence_length, input_size), tf.float32),
+            tf.TensorSpec((sequence_length, encoding.control_size), tf.float32),
+            tf.TensorSpec((sequence_length,), tf.int32),
             tf.TensorSpec((sequence_length,), tf.int32),
             tf.TensorSpec((sequence_length,), tf.float32),
         ),
@@ -642,13 +661,13 @@ def train_model(
     last_saved = start_step if manager.latest_checkpoint else None
     with _StopFlag() as stop_flag:
         while step < steps:
-            inputs, labels, mask = next(batches)
+            batch = next(batches)
             if train_step is None:
-                train_step, (loss, count) = _first_step(
-                    model, optimizer, jit_compile, (inputs, labels, mask), say)
+                train_step, (loss, count) = _first_step(model, optimizer, jit_compile, batch,
+                                                        say)
                 result.first_train_loss = float(loss)
             else:
-                loss, count = train_step(inputs, labels, mask)
+                loss, count = train_step(*batch)
             step = int(step_var.assign_add(1).numpy())
             loss_value = float(loss)
             events_seen += int(count)
