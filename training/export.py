@@ -318,6 +318,13 @@ def model_card(style: str, description: str, run: Run, provenance: list[dict],
         *([f"- Metric: time moves in 1/{config.steps_per_quarter} quarter notes and the "
            "network knows its place in the beat, the bar and an 8-bar phrase, so the "
            "notes sit on the bar lines at any tempo"] if config.is_metric else []),
+        *([f"- One style of a base model that learned {len(config.style_names)} styles at "
+           f"once ({', '.join(config.style_names)}), told which to play by its style input; "
+           "styles of one base can blend"] if run.is_base else []),
+        *([f"- Fine-tuned from {run.settings['parent']}"
+           + (" with the style input " + ", ".join(
+               f"{name} {weight:g}" for name, weight in run.settings["style_mix"].items())
+              if run.settings.get("style_mix") else "")] if run.settings.get("parent") else []),
         f"- Parts: {', '.join(_part_text(track) for track in tracks)}",
         f"- Trained {run.step:,} steps; batch {run.settings.get('batch_size', config.batch_size)}"
         f" x {run.settings.get('sequence_length', '?')} events",
@@ -418,7 +425,8 @@ def bundle_from_run(run: Run, style: str | None = None, description: str = "",
         style_names=list(run.config.style_names),
         style_mix=run_style_mix(run, style),
         parts=parts,
-        card=model_card(style, description, run, provenance, metrics, tracks, float(bpm),
+        card=model_card(style, description, run, provenance, metrics,
+                        tuple(t for t in tracks if not parts or t.name in parts), float(bpm),
                         card_notes))
     return Bundle(config=config, model=run.model, metadata=metadata)
 
