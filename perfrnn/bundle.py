@@ -26,7 +26,7 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 from note_seq.protobuf import generator_pb2
 
-from perfrnn.configs import DEFAULT_CONFIGS, ModelConfig, TrackRole, get_config
+from perfrnn.configs import DEFAULT_CONFIGS, ModelConfig, TrackRole, get_config, played_tracks
 from perfrnn.encoding import PerformanceEncoding, encoding_for
 from perfrnn.errors import PerfRNNError
 from perfrnn.model import (
@@ -97,8 +97,7 @@ class BundleMetadata:
     @property
     def played_tracks(self) -> tuple[TrackRole, ...]:
         """The tracks the style plays: all, or those named in `parts`."""
-        return tuple(track for track in self.tracks
-                     if not self.parts or track.name in self.parts)
+        return played_tracks(self.tracks, self.parts)
 
     def to_json(self, encoding: dict | None = None) -> str:
         """The metadata as JSON; `encoding` (see `describe_encoding`) is recorded with it
@@ -226,6 +225,15 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
     if base.is_multitrack and len(metadata.tracks) != len(base.tracks):
         raise fail(f"generator {generator_id!r} writes {len(base.tracks)} parts, but the "
                    f"metadata lists {len(metadata.tracks)} tracks")
+    if not (isinstance(metadata.style_names, list)
+            and all(isinstance(name, str) for name in metadata.style_names)
+            and isinstance(metadata.style_mix, dict)
+            and all(isinstance(name, str) and isinstance(weight, (int, float))
+                    and not isinstance(weight, bool) for name, weight in metadata.style_mix.items())
+            and isinstance(metadata.parts, list)
+            and all(isinstance(part, str) for part in metadata.parts)):
+        raise fail("its metadata's style_names, style_mix or parts are not a list of names, "
+                   "names with weights and a list of names")
     names = [track.name for track in metadata.tracks]
     unknown = [part for part in metadata.parts if part not in names]
     if unknown:

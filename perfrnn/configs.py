@@ -10,6 +10,7 @@ bundles load and bundles we write for them load in Magenta.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from perfrnn.errors import PerfRNNError
@@ -43,6 +44,12 @@ class TrackRole:
     def from_dict(cls, data: dict) -> TrackRole:
         return cls(name=str(data["name"]), program=int(data.get("program", 0)),
                    is_drum=bool(data.get("is_drum", False)))
+
+
+def played_tracks(tracks: Sequence[TrackRole], parts: Sequence[str] = ()) -> tuple[TrackRole, ...]:
+    """The tracks a style plays: all of them, or those named in `parts` (a drum
+    style of a band base plays only its kit)."""
+    return tuple(track for track in tracks if not parts or track.name in parts)
 
 
 PIANO_TRACKS = (TrackRole("piano", GM_ACOUSTIC_GRAND_PIANO),)

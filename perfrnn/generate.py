@@ -12,7 +12,7 @@ import numpy as np
 from note_seq.protobuf import music_pb2
 
 from perfrnn.bundle import Bundle
-from perfrnn.configs import TrackRole
+from perfrnn.configs import TrackRole, played_tracks
 from perfrnn.errors import PerfRNNError
 from perfrnn.midi_writer import midi_bytes
 from perfrnn.multitrack import ROLE_DRUMS, ROLE_HARMONY
@@ -24,7 +24,8 @@ def main_track(tracks: tuple[TrackRole, ...], parts: Sequence[str] = ()) -> int:
     """The part a "type" sets when it names none: the harmony part of a band
     (drums, bass, harmony, lead), else the first pitched part, else the kit;
     only among `parts` (track names) when the style plays only those."""
-    played = [i for i, track in enumerate(tracks) if not parts or track.name in parts]
+    playing = played_tracks(tracks, parts)
+    played = [i for i, track in enumerate(tracks) if track in playing]
     if ROLE_HARMONY in played and tracks[ROLE_DRUMS].is_drum:
         return ROLE_HARMONY
     return next((i for i in played if not tracks[i].is_drum), played[0] if played else 0)

@@ -107,6 +107,9 @@ def check_blend(blend) -> None:
                 and isinstance(item[1], (int, float)) and not isinstance(item[1], bool)
                 and math.isfinite(item[1]) and item[1] >= 0):
             raise PerfRNNError(f"bad blend entry {item!r}: use a style name and a weight >= 0")
+    names = [name for name, _ in blend]
+    if len(set(names)) < len(names):
+        raise PerfRNNError("a blend names each style once")
     if sum(weight for _, weight in blend) <= 0:
         raise PerfRNNError("the blend's weights are all 0; give one style a weight")
 

@@ -125,10 +125,10 @@ class Sampler:
         self._on_keys = tf.constant(on_keys + 1)
         # A style that plays only some parts (a drum style of a band base) never
         # starts a note of the others.
-        parts = bundle.metadata.parts
-        names = [track.name for track in bundle.config.tracks]
+        playing = bundle.metadata.played_tracks
         roles = np.where(on_keys >= 0, on_keys // PITCHES, -1)
-        silent = [names.index(part) for part in names if parts and part not in parts]
+        silent = [role for role, track in enumerate(bundle.config.tracks)
+                  if track not in playing]
         self._silent_onsets = (tf.constant(np.isin(roles, silent) & (roles >= 0))
                                if silent else None)
         self._off_keys = tf.constant(off_keys + 1)

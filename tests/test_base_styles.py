@@ -156,7 +156,7 @@ def test_a_drum_style_of_a_band_base_plays_only_its_kit(base_run, tmp_path):
     assert notes and all(note.is_drum for note in notes)
 
 
-@pytest.mark.parametrize("text", ["", "rock:x", "rock:-1", "rock:0", "rock:inf",
+@pytest.mark.parametrize("text", ["", "rock:x", "rock:-1", "rock:0", "rock:inf", "rock:1,rock:2",
                                   ",".join(f"{name}:1" for name in "abcdefghi")])
 def test_a_bad_blend_is_refused(text):
     with pytest.raises(PerfRNNError):
@@ -179,6 +179,14 @@ def test_a_user_style_starts_from_the_base(base_run, corpora, tmp_path):
     assert settings["parent"] == str(base_run)
     assert settings["style_mix"] == {"floor": 1.0}  # the base's nearest style
     assert tuned.first_train_loss < scratch.first_train_loss - 1.0
+    # Run again, it resumes from its own checkpoint and keeps its parent and style.
+    resumed = train_model(user, tmp_path / "tuned", steps=6, seed=3,
+                          **{**TINY, "layer_sizes": None})
+    assert resumed.start_step == 4 and resumed.steps == 6
+    assert json.loads((tmp_path / "tuned" / "train_config.json").read_text()) == settings
+    with pytest.raises(PerfRNNError, match="fine-tuned from .*use another --out"):
+        train_model(user, tmp_path / "tuned", steps=8, init_from=tmp_path / "scratch",
+                    **{**TINY, "layer_sizes": None})
     bundle = read_bundle(export_bundle(tmp_path / "tuned", tmp_path / "user.mag"))
     assert bundle.metadata.style == "user"
     assert bundle.metadata.style_mix == {"floor": 1.0}
@@ -210,15 +218,23 @@ def test_a_kit_alone_prepares_into_a_band_bases_drum_part(tmp_path):
                    kind="drums", validation_fraction=0)
     notes = [note for piece in read_prepared(tmp_path / "data", "train") for note in piece.notes]
     assert notes and all(note.is_drum and note.instrument == 0 for note in notes)
+    # A kit prepared for the one-part drum configuration does not fit a band's drum part.
+    prepare_corpus("grooves", [music], tmp_path / "one-part", config_id="metric_drums",
+                   kind="drums", validation_fraction=0)
+    with pytest.raises(PerfRNNError, match="prepare it again with --config metric_band"):
+        train_model(tmp_path / "one-part", tmp_path / "run", steps=1, **TINY)
 
 
 def test_the_website_blends_styles_of_one_base(base_run, tmp_path, make_app):
     """The API's `blend` and the page's "blend with" and amount reach the
     sampler; a blend a style cannot play is refused on its field."""
-    from conftest import wait_for_job
+    import shutil
+
+    from conftest import magenta_bundle_path, wait_for_job
 
     bundles = tmp_path / "bundles"
     export_bundle(base_run, bundles / "floor.mag", style="floor")
+    shutil.copy(magenta_bundle_path("performance_with_dynamics"), bundles / "piano.mag")
     export_bundle(base_run, bundles / "backbeat.mag", style="backbeat")
     app = make_app(BUNDLES_DIR=str(bundles))
     client = app.test_client()
@@ -244,6 +260,9 @@ def test_the_website_blends_styles_of_one_base(base_run, tmp_path, make_app):
             assert response.status_code == 202
             continue
         assert response.status_code == 422 and response.get_json()["fields"]["blend"]
+    response = client.post("/api/v1/generations", json={"style": "piano", "blend": "floor:1"})
+    assert response.status_code == 422
+    assert "cannot blend" in response.get_json()["fields"]["blend"]
 
     page = client.get("/?style=floor").get_data(as_text=True)
     assert 'id="blend-group"' in page and "data-blend-styles='[\"backbeat\", \"kit\"]'" in page
@@ -261,8 +280,10 @@ def test_the_website_blends_styles_of_one_base(base_run, tmp_path, make_app):
 def test_each_style_of_a_base_is_evaluated_on_its_own_corpus(base_run, tmp_path):
     from training.evaluate import evaluate_run
 
-    with pytest.raises(PerfRNNError, match="evaluate one with --style"):
+    with pytest.raises(PerfRNNError, match="choose one with --style"):
         evaluate_run(base_run, samples=1, seconds=4)
+    with pytest.raises(PerfRNNError, match="'jazz' is not one"):
+        evaluate_run(base_run, samples=1, seconds=4, style="jazz")
     result = evaluate_run(base_run, samples=2, seconds=4, style="backbeat")
     assert result.out_dir == base_run / "evaluation" / "backbeat"
     history = json.loads((base_run / "history.json").read_text())

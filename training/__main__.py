@@ -144,9 +144,10 @@ def _add_train_parser(commands) -> None:
                             "style input, keeping its layer sizes")
     train.add_argument("--out", required=True, metavar="DIR",
                        help="run folder: checkpoints, best weights, logs, history.json")
-    train.add_argument("--config", default=defaults.DEFAULT_CONFIG_ID,
-                       help=f"model configuration (default: {defaults.DEFAULT_CONFIG_ID}; "
-                            f"one of: {', '.join(DEFAULT_CONFIGS)})")
+    train.add_argument("--config", default=None,
+                       help=f"model configuration (default: the parent's with --init-from, "
+                            f"else {defaults.DEFAULT_CONFIG_ID}; one of: "
+                            f"{', '.join(DEFAULT_CONFIGS)})")
     train.add_argument("--layers", type=int, nargs="+", default=None, metavar="N",
                        help="LSTM layer sizes (default: the configuration's, 512 512 512)")
     train.add_argument("--steps", type=int, default=defaults.DEFAULT_STEPS,

@@ -38,13 +38,11 @@ class Parent:
       source: The run folder or bundle it was read from, as given.
       config: Its configuration (layer sizes and style names included).
       weights: Its weights by Magenta name.
-      style_mix: A bundle's own style input ({style: weight}); None for a run.
     """
 
     source: str
     config: ModelConfig
     weights: dict
-    style_mix: dict | None = None
 
 
 def read_parent(path: str | Path) -> Parent:
@@ -59,14 +57,12 @@ def read_parent(path: str | Path) -> Parent:
         from training.export import load_run
 
         run = load_run(path)
-        parent = Parent(str(path), run.config, run.model.get_weights(),
-                        run.settings.get("style_mix"))
+        parent = Parent(str(path), run.config, run.model.get_weights())
     elif path.suffix == ".mag":
         from perfrnn.bundle import read_bundle
 
         bundle = read_bundle(path)
-        parent = Parent(str(path), bundle.config, bundle.model.get_weights(),
-                        dict(bundle.metadata.style_mix) or None)
+        parent = Parent(str(path), bundle.config, bundle.model.get_weights())
     else:
         raise PerfRNNError(f"cannot fine-tune from {path}: give a base run folder "
                            "(runs/base) or a .mag bundle")
@@ -89,6 +85,15 @@ def style_names_of(corpus_names: list[str], config: ModelConfig) -> tuple[str, .
         raise PerfRNNError(f"two corpora are both called {duplicates[0]!r}; each corpus is "
                            "a style, so prepare them with different --name")
     return tuple(corpus_names)
+
+
+def check_style(config: ModelConfig, style: str | None, source: str) -> None:
+    """Raises PerfRNNError unless `style` is one of a base model's styles."""
+    if style not in config.style_names:
+        given = f" ({style!r} is not one)" if style else ""
+        raise PerfRNNError(f"{source} is a base model of the styles "
+                           f"{', '.join(config.style_names)}; choose one with --style NAME"
+                           f"{given}")
 
 
 def closest_style(model, maker, sequences: list, seed: int = 0) -> dict[str, float]:

@@ -168,6 +168,7 @@ def evaluate_run(
     from perfrnn.sampler import Sampler
     from training import metrics as objective
     from training import plots
+    from training.base import check_style
     from training.export import bundle_from_run, evaluation_dir, load_run
     from training.prepare import read_prepared
     from training.train import _write_json
@@ -176,9 +177,8 @@ def evaluate_run(
         raise PerfRNNError(f"samples must be a whole number >= 1, got {samples!r}")
     GenerationOptions(seconds=seconds, temperature=temperature, seed=seed).validate()
     run = load_run(run_dir, style)
-    if run.is_base and style is None:
-        raise PerfRNNError(f"{run.path} is a base model of the styles "
-                           f"{', '.join(run.config.style_names)}; evaluate one with --style")
+    if run.is_base:
+        check_style(run.config, style, str(run.path))
     if run.data_dir is None or not run.data_dir.is_dir():
         raise PerfRNNError(f"the run's corpus {run.data_dir} is gone; evaluation compares "
                            "with its held-out music")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from perfrnn.configs import ModelConfig, TrackRole, get_config
+from perfrnn.configs import ModelConfig, TrackRole, get_config, played_tracks
 from perfrnn.errors import PerfRNNError
 
 EVALUATION_DIR = "evaluation"
@@ -65,8 +65,10 @@ class Run:
 
     @property
     def style_name(self) -> str:
-        """The style of a run of one corpus: its corpus's name (else the folder's)."""
-        return str((self.manifest or {}).get("name") or self.path.name)
+        """The style of a run of one corpus: its corpus's name (else the run folder's)."""
+        from training.prepare import corpus_name
+
+        return corpus_name(self.manifest, self.data_dir or self.path)
 
     def best_validation_nll_of(self, style: str) -> float | None:
         """A base's validation NLL on one style's corpus at its best step (the
@@ -75,7 +77,9 @@ class Run:
         if not points:
             return None
         best = min(points, key=lambda point: point["validation_nll"])
-        return (best.get("style_validation_nll") or {}).get(style, best["validation_nll"])
+        if self.is_base:
+            return (best.get("style_validation_nll") or {}).get(style)
+        return best["validation_nll"]
 
 
 def load_run(run_dir: str | Path, style: str | None = None) -> Run:
@@ -125,15 +129,19 @@ def load_run(run_dir: str | Path, style: str | None = None) -> Run:
             history = []
     data = settings.get("data") or []
     data_dirs = [Path(path) for path in ([data] if isinstance(data, str) else data)]
+    if len(data_dirs) > 1 and style is not None:
+        from training.base import check_style
+
+        check_style(config, style, str(run_dir))
     data_dir, manifest = None, None
-    from training.prepare import read_manifest
+    from training.prepare import corpus_name, read_manifest
 
     for path in data_dirs:  # a base's corpora: the one of the style asked for
         try:
             found = read_manifest(path)
         except PerfRNNError:
             found = None
-        if len(data_dirs) == 1 or (found and style and found.get("name") == style):
+        if len(data_dirs) == 1 or corpus_name(found, path) == style:
             data_dir, manifest = path, found
             break
     return Run(path=run_dir, config=config, model=model, step=int(step.numpy()),
@@ -244,10 +252,9 @@ def run_style_mix(run: Run, style: str) -> dict:
     mix = run.settings.get("style_mix")
     if isinstance(mix, dict) and mix:
         return {str(name): float(weight) for name, weight in mix.items()}
-    if style not in run.config.style_names:
-        raise PerfRNNError(f"{run.path} is a base model of the styles "
-                           f"{', '.join(run.config.style_names)}; export one of them with "
-                           "--style NAME")
+    from training.base import check_style
+
+    check_style(run.config, style, str(run.path))
     return {style: 1.0}
 
 
@@ -378,7 +385,12 @@ def bundle_from_run(run: Run, style: str | None = None, description: str = "",
     """An in-memory Bundle of a run's weights with full metadata (see module doc)."""
     from perfrnn.bundle import DEFAULT_BPM, Bundle, BundleMetadata
 
-    style = style or (run.manifest or {}).get("name") or run.path.name
+    style = style or run.style_name
+    style_mix = run_style_mix(run, style)  # refuses a style a base does not know
+    if run.is_base and run.data_dir is None:
+        raise PerfRNNError(f"the corpus of style {style!r} cannot be read; exporting a style "
+                           "of a base needs it (tempo, parts, provenance): keep the base's "
+                           "--data folders where they were")
     tracks = tuple(tracks) if tracks else default_tracks(run)
     if len(tracks) != len(run.config.tracks):
         raise PerfRNNError(f"the model writes {len(run.config.tracks)} parts, but "
@@ -423,10 +435,10 @@ def bundle_from_run(run: Run, style: str | None = None, description: str = "",
         max_note_seconds=corpus_note_limits(pieces, tracks),
         time_signature=metre,
         style_names=list(run.config.style_names),
-        style_mix=run_style_mix(run, style),
+        style_mix=style_mix,
         parts=parts,
         card=model_card(style, description, run, provenance, metrics,
-                        tuple(t for t in tracks if not parts or t.name in parts), float(bpm),
+                        played_tracks(tracks, parts), float(bpm),
                         card_notes))
     return Bundle(config=config, model=run.model, metadata=metadata)
 

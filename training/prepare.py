@@ -398,6 +398,12 @@ def _check_name(name: str) -> str:
     return name
 
 
+def corpus_name(manifest: dict | None, data_dir: str | os.PathLike) -> str:
+    """A prepared corpus's name, the style it teaches: its manifest's, else its
+    folder's."""
+    return str((manifest or {}).get("name") or Path(data_dir).name)
+
+
 def kind_problem(kind: str, config: ModelConfig) -> str | None:
     """Why music prepared as `kind` cannot train `config` (None when it can).
 

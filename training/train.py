@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from perfrnn.configs import ModelConfig, get_config
+from perfrnn.configs import DEFAULT_CONFIGS, ModelConfig, get_config
 from perfrnn.errors import PerfRNNError
 
 DEFAULT_CONFIG_ID = "performance_with_dynamics"
@@ -322,6 +322,11 @@ def _check_manifest_config(manifest: dict, config: ModelConfig, messages: list[s
         raise PerfRNNError(f"this corpus was prepared as kind {manifest.get('kind')!r}: "
                            f"{problem}; prepare it again with a --kind that fits")
     prepared_id = manifest.get("config")
+    if (manifest.get("kind") == "drums" and config.is_multitrack and prepared_id in
+            DEFAULT_CONFIGS and not DEFAULT_CONFIGS[prepared_id].is_multitrack):
+        raise PerfRNNError(f"this kit was prepared for the one-part configuration "
+                           f"{prepared_id!r}, so its notes are not in {config.id!r}'s drum part; "
+                           f"prepare it again with --config {config.id}")
     if not prepared_id or prepared_id == config.id:
         return
     try:
@@ -353,7 +358,7 @@ def _read_corpus(data_dir: Path, config: ModelConfig, say: Callable[[str], None]
       PerfRNNError: no such prepared corpus, no training music, or one
         prepared for an incompatible kind.
     """
-    from training.prepare import read_manifest, read_prepared
+    from training.prepare import corpus_name, read_manifest, read_prepared
 
     if not data_dir.is_dir():
         raise PerfRNNError(f"data folder {data_dir} does not exist; "
@@ -370,7 +375,22 @@ def _read_corpus(data_dir: Path, config: ModelConfig, say: Callable[[str], None]
     if (data_dir / "validation.tfrecord").is_file():
         validation = [sequence for sequence in read_prepared(data_dir, "validation")
                       if len(sequence.notes)]
-    return Corpus(str(manifest.get("name") or data_dir.name), train, validation)
+    return Corpus(corpus_name(manifest, data_dir), train, validation)
+
+
+def _earlier_settings(out_dir: Path) -> dict:
+    """The train_config.json of a run folder ({} for a new or unreadable one)."""
+    try:
+        settings = json.loads((out_dir / TRAIN_CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return settings if isinstance(settings, dict) else {}
+
+
+def _parent_config_id(init_from) -> str:
+    from training.base import read_parent
+
+    return read_parent(init_from).config.id
 
 
 def _load_history(path: Path, up_to_step: int) -> list[dict]:
@@ -422,7 +442,7 @@ class _StopFlag:
 def train_model(
     data_dir: str | Path | Sequence[str | Path],
     out_dir: str | Path,
-    config_id: str = DEFAULT_CONFIG_ID,
+    config_id: str | None = DEFAULT_CONFIG_ID,
     layer_sizes: Sequence[int] | None = None,
     steps: int = DEFAULT_STEPS,
     batch_size: int | None = None,
@@ -444,7 +464,8 @@ def train_model(
         several: a base model with a style input, each corpus a style named
         by its manifest (`training.base`).
       out_dir: Where checkpoints, logs and history go; a checkpoint there is resumed.
-      config_id: A `perfrnn.configs.DEFAULT_CONFIGS` id.
+      config_id: A `perfrnn.configs.DEFAULT_CONFIGS` id; None: the run's own
+        when resuming, else the parent's when fine-tuning, else the default.
       layer_sizes: LSTM sizes; default the configuration's (512, 512, 512).
       steps: Total number of steps to reach (counting earlier runs).
       batch_size: Default the configuration's (64).
@@ -474,6 +495,9 @@ def train_model(
         messages.append(text)
         emit(text)
 
+    if config_id is None:  # the run's own, else its parent's, else the default
+        config_id = _earlier_settings(Path(out_dir)).get("config") or (
+            _parent_config_id(init_from) if init_from is not None else DEFAULT_CONFIG_ID)
     config = get_config(config_id)
     _check_positive("steps", steps)
     _check_positive("sequence length", sequence_length)
@@ -498,6 +522,18 @@ def train_model(
         [Path(path) for path in data_dir]
     if not data_dirs:
         raise PerfRNNError("give at least one prepared corpus folder")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PerfRNNError(f"{out_dir} is a file, not a folder")
+    settings_path = out_dir / TRAIN_CONFIG_NAME
+    earlier = _earlier_settings(out_dir)
+    if init_from is None and earlier.get("parent"):  # resuming a fine-tuned style
+        init_from = earlier["parent"]
+    elif earlier and str(init_from) != str(earlier.get("parent")):
+        started = f"fine-tuned from {earlier['parent']}" if earlier.get("parent") else \
+            "trained from scratch"
+        raise PerfRNNError(f"{out_dir} holds a model {started}; use another --out to start "
+                           "from something else")
     parent = base.read_parent(init_from) if init_from is not None else None
     if parent is not None:
         if len(data_dirs) > 1:
@@ -512,9 +548,6 @@ def train_model(
         config = config.replace(style_names=base.style_names_of(
             [corpus.name for corpus in corpora], config))
 
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise PerfRNNError(f"{out_dir} is a file, not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     run_settings = {"data": str(data_dirs[0]) if len(data_dirs) == 1 else
                     [str(path) for path in data_dirs],
@@ -522,18 +555,11 @@ def train_model(
                     "layer_sizes": list(config.rnn_layer_sizes),
                     "style_names": list(config.style_names),
                     "sequence_length": int(sequence_length), "batch_size": int(batch_size)}
-    settings_path = out_dir / TRAIN_CONFIG_NAME
-    earlier = {}
-    if settings_path.is_file():
-        try:
-            earlier = json.loads(settings_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            earlier = {}
-        for key in ("config", "layer_sizes", "style_names"):
-            if key in earlier and earlier[key] != run_settings[key]:
-                raise PerfRNNError(
-                    f"{out_dir} holds a model trained with {key} {earlier[key]}, not "
-                    f"{run_settings[key]}; use another --out or the same settings")
+    for key in ("config", "layer_sizes", "style_names"):
+        if key in earlier and earlier[key] != run_settings[key]:
+            raise PerfRNNError(
+                f"{out_dir} holds a model trained with {key} {earlier[key]}, not "
+                f"{run_settings[key]}; use another --out or the same settings")
 
     import tensorflow as tf
 
@@ -643,7 +669,7 @@ def train_model(
         result.best_validation_nll = best
         _scalar(writer, "validation_nll", nll, step)
         point = {"step": step, "train_loss": loss, "validation_nll": nll}
-        if len(by_style) > 1:
+        if config.has_style_input and parent is None:  # a base: each style's own figure
             point["style_validation_nll"] = by_style
         history.append(point)
         _write_json(history_path, history)

@@ -269,7 +269,8 @@ def page_blend(values: dict, registry) -> str | None:
         share = float(amount)
     except (PerfRNNError, ValueError):
         return f"{other}:{amount}"  # generation_params says what is wrong with it
-    rest = ",".join(f"{name}:{weight * (100 - share):g}" for name, weight in own.items())
+    total = sum(own.values()) or 1.0
+    rest = ",".join(f"{name}:{weight / total * (100 - share):g}" for name, weight in own.items())
     return f"{rest},{other}:{share:g}" if rest and share < 100 else f"{other}:{share:g}"
 
 

@@ -198,7 +198,10 @@ def generation_params(values, registry: StyleRegistry) -> dict:
                               "density (notes per second)")
             if density is not None:
                 params["density"] = density
-        if not _blank(values.get("blend")):
+        if not _blank(values.get("blend")) and not bundle.config.has_style_input:
+            errors["blend"] = (f"style {params['style']!r} is not made from a base model, so "
+                               "it cannot blend styles; leave the blend out")
+        elif not _blank(values.get("blend")):
             try:
                 blend = parse_blend(str(values.get("blend")))
                 bundle.encoding.style_vector(dict(blend))  # styles the model knows
