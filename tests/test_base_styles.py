@@ -292,3 +292,45 @@ def test_each_style_of_a_base_is_evaluated_on_its_own_corpus(base_run, tmp_path)
     bundle = read_bundle(export_bundle(base_run, tmp_path / "b.mag", style="backbeat"))
     assert bundle.metadata.metrics["validation_nll_per_event"] == pytest.approx(
         result.validation_nll_per_event)
+
+
+def test_a_base_packs_for_the_gpu_trainer_and_comes_back(base_run, corpora, tmp_path):
+    """The GPU path (numpy side): a pack of several corpora carries each input
+    row's controls as the columns that are 1 and each piece's corpus; the GPU
+    trainer rebuilds the rows training uses; imported weights are a base again."""
+    import sys
+
+    from training.export import load_run
+    from training.pack import import_weights, pack_corpus
+    from training.prepare import read_prepared
+    from training.train import ExampleMaker
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+    import gpu_train
+
+    data = [corpora["floor"], corpora["backbeat"], corpora["kit"]]
+    meta = pack_corpus(data, tmp_path / "base.npz", "metric_band", augmentations=2)
+    assert meta["style_names"] == ["floor", "backbeat", "kit"] and meta["control_ones"]
+    meta, train, validation = gpu_train.load_pack(tmp_path / "base.npz")
+    assert sorted({piece.corpus for piece in train}) == [0, 1, 2]
+    first_backbeat = next(piece for piece in train if piece.corpus == 1)  # an unaugmented copy
+    maker = ExampleMaker(load_run(base_run).config, len(first_backbeat) - 1)
+    events = maker.encode(read_prepared(corpora["backbeat"], "train")[0])
+    controls, inputs, _, _ = maker.window(events, 0, maker.metre(
+        read_prepared(corpora["backbeat"], "train")[0]), np.eye(3, dtype=np.float32)[1])
+    np.testing.assert_array_equal(first_backbeat.events[:-1], inputs)
+    np.testing.assert_array_equal(gpu_train.piece_controls(meta, first_backbeat)[:-1], controls)
+    batches = gpu_train.Batches(meta, train, validation, 16, 30, seed=0)
+    events, rows, labels = batches.next()
+    assert rows.shape == (30, 16, meta["control_size"]) and rows.sum(axis=2).max() == 5
+    assert {int(np.argmax(row[0, -3:])) for row in rows} == {0, 1, 2}  # every corpus drawn
+
+    weights = {f"w:{name}": value for name, value in load_run(base_run).model.get_weights().items()}
+    gpu_meta = {"config": "metric_band", "data": meta["data"], "name": meta["name"],
+                "style_names": meta["style_names"], "step": 7, "sequence_length": 16,
+                "batch_size": 30, "history": []}
+    np.savez(tmp_path / "base-weights.npz", meta=np.array(json.dumps(gpu_meta)), **weights)
+    run = load_run(import_weights(tmp_path / "base-weights.npz", tmp_path / "imported"))
+    assert run.is_base and run.config.style_names == ("floor", "backbeat", "kit")
+    bundle = read_bundle(export_bundle(tmp_path / "imported", tmp_path / "kit.mag", style="kit"))
+    assert bundle.metadata.parts == ["drums"] and bundle.metadata.style_mix == {"kit": 1.0}

@@ -250,7 +250,8 @@ def _add_gpu_parsers(commands) -> None:
                "  python3 training/gpu_train.py --pack packs/piano.npz --out gpu_out\n"
                "  python -m training import-weights --weights gpu_out/piano.npz --out runs/piano",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    pack.add_argument("--data", required=True, metavar="DIR", help="prepared corpus folder")
+    pack.add_argument("--data", required=True, metavar="DIR", nargs="+",
+                      help="prepared corpus folder; several (metric) pack a base model")
     pack.add_argument("--out", required=True, metavar="FILE.npz", help="pack to write")
     pack.add_argument("--config", default="performance_with_dynamics",
                       help="model configuration (default: performance_with_dynamics)")

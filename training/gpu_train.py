@@ -40,22 +40,45 @@ from perfrnn.fast_controls import control_inputs  # noqa: E402  (numpy only)
 MAX_VALIDATION_WINDOWS = 256
 
 
-def load_pack(path: Path) -> tuple[dict, list[np.ndarray], list[np.ndarray]]:
+class Piece:
+    """A packed piece: its events, the corpus (style) it comes from, and for a
+    metric configuration the columns where each input row's controls are 1."""
+
+    def __init__(self, events: np.ndarray, corpus: int = 0, ones: np.ndarray | None = None):
+        self.events, self.corpus, self.ones = events, corpus, ones
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+
+def load_pack(path: Path) -> tuple[dict, list[Piece], list[Piece]]:
     stored = np.load(path, allow_pickle=False)
     meta = json.loads(str(stored["meta"]))
 
-    def split(events, offsets):
-        return [events[offsets[i]:offsets[i + 1]].astype(np.int64)
-                for i in range(len(offsets) - 1)]
+    def split(name):
+        events, offsets = stored[f"{name}_events"], stored[f"{name}_offsets"]
+        count = len(offsets) - 1
+        corpus = stored[f"{name}_corpus"] if f"{name}_corpus" in stored.files else \
+            np.zeros(count, np.int16)
+        ones = stored[f"{name}_ones"] if meta.get("control_ones") else None
+        return [Piece(events[offsets[i]:offsets[i + 1]].astype(np.int64), int(corpus[i]),
+                      ones[offsets[i]:offsets[i + 1]] if ones is not None else None)
+                for i in range(count)]
 
-    return (meta, split(stored["train_events"], stored["train_offsets"]),
-            split(stored["validation_events"], stored["validation_offsets"]))
+    return meta, split("train"), split("validation")
 
 
-def piece_controls(meta: dict, events: np.ndarray) -> np.ndarray:
-    """Rows of controls for a whole piece, row t holding event t+1's (float16)."""
+def piece_controls(meta: dict, piece: Piece) -> np.ndarray:
+    """Rows of controls for a whole piece (float16): a metric piece's packed
+    ones as they are (row t: the position after event t, and the style); a
+    conditioned piece's density and key, row t holding event t+1's."""
+    events = piece.events
     if not meta["control_size"]:
         return np.zeros((len(events), 0), np.float16)
+    if piece.ones is not None:
+        rows = np.zeros((len(events), meta["control_size"]), np.float16)
+        rows[np.arange(len(events))[:, None], piece.ones] = 1.0
+        return rows
     controls = control_inputs(
         events, meta["steps_per_second"], meta["max_shift_steps"],
         tuple(meta["density_bin_ranges"]) if meta["density_bin_ranges"] else None,
@@ -71,13 +94,21 @@ class Batches:
         self.meta, self.length, self.batch = meta, length, batch
         self.train = [piece for piece in train if len(piece) >= 2]
         self.train_controls = [piece_controls(meta, piece) for piece in self.train]
+        # A base's windows come from a corpus drawn evenly, as `python -m training train`.
+        corpora = sorted({piece.corpus for piece in self.train})
+        self.by_corpus = [[i for i, piece in enumerate(self.train) if piece.corpus == corpus]
+                          for corpus in corpora]
         self.rng = np.random.default_rng(seed)
         self.validation = []
-        for piece in validation:
-            controls = piece_controls(meta, piece)
-            for start in range(0, max(len(piece) - 1, 0), length):
-                if len(self.validation) < MAX_VALIDATION_WINDOWS:
-                    self.validation.append(self.window(piece, controls, start))
+        share = MAX_VALIDATION_WINDOWS // max(len(corpora), 1)
+        for corpus in corpora:
+            taken = 0
+            for piece in (piece for piece in validation if piece.corpus == corpus):
+                controls = piece_controls(meta, piece)
+                for start in range(0, max(len(piece) - 1, 0), length):
+                    if taken < share:
+                        self.validation.append(self.window(piece.events, controls, start))
+                        taken += 1
 
     def window(self, piece, controls, start):
         length = self.length
@@ -94,10 +125,11 @@ class Batches:
     def next(self):
         windows = []
         for _ in range(self.batch):
-            index = int(self.rng.integers(len(self.train)))
+            corpus = self.by_corpus[int(self.rng.integers(len(self.by_corpus)))]
+            index = corpus[int(self.rng.integers(len(corpus)))]
             piece = self.train[index]
             start = int(self.rng.integers(max(len(piece) - self.length - 1, 0) + 1))
-            windows.append(self.window(piece, self.train_controls[index], start))
+            windows.append(self.window(piece.events, self.train_controls[index], start))
         return [np.stack(parts) for parts in zip(*windows)]
 
 
@@ -348,6 +380,7 @@ def train_pack(torch, pack: Path, out_dir: Path, args) -> dict:
         print(f"[{name}] conversion check: {check}", flush=True)
     result = {
         **{key: meta[key] for key in ("config", "data", "name")},
+        "style_names": meta.get("style_names", []),
         "step": best_step, "steps_run": step, "best_validation_nll": best,
         "history": history, "events_seen": events_seen,
         "events_per_second": events_seen / seconds if seconds else 0.0,

@@ -7,6 +7,12 @@ prepared corpus' validation pieces as they are and each training piece
 transpose per copy), and writes one compressed `.npz` of int16 event arrays
 that `training/gpu_train.py` reads with numpy alone. `import_weights` brings
 the trained weights back as a run folder that `evaluate` and `export` take.
+
+A metric configuration's control inputs (position, and the style input of a
+base packed from several corpora) are binary: the pack stores, for every
+event, the columns where its input row's controls are 1 (`*_ones`, uint8), so
+the GPU side rebuilds the rows without knowing what a bar is, and the piece's
+corpus (`*_corpus`) so it draws the corpora evenly as `train` does.
 """
 
 from __future__ import annotations
@@ -23,39 +29,56 @@ PACK_FORMAT = "perfrnn-event-pack/1"
 DEFAULT_AUGMENTATIONS = 8
 
 
-def pack_corpus(data_dir: str | Path, out_path: str | Path, config_id: str,
+def pack_corpus(data_dir: str | Path | list, out_path: str | Path, config_id: str,
                 augmentations: int = DEFAULT_AUGMENTATIONS, seed: int = 0) -> dict:
-    """Writes the pack; returns its metadata (counts of pieces and events per split)."""
-    from training.prepare import read_manifest, read_prepared
+    """Writes the pack; returns its metadata (counts of pieces and events per split).
+    Several prepared corpora (metric configurations) make a base model's pack."""
+    from training.base import style_names_of
+    from training.prepare import corpus_name, read_manifest, read_prepared
     from training.train import ExampleMaker, _check_manifest_config
 
     config = get_config(config_id)
-    if config.is_metric:
-        raise PerfRNNError(f"configuration {config_id!r} is metric: its position inputs are not "
-                           "packed for training/gpu_train.py yet; train it with "
-                           "`python -m training train`")
     if not isinstance(augmentations, int) or augmentations < 1:
         raise PerfRNNError(f"augmentations must be a whole number >= 1, got {augmentations!r}")
-    data_dir = Path(data_dir)
-    manifest = read_manifest(data_dir)
-    _check_manifest_config(manifest, config, [])
+    data_dirs = [Path(data_dir)] if isinstance(data_dir, (str, Path)) else \
+        [Path(path) for path in data_dir]
+    manifests = [read_manifest(path) for path in data_dirs]
+    for manifest in manifests:
+        _check_manifest_config(manifest, config, [])
+    names = [corpus_name(manifest, path) for manifest, path in zip(manifests, data_dirs)]
+    if len(data_dirs) > 1:
+        config = config.replace(style_names=style_names_of(names, config))
     maker = ExampleMaker(config, sequence_length=1)
-    rng = np.random.default_rng(seed)
-    train = [s for s in read_prepared(data_dir, "train") if s.notes]
-    if not train:
-        raise PerfRNNError(f"{data_dir} has no training pieces")
-    try:
-        validation = [s for s in read_prepared(data_dir, "validation") if s.notes]
-    except PerfRNNError:
-        validation = []
-    train_events = [maker.encode(maker.augment(piece, rng) if copy else piece)
-                    for piece in train for copy in range(augmentations)]
-    validation_events = [maker.encode(piece) for piece in validation]
     encoding = maker.encoding
+    rng = np.random.default_rng(seed)
+    styles = np.eye(len(data_dirs), dtype=np.float32) if len(data_dirs) > 1 else [None]
+    split_events = {"train": [], "validation": []}
+    split_ones = {"train": [], "validation": []}
+    split_corpus = {"train": [], "validation": []}
+    for index, path in enumerate(data_dirs):
+        for split, copies in (("train", augmentations), ("validation", 1)):
+            try:
+                pieces = [s for s in read_prepared(path, split) if s.notes]
+            except PerfRNNError:
+                pieces = []
+            if split == "train" and not pieces:
+                raise PerfRNNError(f"{path} has no training pieces")
+            for piece in pieces:
+                for copy in range(copies):
+                    events = maker.encode(maker.augment(piece, rng) if copy else piece)
+                    split_events[split].append(events)
+                    split_corpus[split].append(index)
+                    if config.is_metric:
+                        rows = encoding.inputs_with_controls(
+                            events, metre=maker.metre(piece), style=styles[index])
+                        split_ones[split].append(_ones(rows[:, :encoding.control_size]))
+    train_events, validation_events = split_events["train"], split_events["validation"]
     meta = {
         "format": PACK_FORMAT,
-        "name": manifest.get("name"),
-        "data": str(data_dir),
+        "name": names[0] if len(names) == 1 else "base",
+        "data": str(data_dirs[0]) if len(data_dirs) == 1 else [str(p) for p in data_dirs],
+        "style_names": list(config.style_names),
+        "control_ones": bool(config.is_metric),
         "config": config.id,
         "num_classes": encoding.num_classes,
         "input_size": encoding.input_size,
@@ -82,12 +105,27 @@ def pack_corpus(data_dir: str | Path, out_path: str | Path, config_id: str,
     out_path.parent.mkdir(parents=True, exist_ok=True)
     train_flat, train_offsets = flat(train_events)
     validation_flat, validation_offsets = flat(validation_events)
+    extra = {}
+    for split in ("train", "validation"):
+        extra[f"{split}_corpus"] = np.array(split_corpus[split], np.int16)
+        if config.is_metric:
+            extra[f"{split}_ones"] = (np.concatenate(split_ones[split]) if split_ones[split]
+                                      else np.zeros((0, 0), np.uint8))
     partial = out_path.with_name(out_path.name + ".partial.npz")
     np.savez_compressed(partial, meta=np.array(json.dumps(meta)), train_events=train_flat,
                         train_offsets=train_offsets, validation_events=validation_flat,
-                        validation_offsets=validation_offsets)
+                        validation_offsets=validation_offsets, **extra)
     partial.replace(out_path)
     return meta
+
+
+def _ones(controls: np.ndarray) -> np.ndarray:
+    """The columns where each binary control row is 1 [rows, ones per row] (uint8)."""
+    rows, columns = np.nonzero(controls)
+    per_row = np.bincount(rows, minlength=len(controls))
+    if len(controls) and (per_row.min() != per_row.max() or not np.isin(controls, (0, 1)).all()):
+        raise PerfRNNError("these control inputs are not one-hot blocks; they cannot be packed")
+    return columns.reshape(len(controls), -1).astype(np.uint8)
 
 
 def import_weights(weights_path: str | Path, run_dir: str | Path,
@@ -117,14 +155,16 @@ def import_weights(weights_path: str | Path, run_dir: str | Path,
     except (OSError, ValueError, KeyError) as error:
         raise PerfRNNError(f"cannot read GPU weights {weights_path} ({error})") from None
     model = PerformanceRNN.from_weights(weights)
-    config = get_config(meta["config"]).replace(rnn_layer_sizes=model.layer_sizes)
+    config = get_config(meta["config"]).replace(
+        rnn_layer_sizes=model.layer_sizes, style_names=tuple(meta.get("style_names") or ()))
     encoding = encoding_for(config)
     if (model.input_size, model.num_classes) != (encoding.input_size, encoding.num_classes):
         raise PerfRNNError(f"{weights_path} does not fit configuration {config.id!r}")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    settings = {"data": str(data_dir or meta["data"]), "config": config.id,
+    settings = {"data": str(data_dir) if data_dir else meta["data"], "config": config.id,
                 "layer_sizes": list(model.layer_sizes),
+                "style_names": list(config.style_names),
                 "sequence_length": int(meta["sequence_length"]),
                 "batch_size": int(meta["batch_size"]),
                 "trainer": meta.get("trainer"), "device": meta.get("device"),
