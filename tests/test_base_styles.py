@@ -286,12 +286,16 @@ def test_each_style_of_a_base_is_evaluated_on_its_own_corpus(base_run, tmp_path)
         evaluate_run(base_run, samples=1, seconds=4, style="jazz")
     result = evaluate_run(base_run, samples=2, seconds=4, style="backbeat")
     assert result.out_dir == base_run / "evaluation" / "backbeat"
+    assert set(result.part_polyphony) == {"bass", "harmony", "lead"}
+    assert result.part_polyphony["bass"]["real"] == pytest.approx(1.0)  # one note at a time
+    assert result.part_polyphony["lead"]["real"] is None  # no lead in this corpus
     history = json.loads((base_run / "history.json").read_text())
     assert result.validation_nll_per_event == pytest.approx(
         history[-1]["style_validation_nll"]["backbeat"], rel=0.05)
     bundle = read_bundle(export_bundle(base_run, tmp_path / "b.mag", style="backbeat"))
     assert bundle.metadata.metrics["validation_nll_per_event"] == pytest.approx(
         result.validation_nll_per_event)
+    assert "in the bass part" in bundle.metadata.card
 
 
 def test_a_base_packs_for_the_gpu_trainer_and_comes_back(base_run, corpora, tmp_path):

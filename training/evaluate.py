@@ -52,6 +52,7 @@ class EvaluationResult:
     seed: int
     warnings: list[str] = field(default_factory=list)
     beat: dict = field(default_factory=dict)
+    part_polyphony: dict = field(default_factory=dict)
 
     @property
     def report_path(self) -> Path:
@@ -71,6 +72,7 @@ class EvaluationResult:
             "seed": self.seed,
             "warnings": self.warnings,
             "beat": self.beat,
+            "part_polyphony": self.part_polyphony,
         }
 
 
@@ -117,6 +119,32 @@ def beat_figures(real: list, generated: list) -> dict:
         figures[name] = {"real": mean(map(measure, real)),
                          "generated": mean(map(measure, generated))}
     return figures
+
+
+def part_polyphony(real: list, generated: list, tracks) -> dict:
+    """For each pitched part of a band, the mean polyphony (pitches sounding at
+    once, `training.metrics.polyphony`) of its notes alone, in real and in
+    generated pieces: {part: {"real", "generated"}} (None where it never plays)."""
+    import numpy as np
+    from note_seq.protobuf import music_pb2
+
+    from training.metrics import polyphony
+
+    def mean(pieces, role):
+        values = []
+        for piece in pieces:
+            part = music_pb2.NoteSequence()
+            part.CopyFrom(piece)
+            del part.notes[:]
+            part.notes.extend(note for note in piece.notes if note.instrument == role)
+            values.append(polyphony(part))
+        values = [value for value in values if math.isfinite(value)]
+        return float(np.mean(values)) if values else None
+
+    if len(tracks) < 2:
+        return {}
+    return {track.name: {"real": mean(real, role), "generated": mean(generated, role)}
+            for role, track in enumerate(tracks) if not track.is_drum}
 
 
 def held_out_nll(run, sequences: list, style: str | None = None) -> float | None:
@@ -221,6 +249,7 @@ def evaluate_run(
         batch_seed += 1
     report("generating", samples, samples)
     beat = beat_figures(held_out, generated)
+    parts = part_polyphony(real, generated, bundle.metadata.tracks)
 
     report("metrics", 0, 1)
     # Beat-based metrics on each piece's own best-fitting grid, real and generated
@@ -269,7 +298,7 @@ def evaluate_run(
         mean_overlapping_area=mean_overlap, overlapping_area=overlaps,
         summary=summary["metrics"], real_pieces=len(real), generated_pieces=len(generated),
         seconds=float(seconds), temperature=float(temperature), seed=int(seed),
-        warnings=warnings, beat=beat)
+        warnings=warnings, beat=beat, part_polyphony=parts)
     _write_json(out_dir / "metrics.json", _plain(result.to_json()))
     result.report_path.write_text(render_report(result, bundle.metadata.style, run),
                                   encoding="utf-8")
@@ -323,6 +352,12 @@ def render_report(result: EvaluationResult, style: str, run) -> str:
                   "downbeat_kick": "bars whose beat 1 carries the kick"}
         for name, item in result.beat.items():
             lines.append(f"| {labels.get(name, name)} | {_format(item.get('real'), 2)} | "
+                         f"{_format(item.get('generated'), 2)} |")
+    if result.part_polyphony:
+        lines += ["", "## Polyphony of each part (pitches sounding at once)", "",
+                  "| part | real | generated |", "|---|---:|---:|"]
+        for name, item in result.part_polyphony.items():
+            lines.append(f"| {name} | {_format(item.get('real'), 2)} | "
                          f"{_format(item.get('generated'), 2)} |")
     lines += ["", "## Objective metrics", "",
               "| metric | unit | real mean ± sd | generated mean ± sd | overlap |",

@@ -369,6 +369,11 @@ def model_card(style: str, description: str, run: Run, provenance: list[dict],
             real = item.get("real")
             lines.append(f"- {labels.get(name, name)}: {item['generated']:.2f} generated"
                          + (f", {real:.2f} in the held-out music" if real is not None else ""))
+    for name, item in (metrics.get("part_polyphony") or {}).items():
+        if item.get("generated") is not None and item.get("real") is not None:
+            lines.append(f"- Pitches sounding at once in the {name} part: "
+                         f"{item['generated']:.1f} generated, {item['real']:.1f} in the held-out "
+                         "music")
     if nll is None and overlap is None:
         lines.append("Not evaluated; run `python -m training evaluate`.")
     return "\n".join(lines) + "\n"
@@ -403,7 +408,8 @@ def bundle_from_run(run: Run, style: str | None = None, description: str = "",
     metrics = {"validation_nll_per_event": run.best_validation_nll_of(style)}
     metrics.update({key: evaluation[key] for key in
                     ("validation_nll_per_event", "mean_overlapping_area", "overlapping_area",
-                     "generated", "real", "beat") if evaluation.get(key) is not None})
+                     "generated", "real", "beat", "part_polyphony")
+                    if evaluation.get(key) is not None})
     metre = corpus_metre(pieces) if config.is_metric else "4/4"
     if config.is_metric:
         from perfrnn.metric import parse_metre
