@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/train_speed.py                    # CPU (and GPU if present)
     .venv/bin/python benchmarks/train_speed.py --layers 512 512 512 --batch 16 --length 512
     .venv/bin/python benchmarks/train_speed.py --xla on           # force XLA for the step
+    .venv/bin/python benchmarks/train_speed.py --layers 256 256 --batch 32 --length 256 \
+        --classes 1104 --controls 36 --end-to-end-steps 0         # the metric band base
 
 Prints figures; it asserts nothing. Two figures per model:
 
@@ -44,6 +46,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--length", type=int, default=512,
                         help="events per sequence (default: 512)")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps (default: 5)")
+    parser.add_argument("--classes", type=int, default=388,
+                        help="events in the vocabulary (388: piano; 1104: a metric band)")
+    parser.add_argument("--controls", type=int, default=0,
+                        help="control inputs per row (36: a metric band base's position "
+                             "and style; step figure only)")
     parser.add_argument("--end-to-end-steps", type=int, default=8,
                         help="train_model steps for the end-to-end figure; 0 skips it "
                              "(default: 8)")
@@ -80,7 +87,7 @@ def synthetic_corpus(folder: Path, pieces: int = 12, seconds: float = 60.0) -> N
 
 
 def time_steps(layer_sizes, batch: int, length: int, repeats: int, jit: bool,
-               device: str) -> float:
+               device: str, classes: int = 388, controls: int = 0) -> float:
     """Median events per second of the training step alone."""
     import numpy as np
     import tensorflow as tf
@@ -89,12 +96,13 @@ def time_steps(layer_sizes, batch: int, length: int, repeats: int, jit: bool,
     from training.train import make_train_step
 
     with tf.device(device):
-        model = PerformanceRNN(388, 388, layer_sizes, seed=0)
+        model = PerformanceRNN(controls + classes, classes, layer_sizes, seed=0)
         optimizer = tf.keras.optimizers.Adam(1e-3, global_clipnorm=3.0)
         step = make_train_step(model, optimizer, jit_compile=jit)
         rng = np.random.default_rng(0)
-        events = rng.integers(0, 388, (batch, length + 1))
-        window = (tf.zeros((batch, length, 0)), tf.constant(events[:, :-1], tf.int32),
+        events = rng.integers(0, classes, (batch, length + 1))
+        rows = (rng.random((batch, length, controls)) < 0.1).astype(np.float32)
+        window = (tf.constant(rows), tf.constant(events[:, :-1], tf.int32),
                   tf.constant(events[:, 1:], tf.int32), tf.ones((batch, length)))
         for _ in range(2):  # trace, compile, warm up
             float(step(*window)[0])
@@ -149,7 +157,7 @@ def main() -> None:
             jit = {"on": True, "off": False}.get(args.xla, label == "GPU")
             for layer_sizes in models:
                 rate = time_steps(layer_sizes, args.batch, args.length, args.repeats, jit,
-                                  device)
+                                  device, args.classes, args.controls)
                 full = ""
                 if args.end_to_end_steps:
                     with tf.device(device):
