@@ -270,7 +270,7 @@ def test_training_interrupted_by_a_spot_notice_resumes_from_its_s3_checkpoint(
         app = make_app(**aws["settings"])
         services, queue = app.extensions["perfrnn"], app.extensions["perfrnn_queue"]
         job = submit_training(services, queue, {"name": "spotty", "preset": "quick",
-                                                "kind": None},
+                                                "kind": None, "start": "scratch"},
                               make_training_files(tmp_path), "a")
         first = workers.start("--idle-exit", "60", SPOT_NOTICE_URL=(
             f"http://127.0.0.1:{notices.server_address[1]}/spot/instance-action"))
