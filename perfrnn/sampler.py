@@ -127,7 +127,7 @@ class Sampler:
         # starts a note of the others.
         playing = bundle.metadata.played_tracks
         roles = np.where(on_keys >= 0, on_keys // PITCHES, -1)
-        silent = [role for role, track in enumerate(bundle.config.tracks)
+        silent = [role for role, track in enumerate(bundle.metadata.tracks)
                   if track not in playing]
         self._silent_onsets = (tf.constant(np.isin(roles, silent) & (roles >= 0))
                                if silent else None)

@@ -328,9 +328,12 @@ def model_card(style: str, description: str, run: Run, provenance: list[dict],
         *([f"- One style of a base model that learned {len(config.style_names)} styles at "
            f"once ({', '.join(config.style_names)}), told which to play by its style input; "
            "styles of one base can blend"] if run.is_base else []),
-        *([f"- Fine-tuned from {run.settings['parent']}"
-           + (" with the style input " + ", ".join(
-               f"{name} {weight:g}" for name, weight in run.settings["style_mix"].items())
+        *([f"- Fine-tuned on its own corpus from {run.settings['parent']}"
+           + (f", a base model that learned {len(config.style_names)} styles at once "
+              f"({', '.join(config.style_names)}), with its style input set to "
+              + ", ".join(f"{name} {weight:g}"
+                          for name, weight in run.settings["style_mix"].items())
+              + "; it can still blend them"
               if run.settings.get("style_mix") else "")] if run.settings.get("parent") else []),
         f"- Parts: {', '.join(_part_text(track) for track in tracks)}",
         f"- Trained {run.step:,} steps; batch {run.settings.get('batch_size', config.batch_size)}"
