@@ -258,7 +258,7 @@ SCHEMAS: dict = {
                      "default": "auto"},
             "start": {"type": "string", "enum": list(TRAINING_STARTS), "default": "base",
                       "description": "base: fine-tune the shipped style of the kind (piano, "
-                                     "drums or rock's base), so a handful of files is enough; "
+                                     "drums or rock), so a handful of files is enough; "
                                      "scratch: a new model of the preset's size"},
             "files": {"type": "array",
                       "items": {"type": "string", "format": "binary"},
