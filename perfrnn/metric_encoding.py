@@ -151,11 +151,19 @@ class MetricEncoding(MultiTrackEncoding):
         event t (`first_step` is the step before the first event), then the
         style input (`style_vector`), then event t's one-hot."""
         events = np.asarray(events, np.int64)
-        after = first_step + np.cumsum(self.time_shift_steps()[events])
         inputs = np.zeros((len(events), self.input_size), np.float32)
-        inputs[:, :self.control_size] = self._control_rows(after, metre, style)
+        inputs[:, :self.control_size] = self.controls_from_events(events, first_step, metre,
+                                                                  style)
         inputs[np.arange(len(events)), self.control_size + events] = 1.0
         return inputs
+
+    def controls_from_events(self, events: np.ndarray, first_step: int = 0,
+                             metre: Metre = COMMON_TIME,
+                             style: np.ndarray | None = None) -> np.ndarray:
+        """The control part of `inputs_from_events` [len(events), control_size]
+        alone: the position after each event, then the style input."""
+        after = first_step + np.cumsum(self.time_shift_steps()[np.asarray(events, np.int64)])
+        return self._control_rows(after, metre, style)
 
     def inputs_with_controls(self, events: np.ndarray, first_step: int = 0,
                              metre: Metre = COMMON_TIME,

@@ -69,9 +69,8 @@ def pack_corpus(data_dir: str | Path | list, out_path: str | Path, config_id: st
                     split_events[split].append(events)
                     split_corpus[split].append(index)
                     if config.is_metric:
-                        rows = encoding.inputs_with_controls(
-                            events, metre=maker.metre(piece), style=styles[index])
-                        split_ones[split].append(_ones(rows[:, :encoding.control_size]))
+                        split_ones[split].append(_ones(encoding.controls_from_events(
+                            events, metre=maker.metre(piece), style=styles[index])))
     train_events, validation_events = split_events["train"], split_events["validation"]
     meta = {
         "format": PACK_FORMAT,

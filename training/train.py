@@ -192,9 +192,8 @@ class ExampleMaker:
         if used:
             if width and metre is not None:
                 first_step = int(self._shift_steps[events[:start]].sum())
-                rows = self.encoding.inputs_with_controls(piece, first_step=first_step,
-                                                          metre=metre, style=style)
-                controls[:used] = rows[:used, :width]
+                controls[:used] = self.encoding.controls_from_events(
+                    piece[:used], first_step, metre, style)
             elif width:
                 controls[:used] = self.encoding.inputs_with_controls(piece)[:used, :width]
             inputs[:used] = piece[:used]
@@ -387,12 +386,6 @@ def _earlier_settings(out_dir: Path) -> dict:
     return settings if isinstance(settings, dict) else {}
 
 
-def _parent_config_id(init_from) -> str:
-    from training.base import read_parent
-
-    return read_parent(init_from).config.id
-
-
 def _load_history(path: Path, up_to_step: int) -> list[dict]:
     if not path.is_file():
         return []
@@ -495,9 +488,24 @@ def train_model(
         messages.append(text)
         emit(text)
 
+    from training import base
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PerfRNNError(f"{out_dir} is a file, not a folder")
+    settings_path = out_dir / TRAIN_CONFIG_NAME
+    earlier = _earlier_settings(out_dir)
+    if init_from is None and earlier.get("parent"):  # resuming a fine-tuned style
+        init_from = earlier["parent"]
+    elif earlier and str(init_from) != str(earlier.get("parent")):
+        started = f"fine-tuned from {earlier['parent']}" if earlier.get("parent") else \
+            "trained from scratch"
+        raise PerfRNNError(f"{out_dir} holds a model {started}; use another --out to start "
+                           "from something else")
+    parent = base.read_parent(init_from) if init_from is not None else None
     if config_id is None:  # the run's own, else its parent's, else the default
-        config_id = _earlier_settings(Path(out_dir)).get("config") or (
-            _parent_config_id(init_from) if init_from is not None else DEFAULT_CONFIG_ID)
+        config_id = earlier.get("config") or (
+            parent.config.id if parent is not None else DEFAULT_CONFIG_ID)
     config = get_config(config_id)
     _check_positive("steps", steps)
     _check_positive("sequence length", sequence_length)
@@ -516,25 +524,10 @@ def train_model(
         config = config.replace(batch_size=int(batch_size))
     batch_size = config.batch_size
 
-    from training import base
-
     data_dirs = [Path(data_dir)] if isinstance(data_dir, (str, Path)) else \
         [Path(path) for path in data_dir]
     if not data_dirs:
         raise PerfRNNError("give at least one prepared corpus folder")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise PerfRNNError(f"{out_dir} is a file, not a folder")
-    settings_path = out_dir / TRAIN_CONFIG_NAME
-    earlier = _earlier_settings(out_dir)
-    if init_from is None and earlier.get("parent"):  # resuming a fine-tuned style
-        init_from = earlier["parent"]
-    elif earlier and str(init_from) != str(earlier.get("parent")):
-        started = f"fine-tuned from {earlier['parent']}" if earlier.get("parent") else \
-            "trained from scratch"
-        raise PerfRNNError(f"{out_dir} holds a model {started}; use another --out to start "
-                           "from something else")
-    parent = base.read_parent(init_from) if init_from is not None else None
     if parent is not None:
         if len(data_dirs) > 1:
             raise PerfRNNError("fine-tune on one corpus at a time; a base model is trained "
