@@ -76,6 +76,11 @@ class BundleMetadata:
         about the longest notes of the training music (its 99.5th
         percentile). A model that misses a note-off would otherwise hold
         the note for Magenta's 5-second limit. Empty: only that limit.
+      note_length_steps: Per track, how long the training music's notes last:
+        `perfrnn.note_lengths.QUANTILES` percentiles (0th to 100th) in steps of
+        the style's encoding. The sampler draws each note's length from them
+        and ends the note there if the model has not (empty: it ends notes
+        at `max_note_seconds`).
     """
 
     style: str
@@ -89,6 +94,7 @@ class BundleMetadata:
     card: str = ""
     default_controls: dict = field(default_factory=dict)
     max_note_seconds: list[float] = field(default_factory=list)
+    note_length_steps: list[list[float]] = field(default_factory=list)
     time_signature: str = "4/4"
     style_names: list[str] = field(default_factory=list)
     style_mix: dict = field(default_factory=dict)

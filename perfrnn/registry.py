@@ -54,7 +54,7 @@ def check_metadata(bundle: Bundle) -> Bundle:
     for name in ("metrics", "training", "default_controls"):
         if not isinstance(getattr(meta, name), dict):
             problems.append(f"{name} is not an object")
-    for name in ("types", "provenance", "max_note_seconds"):
+    for name in ("types", "provenance", "max_note_seconds", "note_length_steps"):
         if not isinstance(getattr(meta, name), list):
             problems.append(f"{name} is not a list")
     if isinstance(meta.types, list):
@@ -70,6 +70,10 @@ def check_metadata(bundle: Bundle) -> Bundle:
     if isinstance(meta.max_note_seconds, list) and not all(
             _number(value) for value in meta.max_note_seconds):
         problems.append("max_note_seconds holds something other than numbers")
+    if isinstance(meta.note_length_steps, list) and not all(
+            isinstance(row, list) and all(_number(value) for value in row)
+            for row in meta.note_length_steps):
+        problems.append("note_length_steps holds something other than lists of numbers")
     if isinstance(meta.default_controls, dict):
         density = meta.default_controls.get("notes_per_second")
         key = meta.default_controls.get("key")

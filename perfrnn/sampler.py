@@ -11,7 +11,9 @@ Sampling is by inverse CDF with one counter-based (stateless) random number
 per variation and event, drawn for the whole block before the loop and keyed
 by (seed, index of the block's first event); so the same seed and options give
 the same events and hence identical MIDI bytes. (Gumbel-max sampling needs 388
-random numbers per event and cost a quarter of the step time.)
+random numbers per event and cost a quarter of the step time.) A second such
+number per event draws the length of the note the event starts, if it starts
+one (see `perfrnn.note_lengths`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from perfrnn.errors import PerfRNNError
 from perfrnn.metric import COMMON_TIME, Metre, parse_metre
 from perfrnn.model import PerformanceRNN, lstm_cell, lstm_update
 from perfrnn.multitrack import PITCHES, assign_roles
+from perfrnn.note_lengths import QUANTILES, length_table
 from perfrnn.options import (
     GenerationOptions,
     LengthPlan,
@@ -102,7 +105,10 @@ class Sampler:
         model that loses track of its open notes otherwise spends note-offs
         on silent pitches (they are dropped) and leaves the sounding ones
         hanging; renormalising over the events that make sense keeps its
-        choices among them. False samples the raw model, as Magenta does.
+        choices among them. The grammar also ends each note at a length
+        drawn from its part's notes in the style's training music if the
+        model has not ended it by then (`perfrnn.note_lengths`). False
+        samples the raw model, as Magenta does.
     """
 
     def __init__(self, bundle: Bundle, block_events: int = 2048, note_grammar: bool = True):
@@ -119,6 +125,11 @@ class Sampler:
         self._recurrent_kernel0 = kernel0[model.input_size:]
         self._time_shift_table = self.encoding.time_shift_steps()
         self._time_shift_steps = tf.constant(self._time_shift_table)
+        # The event of a time shift of each length (index 0: none).
+        shift_events = np.zeros(self._time_shift_table.max() + 1, np.int32)
+        shift_events[self._time_shift_table] = np.arange(len(self._time_shift_table))
+        shift_events[0] = 0
+        self._shift_events = tf.constant(shift_events)
         on_keys, off_keys, self._num_keys = self.encoding.note_keys()
         self._on_keys_table, self._off_keys_table = on_keys, off_keys
         # Shifted by one so that index 0 means "not a note event".
@@ -132,6 +143,17 @@ class Sampler:
         self._silent_onsets = (tf.constant(np.isin(roles, silent) & (roles >= 0))
                                if silent else None)
         self._off_keys = tf.constant(off_keys + 1)
+        self._onset_roles = tf.constant(np.maximum(on_keys, 0) // PITCHES)
+        metadata = bundle.metadata
+        native_rate = (self.encoding.steps_per_second(metadata.default_bpm)
+                       if self.encoding.config.is_metric
+                       else self.encoding.config.steps_per_second)
+        lengths = length_table(metadata.note_length_steps,
+                               [seconds * native_rate for seconds in metadata.max_note_seconds],
+                               self._num_keys // PITCHES)
+        self._length_table = tf.constant(lengths)
+        # Per role, the longest a note may sound, in seconds at the style's own tempo.
+        self._longest_seconds = lengths.max(axis=1) / native_rate
         self._sample_block = tf.function(self._sample_block_graph, jit_compile=True)
         self._run_primer = tf.function(self._run_primer_graph, reduce_retracing=True)
 
@@ -179,6 +201,10 @@ class Sampler:
         state = self._primer_state(primer_events[:-1], controls, batch, metre, style)
         last_event = tf.fill([batch], int(primer_events[-1]))
         sounding = tf.tile(tf.constant(self._sounding_after(primer_events))[None], [batch, 1])
+        # The primer's sounding notes may last their part's longest length from here.
+        deadline = tf.tile(tf.cast(tf.repeat(tf.reduce_max(self._length_table, axis=1),
+                                             PITCHES), tf.int32)[None], [batch, 1])
+        notes = (sounding, deadline, tf.zeros([batch], tf.int32))
         elapsed = tf.zeros([batch], tf.int32)
         target_steps = length.steps
         max_events = int(MAX_EVENTS_PER_SECOND * length.model_seconds) + self.block_events
@@ -187,8 +213,8 @@ class Sampler:
         while done_events < max_events:
             if cancelled is not None and cancelled():
                 raise PerfRNNError("generation was cancelled")
-            events, count, state, last_event, elapsed, sounding = self._sample_block(
-                state, last_event, elapsed, sounding, tf.constant(target_steps), position_gates,
+            events, count, state, last_event, elapsed, notes = self._sample_block(
+                state, last_event, elapsed, notes, tf.constant(target_steps), position_gates,
                 onset_allowed, tf.constant(primer_steps % cycle, tf.int32),
                 tf.constant(options.temperature, tf.float32),
                 tf.constant(seed, tf.int64), tf.constant(done_events, tf.int64))
@@ -235,13 +261,13 @@ class Sampler:
             stretch = native_bpm / bpm
         end_seconds = primer_steps / rate * stretch + length.file_seconds
         roles = metadata.tracks
-        limits = metadata.max_note_seconds
         for note in sequence.notes:
             if note.instrument < len(roles):  # a drum style's notes are drum hits
                 note.is_drum = roles[note.instrument].is_drum
-            if note.instrument < len(limits) and limits[note.instrument] > 0:
-                # Limits are seconds at the style's own tempo.
-                limit = limits[note.instrument] * (
+            if note.instrument < len(self._longest_seconds):
+                # The loop ends every note it tracks in time; this also ends a note
+                # struck again while sounding, which a one-track decoding keeps open.
+                limit = float(self._longest_seconds[note.instrument]) * (
                     native_bpm / bpm if self.encoding.config.is_metric else 1.0)
                 note.end_time = min(note.end_time, note.start_time + limit)
         if stretch != 1.0:
@@ -373,7 +399,7 @@ class Sampler:
 
     # ----- the compiled loop ------------------------------------------------------
 
-    def _sample_block_graph(self, state, last_event, elapsed, sounding, target_steps,
+    def _sample_block_graph(self, state, last_event, elapsed, notes, target_steps,
                             position_gates, onset_allowed, first_position, temperature, seed,
                             first_index):
         """Samples up to block_events events for every variation.
@@ -382,7 +408,10 @@ class Sampler:
           state: LSTM state ((c, h) per layer), each [batch, units].
           last_event: [batch] int32, the event to feed first.
           elapsed: [batch] int32, steps generated so far.
-          sounding: [batch, keys] float32, 1 for each note sounding now.
+          notes: (sounding [batch, keys] float32, 1 for each note sounding now;
+            deadline [batch, keys] int32, the elapsed step at which each
+            sounding note ends; pending [batch] int32, steps of a time shift
+            split at a note's end still to play).
           target_steps: int32 scalar, steps wanted.
           position_gates: [cycle, 4*units0], (controls or position) @ kernel
             + bias of layer 0 for each step of the position cycle.
@@ -395,7 +424,7 @@ class Sampler:
         Returns:
           events [block_events, batch] (PAD_EVENT once a variation is done),
           the number of loop iterations run, and the new state, last events,
-          elapsed steps and sounding notes.
+          elapsed steps and notes.
         """
         model = self.bundle.model
         batch = last_event.shape[0]
@@ -407,6 +436,7 @@ class Sampler:
         recurrent_kernel0 = tf.convert_to_tensor(self._recurrent_kernel0)
         num_classes = model.num_classes
         uniforms = block_uniforms(seed, first_index, self.block_events, batch)
+        length_uniforms = block_uniforms(seed, -1 - first_index, self.block_events, batch)
 
         grammar = self.note_grammar
         on_the_grid = grammar and self.encoding.config.is_metric  # known when tracing
@@ -414,7 +444,8 @@ class Sampler:
         cycle = tf.shape(position_gates)[0]
         is_onset = tf.constant(self._on_keys_table >= 0)
 
-        def step(i, state, last_event, elapsed, sounding, events):
+        def step(i, state, last_event, elapsed, notes, events):
+            sounding, deadline, pending = notes
             (c, h), upper = state[0], state[1:]
             position = tf.math.floormod(first_position + elapsed, cycle)
             input_gates = tf.gather(event_kernel, last_event) + tf.gather(position_gates,
@@ -436,13 +467,31 @@ class Sampler:
                 here = tf.gather(onset_allowed, position)  # [batch]: may a note start now?
                 off_grid = tf.logical_and(is_onset[None, :], tf.logical_not(here)[:, None])
                 logits = tf.where(off_grid, -1e9, logits)
+            if grammar:  # a note at its drawn length ends before anything else happens
+                overdue = tf.logical_and(sounding > 0, deadline <= elapsed[:, None])
+                overdue_off = tf.gather(tf.concat([tf.zeros([batch, 1], tf.bool), overdue], 1),
+                                        self._off_keys, axis=1)
+                ending = tf.reduce_any(overdue, axis=1)
+                logits = tf.where(tf.logical_and(ending[:, None], tf.logical_not(overdue_off)),
+                                  -1e9, logits)
             # Inverse-CDF sampling: one uniform number per variation and event.
             probabilities = tf.nn.softmax(logits / temperature)
             cdf = tf.cumsum(probabilities, axis=1)
             threshold = uniforms[i][:, None] * cdf[:, -1:]
             sample = tf.reduce_sum(tf.cast(cdf < threshold, tf.int32), axis=1)
             sample = tf.minimum(sample, num_classes - 1)
+            if grammar:  # a time shift past the next note's end is split there: the rest
+                # follows the note-off, so the music keeps the model's timing
+                left = tf.maximum(tf.reduce_min(tf.where(sounding > 0, deadline, tf.int32.max),
+                                                axis=1) - elapsed, 0)
+                wanted = tf.where(pending > 0, pending, tf.gather(self._time_shift_steps, sample))
+                moving = tf.logical_and(wanted > 0, tf.logical_not(ending))
+                played = tf.minimum(wanted, left)
+                sample = tf.where(moving, tf.gather(self._shift_events, played), sample)
+                pending = tf.where(moving, wanted - played, pending)
             active = elapsed < target_steps
+            length = self._drawn_length(tf.gather(self._onset_roles, sample), length_uniforms[i])
+            now = elapsed
             elapsed += tf.where(active, tf.gather(self._time_shift_steps, sample), 0)
             events = tf.tensor_scatter_nd_update(
                 events, [[i]], tf.where(active, sample, PAD_EVENT)[None])
@@ -451,16 +500,30 @@ class Sampler:
             ended = tf.one_hot(tf.gather(self._off_keys, sample), self._num_keys + 1)[:, 1:]
             updated = tf.maximum(sounding * (1.0 - ended), started)
             sounding = tf.where(active[:, None], updated, sounding)
-            return i + 1, tuple(new_state), last_event, elapsed, sounding, events
+            deadline = tf.where(started > 0, (now + length)[:, None], deadline)
+            notes = (sounding, deadline, pending)
+            return i + 1, tuple(new_state), last_event, elapsed, notes, events
 
-        def keep_going(i, state, last_event, elapsed, sounding, events):
+        def keep_going(i, state, last_event, elapsed, notes, events):
             return tf.logical_and(i < self.block_events,
                                   tf.reduce_any(elapsed < target_steps))
 
         events = tf.fill([self.block_events, batch], PAD_EVENT)
-        count, state, last_event, elapsed, sounding, events = tf.while_loop(
-            keep_going, step, (tf.constant(0), state, last_event, elapsed, sounding, events))
-        return events, count, state, last_event, elapsed, sounding
+        count, state, last_event, elapsed, notes, events = tf.while_loop(
+            keep_going, step, (tf.constant(0), state, last_event, elapsed, notes, events))
+        return events, count, state, last_event, elapsed, notes
+
+    def _drawn_length(self, roles, uniforms):
+        """Note lengths in steps ([batch] int32, at least 1) drawn from each
+        role's quantiles of `_length_table` by inverse CDF, linear between
+        quantiles; `roles` and `uniforms` are [batch]."""
+        position = uniforms * (QUANTILES - 1)
+        low = tf.minimum(tf.cast(tf.floor(position), tf.int32), QUANTILES - 2)
+        fraction = position - tf.cast(low, tf.float32)
+        rows = tf.gather(self._length_table, roles)
+        below = tf.gather(rows, low, batch_dims=1)
+        above = tf.gather(rows, low + 1, batch_dims=1)
+        return tf.maximum(tf.cast(tf.round(below + (above - below) * fraction), tf.int32), 1)
 
 
 def block_uniforms(seed: tf.Tensor, first_index: tf.Tensor, events: int, batch: int) -> tf.Tensor:

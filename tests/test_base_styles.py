@@ -22,6 +22,7 @@ from perfrnn.bundle import read_bundle
 from perfrnn.configs import get_config
 from perfrnn.encoding import encoding_for
 from perfrnn.errors import PerfRNNError
+from perfrnn.note_lengths import QUANTILES
 from perfrnn.options import GenerationOptions, parse_blend
 from perfrnn.sampler import Sampler
 from training.export import export_bundle
@@ -143,6 +144,22 @@ def test_a_style_exported_from_the_base_plays_its_style_and_blends(base_run, tmp
         sampler.generate(GenerationOptions(bars=2, blend=(("jazz", 1.0),)))
     with pytest.raises(PerfRNNError, match="is a base model of the styles"):
         export_bundle(base_run, tmp_path / "nope.mag", style="nope")
+
+
+def test_an_exported_style_ends_its_notes_as_its_corpus_does(base_run, tmp_path):
+    bundle = read_bundle(export_bundle(base_run, tmp_path / "backbeat.mag", style="backbeat"))
+    drums, bass, harmony, lead = bundle.metadata.note_length_steps
+    # 12 steps a beat at 120 BPM: bass notes of 0.4 s are 10 steps, hits of 0.1 s 2
+    assert len(bass) == QUANTILES and set(bass) == {10.0}
+    assert set(drums) == {2.0}
+    assert harmony == [] and lead == []
+    generation = Sampler(bundle).generate(GenerationOptions(
+        bars=8, bpm=120, seed=3, variations=2, temperature=1.5))
+    for sequence in generation.sequences:
+        played = [note.end_time - note.start_time for note in sequence.notes
+                  if note.instrument == 1]
+        assert played and max(played) <= 10 / 24 + 1e-6
+        assert sequence.total_time == pytest.approx(16.0)
 
 
 def test_a_drum_style_of_a_band_base_plays_only_its_kit(base_run, tmp_path):

@@ -22,6 +22,7 @@ from perfrnn.encoding import MAX_NOTE_DURATION_SECONDS
 from perfrnn.errors import PerfRNNError
 from perfrnn.generate import MidiOptions, generate_midi
 from perfrnn.midi_writer import midi_bytes
+from perfrnn.note_lengths import QUANTILES, note_lengths
 from perfrnn.options import GenerationOptions, pitch_histogram_for_key
 from perfrnn.sampler import Sampler, block_uniforms
 
@@ -169,8 +170,9 @@ def test_loop_runs_in_few_compiled_calls_not_one_per_event(piano_bundle):
 
 def sampler_call_args(sampler):
     model = sampler.bundle.model
+    notes = (tf.zeros([1, 128]), tf.zeros([1, 128], tf.int32), tf.zeros([1], tf.int32))
     return (model.zero_state(1), tf.zeros([1], tf.int32), tf.zeros([1], tf.int32),
-            tf.zeros([1, 128]), tf.constant(100), model.biases[0][None], tf.constant([True]),
+            notes, tf.constant(100), model.biases[0][None], tf.constant([True]),
             tf.constant(0),
             tf.constant(1.0), tf.constant(1, tf.int64), tf.constant(0, tf.int64))
 
@@ -319,18 +321,51 @@ def test_a_drum_styles_notes_are_drum_hits(piano_bundle):
     assert all(note.is_drum for note in generation.sequences[0].notes)
 
 
-def test_notes_last_no_longer_than_the_styles_limit(piano_bundle):
+def with_note_lengths(bundle, **lengths):
     import dataclasses
 
-    capped = dataclasses.replace(piano_bundle, metadata=dataclasses.replace(
-        piano_bundle.metadata, max_note_seconds=[0.2]))
+    return dataclasses.replace(bundle, metadata=dataclasses.replace(bundle.metadata, **lengths))
+
+
+def event_note_lengths(sampler, events):
+    """The lengths in steps of the notes the events end (the model fed them all)."""
+    on_keys, off_keys, _ = sampler.encoding.note_keys()
+    return np.concatenate(note_lengths(events, on_keys, off_keys,
+                                       sampler.encoding.time_shift_steps(), 128))
+
+
+def test_notes_last_no_longer_than_the_styles_limit(piano_bundle):
+    capped = Sampler(with_note_lengths(piano_bundle, max_note_seconds=[0.2]))
     options = GenerationOptions(seconds=6.0, seed=3)
-    plain = Sampler(piano_bundle).generate(options).sequences[0]
-    limited = Sampler(capped).generate(options).sequences[0]
-    assert max(n.end_time - n.start_time for n in plain.notes) > 0.2
-    assert max(n.end_time - n.start_time for n in limited.notes) <= 0.2 + 1e-9
-    assert [(n.pitch, n.start_time) for n in limited.notes] == [
-        (n.pitch, n.start_time) for n in plain.notes]
+    plain = Sampler(piano_bundle).generate(options)
+    limited = capped.generate(options)
+    assert max(n.end_time - n.start_time for n in plain.sequences[0].notes) > 0.2
+    assert max(n.end_time - n.start_time for n in limited.sequences[0].notes) <= 0.2 + 1e-6
+    # the loop ended the notes: the network was fed their note-offs at 20 steps
+    lengths = event_note_lengths(capped, limited.events[0])
+    assert len(lengths) > 10 and lengths.max() == 20
+    assert time_steps(capped, limited.events[0][:-1]) < 600 <= time_steps(
+        capped, limited.events[0])
+
+
+def test_note_lengths_are_drawn_from_the_styles_quantiles(piano_bundle):
+    """Each note ends at a length drawn from its part's recorded quantiles (here
+    1 to 65 steps, evenly spread) unless the model ends it first; a time shift
+    that passes a note's end is split there, so time still adds up."""
+    quantiles = [float(2 * i + 1) for i in range(QUANTILES)]
+    sampler = Sampler(with_note_lengths(piano_bundle, note_length_steps=[quantiles]))
+    generation = sampler.generate(GenerationOptions(seconds=20, seed=4, variations=2))
+    plain = Sampler(piano_bundle).generate(GenerationOptions(seconds=20, seed=4, variations=2))
+    lengths = np.concatenate([event_note_lengths(sampler, events)
+                              for events in generation.events])
+    model_lengths = np.concatenate([event_note_lengths(sampler, events)
+                                    for events in plain.events])
+    assert lengths.max() <= 65
+    assert np.percentile(lengths, 10) < 10 < 30 < np.percentile(lengths, 90)
+    assert np.median(lengths) < np.median(model_lengths)
+    for events, sequence in zip(generation.events, generation.sequences):
+        assert time_steps(sampler, events[:-1]) < 2000 <= time_steps(sampler, events)
+        assert sequence.total_time == pytest.approx(20.0)
 
 
 def test_note_grammar_ends_only_sounding_notes(piano_bundle):

@@ -230,6 +230,34 @@ def corpus_note_limits(pieces: list, tracks: tuple[TrackRole, ...]) -> list[floa
             for values in lengths]
 
 
+# Pieces read for the note lengths: enough for stable percentiles, quick to encode.
+NOTE_LENGTH_PIECES = 400
+
+
+def corpus_note_lengths(pieces: list, config: ModelConfig) -> list[list[float]]:
+    """Per track, quantiles of the training notes' lengths in steps of the
+    configuration's encoding (`BundleMetadata.note_length_steps`): what the
+    sampler draws each generated note's length from. A track without notes
+    gets []."""
+    from perfrnn.encoding import encoding_for
+    from perfrnn.multitrack import PITCHES
+    from perfrnn.note_lengths import length_quantiles, note_lengths
+
+    encoding = encoding_for(config)
+    on_keys, off_keys, keys = encoding.note_keys()
+    shift_steps = encoding.time_shift_steps()
+    lengths: list[list[int]] = [[] for _ in range(keys // PITCHES)]
+    for piece in pieces[::max(1, len(pieces) // NOTE_LENGTH_PIECES)]:
+        try:
+            events = encoding.events_from_sequence(piece)
+        except PerfRNNError:
+            continue
+        for role, values in enumerate(note_lengths(events, on_keys, off_keys, shift_steps,
+                                                   PITCHES)):
+            lengths[role].extend(values)
+    return [length_quantiles(values) for values in lengths]
+
+
 def corpus_parts(pieces: list, tracks: tuple[TrackRole, ...]) -> list[str]:
     """The tracks whose role the training music plays, by name; [] when it plays
     them all (or is unknown). A drum corpus trained into a band base plays only
@@ -442,6 +470,7 @@ def bundle_from_run(run: Run, style: str | None = None, description: str = "",
         provenance=provenance, metrics=metrics, training=training,
         default_controls=corpus_controls(config, pieces),
         max_note_seconds=corpus_note_limits(pieces, tracks),
+        note_length_steps=corpus_note_lengths(pieces, config),
         time_signature=metre,
         style_names=list(run.config.style_names),
         style_mix=style_mix,
