@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -126,6 +127,32 @@ def test_resume_continues_the_step_counter(corpus, tmp_path):
     assert third.steps == 20 and third.events_seen == 0
 
 
+def test_a_resumed_run_takes_a_new_learning_rate(corpus, tmp_path):
+    import tensorflow as tf
+
+    def kernel(result):
+        saved = tf.train.load_checkpoint(result.checkpoint_path)
+        return saved.get_tensor(next(key for key in saved.get_variable_to_shape_map()
+                                     if key.startswith("model/kernels/0/")
+                                     and "OPTIMIZER" not in key))
+
+    out = tmp_path / "run"
+    first = train_model(corpus, out, steps=4, eval_every=100, checkpoint_every=100,
+                        patience=0, **TINY)
+    shutil.copytree(out, tmp_path / "copy")
+    moved = train_model(corpus, tmp_path / "copy", steps=8, eval_every=100,
+                        checkpoint_every=100, patience=0, **TINY)
+    settings = json.loads((out / "train_config.json").read_text())
+    assert settings["learning_rate"] == 1e-3  # the configuration's
+    slow = train_model(corpus, out, steps=8, eval_every=100, checkpoint_every=100,
+                       patience=0, learning_rate=1e-9, **TINY)
+    assert slow.start_step == 4
+    assert json.loads((out / "train_config.json").read_text())["learning_rate"] == 1e-9
+    # Four Adam steps of 1e-9 barely move a weight; four more of 1e-3 move them by ~1e-3.
+    assert np.abs(kernel(slow) - kernel(first)).max() < 1e-6
+    assert np.abs(kernel(moved) - kernel(first)).max() > 1e-4
+
+
 def test_should_stop_saves_a_checkpoint(corpus, tmp_path):
     calls = []
     result = train_model(corpus, tmp_path / "run", steps=1000, eval_every=1000,
@@ -206,6 +233,7 @@ def test_the_event_path_computes_what_the_dense_inputs_do(corpus):
     (["--data", "{corpus}", "--config", "nope"], "unknown model configuration"),
     (["--data", "{corpus}", "--steps", "0"], "steps must be"),
     (["--data", "{corpus}", "--layers", "0"], "layer sizes"),
+    (["--data", "{corpus}", "--learning-rate", "0"], "learning rate must be"),
 ])
 def test_errors(corpus, tmp_path, capsys, argv, message):
     argv = [part.format(tmp=tmp_path, corpus=corpus) for part in argv]

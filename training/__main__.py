@@ -167,6 +167,9 @@ def _add_train_parser(commands) -> None:
                             f"0 never stops (default: {defaults.DEFAULT_PATIENCE})")
     train.add_argument("--seed", type=int, default=defaults.DEFAULT_SEED,
                        help=f"seed of the weights and the data (default: {defaults.DEFAULT_SEED})")
+    train.add_argument("--learning-rate", type=float, default=None, metavar="LR",
+                       help="Adam's step size (default: the configuration's, 1e-3); a resumed "
+                            "run takes the new one, so lower it when validation stalls")
 
 
 EVALUATE_DESCRIPTION = """\
@@ -399,7 +402,7 @@ def _train(args: argparse.Namespace) -> int:
             steps=args.steps, batch_size=args.batch_size, sequence_length=args.sequence_length,
             eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
             patience=args.patience, seed=args.seed, progress=progress, log=log,
-            init_from=args.init_from)
+            init_from=args.init_from, learning_rate=args.learning_rate)
     finally:
         if bar is not None:
             bar.close()

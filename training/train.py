@@ -449,6 +449,7 @@ def train_model(
     log: Callable[[str], None] | None = None,
     jit_compile: bool | None = None,
     init_from: str | Path | None = None,
+    learning_rate: float | None = None,
 ) -> TrainResult:
     """Trains (or resumes training) a Performance RNN on a prepared corpus.
 
@@ -477,6 +478,8 @@ def train_model(
         step and ran it at most ~5% faster on a 2-core CPU).
       init_from: Fine-tune: start from this base run folder or `.mag` bundle
         with a style input (`training.base`), keeping its shape.
+      learning_rate: Adam's step size; default the configuration's (1e-3). A
+        resumed run takes the new one: lower it when validation stalls.
 
     Raises:
       PerfRNNError: a problem with the arguments or the data.
@@ -523,6 +526,10 @@ def train_model(
     if batch_size is not None:
         config = config.replace(batch_size=int(batch_size))
     batch_size = config.batch_size
+    if learning_rate is not None:
+        if not (isinstance(learning_rate, (int, float)) and 0 < learning_rate < 1):
+            raise PerfRNNError(f"learning rate must be above 0 and below 1, got {learning_rate!r}")
+        config = config.replace(learning_rate=float(learning_rate))
 
     data_dirs = [Path(data_dir)] if isinstance(data_dir, (str, Path)) else \
         [Path(path) for path in data_dir]
@@ -535,7 +542,8 @@ def train_model(
         if layer_sizes is not None and tuple(layer_sizes) != parent.config.rnn_layer_sizes:
             raise PerfRNNError(f"a fine-tuned style keeps its parent's layer sizes "
                                f"{list(parent.config.rnn_layer_sizes)}; leave --layers out")
-        config = base.parent_config(parent, config.id).replace(batch_size=config.batch_size)
+        config = base.parent_config(parent, config.id).replace(
+            batch_size=config.batch_size, learning_rate=config.learning_rate)
     corpora = [_read_corpus(path, config, say) for path in data_dirs]
     if parent is None and len(corpora) > 1:
         config = config.replace(style_names=base.style_names_of(
@@ -547,7 +555,8 @@ def train_model(
                     "config": config.id,
                     "layer_sizes": list(config.rnn_layer_sizes),
                     "style_names": list(config.style_names),
-                    "sequence_length": int(sequence_length), "batch_size": int(batch_size)}
+                    "sequence_length": int(sequence_length), "batch_size": int(batch_size),
+                    "learning_rate": config.learning_rate}
     for key in ("config", "layer_sizes", "style_names"):
         if key in earlier and earlier[key] != run_settings[key]:
             raise PerfRNNError(
@@ -603,6 +612,7 @@ def train_model(
         except (AssertionError, ValueError, tf.errors.OpError) as error:
             raise PerfRNNError(f"cannot resume from {manager.latest_checkpoint} "
                                f"({str(error).splitlines()[0]}); use another --out") from None
+    optimizer.learning_rate.assign(config.learning_rate)  # a resumed run takes the new one
     start_step = int(step_var.numpy())
     if start_step:
         say(f"resuming from step {start_step} ({manager.latest_checkpoint})")
