@@ -355,3 +355,23 @@ def test_a_base_packs_for_the_gpu_trainer_and_comes_back(base_run, corpora, tmp_
     assert run.is_base and run.config.style_names == ("floor", "backbeat", "kit")
     bundle = read_bundle(export_bundle(tmp_path / "imported", tmp_path / "kit.mag", style="kit"))
     assert bundle.metadata.parts == ["drums"] and bundle.metadata.style_mix == {"kit": 1.0}
+
+
+def test_the_fidelity_classifier_can_learn_from_reference_music(corpora, tmp_path, capsys):
+    from training.__main__ import main
+    from training.classify import genre_fidelity, render_report
+
+    styles = {name: corpora[name] for name in ("floor", "backbeat")}
+    plain = genre_fidelity(styles, {}, pieces=1, seconds=2.0)
+    referenced = genre_fidelity(styles, {}, pieces=1, seconds=2.0,
+                                references={"floor": [corpora["floor"]]})
+    # both splits of the reference: the training takes join the held-out one
+    assert referenced.real_excerpts["floor"] > plain.real_excerpts["floor"]
+    assert referenced.real_excerpts["backbeat"] == plain.real_excerpts["backbeat"]
+    assert f"floor {corpora['floor']}" in render_report(referenced)
+    assert "reference" not in render_report(plain)
+    with pytest.raises(PerfRNNError, match="which have no corpus"):
+        genre_fidelity(styles, {}, references={"jazz": [corpora["kit"]]})
+    assert main(["classify", "--style", f"floor={corpora['floor']}",
+                 "--reference", f"jazz={corpora['kit']}", "--out", str(tmp_path)]) == 2
+    assert "no --style jazz" in capsys.readouterr().err

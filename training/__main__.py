@@ -284,6 +284,11 @@ def _add_classify_parser(commands) -> None:
     classify.add_argument("--style", action="append", required=True,
                           metavar="NAME=DATA_DIR[:BUNDLE]",
                           help="a style's prepared corpus and, to test it, its bundle")
+    classify.add_argument("--reference", action="append", default=[], metavar="NAME=DATA_DIR",
+                          help="more real music of a style that no model trained on, all of "
+                               "its files (both splits): fresh takes of the style's own groove "
+                               "families, for a style whose held-out families are too few to "
+                               "stand for it")
     classify.add_argument("--pieces", type=int, default=100, help="pieces per bundle")
     classify.add_argument("--seconds", type=float, default=30.0, help="length of each piece")
     classify.add_argument("--temperature", type=float, default=1.0)
@@ -491,6 +496,14 @@ def _classify(args: argparse.Namespace) -> int:
         corpora[name] = Path(data)
         if bundle:
             bundles[name] = Path(bundle)
+    references: dict[str, list[Path]] = {}
+    for item in args.reference:
+        name, _, data = item.partition("=")
+        if not name or not data:
+            raise PerfRNNError(f"--reference {item!r}: write NAME=DATA_DIR")
+        if name not in corpora:
+            raise PerfRNNError(f"--reference {item!r}: no --style {name}=... to add it to")
+        references.setdefault(name, []).append(Path(data))
     bars: dict = {}
 
     def progress(style: str, done: int, total: int) -> None:
@@ -501,7 +514,8 @@ def _classify(args: argparse.Namespace) -> int:
 
     try:
         result = genre_fidelity(corpora, bundles, pieces=args.pieces, seconds=args.seconds,
-                                temperature=args.temperature, progress=progress)
+                                temperature=args.temperature, progress=progress,
+                                references=references)
     finally:
         for bar in bars.values():
             bar.close()
