@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from note_seq.protobuf import music_pb2
 
-from training.classify import FEATURES, confusion, cross_validate, features, fit
+from training.classify import (
+    FEATURES,
+    confusion,
+    cross_validate,
+    cross_validated_predictions,
+    features,
+    fit,
+    recall_by_style,
+)
 
 
 def groove(seed: int, seconds: float = 8.0) -> music_pb2.NoteSequence:
@@ -57,6 +65,11 @@ def test_two_styles_are_told_apart():
     assert model.predict(features(groove(99))) == ["drums"]
     assert model.predict(features(melody(99))) == ["piano"]
     assert cross_validate(x, labels, [str(i) for i in range(20)], folds=4) == 1.0
+    # one file of drums labelled piano: held out, it is heard as drums
+    wrong = labels[:9] + ["piano"] + labels[10:]
+    predicted = cross_validated_predictions(x, wrong, [str(i) for i in range(20)], folds=4)
+    assert predicted[9] == "drums" and predicted[:9] == ["drums"] * 9
+    assert recall_by_style(wrong, predicted) == {"drums": 1.0, "piano": 10 / 11}
     probabilities = model.probabilities(x)
     assert np.allclose(probabilities.sum(axis=1), 1.0)
 
