@@ -93,12 +93,14 @@ def main() -> None:
     for batch in args.batches:
         state = model.zero_state(batch)
         controls = sampler.encoding.encode_controls()
-        position_gates, _ = sampler._position_gates(controls, sampler.metre)
+        position_gates, _ = sampler._position_gates(controls, sampler.metre,
+                                                    sampler._style(GenerationOptions()))
         onset_allowed = (sampler.encoding.onset_allowed(sampler.metre)
                          if bundle.config.is_metric else [True])
         args_for_loop = (
             state, tf.fill([batch], sampler.encoding.start_event()), tf.zeros([batch], tf.int32),
-            tf.zeros([batch, sampler._num_keys]), tf.constant(2**30), position_gates,
+            (tf.zeros([batch, sampler._num_keys]), tf.zeros([batch, sampler._num_keys], tf.int32),
+             tf.zeros([batch], tf.int32)), tf.constant(2**30), position_gates,
             tf.constant(onset_allowed), tf.constant(0), tf.constant(1.0),
             tf.constant(1, tf.int64), tf.constant(0, tf.int64))
 
