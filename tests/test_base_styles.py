@@ -129,6 +129,11 @@ def test_a_style_exported_from_the_base_plays_its_style_and_blends(base_run, tmp
     assert bundle.metadata.style_mix == {"floor": 1.0}
     assert bundle.metadata.parts == ["drums", "bass"]  # what its corpus plays
     assert bundle.metadata.training["base_corpora"] == ["floor", "backbeat", "kit"]
+    # its own corpus first, then what the shared weights also learned from
+    learned = [item.get("learned_in") for item in bundle.metadata.provenance]
+    assert learned[0] is None
+    assert set(learned[1:]) == {"the base's backbeat corpus", "the base's kit corpus"}
+    assert "| its own corpus |" in bundle.metadata.card
     sampler = Sampler(bundle)
     options = GenerationOptions(bars=4, bpm=120, seed=5, temperature=0.8)
     own = sampler.generate(options).events[0]
@@ -209,6 +214,11 @@ def test_a_user_style_starts_from_the_base(base_run, corpora, tmp_path):
     assert bundle.metadata.style_mix == {"floor": 1.0}
     assert bundle.metadata.training["parent"] == str(base_run)
     assert Sampler(bundle).generate(GenerationOptions(bars=2, seed=1)).sequences[0].notes
+    # its weights learned the base's music first: the card lists it, with licences
+    learned = {item.get("learned_in") for item in bundle.metadata.provenance}
+    assert learned == {None, "the base's floor corpus", "the base's backbeat corpus",
+                       "the base's kit corpus"}
+    assert "| the base's kit corpus |" in bundle.metadata.card
 
 
 def test_fine_tuning_refuses_what_does_not_fit_its_parent(base_run, corpora, tmp_path):

@@ -12,15 +12,18 @@ from test_metric import note_events
 
 from perfrnn.bundle import read_bundle
 from perfrnn.generate import MidiOptions, generate_midi
+from perfrnn.note_lengths import QUANTILES
 from perfrnn.options import GenerationOptions
 from perfrnn.sampler import Sampler
 
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
-STYLES = ("piano", "drums", "rock", "electronic")
+STYLES = ("piano", "drums", "rock", "electronic", "jazz", "latin", "blues")
+BAND_STYLES = ("rock", "electronic", "jazz", "latin", "blues")  # styles of the band base
+BASE_STYLES = ("drums", "rock", "electronic", "jazz", "latin", "funk", "blues", "country")
 BUDGET_BYTES = 120_000_000
 
 
-def test_the_four_styles_fit_the_size_budget():
+def test_the_styles_fit_the_size_budget():
     sizes = {path.stem: path.stat().st_size for path in BUNDLES.glob("*.mag")}
     assert set(STYLES) <= set(sizes)
     assert sum(sizes.values()) <= BUDGET_BYTES
@@ -42,8 +45,14 @@ def test_card_and_metadata(style):
     assert meta.types and all(0 <= t["program"] <= 127 for t in meta.types)
     assert len(meta.max_note_seconds) == len(meta.tracks)
     drums = [track for track in meta.tracks if track.is_drum]
-    assert (name in ("drums", "rock", "electronic")) == bool(drums)
-    assert bundle.config.is_multitrack == (name in ("rock", "electronic"))
+    assert (name != "piano") == bool(drums)
+    assert bundle.config.is_multitrack == (name in BAND_STYLES)
+    if name in BAND_STYLES:  # the band base with its style fixed
+        assert bundle.config.style_names == BASE_STYLES
+        assert meta.style_mix == {name: 1.0}
+        assert [track.name for track in meta.played_tracks] == [t.name for t in meta.tracks]
+        assert len(meta.note_length_steps) == len(meta.tracks)
+        assert all(len(row) == QUANTILES for row in meta.note_length_steps)
     # Drum and band styles play on the beat; piano keeps Magenta's encoding.
     assert bundle.config.is_metric == (name != "piano")
     assert bundle.is_magenta_compatible == (name == "piano")
@@ -80,7 +89,7 @@ def test_thirty_seconds_of_clean_midi(style):
 ON_THE_GRID_TICKS = {0, 120, 160, 240, 320, 360}  # sixteenths and eighth triplets of 480
 
 
-@pytest.mark.parametrize("name", ["drums", "rock", "electronic"])
+@pytest.mark.parametrize("name", ["drums", *BAND_STYLES])
 def test_drum_and_band_styles_start_every_note_on_the_grid_at_any_tempo(name):
     bundle = read_bundle(BUNDLES / f"{name}.mag")
     sampler = Sampler(bundle)

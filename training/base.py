@@ -18,7 +18,7 @@ it), so fine-tuning starts from the nearest music the parent knows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +38,15 @@ class Parent:
       source: The run folder or bundle it was read from, as given.
       config: Its configuration (layer sizes and style names included).
       weights: Its weights by Magenta name.
+      provenance: The data its weights learned from (`BundleMetadata.provenance`
+        entries); a fine-tuned style's card lists them, since their licences
+        apply to its weights too.
     """
 
     source: str
     config: ModelConfig
     weights: dict
+    provenance: list = field(default_factory=list)
 
 
 def read_parent(path: str | Path) -> Parent:
@@ -54,15 +58,19 @@ def read_parent(path: str | Path) -> Parent:
     """
     path = Path(path)
     if path.is_dir():
-        from training.export import load_run
+        from training.export import inherited_provenance, load_run, provenance_from_manifest
 
         run = load_run(path)
-        parent = Parent(str(path), run.config, run.model.get_weights())
+        provenance = [{**item, "learned_in": f"{path.name}"}
+                      for item in provenance_from_manifest(run.manifest)]
+        parent = Parent(str(path), run.config, run.model.get_weights(),
+                        provenance + inherited_provenance(run, run.style_name))
     elif path.suffix == ".mag":
         from perfrnn.bundle import read_bundle
 
         bundle = read_bundle(path)
-        parent = Parent(str(path), bundle.config, bundle.model.get_weights())
+        parent = Parent(str(path), bundle.config, bundle.model.get_weights(),
+                        [item for item in bundle.metadata.provenance if isinstance(item, dict)])
     else:
         raise PerfRNNError(f"cannot fine-tune from {path}: give a base run folder "
                            "(runs/base) or a .mag bundle")

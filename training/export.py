@@ -170,6 +170,33 @@ def provenance_from_manifest(manifest: dict | None) -> list[dict]:
             for (source, licence), count in sorted(groups.items())]
 
 
+def inherited_provenance(run: Run, style: str) -> list[dict]:
+    """What the weights learned besides the style's own corpus, each entry with
+    "learned_in": a base's other corpora, and a fine-tuned style's parent's
+    data (recorded when training started). Their licences apply to the
+    weights too."""
+    from training.prepare import corpus_name, read_manifest
+
+    inherited = []
+    if run.is_base:
+        data = run.settings.get("data") or []
+        for path in [Path(item) for item in ([data] if isinstance(data, str) else data)]:
+            try:
+                manifest = read_manifest(path)
+            except PerfRNNError:
+                continue
+            name = corpus_name(manifest, path)
+            if name != style:
+                inherited += [{**item, "learned_in": f"the base's {name} corpus"}
+                              for item in provenance_from_manifest(manifest)]
+    parent = run.settings.get("parent")
+    for item in run.settings.get("parent_provenance") or []:
+        if isinstance(item, dict):
+            inherited.append({**item, "learned_in": item.get("learned_in")
+                              or f"its parent {Path(str(parent)).name}"})
+    return inherited
+
+
 def default_types(tracks: tuple[TrackRole, ...], parts: list[str] | None = None) -> list[dict]:
     """Instrument or kit choices for a style that names none (GM programs), for
     its main part among the `parts` it plays."""
@@ -372,9 +399,10 @@ def model_card(style: str, description: str, run: Run, provenance: list[dict],
         lines += ["", notes]
     lines += ["", "## Data", ""]
     if provenance:
-        lines += ["| source | licence | files | minutes |", "|---|---|---:|---:|"]
+        lines += ["| source | licence | files | minutes | learned in |", "|---|---|---:|---:|---|"]
         lines += [f"| {item['source']} | {item['licence']} | {item['files']} | "
-                  f"{item['minutes']:g} |" for item in provenance]
+                  f"{item['minutes']:g} | {item.get('learned_in') or 'its own corpus'} |"
+                  for item in provenance]
         licences = sorted({item["licence"] for item in provenance})
         explained = [f"- **{name}**: {LICENCE_NOTES[name]}" for name in licences
                      if name in LICENCE_NOTES]
@@ -434,7 +462,7 @@ def bundle_from_run(run: Run, style: str | None = None, description: str = "",
     config = run.config.replace(tracks=tracks)
     pieces = training_pieces(run.data_dir)  # read once: tempo, controls, note limits
     bpm = default_bpm or corpus_tempo(pieces) or DEFAULT_BPM
-    provenance = provenance_from_manifest(run.manifest)
+    provenance = provenance_from_manifest(run.manifest) + inherited_provenance(run, style)
     evaluation = read_evaluation(run, style) or {}
     metrics = {"validation_nll_per_event": run.best_validation_nll_of(style)}
     metrics.update({key: evaluation[key] for key in

@@ -573,6 +573,7 @@ def train_model(
                            config.rnn_layer_sizes, seed=seed)
     if parent is not None:
         run_settings["parent"] = parent.source
+        run_settings["parent_provenance"] = parent.provenance
         model.set_weights(parent.weights)  # a checkpoint of this run, if any, replaces them
         mix = None  # a parent without a style input (the piano) has none
         if config.has_style_input:
