@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "repeats seamlessly in a DAW's loop (needs --bars)")
     generate.add_argument("--bpm", type=float, default=None,
                           help=f"tempo of the MIDI file, {MIN_BPM:g} to {MAX_BPM:g}; a metric "
-                               "style (drums, rock, electronic) plays its beat grid at it, "
+                               "style (drums and the band styles) plays its beat grid at it, "
                                "others are stretched to it (default: the style's own tempo)")
     generate.add_argument("--feel", choices=FEELS, default="straight",
                           help="straight keeps the grid exact; swing pushes off-beats "

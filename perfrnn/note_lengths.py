@@ -22,8 +22,8 @@ import numpy as np
 
 # Points of the recorded distribution: the 0th, 1/32th, ..., 100th percentile.
 QUANTILES = 33
-# A note with no recorded limit may last this long (about Magenta's 5 s at 100
-# steps a second, 25 bars of a metric style's grid).
+# A note with no recorded limit may last this long (12 s at 100 steps a second,
+# beyond Magenta's 5 s cap when decoding; 25 bars of a metric style's grid).
 UNLIMITED_STEPS = 1200
 
 
@@ -74,7 +74,9 @@ def length_table(quantiles: Sequence[Sequence[float]], max_steps: Sequence[float
     A role draws from its recorded quantiles, each at most its longest length
     (`max_note_seconds` in steps: the 99.5th percentile, where the 100th can
     be a pedalled chord of minutes). A role without quantiles always gets its
-    longest length, and a role with neither UNLIMITED_STEPS.
+    longest length, and a role with neither UNLIMITED_STEPS. Values are whole
+    steps (at least 1), so the loop and the decoding end a note at the same
+    step.
     """
     table = np.full((roles, QUANTILES), float(UNLIMITED_STEPS), np.float32)
     for role in range(roles):
@@ -82,5 +84,5 @@ def length_table(quantiles: Sequence[Sequence[float]], max_steps: Sequence[float
             table[role] = float(max_steps[role])
         if role < len(quantiles) and len(quantiles[role]) == QUANTILES:
             table[role] = np.minimum(np.asarray(quantiles[role], np.float32), table[role])
-    return np.maximum(table, 1.0)
+    return np.maximum(np.round(table), 1.0)
 

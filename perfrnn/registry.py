@@ -20,6 +20,7 @@ from pathlib import Path
 from perfrnn.bundle import Bundle, read_bundle
 from perfrnn.errors import PerfRNNError
 from perfrnn.metric import parse_metre
+from perfrnn.note_lengths import QUANTILES
 
 BUNDLE_SUFFIX = ".mag"
 STYLE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
@@ -71,9 +72,11 @@ def check_metadata(bundle: Bundle) -> Bundle:
             _number(value) for value in meta.max_note_seconds):
         problems.append("max_note_seconds holds something other than numbers")
     if isinstance(meta.note_length_steps, list) and not all(
-            isinstance(row, list) and all(_number(value) for value in row)
+            isinstance(row, list) and len(row) in (0, QUANTILES)
+            and all(_number(value) for value in row)
             for row in meta.note_length_steps):
-        problems.append("note_length_steps holds something other than lists of numbers")
+        problems.append(f"note_length_steps holds something other than lists of "
+                        f"{QUANTILES} numbers")
     if isinstance(meta.default_controls, dict):
         density = meta.default_controls.get("notes_per_second")
         key = meta.default_controls.get("key")

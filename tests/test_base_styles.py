@@ -22,7 +22,7 @@ from perfrnn.bundle import read_bundle
 from perfrnn.configs import get_config
 from perfrnn.encoding import encoding_for
 from perfrnn.errors import PerfRNNError
-from perfrnn.note_lengths import QUANTILES
+from perfrnn.note_lengths import QUANTILES, note_lengths
 from perfrnn.options import GenerationOptions, parse_blend
 from perfrnn.sampler import Sampler
 from training.export import export_bundle
@@ -160,7 +160,12 @@ def test_an_exported_style_ends_its_notes_as_its_corpus_does(base_run, tmp_path)
     assert harmony == [] and lead == []
     generation = Sampler(bundle).generate(GenerationOptions(
         bars=8, bpm=120, seed=3, variations=2, temperature=1.5))
-    for sequence in generation.sequences:
+    on_keys, off_keys, _ = bundle.encoding.note_keys()
+    for events, sequence in zip(generation.events, generation.sequences):
+        # the loop itself ended them: the network was fed each note-off by step 10
+        lengths = note_lengths(events, on_keys, off_keys, bundle.encoding.time_shift_steps(),
+                               128)
+        assert lengths[1] and max(lengths[1]) <= 10
         played = [note.end_time - note.start_time for note in sequence.notes
                   if note.instrument == 1]
         assert played and max(played) <= 10 / 24 + 1e-6

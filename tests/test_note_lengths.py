@@ -38,3 +38,22 @@ def test_quantiles_and_the_samplers_table():
     assert (table[1] == UNLIMITED_STEPS).all()  # nothing known
     assert (table[2] == 30).all() and (table[3] == UNLIMITED_STEPS).all()
 
+
+
+def test_a_bundle_with_a_broken_length_table_is_refused(piano_bundle):
+    import dataclasses
+
+    import pytest
+
+    from perfrnn.errors import PerfRNNError
+    from perfrnn.registry import check_metadata
+
+    def with_lengths(rows):
+        return dataclasses.replace(piano_bundle, metadata=dataclasses.replace(
+            piano_bundle.metadata, note_length_steps=rows))
+
+    assert check_metadata(with_lengths([[float(i) for i in range(QUANTILES)]]))
+    assert check_metadata(with_lengths([[]]))
+    for rows in ([[1.0, 2.0]], [["long"] * QUANTILES], ["ten"]):
+        with pytest.raises(PerfRNNError, match="note_length_steps"):
+            check_metadata(with_lengths(rows))

@@ -148,6 +148,11 @@ def test_a_resumed_run_takes_a_new_learning_rate(corpus, tmp_path):
                        patience=0, learning_rate=1e-9, **TINY)
     assert slow.start_step == 4
     assert json.loads((out / "train_config.json").read_text())["learning_rate"] == 1e-9
+    # resumed again without a rate, it keeps the one it was given
+    again = train_model(corpus, out, steps=10, eval_every=100, checkpoint_every=100,
+                        patience=0, **TINY)
+    assert json.loads((out / "train_config.json").read_text())["learning_rate"] == 1e-9
+    assert np.abs(kernel(again) - kernel(first)).max() < 1e-6
     # Four Adam steps of 1e-9 barely move a weight; four more of 1e-3 move them by ~1e-3.
     assert np.abs(kernel(slow) - kernel(first)).max() < 1e-6
     assert np.abs(kernel(moved) - kernel(first)).max() > 1e-4

@@ -168,8 +168,9 @@ def _add_train_parser(commands) -> None:
     train.add_argument("--seed", type=int, default=defaults.DEFAULT_SEED,
                        help=f"seed of the weights and the data (default: {defaults.DEFAULT_SEED})")
     train.add_argument("--learning-rate", type=float, default=None, metavar="LR",
-                       help="Adam's step size (default: the configuration's, 1e-3); a resumed "
-                            "run takes the new one, so lower it when validation stalls")
+                       help="Adam's step size (default: a resumed run's own, else the "
+                            "configuration's, 1e-3); a resumed run takes a new one and keeps "
+                            "it, so lower it when validation stalls")
 
 
 EVALUATE_DESCRIPTION = """\
@@ -286,9 +287,9 @@ def _add_classify_parser(commands) -> None:
                           help="a style's prepared corpus and, to test it, its bundle")
     classify.add_argument("--reference", action="append", default=[], metavar="NAME=DATA_DIR",
                           help="more real music of a style that no model trained on, all of "
-                               "its files (both splits): fresh takes of the style's own groove "
-                               "families, for a style whose held-out families are too few to "
-                               "stand for it")
+                               "its files (both splits): fresh takes of all the style's groove "
+                               "families (new pieces, of the trained grooves too), for a style "
+                               "whose held-out families are too few to stand for it")
     classify.add_argument("--pieces", type=int, default=100, help="pieces per bundle")
     classify.add_argument("--seconds", type=float, default=30.0, help="length of each piece")
     classify.add_argument("--temperature", type=float, default=1.0)

@@ -210,7 +210,8 @@ def genre_fidelity(corpora: dict[str, Path], bundles: dict[str, Path], pieces: i
     music that no model trained on (both splits are read). A style split by
     whole groove families may hold out only two or three: the classifier
     would learn those families, not the style. Fresh takes of all of its
-    families (`python -m datasets build STYLE --seed 1`) stand for it better.
+    families (`python -m datasets build STYLE --seed 1`) stand for it better;
+    they are new pieces, but of the grooves the model trained on too.
     """
     from perfrnn.bundle import read_bundle
     from perfrnn.options import GenerationOptions
@@ -291,7 +292,7 @@ def render_report(result: FidelityResult) -> str:
         f"Generated pieces ({result.seconds:g} s, temperature {result.temperature:g}), rows: "
         "the style asked for; columns: what the classifier heard. \"real music\": the share "
         "of the style's real excerpts it hears as the style when their source files are "
-        "held out (cross-validated), the most a generated style can expect.",
+        "held out (cross-validated): how sharply it tells the style apart.",
         "",
         "| asked \\ heard | " + " | ".join(styles) + " | accuracy | real music |",
         "|---|" + "---:|" * (len(styles) + 2),

@@ -184,7 +184,10 @@ def inherited_provenance(run: Run, style: str) -> list[dict]:
             try:
                 manifest = read_manifest(path)
             except PerfRNNError:
-                continue
+                raise PerfRNNError(
+                    f"the base's corpus {path} cannot be read, and the card must list the "
+                    "licences of everything its weights learned from: keep the base's "
+                    "--data folders where they were") from None
             name = corpus_name(manifest, path)
             if name != style:
                 inherited += [{**item, "learned_in": f"the base's {name} corpus"}

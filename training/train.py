@@ -478,8 +478,9 @@ def train_model(
         step and ran it at most ~5% faster on a 2-core CPU).
       init_from: Fine-tune: start from this base run folder or `.mag` bundle
         with a style input (`training.base`), keeping its shape.
-      learning_rate: Adam's step size; default the configuration's (1e-3). A
-        resumed run takes the new one: lower it when validation stalls.
+      learning_rate: Adam's step size; default the run's own when resuming, else
+        the configuration's (1e-3). A resumed run given another takes it and
+        keeps it: lower it when validation stalls.
 
     Raises:
       PerfRNNError: a problem with the arguments or the data.
@@ -526,6 +527,8 @@ def train_model(
     if batch_size is not None:
         config = config.replace(batch_size=int(batch_size))
     batch_size = config.batch_size
+    if learning_rate is None:  # a resumed run keeps the rate it was last given
+        learning_rate = earlier.get("learning_rate")
     if learning_rate is not None:
         if not (isinstance(learning_rate, (int, float)) and 0 < learning_rate < 1):
             raise PerfRNNError(f"learning rate must be above 0 and below 1, got {learning_rate!r}")
