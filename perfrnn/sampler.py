@@ -152,7 +152,8 @@ class Sampler:
                                [seconds * native_rate for seconds in metadata.max_note_seconds],
                                self._num_keys // PITCHES)
         self._length_table = tf.constant(lengths)
-        # Per role, the longest a note may sound, in seconds at the style's own tempo.
+        # Per role, the longest a note may sound: steps, and seconds at the style's own tempo.
+        self._longest_steps = lengths.max(axis=1).astype(np.int32)
         self._longest_seconds = lengths.max(axis=1) / native_rate
         self._sample_block = tf.function(self._sample_block_graph, jit_compile=True)
         self._run_primer = tf.function(self._run_primer_graph, reduce_retracing=True)
@@ -202,8 +203,7 @@ class Sampler:
         last_event = tf.fill([batch], int(primer_events[-1]))
         sounding = tf.tile(tf.constant(self._sounding_after(primer_events))[None], [batch, 1])
         # The primer's sounding notes may last their part's longest length from here.
-        deadline = tf.tile(tf.cast(tf.repeat(tf.reduce_max(self._length_table, axis=1),
-                                             PITCHES), tf.int32)[None], [batch, 1])
+        deadline = tf.tile(np.repeat(self._longest_steps, PITCHES)[None], [batch, 1])
         notes = (sounding, deadline, tf.zeros([batch], tf.int32))
         elapsed = tf.zeros([batch], tf.int32)
         target_steps = length.steps
@@ -468,10 +468,13 @@ class Sampler:
                 off_grid = tf.logical_and(is_onset[None, :], tf.logical_not(here)[:, None])
                 logits = tf.where(off_grid, -1e9, logits)
             if grammar:  # a note at its drawn length ends before anything else happens
+                # steps until the first sounding note's end (0: one is due now)
+                left = tf.maximum(tf.reduce_min(tf.where(sounding > 0, deadline, tf.int32.max),
+                                                axis=1) - elapsed, 0)
+                ending = left == 0
                 overdue = tf.logical_and(sounding > 0, deadline <= elapsed[:, None])
                 overdue_off = tf.gather(tf.concat([tf.zeros([batch, 1], tf.bool), overdue], 1),
                                         self._off_keys, axis=1)
-                ending = tf.reduce_any(overdue, axis=1)
                 logits = tf.where(tf.logical_and(ending[:, None], tf.logical_not(overdue_off)),
                                   -1e9, logits)
             # Inverse-CDF sampling: one uniform number per variation and event.
@@ -482,8 +485,6 @@ class Sampler:
             sample = tf.minimum(sample, num_classes - 1)
             if grammar:  # a time shift past the next note's end is split there: the rest
                 # follows the note-off, so the music keeps the model's timing
-                left = tf.maximum(tf.reduce_min(tf.where(sounding > 0, deadline, tf.int32.max),
-                                                axis=1) - elapsed, 0)
                 wanted = tf.where(pending > 0, pending, tf.gather(self._time_shift_steps, sample))
                 moving = tf.logical_and(wanted > 0, tf.logical_not(ending))
                 played = tf.minimum(wanted, left)

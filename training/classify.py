@@ -164,7 +164,11 @@ def cross_validated_predictions(x: np.ndarray, labels: list[str], groups: list[s
 def cross_validate(x: np.ndarray, labels: list[str], groups: list[str], folds: int = 5,
                    seed: int = 0) -> float:
     """Accuracy on real music, with whole source files held out per fold."""
-    predicted = cross_validated_predictions(x, labels, groups, folds, seed)
+    return accuracy(labels, cross_validated_predictions(x, labels, groups, folds, seed))
+
+
+def accuracy(labels: Sequence[str], predicted: Sequence[str | None]) -> float:
+    """The share of rows predicted as their label."""
     return sum(p == label for p, label in zip(predicted, labels)) / len(labels)
 
 
@@ -244,7 +248,6 @@ def genre_fidelity(corpora: dict[str, Path], bundles: dict[str, Path], pieces: i
         counts[style] = count
     x = np.array(rows)
     real_predicted = cross_validated_predictions(x, labels, groups)
-    accuracy = sum(p == label for p, label in zip(real_predicted, labels)) / len(labels)
     model = fit(x, labels)
     styles = model.styles
     asked, predicted = [], []
@@ -264,7 +267,7 @@ def genre_fidelity(corpora: dict[str, Path], bundles: dict[str, Path], pieces: i
             if progress is not None:
                 progress(style, made, pieces)
     return FidelityResult(styles=styles, real_excerpts=counts,
-                          real_cross_validated_accuracy=float(accuracy),
+                          real_cross_validated_accuracy=float(accuracy(labels, real_predicted)),
                           matrix=confusion(asked, predicted, styles), seconds=seconds,
                           temperature=temperature,
                           references={style: [str(path) for path in paths]

@@ -82,6 +82,13 @@ class Run:
         return best["validation_nll"]
 
 
+def run_data_dirs(settings: dict) -> list[Path]:
+    """The corpus folders a run trained on (train_config.json's "data": one
+    folder, or a base's several)."""
+    data = settings.get("data") or []
+    return [Path(path) for path in ([data] if isinstance(data, str) else data)]
+
+
 def load_run(run_dir: str | Path, style: str | None = None) -> Run:
     """Loads the best (or else the latest) weights of a run written by `train_model`.
 
@@ -127,8 +134,7 @@ def load_run(run_dir: str | Path, style: str | None = None) -> Run:
             history = json.loads((run_dir / HISTORY_NAME).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             history = []
-    data = settings.get("data") or []
-    data_dirs = [Path(path) for path in ([data] if isinstance(data, str) else data)]
+    data_dirs = run_data_dirs(settings)
     if len(data_dirs) > 1 and style is not None:
         from training.base import check_style
 
@@ -179,8 +185,7 @@ def inherited_provenance(run: Run, style: str) -> list[dict]:
 
     inherited = []
     if run.is_base:
-        data = run.settings.get("data") or []
-        for path in [Path(item) for item in ([data] if isinstance(data, str) else data)]:
+        for path in run_data_dirs(run.settings):
             try:
                 manifest = read_manifest(path)
             except PerfRNNError:
