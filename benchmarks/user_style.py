@@ -79,11 +79,10 @@ def held_out_nll(bundle, sequences, mix) -> float:
 def main() -> None:
     args = parse_args()
     from perfrnn.bundle import read_bundle
-    from training.base import closest_style
     from training.classify import genre_fidelity
     from training.pipeline import train_style
     from training.prepare import prepare_corpus, read_prepared
-    from training.train import ExampleMaker
+    from training.train import ExampleMaker, closest_style
 
     corpora = {}
     for item in args.style:

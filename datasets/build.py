@@ -34,7 +34,7 @@ from datasets.manifest import (
     write_notes,
 )
 from datasets.midi_tools import midi_bytes, move_timing_to_first_track, read_midi, summarise
-from training.folders import swap_into_place
+from perfrnn.folders import swap_into_place
 
 
 @dataclass(frozen=True)

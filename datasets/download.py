@@ -23,7 +23,7 @@ from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
 from datasets.errors import DatasetError
-from training.archives import unsafe_entry_name
+from perfrnn.archives import unsafe_entry_name
 
 CHUNK_BYTES = 1 << 16
 MAX_UNPACKED_BYTES = 64 * 1024**3

@@ -34,7 +34,7 @@ from datasets.manifest import (
     write_notes,
 )
 from datasets.system import cache_dir
-from training.folders import swap_into_place
+from perfrnn.folders import swap_into_place
 
 MIDI_SUFFIXES = (".mid", ".midi")
 

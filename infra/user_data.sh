@@ -3,7 +3,7 @@
 # `python -m infra up` (see infra/user_data.sh). It runs once, as root, on the
 # first boot of each instance of the Auto Scaling group: it installs the code
 # and styles from the bucket, sets up .venv with webapp/setup.sh, and starts
-# `python -m webapp.worker` as a systemd service that polls the SQS queues.
+# `python -m webapp.jobs.worker` as a systemd service that polls the SQS queues.
 # Its output goes to /var/log/perfrnn-bootstrap.log and the EC2 console log.
 set -euo pipefail
 exec > >(tee -a /var/log/perfrnn-bootstrap.log) 2>&1
@@ -83,7 +83,7 @@ Type=simple
 User=$APP_USER
 WorkingDirectory=$APP_DIR
 EnvironmentFile=/etc/perfrnn/worker.env
-ExecStart=$APP_DIR/.venv/bin/python -m webapp.worker
+ExecStart=$APP_DIR/.venv/bin/python -m webapp.jobs.worker
 Restart=always
 RestartSec=5
 # A stopping worker hands its job back to the queue; give it time to.

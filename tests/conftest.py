@@ -133,8 +133,10 @@ def make_app(tmp_path, web_bundles_dir):
         return app
 
     yield make
+    from webapp.services import shutdown
+
     for app in apps:
-        app.extensions["perfrnn_queue"].stop()
+        shutdown(app)
 
 
 def poll_until(condition, timeout: float, what: str, interval: float = 0.2):

@@ -35,7 +35,9 @@ def api_app(tmp_path_factory, web_bundles_dir):
                       "INSTANCE_PATH": str(tmp_path_factory.mktemp("api") / "instance"),
                       "BUNDLES_DIR": str(web_bundles_dir), "PRELOAD_STYLES": False})
     yield app
-    app.extensions["perfrnn_queue"].stop()
+    from webapp.services import shutdown
+
+    shutdown(app)
 
 
 @pytest.fixture
@@ -321,7 +323,7 @@ def test_generation_flow_and_downloads(api_app, client):
     assert body["job"]["state"] == "done"
 
     # Once results expire, the job says so and the files are gone.
-    from webapp.actions import remove_expired
+    from webapp.jobs.expiry import remove_expired
 
     assert remove_expired(api_app.extensions["perfrnn"], -1) >= 1
     expired = client.get(f"{API}/jobs/{job_id}").get_json()
@@ -427,8 +429,8 @@ def test_events_stream_stops_after_sse_max_seconds(api_app, client, monkeypatch)
 
 
 def test_event_generator_sends_changes_keepalives_and_ends(tmp_path):
-    from webapp.db import JobStore
-    from webapp.events import job_events as events_of
+    from webapp.jobs.store import JobStore
+    from webapp.web.events import job_events as events_of
 
     store = JobStore(tmp_path / "jobs.sqlite3")
     job = store.create("generation", {"style": "rock"})

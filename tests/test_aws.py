@@ -1,5 +1,5 @@
 """The AWS path end to end: the website with JOB_BACKEND=sqs and STORAGE=s3,
-real worker processes (`python -m webapp.worker`), real boto3 over HTTP,
+real worker processes (`python -m webapp.jobs.worker`), real boto3 over HTTP,
 and moto's server on 127.0.0.1 standing in for AWS."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import mido
 import pytest
 
 from tests.conftest import poll_until, wait_for_job
-from webapp.actions import submit_training
-from webapp.db import DONE, FAILED
+from webapp.jobs.store import DONE, FAILED
+from webapp.web.submit import submit_training
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "eu-west-1"
@@ -94,7 +94,7 @@ class Workers:
                            **self.aws["settings"], **env)
         log_path = instance / "worker.log"
         process = subprocess.Popen(
-            [sys.executable, "-m", "webapp.worker", "--wait", "1", *args], cwd=ROOT,
+            [sys.executable, "-m", "webapp.jobs.worker", "--wait", "1", *args], cwd=ROOT,
             env=environment, stdout=log_path.open("w"), stderr=subprocess.STDOUT)
         self.processes.append((process, log_path))
         return process

@@ -106,8 +106,8 @@ def test_a_base_learns_each_corpus_as_a_style_and_reports_each(base_run):
 
 def test_the_style_input_tells_the_base_which_style_to_play(base_run, corpora):
     """Each corpus is likelier under its own style than under the others."""
-    from training.export import load_run
     from training.prepare import read_prepared
+    from training.runs import load_run
     from training.train import ExampleMaker, make_eval_step, validation_nll
 
     run = load_run(base_run)
@@ -336,9 +336,9 @@ def test_a_base_packs_for_the_gpu_trainer_and_comes_back(base_run, corpora, tmp_
     trainer rebuilds the rows training uses; imported weights are a base again."""
     import sys
 
-    from training.export import load_run
     from training.pack import import_weights, pack_corpus
     from training.prepare import read_prepared
+    from training.runs import load_run
     from training.train import ExampleMaker
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))

@@ -92,7 +92,7 @@ def make_project(root: Path, bundle: bytes = b"tiny bundle " * 100) -> Path:
     files = {
         "webapp/setup.sh": "#!/usr/bin/env bash\necho setup\n",
         "webapp/__init__.py": "",
-        "webapp/worker.py": "print('worker')\n",
+        "webapp/jobs/worker.py": "print('worker')\n",
         "perfrnn/__init__.py": "",
         "requirements.txt": "tensorflow-cpu==2.21.0\n",
         "bundles/README.md": "# styles\n",
@@ -244,7 +244,7 @@ def test_source_and_bundles_are_uploaded(deployed, client):
     body = s3.get_object(Bucket=bucket, Key="deploy/perfrnn.tar.gz")["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
         shipped = set(tar.getnames())
-    assert {"webapp/setup.sh", "webapp/worker.py", "perfrnn/__init__.py", "requirements.txt",
+    assert {"webapp/setup.sh", "webapp/jobs/worker.py", "perfrnn/__init__.py", "requirements.txt",
             "bundles/README.md"} <= shipped
     assert not [name for name in shipped if name.endswith(".mag") or ".venv" in name
                 or "__pycache__" in name or name.startswith("instance/")]
@@ -346,7 +346,7 @@ def test_launch_template_runs_the_worker(deployed, client):
     script = base64.b64decode(data["UserData"]).decode()
     for text in (deployed["urls"][names.generation_queue],
                  deployed["urls"][names.training_queue], deployed["bucket"],
-                 "python -m webapp.worker", "JOB_BACKEND=sqs", "STORAGE=s3",
+                 "python -m webapp.jobs.worker", "JOB_BACKEND=sqs", "STORAGE=s3",
                  "Restart=always", "perfrnn-worker.service", "bash \"$APP_DIR/webapp/setup.sh\"",
                  "deploy/perfrnn.tar.gz", f"REGION={REGION}"):
         assert text in script, text

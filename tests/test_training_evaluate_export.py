@@ -17,9 +17,10 @@ from perfrnn.cli import main as perfrnn_main
 from perfrnn.errors import PerfRNNError
 from training.__main__ import main as training_main
 from training.evaluate import evaluate_run, excerpts
-from training.export import export_bundle, load_run, parse_tracks
+from training.export import export_bundle, parse_tracks
 from training.pipeline import PRESETS, Preset, train_style
 from training.prepare import prepare_corpus
+from training.runs import load_run
 from training.train import train_model
 
 TINY = dict(layer_sizes=[24, 24], sequence_length=48, batch_size=4, eval_every=10,

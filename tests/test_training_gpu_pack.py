@@ -16,8 +16,8 @@ from perfrnn.errors import PerfRNNError
 from perfrnn.model import PerformanceRNN
 from training.__main__ import main as training_main
 from training.evaluate import held_out_nll
-from training.export import load_run
 from training.prepare import prepare_corpus
+from training.runs import load_run
 
 REPO = Path(__file__).resolve().parents[1]
 CONDITIONED = "multiconditioned_performance_with_dynamics"

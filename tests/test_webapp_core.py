@@ -13,12 +13,13 @@ import pytest
 from perfrnn.errors import PerfRNNError
 from perfrnn.registry import StyleRegistry, StyleSource, check_style_name
 from tests.conftest import wait_for_job
-from webapp.actions import remove_expired, submit_generation
 from webapp.config import from_environment
-from webapp.db import CANCELLED, DONE, EXPIRED, FAILED, QUEUED, RUNNING, JobStore
-from webapp.jobs import LocalQueue, QueueFull
-from webapp.storage import LocalStorage
-from webapp.validation import ValidationError, generation_params
+from webapp.jobs.expiry import remove_expired
+from webapp.jobs.queues import LocalQueue, QueueFull
+from webapp.jobs.store import CANCELLED, DONE, EXPIRED, FAILED, QUEUED, RUNNING, JobStore
+from webapp.storage.local import LocalStorage
+from webapp.web.submit import submit_generation
+from webapp.web.validation import ValidationError, generation_params
 
 
 def test_settings_from_environment_are_typed_and_bad_ones_are_named():

@@ -15,7 +15,7 @@ import pytest
 from note_seq.protobuf import generator_pb2
 
 from tests.conftest import magenta_bundle_path, wait_for_job
-from webapp.db import DONE, FAILED
+from webapp.jobs.store import DONE, FAILED
 
 API = "/api/v1"
 
@@ -190,7 +190,7 @@ def test_a_compressed_musicxml_primer_that_is_a_zip_bomb_is_refused(make_app, mo
     message = error_of(post("bomb.mxl", bomb), 422, "primer")
     assert "bomb.mxl" in message and "zip bomb" in message
     # Within the ratio, but more than a primer needs.
-    monkeypatch.setattr("webapp.actions.MAX_PRIMER_UNPACKED_BYTES", 1000)
+    monkeypatch.setattr("webapp.web.submit.MAX_PRIMER_UNPACKED_BYTES", 1000)
     message = error_of(post("long.mxl", mxl(bytes(random.Random(1).randbytes(3000).hex(),
                                                   "ascii"))), 422, "primer")
     assert "more than a primer may" in message

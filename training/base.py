@@ -21,13 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from perfrnn.configs import ModelConfig, get_config
 from perfrnn.errors import PerfRNNError
-
-CLOSEST_STYLE_WINDOWS = 16
-"""Training windows scored under each parent style to choose a new corpus's style."""
+from training.runs import inherited_provenance, load_run, provenance_from_manifest
 
 
 @dataclass
@@ -58,8 +54,6 @@ def read_parent(path: str | Path) -> Parent:
     """
     path = Path(path)
     if path.is_dir():
-        from training.export import inherited_provenance, load_run, provenance_from_manifest
-
         run = load_run(path)
         provenance = [{**item, "learned_in": f"{path.name}"}
                       for item in provenance_from_manifest(run.manifest)]
@@ -93,42 +87,6 @@ def style_names_of(corpus_names: list[str], config: ModelConfig) -> tuple[str, .
         raise PerfRNNError(f"two corpora are both called {duplicates[0]!r}; each corpus is "
                            "a style, so prepare them with different --name")
     return tuple(corpus_names)
-
-
-def check_style(config: ModelConfig, style: str | None, source: str) -> None:
-    """Raises PerfRNNError unless `style` is one of a base model's styles."""
-    if style not in config.style_names:
-        given = f" ({style!r} is not one)" if style else ""
-        raise PerfRNNError(f"{source} is a base model of the styles "
-                           f"{', '.join(config.style_names)}; choose one with --style NAME"
-                           f"{given}")
-
-
-def closest_style(model, maker, sequences: list, seed: int = 0) -> dict[str, float]:
-    """The parent style ({name: 1.0}) under which `model` finds `sequences` most likely.
-
-    `maker` is a `training.train.ExampleMaker` of the parent's configuration.
-    """
-    from training.train import make_eval_step, validation_nll
-
-    names = maker.config.style_names
-    rng = np.random.default_rng(seed)
-    picks = []  # the same windows are scored under every style
-    for index in rng.integers(len(sequences), size=CLOSEST_STYLE_WINDOWS):
-        events = maker.encode(sequences[index])
-        if len(events) >= 2:
-            start = int(rng.integers(max(len(events) - maker.sequence_length - 1, 0) + 1))
-            picks.append((events, start, maker.metre(sequences[index])))
-    eval_step = make_eval_step(model)
-    scores = {}
-    for index, name in enumerate(names):
-        style = np.eye(len(names), dtype=np.float32)[index]
-        windows = [maker.window(events, start, metre, style) for events, start, metre in picks]
-        if windows:
-            scores[name] = validation_nll(eval_step, windows, CLOSEST_STYLE_WINDOWS)
-    if not scores:
-        raise PerfRNNError("the corpus has no pieces long enough to fine-tune on")
-    return {min(scores, key=scores.get): 1.0}
 
 
 def parent_config(parent: Parent, config_id: str) -> ModelConfig:

@@ -196,9 +196,9 @@ def evaluate_run(
     from perfrnn.sampler import Sampler
     from training import metrics as objective
     from training import plots
-    from training.base import check_style
-    from training.export import bundle_from_run, evaluation_dir, load_run
+    from training.export import bundle_from_run, evaluation_dir
     from training.prepare import read_prepared
+    from training.runs import check_style, load_run
     from training.train import _write_json
 
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:

@@ -139,7 +139,8 @@ def import_weights(weights_path: str | Path, run_dir: str | Path,
 
     from perfrnn.encoding import encoding_for
     from perfrnn.model import PerformanceRNN
-    from training.train import BEST_DIR, HISTORY_NAME, TRAIN_CONFIG_NAME, _write_json
+    from training.runs import BEST_DIR, HISTORY_NAME, TRAIN_CONFIG_NAME
+    from training.train import _write_json
 
     try:
         stored = np.load(weights_path, allow_pickle=False)

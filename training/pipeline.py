@@ -9,6 +9,9 @@ A user style is fine-tuned from a parent by default (`training.base`): the
 shipped style of its kind (`BASE_STYLES`), which already knows music of that
 kind, so a handful of files gives a style that sounds like them. Training
 from scratch stays possible (no parent).
+
+This module is the website's one door into `training` (`__all__`): presets,
+kinds, the parent of each kind, and a run that resumes or starts afresh.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from perfrnn.errors import PerfRNNError
+from training.prepare import KINDS
+
+__all__ = ["KINDS", "PRESETS", "BASE_STYLES", "Preset", "discard_other_run", "get_preset",
+           "run_shape", "train_style"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,32 @@ def run_shape(preset: Preset, kind: str | None, parent: str | Path | None = None
     return RunShape(config.id, tuple(config.rnn_layer_sizes), preset.tune_steps or preset.steps,
                     Path(parent))
 
+def discard_other_run(run_dir: str | Path, preset: str | Preset, kind: str | None,
+                      parent: str | Path | None) -> bool:
+    """Removes the run an earlier training of this name left (cancelled or
+    failed) when its model differs from this one's (another preset, kind or
+    start): it cannot be resumed, and training would refuse the folder. True
+    if removed."""
+    import json
+    import shutil
+
+    from training.runs import TRAIN_CONFIG_NAME
+
+    run_dir = Path(run_dir)
+    try:
+        earlier = json.loads((run_dir / TRAIN_CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    preset = preset if isinstance(preset, Preset) else get_preset(preset)
+    shape = run_shape(preset, kind, parent)
+    if isinstance(earlier, dict) and earlier.get("config") == shape.config_id \
+            and earlier.get("layer_sizes") == list(shape.layer_sizes) \
+            and earlier.get("parent") == (str(parent) if parent else None):
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True
+
+
 # progress(stage, fraction of the stage done 0..1, details for people or the loss curve).
 # Stages: "prepare", "train", "evaluate", "export".
 PipelineProgress = Callable[[str, float, dict], None]
@@ -144,8 +177,9 @@ def train_style(
       PerfRNNError: bad input at any stage, or cancelled.
     """
     from training.evaluate import evaluate_run
-    from training.export import bundle_from_run, load_run
+    from training.export import bundle_from_run
     from training.prepare import prepare_corpus
+    from training.runs import load_run
     from training.train import train_model
 
     preset = preset if isinstance(preset, Preset) else get_preset(preset)

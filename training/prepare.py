@@ -38,13 +38,13 @@ from pathlib import Path
 from note_seq import sequences_lib
 from note_seq.protobuf import music_pb2
 
+from perfrnn.archives import UnsafeArchiveError, check_zip, unpack_zip
 from perfrnn.configs import DEFAULT_CONFIGS, ModelConfig, get_config
 from perfrnn.encoding import PerformanceEncoding, encoding_for
 from perfrnn.errors import PerfRNNError
+from perfrnn.folders import swap_into_place
 from perfrnn.multitrack import MultiTrackEncoding, assign_roles
 from perfrnn.music_io import ABC_SUFFIXES, MUSIC_SUFFIXES, MUSICXML_SUFFIXES, read_music_file
-from training.archives import UnsafeArchiveError, check_zip, unpack_zip
-from training.folders import swap_into_place
 
 KINDS = ("pitched", "drums", "band")
 SPLITS = ("train", "validation")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from training.prepare import SPLITS, FileRecord, PrepareResult
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # prepare calls these views; they only read its result
+    from training.prepare import FileRecord, PrepareResult
 
 _KIND_NOTES = {
     "pitched": "pitched parts merged into one performance; drum notes (MIDI channel 10) dropped",
@@ -20,8 +23,7 @@ def format_summary(result: PrepareResult) -> str:
         "",
         f"{'split':<12}{'files':>8}{'minutes':>10}{'events':>12}",
     ]
-    for split in SPLITS:
-        split_totals = totals[split]
+    for split, split_totals in totals.items():
         lines.append(f"{split:<12}{split_totals.files:>8,}{split_totals.minutes:>10.2f}"
                      f"{split_totals.events:>12,}")
     lines.append("")
@@ -54,8 +56,7 @@ def render_report(result: PrepareResult) -> str:
         "| split | files | minutes | notes | events |",
         "|---|---:|---:|---:|---:|",
     ]
-    for split in SPLITS:
-        split_totals = totals[split]
+    for split, split_totals in totals.items():
         lines.append(f"| {split} | {split_totals.files:,} | {split_totals.minutes:.2f} | "
                      f"{split_totals.notes:,} | {split_totals.events:,} |")
     lines.append(f"| skipped | {len(result.skipped):,} | | | |")

@@ -36,6 +36,7 @@ import numpy as np
 
 from perfrnn.configs import DEFAULT_CONFIGS, ModelConfig, get_config
 from perfrnn.errors import PerfRNNError
+from training.runs import BEST_DIR, CHECKPOINT_DIR, HISTORY_NAME, LOG_DIR, TRAIN_CONFIG_NAME
 
 DEFAULT_CONFIG_ID = "performance_with_dynamics"
 DEFAULT_STEPS = 20000
@@ -45,11 +46,8 @@ DEFAULT_CHECKPOINT_EVERY = 500
 DEFAULT_PATIENCE = 10
 DEFAULT_SEED = 0
 MAX_VALIDATION_WINDOWS = 256
-CHECKPOINT_DIR = "checkpoints"
-BEST_DIR = "best"
-LOG_DIR = "logs"
-HISTORY_NAME = "history.json"
-TRAIN_CONFIG_NAME = "train_config.json"
+CLOSEST_STYLE_WINDOWS = 16
+"""Training windows scored under each parent style to choose a new corpus's style."""
 
 # progress(step, total_steps, loss, events_per_second)
 ProgressCallback = Callable[[int, int, float, float], None]
@@ -290,6 +288,31 @@ def validation_nll(eval_step, windows: list[Window], batch_size: int) -> float:
 
 
 # ----- checks -----------------------------------------------------------------------------
+
+
+def closest_style(model, maker, sequences: list, seed: int = 0) -> dict[str, float]:
+    """The parent style ({name: 1.0}) under which `model` finds `sequences` most likely.
+
+    `maker` is an `ExampleMaker` of the parent's configuration (see `training.base`).
+    """
+    names = maker.config.style_names
+    rng = np.random.default_rng(seed)
+    picks = []  # the same windows are scored under every style
+    for index in rng.integers(len(sequences), size=CLOSEST_STYLE_WINDOWS):
+        events = maker.encode(sequences[index])
+        if len(events) >= 2:
+            start = int(rng.integers(max(len(events) - maker.sequence_length - 1, 0) + 1))
+            picks.append((events, start, maker.metre(sequences[index])))
+    eval_step = make_eval_step(model)
+    scores = {}
+    for index, name in enumerate(names):
+        style = np.eye(len(names), dtype=np.float32)[index]
+        windows = [maker.window(events, start, metre, style) for events, start, metre in picks]
+        if windows:
+            scores[name] = validation_nll(eval_step, windows, CLOSEST_STYLE_WINDOWS)
+    if not scores:
+        raise PerfRNNError("the corpus has no pieces long enough to fine-tune on")
+    return {min(scores, key=scores.get): 1.0}
 
 
 def _check_positive(name: str, value: int | None, allow_none: bool = False) -> None:
@@ -585,7 +608,7 @@ def train_model(
             elif corpora[0].name in config.style_names:
                 mix = {corpora[0].name: 1.0}
             else:
-                mix = base.closest_style(model, maker, corpora[0].train, seed)
+                mix = closest_style(model, maker, corpora[0].train, seed)
         if mix is not None:
             run_settings["style_mix"] = mix
         say(f"fine-tuning {base.describe(parent)} on {corpora[0].name!r}" + (

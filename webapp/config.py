@@ -32,7 +32,7 @@ DEFAULTS = {
     # Render WAV audio of every result (needs tinysoundfont and a soundfont).
     "RENDER_AUDIO": True,
     # Uploads: the largest request body (MIDI files and zips, bundles), and the
-    # most parts in one form: the training files (webapp.actions.MAX_TRAINING_FILES,
+    # most parts in one form: the training files (webapp.web.submit.MAX_TRAINING_FILES,
     # 2000) and the fields beside them; Flask's default, 1000, is fewer.
     "MAX_CONTENT_LENGTH": 300 * 1024 * 1024,
     "MAX_FORM_PARTS": 2100,

@@ -25,6 +25,7 @@ from perfrnn.options import (
     pitch_histogram_for_key,
 )
 from perfrnn.registry import StyleRegistry, check_style_name
+from training.pipeline import KINDS as TRAINING_KINDS
 
 MIN_LENGTH_SECONDS = 5
 MAX_LENGTH_SECONDS = 600
@@ -34,7 +35,6 @@ BPM_RANGE = (MIN_BPM, MAX_BPM)
 DENSITY_RANGE = (0.5, 40.0)
 PRIMER_SUFFIXES = (".mid", ".midi", ".xml", ".musicxml", ".mxl")
 TRAINING_SUFFIXES = (".mid", ".midi", ".xml", ".musicxml", ".mxl", ".abc", ".zip")
-TRAINING_KINDS = ("pitched", "drums", "band")
 TRAINING_STARTS = ("base", "scratch")  # fine-tune the shipped style of the kind, or not
 LENGTH_UNITS = {"seconds": 1, "s": 1, "minutes": 60, "min": 60, "m": 60}
 BARS_UNIT = "bars"

@@ -1,7 +1,7 @@
-"""`python -m webapp.worker`: the program a GPU instance runs.
+"""`python -m webapp.jobs.worker`: the program a GPU instance runs.
 
 It long-polls the generation and training queues and runs each job with the
-same code as the local worker threads (webapp.tasks). While it works it
+same code as the local worker threads (webapp.jobs.runner). While it works it
 keeps extending the message's visibility (a heartbeat), so no other worker
 takes the job; if the machine dies the heartbeat stops, the message shows
 again and another worker does the job from the start (training: from the
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from webapp.config import PROJECT_ROOT, load_settings
 
-log = logging.getLogger("webapp.worker")
+log = logging.getLogger("webapp.jobs.worker")
 
 IMDS = "http://169.254.169.254/latest"
 KINDS = ("generation", "training")
@@ -103,8 +103,8 @@ class SpotNotice:
 
 class Worker:
     def __init__(self, config: dict, instance: str | Path):
-        from webapp.s3 import aws_client
         from webapp.services import build_services
+        from webapp.storage.s3 import aws_client
 
         self.config = config
         self.services = build_services(config, instance, store=False)
@@ -142,9 +142,9 @@ class Worker:
 
     def handle(self, kind: str, url: str, message: dict) -> str:
         """Runs one message's job; returns what became of it."""
-        from webapp.db import CANCELLED, DONE, QUEUED, Job
-        from webapp.remote import RemoteStatus, WorkerJobStore
-        from webapp.tasks import run_job
+        from webapp.jobs.remote import RemoteStatus, WorkerJobStore
+        from webapp.jobs.runner import run_job
+        from webapp.jobs.store import CANCELLED, DONE, QUEUED, Job
 
         visibility, max_receives = self.settings[kind]
         receipt = message["ReceiptHandle"]
@@ -191,7 +191,7 @@ class Worker:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m webapp.worker",
+        prog="python -m webapp.jobs.worker",
         description="Run jobs from the SQS queues (JOB_BACKEND=sqs, STORAGE=s3); settings come "
                     "from the environment (S3_BUCKET, SQS_GENERATION_QUEUE_URL, "
                     "SQS_TRAINING_QUEUE_URL, AWS_REGION, ...) and the instance's config.py.")

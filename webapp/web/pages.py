@@ -28,11 +28,11 @@ from flask import (
 from markupsafe import Markup, escape
 
 from perfrnn.errors import PerfRNNError
-from webapp import get_queue, get_services
-from webapp.db import CANCELLED
-from webapp.jobs import QueueFull
-from webapp.owner import owner_id
-from webapp.validation import (
+from webapp.jobs.queues import QueueFull
+from webapp.jobs.store import CANCELLED
+from webapp.services import get_queue, get_services
+from webapp.web.owner import owner_id
+from webapp.web.validation import (
     MAX_VARIATIONS,
     PRIMER_SUFFIXES,
     TEMPERATURE_RANGE,
@@ -369,13 +369,6 @@ def check_token(form) -> str | None:
     return None
 
 
-def training_presets() -> dict:
-    presets = current_app.config.get("TRAINING_PRESETS")
-    if presets is None:
-        from training.pipeline import PRESETS
-
-        presets = PRESETS
-    return presets
 
 
 # ----- generate (home) ------------------------------------------------------------
@@ -414,8 +407,8 @@ def generate():
                 notice = f"There is no style called {wanted!r}; choose one below."
         return _generate_page(values, notice=notice)
 
-    from webapp.actions import submit_generation
-    from webapp.validation import generation_params
+    from webapp.web.submit import submit_generation
+    from webapp.web.validation import generation_params
 
     services = get_services()
     values = request.form.to_dict()
@@ -517,7 +510,7 @@ def job(job_id: str):
     else:
         context["heading"] = f"Training the style \"{job.params.get('name', '')}\""
         preset_name = job.params.get("preset")
-        preset = training_presets().get(preset_name) if preset_name else None
+        preset = get_services().training_presets.get(preset_name) if preset_name else None
         context["preset"] = preset
         context["uploads"] = [Path(str(key)).name for key in job.params.get("uploads", [])]
         context["loss_points"] = ((job.result or {}).get("loss_points")
@@ -545,7 +538,7 @@ def cancel_job(job_id: str):
 
 def _train_page(values: dict, errors: dict | None = None, status: int = 200,
                 busy: str | None = None):
-    presets = training_presets()
+    presets = get_services().training_presets
     history = get_services().store.recent(owner_id(), "training", HISTORY_LIMIT)
     errors = dict(errors or {})
     other_errors = {field: message for field, message in errors.items()
@@ -560,11 +553,11 @@ def _train_page(values: dict, errors: dict | None = None, status: int = 200,
 @bp.route("/train", methods=["GET", "POST"])
 def train():
     if request.method == "GET":
-        return _train_page({"preset": "quick" if "quick" in training_presets() else "",
+        return _train_page({"preset": "quick" if "quick" in get_services().training_presets else "",
                             "kind": "auto", "start": "base"})
 
-    from webapp.actions import submit_training
-    from webapp.validation import training_params
+    from webapp.web.submit import submit_training
+    from webapp.web.validation import training_params
 
     values = request.form.to_dict()
     values.pop("token", None)
@@ -575,7 +568,7 @@ def train():
     uploads = [upload for upload in request.files.getlist("files") if upload and upload.filename]
     errors: dict[str, str] = {}
     try:
-        params = training_params(request.form, services.registry, training_presets())
+        params = training_params(request.form, services.registry, services.training_presets)
     except ValidationError as error:
         errors.update(error.errors)
     if not uploads:
@@ -612,7 +605,7 @@ def styles():
 
 @bp.route("/styles/import", methods=["POST"])
 def import_style():
-    from webapp.actions import import_bundle
+    from webapp.web.submit import import_bundle
 
     values = {"name": request.form.get("name", "")}
     token_error = check_token(request.form)

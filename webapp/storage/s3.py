@@ -1,4 +1,4 @@
-"""Results, uploads, job status and bundles in S3 (STORAGE=s3).
+"""Storage in S3 (STORAGE=s3): results, uploads, job status and styles; see base.Storage.
 
 The same keys as the local storage (`jobs/<id>/...`, `uploads/...`), in one
 private bucket. Downloads go to the browser as short-lived presigned URLs,
@@ -83,5 +83,5 @@ class S3Storage:
             Params={"Bucket": self.bucket, "Key": key,
                     "ResponseContentDisposition": f'attachment; filename="{filename}"'})
 
-    def path(self, key: str):
-        raise PerfRNNError("files in S3 have no local path; use download_url")
+    def local_path(self, key: str) -> None:
+        return None

@@ -22,7 +22,7 @@ PREFIXES = (("bundles/", "shipped"), ("styles/", "user"))
 TAGS_FILE = ".etags.json"
 
 
-class BundleSync:
+class StyleSync:
     def __init__(self, storage, cache_dir: str | Path, min_interval: float = 30.0):
         self.storage = storage
         self.cache_dir = Path(cache_dir)

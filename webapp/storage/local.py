@@ -1,10 +1,8 @@
-"""Where results and uploads live: a local folder (the default) or S3.
-
-Keys are relative paths such as `jobs/ab12/rock-30s-seed1.mid`.
-"""
+"""Storage in a local folder (STORAGE=local, the default); see base.Storage."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -23,6 +21,7 @@ class LocalStorage:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, key: str) -> Path:
+        """The file for `key`, which must stay inside the root folder."""
         path = (self.root / key).resolve()
         if self.root.resolve() not in path.parents:
             raise PerfRNNError(f"invalid storage key {key!r}")
@@ -50,10 +49,19 @@ class LocalStorage:
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
+    def keys(self, prefix: str) -> dict[str, str]:
+        """Every key under `prefix` with the MD5 of its content (as S3's ETag)."""
+        folder = self.path(prefix.rstrip("/")) if prefix.strip("/") else self.root.resolve()
+        root = self.root.resolve()
+        return {path.relative_to(root).as_posix(): hashlib.md5(path.read_bytes()).hexdigest()
+                for path in sorted(folder.rglob("*"))
+                if path.is_file() and not path.name.startswith(".part-")}
+
     def delete_prefix(self, prefix: str) -> None:
-        """Removes every key under `prefix` (a folder such as `jobs/ab12`)."""
         shutil.rmtree(self.path(prefix), ignore_errors=True)
 
     def download_url(self, key: str, filename: str) -> str | None:
-        """A URL the browser can fetch directly; None: serve the bytes ourselves."""
         return None
+
+    def local_path(self, key: str) -> Path | None:
+        return self.path(key)

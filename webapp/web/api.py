@@ -3,7 +3,7 @@ downloads, trainings and bundle imports.
 
 Every answer is JSON (files aside); every error is
 `{"error": code, "message": text}` with its 4xx/5xx status, a 422 adding
-`"fields": {field: message}`. The OpenAPI document (webapp/openapi.py)
+`"fields": {field: message}`. The OpenAPI document (webapp/web/openapi.py)
 describes each route; /api/v1/docs shows it to people.
 """
 
@@ -28,14 +28,14 @@ from flask import (
 )
 
 from perfrnn.errors import PerfRNNError
-from webapp import get_queue, get_services
-from webapp.actions import import_bundle, submit_generation, submit_training
-from webapp.db import CANCELLED, DONE, EXPIRED
-from webapp.errors import api_error
-from webapp.events import job_events
-from webapp.jobs import QueueFull
-from webapp.owner import owner_id
-from webapp.validation import ValidationError, generation_params, style_types, training_params
+from webapp.jobs.queues import QueueFull
+from webapp.jobs.store import CANCELLED, DONE, EXPIRED
+from webapp.services import get_queue, get_services
+from webapp.web.errors import api_error
+from webapp.web.events import job_events
+from webapp.web.owner import owner_id
+from webapp.web.submit import import_bundle, submit_generation, submit_training
+from webapp.web.validation import ValidationError, generation_params, style_types, training_params
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -239,13 +239,6 @@ def _check_token() -> None:
         raise _Problem("the training token is wrong", 401, "unauthorized")
 
 
-def _presets() -> dict:
-    presets = current_app.config.get("TRAINING_PRESETS")
-    if presets is None:
-        from training.pipeline import PRESETS
-
-        presets = PRESETS
-    return presets
 
 
 # ----- styles -------------------------------------------------------------------
@@ -346,8 +339,8 @@ def generation_file(job_id: str, kind: str):
         return redirect(url, 302)
     expired = _Problem(f"the {kind} file of job {job.id} is no longer stored (results "
                           "expire); generate again", 404, "expired")
-    if hasattr(storage, "path"):
-        path = storage.path(key)
+    path = storage.local_path(key)
+    if path is not None:
         if not path.is_file():
             raise expired
         return send_file(path, mimetype=mimetype, as_attachment=attachment,
@@ -367,7 +360,7 @@ def training_presets():
     return jsonify({"presets": [
         {"name": name, "description": preset.description,
          "layers": list(preset.layer_sizes), "steps": preset.steps}
-        for name, preset in _presets().items()]})
+        for name, preset in get_services().training_presets.items()]})
 
 
 @bp.post("/trainings")
@@ -375,7 +368,8 @@ def create_training():
     _check_token()
     values, errors = _values(TRAINING_FIELDS, files=("files", "files[]"), form_only=True)
     services = get_services()
-    params = _checked(errors, lambda: training_params(values, services.registry, _presets()))
+    params = _checked(errors, lambda: training_params(values, services.registry,
+                                                             services.training_presets))
     uploads = request.files.getlist("files") + request.files.getlist("files[]")
     job = submit_training(services, get_queue(), params, uploads, owner_id())
     return _accepted(job)
@@ -404,14 +398,14 @@ def create_bundle():
 
 @bp.get("/openapi.json")
 def openapi_document():
-    from webapp.openapi import build_spec
+    from webapp.web.openapi import build_spec
 
     return jsonify(build_spec(request.host_url.rstrip("/")))
 
 
 @bp.get("/docs")
 def docs():
-    from webapp.openapi import build_spec, operations, rich
+    from webapp.web.openapi import build_spec, operations, rich
 
     spec = build_spec(request.host_url.rstrip("/"))
     return render_template("api_docs.html", spec=spec, operations=operations(spec),

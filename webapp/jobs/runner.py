@@ -8,20 +8,20 @@ outcome. A failure becomes the job's error message; nothing escapes.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from perfrnn.errors import PerfRNNError
-from perfrnn.registry import StyleRegistry
-from webapp.db import CANCELLED, JobStore
+from webapp.jobs.store import CANCELLED
+
+if TYPE_CHECKING:  # services builds the queue that runs these
+    from webapp.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -29,24 +29,6 @@ log = logging.getLogger(__name__)
 TRAINING_STAGES = {"prepare": (0.0, 0.05), "train": (0.05, 0.85), "evaluate": (0.85, 0.97),
                    "export": (0.97, 1.0)}
 MAX_LOSS_POINTS = 400
-
-
-@dataclass
-class Services:
-    """Everything a job needs, built once per process (see webapp.create_app)."""
-
-    store: JobStore
-    storage: object  # webapp.storage.LocalStorage or the S3 storage
-    registry: StyleRegistry
-    styles_dir: Path
-    training_dir: Path
-    render_audio: bool = True
-    training_presets: dict | None = None
-    # With STORAGE=s3: the styles' local copies (webapp.bundle_sync.BundleSync).
-    bundles: object | None = None
-    # On a worker: true once the machine is about to go (a spot notice).
-    interrupted: Callable[[], bool] | None = None
-    checkpoint_seconds: float = 30.0
 
 
 class Throttle:
@@ -186,7 +168,7 @@ def _audio_status(services: Services) -> tuple[bool, str]:
 
 def run_training(services: Services, job) -> dict:
     from perfrnn.bundle import read_bundle
-    from training.pipeline import train_style
+    from training.pipeline import discard_other_run, train_style
 
     store, params = services.store, job.params
     name = params["name"]
@@ -202,11 +184,10 @@ def run_training(services: Services, job) -> dict:
         if services.storage.kind != "local" else None
     if checkpoints is not None:
         checkpoints.pull()
-    presets = services.training_presets
-    preset = presets[params["preset"]] if presets else params["preset"]
+    preset = services.training_presets[params["preset"]]
     kind = params.get("kind") or None
     parent = _parent_style(services, kind) if params.get("start", "base") == "base" else None
-    if _discard_other_run(work_dir / "run", preset, kind, parent) and checkpoints is not None:
+    if discard_other_run(work_dir / "run", preset, kind, parent) and checkpoints is not None:
         checkpoints.clear()
     started = time.monotonic()
     loss_points: list[list[float]] = []
@@ -317,28 +298,6 @@ def _for_users(message: str, work_dir: Path, inputs: Path) -> str:
     for words, replacement in CLI_WORDS:
         message = message.replace(words, replacement)
     return message
-
-
-def _discard_other_run(run_dir: Path, preset, kind: str | None, parent: Path | None) -> bool:
-    """Removes the run an earlier training of this name left (cancelled or
-    failed) when its model differs from this one's (another preset, kind or
-    start): it cannot be resumed, and training would refuse the folder. True
-    if removed."""
-    from training.pipeline import Preset, get_preset, run_shape
-    from training.train import TRAIN_CONFIG_NAME
-
-    try:
-        earlier = json.loads((run_dir / TRAIN_CONFIG_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    preset = preset if isinstance(preset, Preset) else get_preset(preset)
-    shape = run_shape(preset, kind, parent)
-    if isinstance(earlier, dict) and earlier.get("config") == shape.config_id \
-            and earlier.get("layer_sizes") == list(shape.layer_sizes) \
-            and earlier.get("parent") == (str(parent) if parent else None):
-        return False
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return True
 
 
 class CheckpointSync:

@@ -15,7 +15,16 @@ import json
 import time
 
 from perfrnn.errors import PerfRNNError
-from webapp.db import CANCELLED, DONE, FAILED, FINISHED_STATES, QUEUED, RUNNING, Job, JobStore
+from webapp.jobs.store import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    FINISHED_STATES,
+    QUEUED,
+    RUNNING,
+    Job,
+    JobStore,
+)
 
 STATUS_FIELDS = ("state", "progress", "stage", "detail", "result", "error", "started_at",
                  "finished_at")

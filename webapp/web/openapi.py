@@ -12,7 +12,7 @@ import re
 from markupsafe import Markup, escape
 
 from perfrnn.options import FEELS, MAX_BARS, MAX_SEED
-from webapp.validation import (
+from webapp.web.validation import (
     BPM_RANGE,
     DENSITY_RANGE,
     MAX_LENGTH_SECONDS,

@@ -1,20 +1,18 @@
-"""What the pages and the API do on a request, written once for both:
-checking uploads, creating jobs and queueing them, importing bundles and
-clearing out old results."""
+"""What the pages and the API do with a submission, written once for both:
+checking uploads, creating jobs and queueing them, and importing bundles."""
 
 from __future__ import annotations
 
 import os
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 from perfrnn.errors import PerfRNNError
-from webapp.db import Job
-from webapp.jobs import QueueFull
-from webapp.tasks import Services
-from webapp.validation import (
+from webapp.jobs.queues import QueueFull
+from webapp.jobs.store import Job
+from webapp.services import Services
+from webapp.web.validation import (
     PRIMER_SUFFIXES,
     TRAINING_SUFFIXES,
     ValidationError,
@@ -40,8 +38,8 @@ def _queue(services: Services, queue, job: Job) -> Job:
 
 def save_primer(services: Services, upload) -> str:
     """Checks an uploaded primer (MIDI or MusicXML) parses; returns its storage key."""
+    from perfrnn.archives import check_zip
     from perfrnn.music_io import read_music_file
-    from training.archives import check_zip
 
     errors: dict[str, str] = {}
     name = upload_name(upload.filename, PRIMER_SUFFIXES, "primer", errors)
@@ -158,15 +156,3 @@ def import_bundle(services: Services, upload, name: str | None = None) -> str:
     if services.bundles is not None:
         services.bundles.publish(final, style)
     return style
-
-
-def remove_expired(services: Services, retention_hours: float) -> int:
-    """Deletes the files of jobs older than the retention time; returns how many."""
-    jobs = services.store.expire(time.time() - retention_hours * 3600)
-    for job in jobs:
-        services.storage.delete_prefix(f"jobs/{job.id}")
-        uploads = [job.params["primer"]] if job.params.get("primer") else \
-            job.params.get("uploads") or []
-        if uploads:
-            services.storage.delete_prefix(str(Path(uploads[0]).parent))
-    return len(jobs)

@@ -39,7 +39,7 @@ def job_events(store, job_id: str, describe: Callable[[object], dict] | None = N
     final state sent) or after `max_seconds` (a client reconnects to go on).
 
     Args:
-      store: A webapp.db.JobStore (or anything with `get(job_id)`).
+      store: A webapp.jobs.store.JobStore (or anything with `get(job_id)`).
       describe: Turns a job into the dict sent (default: `job.to_dict()`).
     """
     describe = describe or (lambda job: job.to_dict())

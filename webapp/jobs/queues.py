@@ -10,11 +10,14 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 
-from webapp.db import Job
+from webapp.jobs.store import Job
 
 log = logging.getLogger(__name__)
+
+_STOP = object()  # tells a worker thread to end
 
 
 class QueueFull(Exception):
@@ -68,16 +71,23 @@ class LocalQueue:
     def _work(self, kind: str) -> None:
         waiting = self._queues[kind]
         while not self._stopping.is_set():
+            job_id = waiting.get()
             try:
-                job_id = waiting.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            try:
-                self.run_job(job_id)
+                if job_id is not _STOP and not self._stopping.is_set():
+                    self.run_job(job_id)
             except Exception:  # run_job records failures; this is the last net
                 log.exception("job %s failed outside its handler", job_id)
             finally:
                 waiting.task_done()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stops the worker threads and waits up to `timeout` seconds in all for
+        them to end (a running job finishes first). Jobs still waiting stay
+        queued in the job store, to be taken up again on the next start."""
         self._stopping.set()
+        for kind, waiting in self._queues.items():
+            for _ in range(sum(thread.name.startswith(f"{kind}-") for thread in self._threads)):
+                waiting.put(_STOP)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))

@@ -1,13 +1,13 @@
 """The SQS job queue (JOB_BACKEND=sqs): the web server sends each job as a
 message to the generation or training queue; workers on GPU instances
-(`python -m webapp.worker`) receive them."""
+(`python -m webapp.jobs.worker`) receive them."""
 
 from __future__ import annotations
 
 import json
 
-from webapp.db import Job
-from webapp.jobs import QueueFull
+from webapp.jobs.queues import QueueFull
+from webapp.jobs.store import Job
 
 
 def job_message(job: Job) -> str:

@@ -1,0 +1,162 @@
+"""The code's layers, read from its source: who may import what, no import
+cycles, and no long functions without a reason (docs/architecture.md)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("perfrnn", "webapp", "training", "datasets", "infra", "benchmarks")
+LONGEST_FUNCTION_LINES = 80
+# Where boto3 may be imported: the AWS storage and queue modules, and infra.
+BOTO3_HOMES = ("webapp.storage.s3", "webapp.jobs.sqs", "webapp.jobs.worker", "infra")
+# Where Flask may be imported: the web layer, the app factory and its resources.
+FLASK_HOMES = ("webapp", "webapp.__main__", "webapp.services", "webapp.web")
+
+
+def module_files() -> dict[str, Path]:
+    """Every module of the project's packages by dotted name."""
+    modules = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            modules[name] = path
+    return modules
+
+
+def runtime_imports(name: str, path: Path) -> set[str]:
+    """The dotted names a module imports when it runs (at the top or inside
+    functions), without those under `if TYPE_CHECKING:`."""
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+                package = package[:len(package) - node.level + 1]
+                base = ".".join(package + ([node.module] if node.module else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def within(module: str, homes: tuple[str, ...]) -> bool:
+    return any(module == home or module.startswith(home + ".") for home in homes)
+
+
+@pytest.fixture(scope="module")
+def imports() -> dict[str, set[str]]:
+    return {name: runtime_imports(name, path) for name, path in module_files().items()}
+
+
+def test_perfrnn_imports_no_web_cloud_or_training_code(imports):
+    bad = {name: sorted(target for target in targets
+                        if target.split(".")[0] in ("flask", "boto3", "botocore", "webapp",
+                                                    "training"))
+           for name, targets in imports.items() if within(name, ("perfrnn",))}
+    assert not {name: targets for name, targets in bad.items() if targets}
+
+
+def test_flask_stays_in_the_web_layer(imports):
+    users = {name for name, targets in imports.items()
+             if any(target.split(".")[0] in ("flask", "flask_wtf", "flask_bootstrap")
+                    for target in targets)}
+    assert users and all(name in FLASK_HOMES or within(name, ("webapp.web",))
+                         for name in users), sorted(users)
+
+
+def test_boto3_stays_in_the_aws_modules(imports):
+    users = {name for name, targets in imports.items()
+             if any(target.split(".")[0] in ("boto3", "botocore") for target in targets)}
+    assert users and all(within(name, BOTO3_HOMES) for name in users), sorted(users)
+
+
+def test_the_jobs_and_storage_do_not_reach_up_into_the_web_layer(imports):
+    bad = {name: sorted(target for target in targets if within(target, ("webapp.web",)))
+           for name, targets in imports.items()
+           if within(name, ("webapp.jobs", "webapp.storage", "webapp.services"))}
+    assert not {name: targets for name, targets in bad.items() if targets}
+
+
+def test_the_website_uses_training_only_through_its_pipeline(imports):
+    bad = {name: sorted(target for target in targets if target.split(".")[0] == "training"
+                        and not within(target, ("training.pipeline",)))
+           for name, targets in imports.items() if within(name, ("webapp",))}
+    assert not {name: targets for name, targets in bad.items() if targets}
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected groups of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph[node]:
+            if target not in index:
+                connect(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for node in graph:
+        if node not in index:
+            connect(node)
+    return cycles
+
+
+def test_import_cycles_are_found():
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_there_are_no_import_cycles(imports):
+    graph = {name: {target for target in targets if target in imports and target != name}
+             for name, targets in imports.items()}
+    assert import_cycles(graph) == []
+
+
+def test_no_long_functions_without_a_reason():
+    """A function in perfrnn/ or webapp/ over 80 lines says why in its docstring
+    (the word "long")."""
+    long = []
+    for name, path in module_files().items():
+        if not within(name, ("perfrnn", "webapp")):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                reason = "long" in (ast.get_docstring(node) or "").lower()
+                if lines > LONGEST_FUNCTION_LINES and not reason:
+                    long.append(f"{name}.{node.name}: {lines} lines")
+    assert not long
