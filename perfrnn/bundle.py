@@ -180,6 +180,24 @@ def describe_encoding(config: ModelConfig) -> dict:
 # ----- reading -----------------------------------------------------------------
 
 
+def _style_fields_problem(metadata: BundleMetadata) -> str | None:
+    """What is wrong with the metadata's style names, style mix and parts (None: nothing)."""
+    if not (isinstance(metadata.style_names, list)
+            and all(isinstance(name, str) for name in metadata.style_names)
+            and isinstance(metadata.style_mix, dict)
+            and all(isinstance(name, str) and isinstance(weight, (int, float))
+                    and not isinstance(weight, bool) for name, weight in metadata.style_mix.items())
+            and isinstance(metadata.parts, list)
+            and all(isinstance(part, str) for part in metadata.parts)):
+        return ("its metadata's style_names, style_mix or parts are not a list of names, "
+                "names with weights and a list of names")
+    names = [track.name for track in metadata.tracks]
+    unknown = [part for part in metadata.parts if part not in names]
+    if unknown:
+        return f"its metadata names part {unknown[0]!r}, but its tracks are {', '.join(names)}"
+    return None
+
+
 def read_bundle(path: str | os.PathLike) -> Bundle:
     """Loads a `.mag` file written by Magenta or by us.
 
@@ -191,7 +209,7 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
     path = Path(path)
 
     def fail(reason: str) -> PerfRNNError:
-        return PerfRNNError(f"cannot load bundle {path}: {reason}")
+        return PerfRNNError(reason, path=path, action="load bundle")
 
     try:
         data = path.read_bytes()
@@ -231,20 +249,9 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
     if base.is_multitrack and len(metadata.tracks) != len(base.tracks):
         raise fail(f"generator {generator_id!r} writes {len(base.tracks)} parts, but the "
                    f"metadata lists {len(metadata.tracks)} tracks")
-    if not (isinstance(metadata.style_names, list)
-            and all(isinstance(name, str) for name in metadata.style_names)
-            and isinstance(metadata.style_mix, dict)
-            and all(isinstance(name, str) and isinstance(weight, (int, float))
-                    and not isinstance(weight, bool) for name, weight in metadata.style_mix.items())
-            and isinstance(metadata.parts, list)
-            and all(isinstance(part, str) for part in metadata.parts)):
-        raise fail("its metadata's style_names, style_mix or parts are not a list of names, "
-                   "names with weights and a list of names")
-    names = [track.name for track in metadata.tracks]
-    unknown = [part for part in metadata.parts if part not in names]
-    if unknown:
-        raise fail(f"its metadata names part {unknown[0]!r}, but its tracks are "
-                   f"{', '.join(names)}")
+    problem = _style_fields_problem(metadata)
+    if problem:
+        raise fail(problem)
     config = base.replace(rnn_layer_sizes=model.layer_sizes, tracks=tuple(metadata.tracks),
                           style_names=tuple(metadata.style_names))
     if config.style_names and not config.is_metric:

@@ -122,6 +122,39 @@ def _assign_channels(roles: Sequence[TrackRole], used: Sequence[int]) -> dict[in
     return channels
 
 
+def _check_parts(tracks: Sequence[TrackRole], numerator: int, denominator: int) -> None:
+    """Raises PerfRNNError for a time signature or part list a file cannot hold."""
+    if not (1 <= numerator <= 32 and denominator in (1, 2, 4, 8, 16, 32)):
+        raise PerfRNNError(f"time signature {numerator}/{denominator} cannot be written; "
+                           "use a numerator 1-32 over 1, 2, 4, 8, 16 or 32")
+    if not tracks:
+        raise PerfRNNError("At least one track role is needed to write a MIDI file.")
+    for role in tracks:
+        if not 0 <= role.program <= 127:
+            raise PerfRNNError(f"Track {role.name!r} has program {role.program}; "
+                               "General MIDI programs run from 0 to 127.")
+
+
+def _notes_by_part(notes: list[tuple[int, int, int, int, int]], channels: dict[int, int],
+                   used: list[int]) -> dict[int, list[tuple[int, int, int, int]]]:
+    """(on, off, pitch, velocity) per part index of `used`, from (part, on, off,
+    pitch, velocity) in ticks, without overlaps. Overlaps are removed per
+    channel and pitch, so several drum parts sharing channel 10 cannot
+    overlap each other either; a note struck by several parts at once goes
+    to the lowest."""
+    by_key: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {}
+    owner: dict[tuple[int, int, int], int] = {}  # (channel, pitch, on) -> lowest role index
+    for index, on, off, pitch, velocity in notes:
+        key = (channels[index], pitch)
+        by_key.setdefault(key, []).append((on, off, pitch, velocity))
+        owner[key + (on,)] = min(owner.get(key + (on,), index), index)
+    clean: dict[int, list[tuple[int, int, int, int]]] = {index: [] for index in used}
+    for key, group in by_key.items():
+        for note in _remove_overlaps(group):
+            clean[owner[key + (note[0],)]].append(note)
+    return clean
+
+
 def midi_bytes(sequence: music_pb2.NoteSequence, tracks: Sequence[TrackRole], *,
                bpm: float | None = None, native_bpm: float = 120.0,
                quantize: bool = False, title: str | None = None,
@@ -146,18 +179,9 @@ def midi_bytes(sequence: music_pb2.NoteSequence, tracks: Sequence[TrackRole], *,
         a note whose instrument has no track, or more than 15 pitched parts.
     """
     native_bpm = _check_bpm(native_bpm, "native_bpm")
-    numerator, denominator = time_signature
-    if not (1 <= numerator <= 32 and denominator in (1, 2, 4, 8, 16, 32)):
-        raise PerfRNNError(f"time signature {numerator}/{denominator} cannot be written; "
-                           "use a numerator 1-32 over 1, 2, 4, 8, 16 or 32")
     bpm = native_bpm if bpm is None else _check_bpm(bpm, "bpm")
-    if not tracks:
-        raise PerfRNNError("At least one track role is needed to write a MIDI file.")
-    for role in tracks:
-        if not 0 <= role.program <= 127:
-            raise PerfRNNError(f"Track {role.name!r} has program {role.program}; "
-                               "General MIDI programs run from 0 to 127.")
-
+    numerator, denominator = time_signature
+    _check_parts(tracks, numerator, denominator)
     ticks_per_second = native_bpm / 60 * TICKS_PER_QUARTER
     # Every track ends at the sequence's length (or its last event, if later),
     # so a DAW shows the piece as long as was asked for, final silence included.
@@ -177,19 +201,7 @@ def midi_bytes(sequence: music_pb2.NoteSequence, tracks: Sequence[TrackRole], *,
         notes.append((note.instrument, on, off, note.pitch, velocity))
     used = sorted({index for index, *_ in notes}) or list(range(len(tracks)))
     channels = _assign_channels(tracks, used)
-
-    # Overlaps are removed per channel and pitch, so several drum parts sharing
-    # channel 10 cannot overlap each other either.
-    by_key: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {}
-    owner: dict[tuple[int, int, int], int] = {}  # (channel, pitch, on) -> lowest role index
-    for index, on, off, pitch, velocity in notes:
-        key = (channels[index], pitch)
-        by_key.setdefault(key, []).append((on, off, pitch, velocity))
-        owner[key + (on,)] = min(owner.get(key + (on,), index), index)
-    clean: dict[int, list[tuple[int, int, int, int]]] = {index: [] for index in used}
-    for key, group in by_key.items():
-        for note in _remove_overlaps(group):
-            clean[owner[key + (note[0],)]].append(note)
+    clean = _notes_by_part(notes, channels, used)
 
     midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_QUARTER)
     midi.tracks.append(_track(end_tick, [

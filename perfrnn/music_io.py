@@ -33,11 +33,10 @@ def read_music_file(path: str | os.PathLike) -> music_pb2.NoteSequence:
     path = Path(path)
     suffix = path.suffix.lower()
     if not path.is_file():
-        raise PerfRNNError(f"cannot read {path}: no such file")
+        raise PerfRNNError("no such file", path=path, action="read")
     if suffix not in MUSIC_SUFFIXES:
-        raise PerfRNNError(
-            f"cannot read {path}: unknown kind of file {suffix or '(no suffix)'!r}; "
-            f"use one of {', '.join(MUSIC_SUFFIXES)}")
+        raise PerfRNNError(f"unknown kind of file {suffix or '(no suffix)'!r}; use one of "
+                           f"{', '.join(MUSIC_SUFFIXES)}", path=path, action="read")
     try:
         if suffix in MIDI_SUFFIXES:
             sequence = note_seq.midi_file_to_note_sequence(str(path))
@@ -49,8 +48,8 @@ def read_music_file(path: str | os.PathLike) -> music_pb2.NoteSequence:
         raise
     except Exception as error:  # note-seq raises many types for bad files
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise PerfRNNError(
-            f"cannot read {path}: it is not a valid {suffix[1:]} file ({reason})") from None
+        raise PerfRNNError(f"it is not a valid {suffix[1:]} file ({reason})", path=path,
+                           action="read") from None
     sequence.filename = path.name
     return sequence
 
@@ -61,4 +60,4 @@ def _read_abc(path: Path) -> music_pb2.NoteSequence:
         if tune.notes:
             return tune
     reason = str(exceptions[0]) if exceptions else "no tune with notes found"
-    raise PerfRNNError(f"cannot read {path}: no tune in it parses ({reason})")
+    raise PerfRNNError(f"no tune in it parses ({reason})", path=path, action="read")

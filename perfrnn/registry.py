@@ -103,12 +103,12 @@ def load_bundle(path: Path) -> Bundle:
         bundle = read_bundle(path)
     except (TypeError, ValueError, KeyError, AttributeError) as error:
         # read_bundle builds the metadata's tracks from the JSON as it stands
-        raise PerfRNNError(f"cannot load bundle {path}: its metadata is malformed "
-                           f"({type(error).__name__}: {error})") from None
+        raise PerfRNNError(f"its metadata is malformed ({type(error).__name__}: {error})",
+                           path=path, action="load bundle") from None
     try:
         return check_metadata(bundle)
     except PerfRNNError as error:
-        raise PerfRNNError(f"cannot load bundle {path}: {error}") from None
+        raise PerfRNNError(str(error), path=path, action="load bundle") from None
 
 
 @dataclass(frozen=True)
@@ -167,8 +167,9 @@ class StyleRegistry:
                 return cached[1], cached[2]
         try:
             bundle, error = load_bundle(path), None
-        except PerfRNNError as failure:  # said without the server's folders
-            bundle, error = None, str(failure).replace(str(path), path.name)
+        except PerfRNNError as failure:  # the style is named: say why, without its folder
+            bundle = None
+            error = failure.problem if failure.path == str(path) else failure.describe(path.name)
         with self._lock:
             self._bundles[path] = (stamp, bundle, error)
         return bundle, error

@@ -675,6 +675,34 @@ def test_openapi_document_is_valid_and_complete(api_app, client):
     assert {"202", "400", "422", "503"} <= set(errors)
 
 
+def test_the_documented_generation_fields_are_the_ones_checked(client):
+    """The OpenAPI schema, the API's field list and the validation come from one
+    declaration: every documented field is accepted, every documented range
+    is enforced with the documented bounds, and an undocumented field is refused."""
+    spec = client.get(f"{API}/openapi.json").get_json()
+    properties = spec["components"]["schemas"]["GenerationRequest"]["properties"]
+    assert {"style", "seconds", "bars", "bpm", "temperature", "variations", "seed",
+            "feel", "blend"} <= set(properties)
+    checked = 0
+    for name, schema in properties.items():
+        if "maximum" not in schema or name in ("density",):  # density: conditioned styles
+            continue
+        over = schema["maximum"] + (1 if schema["type"] == "integer" else 0.5)
+        body = {"style": "rock", name: over}
+        if name == "bars":
+            body["bpm"] = 300  # 257 bars at 300 BPM is under ten minutes: the range speaks
+        message = assert_invalid(client.post(f"{API}/generations", json=body), name)["fields"][name]
+        assert f"{schema['maximum']:g}" in message, (name, message)
+        checked += 1
+    assert checked >= 6
+    for name, schema in properties.items():
+        if "enum" in schema:
+            assert_invalid(client.post(f"{API}/generations",
+                                       json={"style": "rock", name: "no-such-choice"}), name)
+    assert_invalid(client.post(f"{API}/generations", json={"style": "rock", "blend_with": "x"}),
+                   "blend_with")
+
+
 def test_docs_page_lists_every_endpoint(api_app, client):
     response = client.get(f"{API}/docs")
     assert response.status_code == 200 and response.mimetype == "text/html"

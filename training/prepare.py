@@ -41,7 +41,7 @@ from note_seq.protobuf import music_pb2
 from perfrnn.archives import UnsafeArchiveError, check_zip, unpack_zip
 from perfrnn.configs import DEFAULT_CONFIGS, ModelConfig, get_config
 from perfrnn.encoding import PerformanceEncoding, encoding_for
-from perfrnn.errors import PerfRNNError
+from perfrnn.errors import PATH, Fix, PerfRNNError
 from perfrnn.folders import swap_into_place
 from perfrnn.multitrack import MultiTrackEncoding, assign_roles
 from perfrnn.music_io import ABC_SUFFIXES, MUSIC_SUFFIXES, MUSICXML_SUFFIXES, read_music_file
@@ -330,12 +330,12 @@ def prepare_corpus(
         work_dir = Path(work)
         candidates = _collect(input_paths, work_dir / "unpacked", result)
         if not candidates and not result.files:
-            raise PerfRNNError(_nothing_found_message(input_paths))
+            raise _nothing_found(input_paths)
         spool_dir = work_dir / "spool"
         spool_dir.mkdir()
         spooled = _read_all(candidates, config, kind, name, spool_dir, result, progress)
         if not result.used:
-            raise PerfRNNError(_nothing_usable_message(result))
+            raise _nothing_usable(result)
         order = {label: index for index, label in reversed(list(enumerate(result.inputs)))}
         result.files.sort(key=lambda record: (order[record.input], record.source))
         result.warnings.extend(_assign_splits(result.used, validation_fraction, seed))
@@ -567,10 +567,10 @@ def _walk(folder: Path) -> tuple[list[tuple[str, Path]], int]:
     return found, ignored
 
 
-def _nothing_found_message(inputs: list[Path]) -> str:
-    where = ", ".join(str(item) for item in inputs)
+def _nothing_found(inputs: list[Path]) -> PerfRNNError:
     looked_for = ", ".join(MUSIC_SUFFIXES + ARCHIVE_SUFFIXES)
-    return f"no music files found in {where} (looked for {looked_for} files)"
+    return PerfRNNError(f"no music files found in {PATH} (looked for {looked_for} files)",
+                        path=", ".join(str(item) for item in inputs))
 
 
 # ----- reading files --------------------------------------------------------------------------
@@ -628,7 +628,7 @@ def _read_one(
             warnings.simplefilter("always")
             sequence = read_music_file(path)
     except PerfRNNError as error:
-        return record.skip(_reader_reason(str(error), path), SKIP_UNREADABLE), None
+        return record.skip(_reader_reason(error, path), SKIP_UNREADABLE), None
     except Exception as error:  # noqa: BLE001 - a bad file must never stop the run
         return record.skip(f"cannot read it ({type(error).__name__}: "
                            f"{_one_line(str(error))})", SKIP_UNREADABLE), None
@@ -809,45 +809,44 @@ def _source_type(suffix: str) -> str:
     return "midi"
 
 
-def _reader_reason(message: str, path: Path) -> str:
-    """read_music_file's message without the (possibly temporary) path it starts with."""
-    prefix = f"cannot read {path}: "
-    if message.startswith(prefix):
-        message = message[len(prefix):]
-    return _one_line(message.replace(str(path), path.name))
+def _reader_reason(error: PerfRNNError, path: Path) -> str:
+    """Why read_music_file refused `path`, without the (possibly temporary) path."""
+    return _one_line(error.problem if error.path == str(path) else error.describe(path.name))
 
 
 def _one_line(text: str) -> str:
     return " ".join(text.split()) or "no details"
 
 
-def _nothing_usable_message(result: PrepareResult) -> str:
+def _nothing_usable(result: PrepareResult) -> PerfRNNError:
     skipped = result.skipped
     codes = [record.reason_code for record in skipped]
     count = f"{len(skipped)} file{'s' if len(skipped) != 1 else ''}"
     if codes and all(code == SKIP_ONLY_DRUMS for code in codes):
         which = "the only file holds" if len(codes) == 1 else f"all {count} hold"
-        return (f"{which} only drums (MIDI channel 10), and a pitched style needs "
-                "pitched notes; to make a drum style from them, use --kind drums")
+        return PerfRNNError(f"{which} only drums (MIDI channel 10), and a pitched style "
+                            "needs pitched notes",
+                            fix=Fix("kind", "drums", "to make a drum style from them"))
     if codes and all(code == SKIP_NO_DRUMS for code in codes):
         which = "the only file has no" if len(codes) == 1 else f"none of the {count} has"
-        return (f"{which} drum notes (MIDI channel 10), and a drum style "
-                "needs them; for pitched music, use --kind pitched")
+        return PerfRNNError(f"{which} drum notes (MIDI channel 10), and a drum style needs "
+                            "them", fix=Fix("kind", "pitched", "for pitched music"))
     if codes and all(code == SKIP_NO_BEAT for code in codes):
         which = "the only file has no" if len(codes) == 1 else f"none of the {count} has a"
-        return (f"{which} steady beat that a drum or band style can learn from (their notes "
-                f"do not follow their own tempo, or the metre is not 4/4, 3/4, 6/8 or 2/4: "
-                f"{skipped[0].source}: {skipped[0].reason}); choose files made on a grid "
-                "(sequenced or quantised), or train a pitched style (--kind pitched)")
+        return PerfRNNError(
+            f"{which} steady beat that a drum or band style can learn from (their notes do "
+            f"not follow their own tempo, or the metre is not 4/4, 3/4, 6/8 or 2/4: "
+            f"{skipped[0].source}: {skipped[0].reason}); choose files made on a grid "
+            "(sequenced or quantised)",
+            fix=Fix("kind", "pitched", "or to train a pitched style"))
     shown = "; ".join(f"{record.source}: {record.reason}" for record in skipped[:3])
     more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-    hint = ""
     only_drums = codes.count(SKIP_ONLY_DRUMS)
-    if only_drums:
-        hint = f" ({only_drums} hold only drums: use --kind drums for a drum style)"
+    fix = Fix("kind", "drums", f"{only_drums} hold only drums: for a drum style") \
+        if only_drums else None
     if len(skipped) == 1:
-        return f"no usable music: the only file was skipped{hint}: {shown}"
-    return f"no usable music: all {count} were skipped{hint}: {shown}{more}"
+        return PerfRNNError(f"no usable music: the only file was skipped: {shown}", fix=fix)
+    return PerfRNNError(f"no usable music: all {count} were skipped: {shown}{more}", fix=fix)
 
 
 # ----- splitting and writing ------------------------------------------------------------------

@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from perfrnn.errors import PerfRNNError
+from perfrnn.errors import Fix, PerfRNNError
 from webapp.jobs.store import CANCELLED
 
 if TYPE_CHECKING:  # services builds the queue that runs these
@@ -167,19 +167,15 @@ def _audio_status(services: Services) -> tuple[bool, str]:
 # ----- training ----------------------------------------------------------------
 
 def run_training(services: Services, job) -> dict:
-    from perfrnn.bundle import read_bundle
+    """Trains the job's style from its uploads and installs it; returns the
+    figures the page shows. A cancelled or interrupted run keeps its
+    checkpoints (in storage too, with S3) and resumes when started again."""
     from training.pipeline import discard_other_run, train_style
 
-    store, params = services.store, job.params
-    name = params["name"]
+    params, name = job.params, job.params["name"]
     # Keyed by the style's name: training it again after a cancel resumes.
     work_dir = services.training_dir / name
-    inputs = work_dir / "inputs"
-    shutil.rmtree(inputs, ignore_errors=True)
-    inputs.mkdir(parents=True, exist_ok=True)
-    for key in params["uploads"]:
-        (inputs / Path(key).name).write_bytes(services.storage.get(key))
-
+    inputs = _fetch_uploads(services.storage, params["uploads"], work_dir / "inputs")
     checkpoints = CheckpointSync(services.storage, work_dir / "run", name) \
         if services.storage.kind != "local" else None
     if checkpoints is not None:
@@ -189,61 +185,21 @@ def run_training(services: Services, job) -> dict:
     parent = _parent_style(services, kind) if params.get("start", "base") == "base" else None
     if discard_other_run(work_dir / "run", preset, kind, parent) and checkpoints is not None:
         checkpoints.clear()
-    started = time.monotonic()
-    loss_points: list[list[float]] = []
-    detail: dict = {}
-    report = Throttle(0.5)
-    check = Throttle(1.0)
-
-    def progress(stage: str, fraction: float, details: dict) -> None:
-        low, high = TRAINING_STAGES.get(stage, (0.0, 1.0))
-        overall = low + (high - low) * fraction
-        if stage == "train" and "loss" in details:
-            loss_points.append([details["step"], round(float(details["loss"]), 4)])
-            if len(loss_points) > MAX_LOSS_POINTS:
-                del loss_points[1::2]  # keep the curve's shape in bounded space
-        for key, value in details.items():
-            if key == "bundle" or not isinstance(value, (int, float, str)):
-                continue  # a server path, or a table the page does not show
-            # The evaluation names its own sub-stages "step"; keep the step number.
-            detail["substage" if key == "step" and isinstance(value, str) else key] = value
-        detail["stage"] = stage
-        detail["loss_points"] = loss_points
-        elapsed = time.monotonic() - started
-        detail["elapsed_seconds"] = round(elapsed, 1)
-        detail["eta_seconds"] = (round(elapsed * (1 - overall) / overall, 1)
-                                 if overall > 0.02 else None)
-        if report(fraction >= 1.0 or stage != detail.get("reported_stage")):
-            detail["reported_stage"] = stage
-            store.progress(job.id, overall, stage, detail)
-        if checkpoints is not None and stage == "train" and push(fraction >= 1.0):
-            checkpoints.push()
-
-    def should_stop() -> bool:
-        if services.interrupted is not None and services.interrupted():
-            return True
-        return check() and store.cancel_requested(job.id)
-
-    push = Throttle(services.checkpoint_seconds)
-
+    report = TrainingReport(services, job.id, checkpoints)
     services.styles_dir.mkdir(parents=True, exist_ok=True)
-    final = services.styles_dir / f"{name}.mag"
     partial = services.styles_dir / f".{name}-{job.id}.part"
     try:
         try:
             result = train_style(name, [inputs], work_dir, partial, preset=preset,
-                                 kind=kind, parent=parent, progress=progress,
-                                 should_stop=should_stop,
+                                 kind=kind, parent=parent, progress=report,
+                                 should_stop=report.should_stop,
                                  log=lambda text: log.info("job %s: %s", job.id, text))
         except PerfRNNError as error:
-            raise PerfRNNError(_for_users(str(error), work_dir, inputs)) from None
+            raise PerfRNNError(_for_users(error, work_dir, inputs)) from None
         finally:
             if checkpoints is not None:  # a cancelled or interrupted run resumes from here
                 checkpoints.push()
-        if final.exists() or name in services.registry.names():
-            raise PerfRNNError(f"a style called {name!r} appeared while training; the new "
-                               "one was not saved over it")
-        os.replace(partial, final)
+        final = _install_style(services, name, partial)
     finally:
         partial.unlink(missing_ok=True)
         # The uploads and the prepared music are made again by the next run;
@@ -252,25 +208,97 @@ def run_training(services: Services, job) -> dict:
         shutil.rmtree(work_dir / "data", ignore_errors=True)
         if not (work_dir / "run").exists():
             shutil.rmtree(work_dir, ignore_errors=True)
-    services.registry.forget(final)
-    if services.bundles is not None:
-        services.bundles.publish(final, name)
     if checkpoints is not None:
         checkpoints.clear()
-    metadata = read_bundle(final).metadata
-    evaluation = result.evaluation
     shutil.rmtree(work_dir, ignore_errors=True)  # the bundle holds what is kept
     if params["uploads"]:
         services.storage.delete_prefix(str(Path(params["uploads"][0]).parent))
+    from perfrnn.bundle import read_bundle
+
+    evaluation = result.evaluation
     return {
         "style": name, "size_bytes": final.stat().st_size,
         "steps": result.train.steps,
-        "validation_nll": metadata.metrics.get("validation_nll_per_event"),
+        "validation_nll": read_bundle(final).metadata.metrics.get("validation_nll_per_event"),
         "mean_overlapping_area": (evaluation.mean_overlapping_area
                                   if evaluation is not None else None),
-        "loss_points": loss_points,
+        "loss_points": report.loss_points,
         "parent": parent.stem if parent is not None else None,
     }
+
+
+def _fetch_uploads(storage, keys: list[str], inputs: Path) -> Path:
+    """The uploaded files, fresh in the `inputs` folder."""
+    shutil.rmtree(inputs, ignore_errors=True)
+    inputs.mkdir(parents=True, exist_ok=True)
+    for key in keys:
+        (inputs / Path(key).name).write_bytes(storage.get(key))
+    return inputs
+
+
+def _install_style(services: Services, name: str, partial: Path) -> Path:
+    """Moves the trained bundle into the styles folder (never over another
+    style) and tells the registry and the other machines; returns its path."""
+    final = services.styles_dir / f"{name}.mag"
+    if final.exists() or name in services.registry.names():
+        raise PerfRNNError(f"a style called {name!r} appeared while training; the new "
+                           "one was not saved over it")
+    os.replace(partial, final)
+    services.registry.forget(final)
+    if services.bundles is not None:
+        services.bundles.publish(final, name)
+    return final
+
+
+class TrainingReport:
+    """A training job's progress as the page shows it: one bar over the
+    stages (TRAINING_STAGES), the loss curve in bounded space, the stage's
+    details and an ETA, written to the job store a few times a second at
+    most; on S3 it also pushes checkpoints now and then. It is the
+    pipeline's `progress` callback, and `should_stop` its stop check."""
+
+    def __init__(self, services: Services, job_id: str, checkpoints: CheckpointSync | None):
+        self.services = services
+        self.job_id = job_id
+        self.checkpoints = checkpoints
+        self.loss_points: list[list[float]] = []
+        self.detail: dict = {}
+        self.started = time.monotonic()
+        self._write = Throttle(0.5)
+        self._check = Throttle(1.0)
+        self._push = Throttle(services.checkpoint_seconds)
+
+    def __call__(self, stage: str, fraction: float, details: dict) -> None:
+        low, high = TRAINING_STAGES.get(stage, (0.0, 1.0))
+        overall = low + (high - low) * fraction
+        if stage == "train" and "loss" in details:
+            self.loss_points.append([details["step"], round(float(details["loss"]), 4)])
+            if len(self.loss_points) > MAX_LOSS_POINTS:
+                del self.loss_points[1::2]  # keep the curve's shape in bounded space
+        detail = self.detail
+        for key, value in details.items():
+            if key == "bundle" or not isinstance(value, (int, float, str)):
+                continue  # a server path, or a table the page does not show
+            # The evaluation names its own sub-stages "step"; keep the step number.
+            detail["substage" if key == "step" and isinstance(value, str) else key] = value
+        detail["stage"] = stage
+        detail["loss_points"] = self.loss_points
+        elapsed = time.monotonic() - self.started
+        detail["elapsed_seconds"] = round(elapsed, 1)
+        detail["eta_seconds"] = (round(elapsed * (1 - overall) / overall, 1)
+                                 if overall > 0.02 else None)
+        if self._write(fraction >= 1.0 or stage != detail.get("reported_stage")):
+            detail["reported_stage"] = stage
+            self.services.store.progress(self.job_id, overall, stage, detail)
+        if self.checkpoints is not None and stage == "train" and self._push(fraction >= 1.0):
+            self.checkpoints.push()
+
+    def should_stop(self) -> bool:
+        """True once the machine is about to go or the user cancelled."""
+        interrupted = self.services.interrupted
+        if interrupted is not None and interrupted():
+            return True
+        return self._check() and self.services.store.cancel_requested(self.job_id)
 
 
 def _parent_style(services: Services, kind: str | None) -> Path | None:
@@ -285,19 +313,34 @@ def _parent_style(services: Services, kind: str | None) -> Path | None:
     return style.path if style.origin == "shipped" else None
 
 
-# The command line's words in training errors, as the train page and the API say them.
-CLI_WORDS = (("use --kind drums", 'choose the kind "drums" ("Drums only" on the train page)'),
-             ("use --kind pitched",
-              'choose the kind "pitched" ("One instrument" on the train page)'))
+KIND_LABELS = {"auto": "Auto", "pitched": "One instrument", "drums": "Drums only",
+               "band": "Band"}
+"""The train page's name for each kind of training (the command line's --kind)."""
 
 
-def _for_users(message: str, work_dir: Path, inputs: Path) -> str:
-    """A training error without the server's folders or command-line options."""
-    message = message.replace(str(inputs), "the uploaded files")
-    message = message.replace(str(work_dir), "the style's training folder")
-    for words, replacement in CLI_WORDS:
-        message = message.replace(words, replacement)
-    return message
+def _for_users(error: PerfRNNError, work_dir: Path, inputs: Path) -> str:
+    """A training error in the website's words: the uploads and the style's
+    folder by name, never the server's paths, and a setting as the train page
+    shows it."""
+    def page_fix(fix: Fix) -> str:
+        if fix.option != "kind":
+            return fix.command_line()
+        action = (f'choose the kind "{fix.value}" ("{KIND_LABELS[fix.value]}" on the train '
+                  "page)")
+        return f"{fix.purpose}, {action}" if fix.purpose else action
+
+    name = None
+    if error.path is not None:
+        path = Path(error.path)
+        if path == inputs:
+            name = "the uploaded files"
+        elif path.is_relative_to(inputs):
+            name = path.relative_to(inputs).as_posix()
+        elif path.is_relative_to(work_dir):
+            name = "the style's training folder"
+        else:
+            name = path.name
+    return error.describe(name, page_fix)
 
 
 class CheckpointSync:

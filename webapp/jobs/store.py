@@ -15,6 +15,7 @@ from pathlib import Path
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED, EXPIRED = (
     "queued", "running", "done", "failed", "cancelled", "expired")
+STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED, EXPIRED)
 FINISHED_STATES = (DONE, FAILED, CANCELLED, EXPIRED)
 KINDS = ("generation", "training")
 

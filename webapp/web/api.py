@@ -34,17 +34,13 @@ from webapp.services import get_queue, get_services
 from webapp.web.errors import api_error
 from webapp.web.events import job_events
 from webapp.web.owner import owner_id
+from webapp.web.schema import BUNDLE_IMPORT, GENERATION, TRAINING
 from webapp.web.submit import import_bundle, submit_generation, submit_training
 from webapp.web.validation import ValidationError, generation_params, style_types, training_params
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 JOB_ID = re.compile(r"[0-9a-f]{8,32}")
-GENERATION_FIELDS = ("style", "type", "length", "unit", "seconds", "bars", "bpm",
-                     "temperature", "variations", "seed", "key", "density", "quantize", "loop",
-                     "feel", "blend")
-TRAINING_FIELDS = ("name", "preset", "kind", "start")
-BUNDLE_FIELDS = ("name",)
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 FILES = {  # download kind -> (result key, file name key, MIME type, as attachment)
     "midi": ("midi", "midi_name", "audio/midi", True),
@@ -165,13 +161,6 @@ def _accepted(job):
     return response
 
 
-def _clean_message(message: str, path: Path | None = None) -> str:
-    """A bundle error without the server's folders in it."""
-    if path is not None:
-        message = message.replace(str(path), path.name)
-    return re.sub(r"cannot load bundle (?:[^:]*/)?[^/:]*: ", "", message)
-
-
 def style_json(style, card: bool = False) -> dict:
     """A style (perfrnn.registry.Style) as the API shows it."""
     bundle = style.bundle
@@ -194,7 +183,7 @@ def style_json(style, card: bool = False) -> dict:
         "metrics": dict(metadata.metrics) if metadata else {},
         "provenance": list(metadata.provenance) if metadata else [],
         "loads": bundle is not None,
-        "error": _clean_message(style.error, style.path) if style.error else None,
+        "error": style.error,
         "links": {"self": url_for("api.get_style", name=style.name),
                   "bundle": url_for("api.style_bundle", name=style.name)},
     }
@@ -265,7 +254,7 @@ def style_bundle(name: str):
 
 @bp.post("/generations")
 def create_generation():
-    values, errors = _values(GENERATION_FIELDS, files=("primer",))
+    values, errors = _values(GENERATION.api_fields, files=GENERATION.api_uploads)
     if "primer" in values:
         errors["primer"] = "send the primer as a file (a multipart/form-data upload)"
     services = get_services()
@@ -366,7 +355,7 @@ def training_presets():
 @bp.post("/trainings")
 def create_training():
     _check_token()
-    values, errors = _values(TRAINING_FIELDS, files=("files", "files[]"), form_only=True)
+    values, errors = _values(TRAINING.api_fields, files=TRAINING.api_uploads, form_only=True)
     services = get_services()
     params = _checked(errors, lambda: training_params(values, services.registry,
                                                              services.training_presets))
@@ -378,15 +367,12 @@ def create_training():
 @bp.post("/bundles")
 def create_bundle():
     _check_token()
-    values, errors = _values(BUNDLE_FIELDS, files=("bundle",), form_only=True)
+    values, errors = _values(BUNDLE_IMPORT.api_fields, files=BUNDLE_IMPORT.api_uploads,
+                             form_only=True)
     _checked(errors, lambda: None)
     services = get_services()
-    try:
-        name = import_bundle(services, request.files.get("bundle"),
-                             (values.get("name") or "").strip() or None)
-    except ValidationError as error:
-        raise ValidationError({field: _clean_message(message)
-                               for field, message in error.errors.items()}) from None
+    name = import_bundle(services, request.files.get("bundle"),
+                         (values.get("name") or "").strip() or None)
     style = _loaded(_find_style(name))
     response = jsonify({"style": style_json(style, card=True)})
     response.status_code = 201

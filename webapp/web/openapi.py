@@ -11,19 +11,8 @@ import re
 
 from markupsafe import Markup, escape
 
-from perfrnn.options import FEELS, MAX_BARS, MAX_SEED
-from webapp.web.validation import (
-    BPM_RANGE,
-    DENSITY_RANGE,
-    MAX_LENGTH_SECONDS,
-    MAX_VARIATIONS,
-    MIN_LENGTH_SECONDS,
-    PRIMER_SUFFIXES,
-    TEMPERATURE_RANGE,
-    TRAINING_KINDS,
-    TRAINING_STARTS,
-    TRAINING_SUFFIXES,
-)
+from webapp.jobs.store import KINDS, STATES
+from webapp.web.schema import BUNDLE_IMPORT, GENERATION, TRAINING
 
 PREFIX = "/api/v1"
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -44,8 +33,6 @@ def _response(name: str) -> dict:
 def _nullable(schema: dict) -> dict:
     return {**schema, "nullable": True}
 
-
-JOB_STATES = ["queued", "running", "done", "failed", "cancelled", "expired"]
 
 SCHEMAS: dict = {
     "Error": {
@@ -156,8 +143,8 @@ SCHEMAS: dict = {
                      "result", "error", "created_at", "links"],
         "properties": {
             "id": {"type": "string", "pattern": "^[0-9a-f]+$", "example": "3f2a9c0d1e4b5a67"},
-            "kind": {"type": "string", "enum": ["generation", "training"]},
-            "state": {"type": "string", "enum": JOB_STATES},
+            "kind": {"type": "string", "enum": list(KINDS)},
+            "state": {"type": "string", "enum": list(STATES)},
             "progress": {"type": "number", "minimum": 0, "maximum": 1},
             "stage": {"type": "string", "example": "generating"},
             "detail": {"type": "object", "additionalProperties": True,
@@ -188,93 +175,10 @@ SCHEMAS: dict = {
     "ConflictResponse": {
         "allOf": [_ref("Error"), {"type": "object", "properties": {"job": _ref("Job")}}],
     },
-    "GenerationRequest": {
-        "type": "object", "required": ["style"],
-        "description": "Give the length as `seconds`, as `bars`, or as `length` with "
-                       "`unit`. Unknown fields are refused (422).",
-        "properties": {
-            "style": {"type": "string", "example": "piano",
-                      "description": "a style's name (GET /styles)"},
-            "type": {"type": "string", "example": "Distortion Guitar",
-                     "description": "one of the style's types, by name or GM program "
-                                    "number"},
-            "seconds": {"type": "number", "minimum": MIN_LENGTH_SECONDS,
-                        "maximum": MAX_LENGTH_SECONDS, "default": 30},
-            "bars": {"type": "integer", "minimum": 1, "maximum": MAX_BARS,
-                     "description": "length in bars instead of seconds: the music ends "
-                                    "exactly on that bar line (at most 10 minutes)"},
-            "length": {"type": "number", "description": "with `unit`; from "
-                       f"{MIN_LENGTH_SECONDS} s to {MAX_LENGTH_SECONDS // 60} min, or "
-                       f"1 to {MAX_BARS} bars"},
-            "unit": {"type": "string", "enum": ["seconds", "minutes", "s", "min", "m", "bars"],
-                     "default": "seconds"},
-            "bpm": {"type": "number", "minimum": BPM_RANGE[0], "maximum": BPM_RANGE[1],
-                    "description": "tempo; the style's default_bpm when left out"},
-            "temperature": {"type": "number", "minimum": TEMPERATURE_RANGE[0],
-                            "maximum": TEMPERATURE_RANGE[1], "default": 1.0,
-                            "description": "creativity"},
-            "variations": {"type": "integer", "minimum": 1, "maximum": MAX_VARIATIONS,
-                           "default": 1},
-            "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED,
-                     "description": "the same seed and settings give the same music; "
-                                    "random when left out"},
-            "key": {"type": "string", "example": "C major",
-                    "description": "conditioned styles only"},
-            "density": {"type": "number", "minimum": DENSITY_RANGE[0],
-                        "maximum": DENSITY_RANGE[1],
-                        "description": "notes per second; conditioned styles only"},
-            "quantize": {"type": "boolean", "default": False,
-                         "description": "snap notes to the beat grid (metric styles are on "
-                                        "it already)"},
-            "loop": {"type": "boolean", "default": False,
-                     "description": "the last bar leads back into the first, so the piece "
-                                    "repeats seamlessly; needs a length in bars"},
-            "feel": {"type": "string", "enum": list(FEELS), "default": "straight",
-                     "description": "straight keeps the beat grid exact; swing pushes "
-                                    "off-beats towards the triplet; human nudges timing and "
-                                    "velocity by a little"},
-            "blend": {"type": "string", "example": "rock:70,electronic:30",
-                      "description": "styles made from one base model (see a style's "
-                                     "`blend_styles`): play this blend of them instead of the "
-                                     "style alone; weights are scaled to sum to 1"},
-        },
-    },
-    "GenerationForm": {
-        "allOf": [_ref("GenerationRequest"), {
-            "type": "object",
-            "properties": {"primer": {
-                "type": "string", "format": "binary",
-                "description": "music to continue: " + ", ".join(PRIMER_SUFFIXES)}},
-        }],
-    },
-    "TrainingForm": {
-        "type": "object", "required": ["name", "files"],
-        "properties": {
-            "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,39}$",
-                     "description": "the new style's name (not taken yet)"},
-            "preset": {"type": "string", "default": "quick",
-                       "description": "GET /trainings/presets"},
-            "kind": {"type": "string", "enum": ["auto", *TRAINING_KINDS],
-                     "default": "auto"},
-            "start": {"type": "string", "enum": list(TRAINING_STARTS), "default": "base",
-                      "description": "base: fine-tune the shipped style of the kind (piano, "
-                                     "drums or rock), so a handful of files is enough; "
-                                     "scratch: a new model of the preset's size"},
-            "files": {"type": "array",
-                      "items": {"type": "string", "format": "binary"},
-                      "description": "the music: " + ", ".join(TRAINING_SUFFIXES)
-                                     + " (several files, or one zip)"},
-        },
-    },
-    "BundleForm": {
-        "type": "object", "required": ["bundle"],
-        "properties": {
-            "bundle": {"type": "string", "format": "binary",
-                       "description": "a .mag bundle (ours or Magenta's)"},
-            "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,39}$",
-                     "description": "the style's name; the file's name when left out"},
-        },
-    },
+    GENERATION.name: GENERATION.openapi(),
+    "GenerationForm": GENERATION.openapi(uploads=True),
+    TRAINING.name: TRAINING.openapi(uploads=True),
+    BUNDLE_IMPORT.name: BUNDLE_IMPORT.openapi(uploads=True),
     "Preset": {
         "type": "object", "required": ["name", "description", "layers", "steps"],
         "properties": {"name": {"type": "string", "example": "quick"},
@@ -323,7 +227,10 @@ def _accepted(what: str) -> dict:
 
 
 def _operations() -> dict:
-    """paths -> method -> operation, with curl samples (`{base}` for the server)."""
+    """paths -> method -> operation, with curl samples (`{base}` for the server).
+
+    It is long because it is the document's table of operations, data rather
+    than steps: one entry per route, read top to bottom like the API itself."""
     return {
         "/styles": {"get": {
             "operationId": "listStyles", "tags": ["styles"],

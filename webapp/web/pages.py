@@ -29,14 +29,12 @@ from markupsafe import Markup, escape
 
 from perfrnn.errors import PerfRNNError
 from webapp.jobs.queues import QueueFull
+from webapp.jobs.runner import KIND_LABELS
 from webapp.jobs.store import CANCELLED
 from webapp.services import get_queue, get_services
 from webapp.web.owner import owner_id
+from webapp.web.schema import BUNDLE_IMPORT, GENERATION, TRAINING
 from webapp.web.validation import (
-    MAX_VARIATIONS,
-    PRIMER_SUFFIXES,
-    TEMPERATURE_RANGE,
-    TRAINING_SUFFIXES,
     ValidationError,
     style_types,
 )
@@ -45,24 +43,17 @@ bp = Blueprint("pages", __name__)
 
 API = "/api/v1"
 HISTORY_LIMIT = 10
-GENERATE_FIELDS = ("style", "type", "length", "unit", "bpm", "temperature", "variations",
-                   "seed", "key", "density", "quantize", "loop", "feel", "primer",
-                   "blend", "blend_with", "blend_amount")
-TRAIN_FIELDS = ("token", "name", "files", "preset", "kind", "start")
-IMPORT_FIELDS = ("token", "bundle", "name")
-GENERATE_DEFAULTS = {"length": "30", "unit": "seconds", "bpm": "", "temperature": "1.0",
-                     "variations": "1", "seed": "", "key": "", "density": "", "type": "",
-                     "feel": "straight"}
-KINDS = (
-    ("auto", "Auto", "the default: one instrument (as below) unless the files come with a "
-                     "dataset manifest that says otherwise"),
-    ("pitched", "One instrument", "every pitched part merged into one performance, like a "
-                                  "piano; drum notes are dropped"),
-    ("drums", "Drums only", "only the drum notes (MIDI channel 10) are kept, learnt on the "
-                            "beat: files need a steady tempo"),
-    ("band", "Band", "each part on its own track: drums, bass, harmony and lead, learnt on "
-                     "the beat: files need a steady tempo"),
-)
+KIND_NOTES = {
+    "auto": "the default: one instrument (as below) unless the files come with a dataset "
+            "manifest that says otherwise",
+    "pitched": "every pitched part merged into one performance, like a piano; drum notes "
+               "are dropped",
+    "drums": "only the drum notes (MIDI channel 10) are kept, learnt on the beat: files need "
+             "a steady tempo",
+    "band": "each part on its own track: drums, bass, harmony and lead, learnt on the beat: "
+            "files need a steady tempo",
+}
+KINDS = tuple((kind, KIND_LABELS[kind], KIND_NOTES[kind]) for kind in TRAINING["kind"].choices)
 KEYS = ("C", "G", "D", "A", "E", "B", "F#", "Db", "Ab", "Eb", "Bb", "F",
         "Am", "Em", "Bm", "F#m", "C#m", "G#m", "Ebm", "Bbm", "Fm", "Cm", "Gm", "Dm")
 
@@ -384,21 +375,21 @@ def _generate_page(values: dict, errors: dict | None = None, status: int = 200,
     history = services.store.recent(owner_id(), "generation", HISTORY_LIMIT)
     errors = dict(errors or {})
     other_errors = {field: message for field, message in errors.items()
-                    if field not in GENERATE_FIELDS}
+                    if field not in GENERATION.page_fields}
     if "seconds" in other_errors:  # the length given as seconds: show it at the length
         errors.setdefault("length", other_errors.pop("seconds"))
     return render_template(
         "generate.html", styles=infos, broken=broken, selected=selected, values=values,
         errors=errors, other_errors=other_errors, history=history, busy=busy, notice=notice,
         retention_hours=current_app.config.get("RESULT_RETENTION_HOURS"),
-        max_variations=MAX_VARIATIONS, temperature_range=TEMPERATURE_RANGE,
-        primer_accept=",".join(PRIMER_SUFFIXES), keys=KEYS), status
+        fields=GENERATION, primer_accept=",".join(GENERATION["primer"].suffixes),
+        keys=KEYS), status
 
 
 @bp.route("/", methods=["GET", "POST"])
 def generate():
     if request.method == "GET":
-        values = dict(GENERATE_DEFAULTS)
+        values = GENERATION.page_defaults()
         notice = None
         wanted = request.args.get("style", "").strip()
         if wanted:
@@ -542,12 +533,12 @@ def _train_page(values: dict, errors: dict | None = None, status: int = 200,
     history = get_services().store.recent(owner_id(), "training", HISTORY_LIMIT)
     errors = dict(errors or {})
     other_errors = {field: message for field, message in errors.items()
-                    if field not in TRAIN_FIELDS}
+                    if field not in TRAINING.page_fields}
     return render_template(
         "train.html", presets=presets, kinds=KINDS, values=values, errors=errors,
         other_errors=other_errors, busy=busy, history=history,
         token_required=bool(current_app.config.get("TRAINING_TOKEN")),
-        token_needed=token_needed(), files_accept=",".join(TRAINING_SUFFIXES)), status
+        token_needed=token_needed(), files_accept=",".join(TRAINING["files"].suffixes)), status
 
 
 @bp.route("/train", methods=["GET", "POST"])
@@ -591,7 +582,7 @@ def _styles_page(values: dict | None = None, errors: dict | None = None, status:
     styles = [style_card(style) for style in get_services().registry.styles()]
     errors = dict(errors or {})
     other_errors = {field: message for field, message in errors.items()
-                    if field not in IMPORT_FIELDS}
+                    if field not in BUNDLE_IMPORT.page_fields}
     return render_template(
         "styles.html", styles=styles, values=values or {}, errors=errors,
         other_errors=other_errors, token_required=bool(current_app.config.get(

@@ -12,9 +12,8 @@ from perfrnn.errors import PerfRNNError
 from webapp.jobs.queues import QueueFull
 from webapp.jobs.store import Job
 from webapp.services import Services
+from webapp.web.schema import PRIMER_SUFFIXES, TRAINING_SUFFIXES
 from webapp.web.validation import (
-    PRIMER_SUFFIXES,
-    TRAINING_SUFFIXES,
     ValidationError,
     new_style_name,
     upload_name,
@@ -56,8 +55,8 @@ def save_primer(services: Services, upload) -> str:
                     raise PerfRNNError(f"it unpacks to {unpacked >> 20} MiB, more than a "
                                        f"primer may ({MAX_PRIMER_UNPACKED_BYTES >> 20} MiB)")
             primer = read_music_file(path)
-        except PerfRNNError as error:  # said without the temporary folder
-            reason = str(error).replace(f"cannot read {path}: ", "").replace(str(path), name)
+        except PerfRNNError as error:  # said of the upload, not the temporary file
+            reason = error.problem if error.path == str(path) else error.describe(name)
             raise ValidationError({"primer": f"{upload.filename}: {reason}"}) from None
     if not primer.notes:
         raise ValidationError({"primer": f"{upload.filename} has no notes to continue"})
@@ -143,8 +142,8 @@ def import_bundle(services: Services, upload, name: str | None = None) -> str:
             out.write(upload.read())
         try:
             load_bundle(Path(partial))
-        except PerfRNNError as error:  # said without the server's folders
-            reason = str(error).replace(f"cannot load bundle {partial}: ", "")
+        except PerfRNNError as error:  # said of the upload, not the server's file
+            reason = error.problem if error.path == partial else error.describe(filename)
             raise ValidationError({"bundle": f"{filename} is not a bundle that loads: "
                                              f"{reason}"}) from None
         if final.exists():

@@ -14,11 +14,7 @@ from pathlib import Path
 from perfrnn.errors import PerfRNNError
 from perfrnn.metric import parse_metre
 from perfrnn.options import (
-    FEELS,
-    MAX_BARS,
-    MAX_BPM,
     MAX_SEED,
-    MIN_BPM,
     GenerationOptions,
     length_plan,
     parse_blend,
@@ -26,18 +22,16 @@ from perfrnn.options import (
 )
 from perfrnn.registry import StyleRegistry, check_style_name
 from training.pipeline import KINDS as TRAINING_KINDS
-
-MIN_LENGTH_SECONDS = 5
-MAX_LENGTH_SECONDS = 600
-MAX_VARIATIONS = 4
-TEMPERATURE_RANGE = (0.1, 2.0)
-BPM_RANGE = (MIN_BPM, MAX_BPM)
-DENSITY_RANGE = (0.5, 40.0)
-PRIMER_SUFFIXES = (".mid", ".midi", ".xml", ".musicxml", ".mxl")
-TRAINING_SUFFIXES = (".mid", ".midi", ".xml", ".musicxml", ".mxl", ".abc", ".zip")
-TRAINING_STARTS = ("base", "scratch")  # fine-tune the shipped style of the kind, or not
-LENGTH_UNITS = {"seconds": 1, "s": 1, "minutes": 60, "min": 60, "m": 60}
-BARS_UNIT = "bars"
+from webapp.web.schema import (
+    BARS_UNIT,
+    GENERATION,
+    LENGTH_UNITS,
+    MAX_LENGTH_SECONDS,
+    MIN_LENGTH_SECONDS,
+    TRAINING,
+    TRAINING_STARTS,
+    Field,
+)
 
 
 class ValidationError(Exception):
@@ -75,6 +69,13 @@ def _number(value, field: str, errors: dict, low: float, high: float, what: str,
     return number
 
 
+def _field_number(value, field: Field, errors: dict, name: str | None = None):
+    """`value` as `field`'s number within its range, or None with an error
+    under `name` (default the field's own)."""
+    return _number(value, name or field.name, errors, field.minimum, field.maximum,
+                   field.label, whole=field.type == "integer")
+
+
 def _flag(value) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "on", "yes", "y")
@@ -90,41 +91,84 @@ def style_types(bundle) -> list[dict]:
 def generation_params(values, registry: StyleRegistry) -> dict:
     """Clean parameters of a generation job.
 
-    Fields: style, type (a GM program number or a type's name), length with
-    unit ("seconds", "minutes" or "bars") or seconds or bars, bpm,
-    temperature, variations, seed (blank: a random one, chosen now so it can
-    be shown), key and density (conditioned styles only), quantize, loop
-    (needs a length in bars), feel, blend ("rock:70,electronic:30", styles
-    made from a base model only).
+    Fields (`webapp.web.schema.GENERATION`): style, type (a GM program number
+    or a type's name), length with unit ("seconds", "minutes" or "bars") or
+    seconds or bars, bpm, temperature, variations, seed (blank: a random one,
+    chosen now so it can be shown), key and density (conditioned styles
+    only), quantize, loop (needs a length in bars), feel, blend
+    ("rock:70,electronic:30", styles made from a base model only).
     """
     errors: dict[str, str] = {}
     params: dict = {}
-    name = values.get("style")
-    bundle = None
+    bundle = _style(values.get("style"), registry, params, errors)
+    _length(values, params, errors)
+    if not _blank(values.get("bpm")):
+        bpm = _field_number(values.get("bpm"), GENERATION["bpm"], errors)
+        if bpm is not None:
+            params["bpm"] = bpm
+    elif bundle is not None:
+        params["bpm"] = bundle.metadata.default_bpm
+    if bundle is not None and "bpm" in params and "length" not in errors:
+        _check_length(bundle, params, errors)
+
+    params["loop"] = _flag(values.get("loop", False))
+    if params["loop"] and "bars" not in params and "length" not in errors:
+        errors["loop"] = "a loop is a whole number of bars: give the length in bars"
+    feels = GENERATION["feel"]
+    feel = str(values.get("feel") or feels.default).strip().lower()
+    if feel not in feels.choices:
+        errors["feel"] = f"feel must be one of: {', '.join(feels.choices)}"
+    else:
+        params["feel"] = feel
+    for name in ("temperature", "variations"):
+        field, value = GENERATION[name], values.get(name)
+        number = _field_number(field.default if _blank(value) else value, field, errors)
+        if number is not None:
+            params[name] = number
+    if _blank(values.get("seed")):
+        params["seed"] = random.SystemRandom().randrange(MAX_SEED)
+    else:
+        seed = _field_number(values.get("seed"), GENERATION["seed"], errors)
+        if seed is not None:
+            params["seed"] = seed
+    params["quantize"] = _flag(values.get("quantize", False))
+    if bundle is not None:
+        _check_type(values.get("type"), bundle, params, errors)
+        _check_controls(values, bundle, params, errors)
+    if errors:
+        raise ValidationError(errors)
+    return params
+
+
+def _style(name, registry: StyleRegistry, params: dict, errors: dict):
+    """The chosen style's bundle (None with an error if there is none)."""
     if _blank(name):
         errors["style"] = "choose a style"
-    else:
-        try:
-            bundle = registry.get(str(name)).bundle
-            params["style"] = str(name)
-        except PerfRNNError as error:
-            errors["style"] = str(error)
+        return None
+    try:
+        bundle = registry.get(str(name)).bundle
+    except PerfRNNError as error:
+        errors["style"] = str(error)
+        return None
+    params["style"] = str(name)
+    return bundle
 
-    # Length: "length" in "unit", or "bars", or "seconds".
-    unit = str(values.get("unit") or "seconds").strip().lower()
+
+def _length(values, params: dict, errors: dict) -> None:
+    """Sets params "seconds" or "bars" from "length" in "unit", or "bars", or "seconds"."""
+    unit = str(values.get("unit") or GENERATION["unit"].default).strip().lower()
+    if unit not in GENERATION["unit"].choices:
+        errors["unit"] = "the length's unit must be seconds, minutes or bars"
     if not _blank(values.get("bars")) and not (_blank(values.get("seconds"))
                                                and _blank(values.get("length"))):
         errors["bars"] = "give the length once: in bars, or in seconds, not both"
     elif not _blank(values.get("length")) and unit == BARS_UNIT or not _blank(values.get("bars")):
         field = "length" if _blank(values.get("bars")) else "bars"
-        bars = _number(values.get(field), field, errors, 1, MAX_BARS, "length in bars",
-                       whole=True)
+        bars = _field_number(values.get(field), GENERATION["bars"], errors, field)
         if bars is not None:
             params["bars"] = bars
     elif not _blank(values.get("length")):
-        if unit not in LENGTH_UNITS:
-            errors["unit"] = "the length's unit must be seconds, minutes or bars"
-        else:
+        if unit in LENGTH_UNITS:
             length = _number(values.get("length"), "length", errors, 0, math.inf, "length")
             if length is not None:
                 seconds = length * LENGTH_UNITS[unit]
@@ -134,83 +178,39 @@ def generation_params(values, registry: StyleRegistry) -> dict:
                 else:
                     params["seconds"] = seconds
     else:
-        field = "seconds"
-        seconds = values.get("seconds", 30)
-        number = _number(seconds, field, errors, MIN_LENGTH_SECONDS, MAX_LENGTH_SECONDS,
-                         "length in seconds")
+        field = GENERATION["seconds"]
+        number = _field_number(values.get("seconds", field.default), field, errors)
         if number is not None:
             params["seconds"] = number
 
-    if not _blank(values.get("bpm")):
-        bpm = _number(values.get("bpm"), "bpm", errors, *BPM_RANGE, "tempo (BPM)")
-        if bpm is not None:
-            params["bpm"] = bpm
-    elif bundle is not None:
-        params["bpm"] = bundle.metadata.default_bpm
 
-    if bundle is not None and "bpm" in params and "length" not in errors:
-        _check_length(bundle, params, errors)
-
-    params["loop"] = _flag(values.get("loop", False))
-    if params["loop"] and "bars" not in params and "length" not in errors:
-        errors["loop"] = "a loop is a whole number of bars: give the length in bars"
-    feel = str(values.get("feel") or "straight").strip().lower()
-    if feel not in FEELS:
-        errors["feel"] = f"feel must be one of: {', '.join(FEELS)}"
-    else:
-        params["feel"] = feel
-
-    temperature = values.get("temperature")
-    temperature = _number(1.0 if _blank(temperature) else temperature, "temperature", errors,
-                          *TEMPERATURE_RANGE, "creativity (temperature)")
-    if temperature is not None:
-        params["temperature"] = temperature
-
-    variations = values.get("variations")
-    variations = _number(1 if _blank(variations) else variations, "variations", errors,
-                         1, MAX_VARIATIONS, "variations", whole=True)
-    if variations is not None:
-        params["variations"] = variations
-
-    if _blank(values.get("seed")):
-        params["seed"] = random.SystemRandom().randrange(MAX_SEED)
-    else:
-        seed = _number(values.get("seed"), "seed", errors, 0, MAX_SEED, "seed", whole=True)
-        if seed is not None:
-            params["seed"] = seed
-
-    params["quantize"] = _flag(values.get("quantize", False))
-
-    if bundle is not None:
-        _check_type(values.get("type"), bundle, params, errors)
-        conditioned = bool(bundle.encoding.control_signals)
-        for field in ("key", "density"):
-            if not _blank(values.get(field)) and not conditioned:
-                errors[field] = (f"style {params['style']!r} takes no {field}; leave it blank")
-        if conditioned and not _blank(values.get("key")):
-            try:
-                pitch_histogram_for_key(str(values.get("key")))
-                params["key"] = str(values.get("key")).strip()
-            except PerfRNNError as error:
-                errors["key"] = str(error)
-        if conditioned and not _blank(values.get("density")):
-            density = _number(values.get("density"), "density", errors, *DENSITY_RANGE,
-                              "density (notes per second)")
-            if density is not None:
-                params["density"] = density
-        if not _blank(values.get("blend")) and not bundle.config.has_style_input:
-            errors["blend"] = (f"style {params['style']!r} is not made from a base model, so "
-                               "it cannot blend styles; leave the blend out")
-        elif not _blank(values.get("blend")):
-            try:
-                blend = parse_blend(str(values.get("blend")))
-                bundle.encoding.style_vector(dict(blend))  # styles the model knows
-                params["blend"] = [[name, weight] for name, weight in blend]
-            except PerfRNNError as error:
-                errors["blend"] = str(error)
-    if errors:
-        raise ValidationError(errors)
-    return params
+def _check_controls(values, bundle, params: dict, errors: dict) -> None:
+    """Sets params "key" and "density" (conditioned styles) and "blend" (styles
+    of a base model), refusing them for styles that cannot take them."""
+    conditioned = bool(bundle.encoding.control_signals)
+    for field in ("key", "density"):
+        if not _blank(values.get(field)) and not conditioned:
+            errors[field] = (f"style {params['style']!r} takes no {field}; leave it blank")
+    if conditioned and not _blank(values.get("key")):
+        try:
+            pitch_histogram_for_key(str(values.get("key")))
+            params["key"] = str(values.get("key")).strip()
+        except PerfRNNError as error:
+            errors["key"] = str(error)
+    if conditioned and not _blank(values.get("density")):
+        density = _field_number(values.get("density"), GENERATION["density"], errors)
+        if density is not None:
+            params["density"] = density
+    if not _blank(values.get("blend")) and not bundle.config.has_style_input:
+        errors["blend"] = (f"style {params['style']!r} is not made from a base model, so "
+                           "it cannot blend styles; leave the blend out")
+    elif not _blank(values.get("blend")):
+        try:
+            blend = parse_blend(str(values.get("blend")))
+            bundle.encoding.style_vector(dict(blend))  # styles the model knows
+            params["blend"] = [[name, weight] for name, weight in blend]
+        except PerfRNNError as error:
+            errors["blend"] = str(error)
 
 
 def _check_length(bundle, params: dict, errors: dict) -> None:
@@ -297,7 +297,7 @@ def training_params(values, registry: StyleRegistry, presets) -> dict:
     name = new_style_name(values.get("name"), registry, errors)
     if name:
         params["name"] = name
-    preset = str(values.get("preset") or "quick").strip()
+    preset = str(values.get("preset") or TRAINING["preset"].default).strip()
     if preset not in presets:
         errors["preset"] = f"choose a preset: {', '.join(presets)}"
     else:
@@ -309,7 +309,7 @@ def training_params(values, registry: StyleRegistry, presets) -> dict:
         errors["kind"] = f"kind must be auto, {', '.join(TRAINING_KINDS)}"
     else:
         params["kind"] = kind
-    start = str(values.get("start") or "base").strip().lower()
+    start = str(values.get("start") or TRAINING["start"].default).strip().lower()
     if start not in TRAINING_STARTS:
         errors["start"] = f"start must be {' or '.join(TRAINING_STARTS)}"
     else:
