@@ -91,8 +91,8 @@ def main() -> None:
 
         on_grid, downbeats = [], []
         for seed in range(args.pieces):
-            _, files = generate_midi(sampler, GenerationOptions(
-                seconds=30, seed=seed, temperature=args.temperature))
+            files = generate_midi(sampler, GenerationOptions(
+                seconds=30, seed=seed, temperature=args.temperature)).files
             # The file as a MIDI reader sees it: its own tempo map and time signature.
             played = note_seq.midi_to_note_sequence(files[0][1])
             if not any(note.is_drum for note in played.notes):
@@ -104,7 +104,7 @@ def main() -> None:
               f"over {len(on_grid)} pieces of 30 s")
 
         for bpm in (60, 97, 180):
-            _, files = generate_midi(sampler, GenerationOptions(bars=8, bpm=bpm, seed=1))
+            files = generate_midi(sampler, GenerationOptions(bars=8, bpm=bpm, seed=1)).files
             midi, notes = midi_notes(files[0][1])
             ends = {sum(message.time for message in track) for track in midi.tracks}
             print(f"  --bars 8 at {bpm} BPM: last note-off at tick "
@@ -113,7 +113,7 @@ def main() -> None:
 
         outside = across = 0
         for seed in range(args.loops):
-            _, files = generate_midi(sampler, GenerationOptions(bars=4, loop=True, seed=seed))
+            files = generate_midi(sampler, GenerationOptions(bars=4, loop=True, seed=seed)).files
             _, notes = midi_notes(files[0][1])
             onsets = [on for on, *_ in notes]
             inside = [onsets_around(onsets, line * bar, bar) for line in (1, 2, 3)]

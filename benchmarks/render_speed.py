@@ -55,7 +55,8 @@ def main() -> None:
 
     sampler = Sampler(read_bundle(args.bundle))
     options = GenerationOptions(seconds=args.seconds, seed=args.seed)
-    generation, files = generate_midi(sampler, options)
+    generation = generate_midi(sampler, options)
+    files = generation.files
     name, midi = files[0]
     notes = len(generation.sequences[0].notes)
 

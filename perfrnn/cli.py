@@ -163,11 +163,11 @@ def run_generate(args: argparse.Namespace) -> int:
         def progress(fraction: float) -> None:
             bar.update(round(100 * fraction) - bar.n)
 
-        generation, files = generate_midi(
+        generation = generate_midi(
             sampler, options, MidiOptions(quantize=args.quantize, program=args.program,
                                           track=args.part, feel=args.feel),
             primer=primer, progress=progress)
-    paths = write_files(files, args.out)
+    paths = write_files(generation.files, args.out)
     print(f"seed {generation.seed}: wrote {len(paths)} MIDI file(s)")
     for path in paths:
         print(f"  {path}")

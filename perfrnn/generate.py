@@ -14,10 +14,11 @@ from note_seq.protobuf import music_pb2
 from perfrnn.bundle import Bundle
 from perfrnn.configs import TrackRole, played_tracks
 from perfrnn.errors import PerfRNNError
+from perfrnn.metric import Metre
 from perfrnn.midi_writer import midi_bytes
 from perfrnn.multitrack import ROLE_DRUMS, ROLE_HARMONY
 from perfrnn.options import FEELS, GenerationOptions, ProgressCallback
-from perfrnn.sampler import Generation, Sampler
+from perfrnn.sampler import Sampler
 
 
 def main_track(tracks: tuple[TrackRole, ...], parts: Sequence[str] = ()) -> int:
@@ -141,6 +142,44 @@ def apply_feel(sequence: music_pb2.NoteSequence, feel: str, bpm: float,
     return result
 
 
+@dataclass
+class Piece:
+    """One variation, with everything a front end shows or saves.
+
+    Attributes:
+      name: Its file name, such as `rock-30s-seed7-v2.mid`.
+      midi: The Standard MIDI File's bytes.
+      sequence: The notes as the file plays them (feel applied), in seconds
+        at the generation's tempo.
+      tracks: The parts as written, the chosen type's program applied.
+    """
+
+    name: str
+    midi: bytes
+    sequence: music_pb2.NoteSequence
+    tracks: tuple[TrackRole, ...]
+
+
+@dataclass
+class Generated:
+    """What `generate_midi` made: its variations and the settings they share."""
+
+    style: str
+    seed: int
+    bpm: float  # quarter notes per minute, as written in the files
+    metre: Metre
+    pieces: list[Piece]
+
+    @property
+    def files(self) -> list[tuple[str, bytes]]:
+        """(file name, MIDI bytes) per variation, for `write_files`."""
+        return [(piece.name, piece.midi) for piece in self.pieces]
+
+    @property
+    def sequences(self) -> list[music_pb2.NoteSequence]:
+        return [piece.sequence for piece in self.pieces]
+
+
 def generate_midi(
     sampler: Sampler,
     options: GenerationOptions,
@@ -148,32 +187,34 @@ def generate_midi(
     primer: music_pb2.NoteSequence | None = None,
     progress: ProgressCallback | None = None,
     cancelled: Callable[[], bool] | None = None,
-) -> tuple[Generation, list[tuple[str, bytes]]]:
-    """Generates music and renders each variation as (file name, MIDI bytes).
+    style: str | None = None,
+) -> Generated:
+    """Generates music and renders each variation as a MIDI file.
 
     The files play at `options.bpm` (the style's tempo when None) and last
     `options.seconds` (or `options.bars` bars) after the primer; a metric
-    style's notes sit exactly on that tempo's grid. `generation.sequences`
-    are the notes as the files play them (feel applied).
+    style's notes sit exactly on that tempo's grid. `style` is the name the
+    user chose the style by (file names and titles; default the bundle's).
     `cancelled` is polled between sampling blocks (see `Sampler.generate`)."""
     midi.validate()
     bundle: Bundle = sampler.bundle
+    style = style or bundle.metadata.style
     tracks = tracks_for_program(bundle.metadata.tracks, midi.program, midi.track,
                                 bundle.metadata.parts)
     generation = sampler.generate(options, primer=primer, progress=progress,
                                   cancelled=cancelled)
-    files = []
+    pieces = []
     for index, sequence in enumerate(generation.sequences):
         sequence = apply_feel(sequence, midi.feel, generation.bpm, generation.seed + index)
-        generation.sequences[index] = sequence
-        name = midi_file_name(bundle.metadata.style, options, generation.seed, index)
         data = midi_bytes(sequence, tracks, bpm=generation.bpm, native_bpm=generation.bpm,
                           quantize=midi.quantize and not bundle.config.is_metric,
-                          title=bundle.metadata.style,
+                          title=style,
                           time_signature=(generation.metre.numerator,
                                           generation.metre.denominator))
-        files.append((name, data))
-    return generation, files
+        pieces.append(Piece(midi_file_name(style, options, generation.seed, index), data,
+                            sequence, tracks))
+    return Generated(style=style, seed=generation.seed, bpm=generation.bpm,
+                     metre=generation.metre, pieces=pieces)
 
 
 def write_files(files: list[tuple[str, bytes]], out_dir: str | Path) -> list[Path]:

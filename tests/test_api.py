@@ -617,6 +617,12 @@ def test_import_bundles(make_app, web_bundles_dir):
     assert "magenta.mag" in download.headers["Content-Disposition"]
     job = generate(app, client, style="magenta", seconds=5, seed=11)
     assert job["result"]["variations"][0]["midi_name"] == "magenta-5s-seed11.mid"
+    # A style goes by the name it was imported as, in its result and files too.
+    band = (web_bundles_dir / "rock.mag").read_bytes()  # its own metadata says "rock"
+    assert post(band, "rock.mag", name="garage").status_code == 201
+    job = generate(app, client, style="garage", seconds=5, seed=2)
+    assert job["result"]["style"] == "garage"
+    assert job["result"]["variations"][0]["midi_name"] == "garage-5s-seed2.mid"
 
     # Broken, misnamed and duplicate bundles: 422 and nothing left in the styles folder.
     files_before = sorted(path.name for path in styles_dir.iterdir())

@@ -68,7 +68,7 @@ def end_of_track_ticks(midi: mido.MidiFile) -> list[int]:
 
 @pytest.mark.parametrize("bpm", [60, 97, 180])
 def test_every_onset_is_on_the_grid_and_eight_bars_end_on_bar_eight(metric_sampler, bpm):
-    _, files = generate_midi(metric_sampler, GenerationOptions(bars=8, bpm=bpm, seed=5))
+    files = generate_midi(metric_sampler, GenerationOptions(bars=8, bpm=bpm, seed=5)).files
     midi, events = note_events(files[0][1])
     onsets = [tick for tick, kind, _ in events if kind == "on"]
     assert len(onsets) > 20
@@ -82,8 +82,9 @@ def test_every_onset_is_on_the_grid_and_eight_bars_end_on_bar_eight(metric_sampl
 
 def test_seconds_at_any_tempo_stay_on_the_grid_and_last_as_asked(metric_sampler):
     for bpm in (70, 133):
-        generation, files = generate_midi(metric_sampler,
+        generation = generate_midi(metric_sampler,
                                           GenerationOptions(seconds=12, bpm=bpm, seed=2))
+        files = generation.files
         midi, events = note_events(files[0][1])
         assert all(tick % TICKS_PER_STEP == 0 for tick, kind, _ in events if kind == "on")
         assert midi.length == pytest.approx(12.0, abs=1e-3)
@@ -95,8 +96,8 @@ def test_seconds_at_any_tempo_stay_on_the_grid_and_last_as_asked(metric_sampler)
 
 def test_the_same_seed_gives_the_same_bytes(metric_sampler):
     options = GenerationOptions(bars=4, bpm=110, seed=9, variations=2)
-    first = [data for _, data in generate_midi(metric_sampler, options)[1]]
-    again = [data for _, data in generate_midi(metric_sampler, options)[1]]
+    first = [data for _, data in generate_midi(metric_sampler, options).files]
+    again = [data for _, data in generate_midi(metric_sampler, options).files]
     assert first == again and first[0] != first[1]
 
 
@@ -180,9 +181,10 @@ def test_a_loop_needs_bars_and_bars_must_fit_ten_minutes(metric_sampler):
 
 
 def test_swing_and_human_feel_move_notes_only_when_asked(metric_sampler):
-    plain, files = generate_midi(metric_sampler, GenerationOptions(bars=2, bpm=120, seed=3))
-    _, straight = generate_midi(metric_sampler, GenerationOptions(bars=2, bpm=120, seed=3),
-                                MidiOptions(feel="straight"))
+    plain = generate_midi(metric_sampler, GenerationOptions(bars=2, bpm=120, seed=3))
+    files = plain.files
+    straight = generate_midi(metric_sampler, GenerationOptions(bars=2, bpm=120, seed=3),
+                             MidiOptions(feel="straight")).files
     assert files == straight
     sequence = music_pb2.NoteSequence()
     for start in (0.0, 0.25, 0.5, 1.0):  # a beat, an off-beat eighth, the next beat, ...
@@ -227,7 +229,7 @@ def test_a_waltz_style_writes_three_four(tmp_path):
     metadata = BundleMetadata(style="waltz", tracks=(TrackRole("drums", 0, is_drum=True),),
                               time_signature="3/4")
     bundle = small_band_bundle(seed=1, metadata=metadata, config_id="metric_drums")
-    _, files = generate_midi(Sampler(bundle), GenerationOptions(bars=4, bpm=90, seed=2))
+    files = generate_midi(Sampler(bundle), GenerationOptions(bars=4, bpm=90, seed=2)).files
     midi, events = note_events(files[0][1])
     signature = [m for m in midi.tracks[0] if m.type == "time_signature"][0]
     assert (signature.numerator, signature.denominator) == (3, 4)
@@ -252,8 +254,8 @@ def test_a_primer_pads_to_the_bar_line_after_its_last_event(metric_sampler):
     primer.tempos.add(qpm=120.0)
     primer.notes.add(pitch=36, velocity=100, start_time=1.975, end_time=1.985, is_drum=True)
     primer.total_time = 1.985
-    _, files = generate_midi(metric_sampler, GenerationOptions(bars=2, bpm=120, seed=1),
-                             primer=primer)
+    files = generate_midi(metric_sampler, GenerationOptions(bars=2, bpm=120, seed=1),
+                          primer=primer).files
     midi, events = note_events(files[0][1])
     assert set(end_of_track_ticks(midi)) == {4 * BAR_TICKS}  # 2 bars of primer, 2 new
     assert all(tick % TICKS_PER_STEP == 0 for tick, kind, _ in events if kind == "on")
@@ -261,8 +263,8 @@ def test_a_primer_pads_to_the_bar_line_after_its_last_event(metric_sampler):
 
 def test_quantize_keeps_a_metric_style_on_its_triplets_and_refuses_a_feel(metric_sampler):
     options = GenerationOptions(bars=4, bpm=120, seed=2)
-    _, plain = generate_midi(metric_sampler, options)
-    _, quantized = generate_midi(metric_sampler, options, MidiOptions(quantize=True))
+    plain = generate_midi(metric_sampler, options).files
+    quantized = generate_midi(metric_sampler, options, MidiOptions(quantize=True)).files
     assert quantized == plain
     with pytest.raises(PerfRNNError, match="quantize"):
         generate_midi(metric_sampler, options, MidiOptions(quantize=True, feel="swing"))

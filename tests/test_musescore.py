@@ -47,7 +47,8 @@ def musescore_metre_and_tempo(midi_path: Path, out_dir: Path) -> tuple[str, floa
 def test_musescore_imports_default_files_with_their_own_metre_and_tempo(tmp_path, style):
     bundle = read_bundle(BUNDLES / f"{style}.mag")
     assert bundle.config.is_metric
-    generation, files = generate_midi(Sampler(bundle), GenerationOptions(seconds=30, seed=1))
+    generation = generate_midi(Sampler(bundle), GenerationOptions(seconds=30, seed=1))
+    files = generation.files
     name, data = files[0]
     path = tmp_path / name
     path.write_bytes(data)

@@ -179,8 +179,8 @@ def sampler_call_args(sampler):
 
 def test_same_seed_same_bytes_other_seed_other_music(piano_sampler):
     def render(seed):
-        _, files = generate_midi(piano_sampler, GenerationOptions(seconds=8, seed=seed,
-                                                                  variations=2))
+        files = generate_midi(piano_sampler, GenerationOptions(seconds=8, seed=seed,
+                                                               variations=2)).files
         return [data for _, data in files]
 
     first, again, other = render(11), render(11), render(12)
@@ -275,9 +275,9 @@ def test_bad_controls_are_refused(conditioned_sampler):
 @pytest.mark.parametrize("quantize", [False, True])
 def test_generated_files_parse_alike_in_mido_pretty_midi_and_music21(
         tmp_path, conditioned_sampler, quantize):
-    _, files = generate_midi(
+    files = generate_midi(
         conditioned_sampler, GenerationOptions(seconds=20, seed=4, variations=2, bpm=100),
-        MidiOptions(quantize=quantize, program=6))
+        MidiOptions(quantize=quantize, program=6)).files
     for name, data in files:
         path = tmp_path / name
         path.write_bytes(data)

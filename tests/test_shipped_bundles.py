@@ -60,8 +60,8 @@ def test_card_and_metadata(style):
 
 def test_thirty_seconds_of_clean_midi(style):
     name, bundle = style
-    _, files = generate_midi(Sampler(bundle), GenerationOptions(seconds=30, seed=1, variations=2),
-                             MidiOptions())
+    files = generate_midi(Sampler(bundle), GenerationOptions(seconds=30, seed=1, variations=2),
+                          MidiOptions()).files
     drum_tracks = {track.name for track in bundle.metadata.tracks if track.is_drum}
     for file_name, data in files:
         assert file_name.startswith(f"{name}-30s-seed1")
@@ -94,7 +94,7 @@ def test_drum_and_band_styles_start_every_note_on_the_grid_at_any_tempo(name):
     bundle = read_bundle(BUNDLES / f"{name}.mag")
     sampler = Sampler(bundle)
     for bpm in (71, 97, 163):
-        _, files = generate_midi(sampler, GenerationOptions(seconds=20, seed=3, bpm=bpm))
+        files = generate_midi(sampler, GenerationOptions(seconds=20, seed=3, bpm=bpm)).files
         _, events = note_events(files[0][1])
         onsets = [tick for tick, kind, _ in events if kind == "on"]
         assert len(onsets) >= 8

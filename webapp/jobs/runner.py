@@ -107,7 +107,7 @@ def _read_primer(storage, key: str):
 
 
 def run_generation(services: Services, job) -> dict:
-    from perfrnn.generate import generate_midi, tracks_for_program
+    from perfrnn.generate import generate_midi
     from perfrnn.pianoroll import pianoroll_png
 
     store, storage, params = services.store, services.storage, job.params
@@ -125,34 +125,31 @@ def run_generation(services: Services, job) -> dict:
         return check() and store.cancel_requested(job.id)
 
     store.progress(job.id, 0.0, "generating")
-    generation, files = generate_midi(sampler, options, midi, primer=primer,
-                                      progress=progress, cancelled=cancelled)
+    generated = generate_midi(sampler, options, midi, primer=primer, progress=progress,
+                              cancelled=cancelled, style=params["style"])
     store.progress(job.id, 0.9, "drawing and rendering")
-    bundle = sampler.bundle
-    tracks = tracks_for_program(bundle.metadata.tracks, midi.program, midi.track,
-                                bundle.metadata.parts)
     audio_ok, audio_message = _audio_status(services)
     variations = []
-    for index, ((name, data), sequence) in enumerate(zip(files, generation.sequences)):
-        prefix = f"jobs/{job.id}/"
-        entry = {"index": index, "midi_name": name, "midi": storage.put(prefix + name, data),
-                 "notes": len(sequence.notes), "seconds": round(sequence.total_time, 3)}
-        # The sequences are the notes as the file plays them, at the tempo asked for.
-        png = pianoroll_png(sequence, tracks,
-                            title=f"{bundle.metadata.style} - seed {generation.seed}")
-        entry["pianoroll"] = storage.put(prefix + name.replace(".mid", ".png"), png)
+    for index, piece in enumerate(generated.pieces):
+        prefix = f"jobs/{job.id}/{Path(piece.name).stem}"
+        entry = {"index": index, "midi_name": piece.name,
+                 "midi": storage.put(f"{prefix}.mid", piece.midi),
+                 "notes": len(piece.sequence.notes),
+                 "seconds": round(piece.sequence.total_time, 3)}
+        png = pianoroll_png(piece.sequence, piece.tracks,
+                            title=f"{generated.style} - seed {generated.seed}")
+        entry["pianoroll"] = storage.put(f"{prefix}.png", png)
         if audio_ok:
             from perfrnn.audio import render_wav
 
-            wav_name = name.replace(".mid", ".wav")
             try:
-                entry["wav"] = storage.put(prefix + wav_name, render_wav(data))
-                entry["wav_name"] = wav_name
+                entry["wav"] = storage.put(f"{prefix}.wav", render_wav(piece.midi))
+                entry["wav_name"] = f"{Path(piece.name).stem}.wav"
             except PerfRNNError as error:
                 audio_ok, audio_message = False, str(error)
         variations.append(entry)
-        store.progress(job.id, 0.9 + 0.1 * (index + 1) / len(files))
-    return {"style": bundle.metadata.style, "seed": generation.seed,
+        store.progress(job.id, 0.9 + 0.1 * (index + 1) / len(generated.pieces))
+    return {"style": generated.style, "seed": generated.seed,
             "variations": variations, "audio": audio_ok, "audio_message": audio_message}
 
 
