@@ -36,6 +36,7 @@ import numpy as np
 
 from perfrnn.configs import DEFAULT_CONFIGS, ModelConfig, get_config
 from perfrnn.errors import PerfRNNError
+from training import base
 from training.runs import BEST_DIR, CHECKPOINT_DIR, HISTORY_NAME, LOG_DIR, TRAIN_CONFIG_NAME
 
 DEFAULT_CONFIG_ID = "performance_with_dynamics"
@@ -476,6 +477,9 @@ def train_model(
 ) -> TrainResult:
     """Trains (or resumes training) a Performance RNN on a prepared corpus.
 
+    It reads top to bottom in steps: the run's settings, the data, the model
+    and its checkpoints, the validation windows, then the training loop.
+
     Args:
       data_dir: A folder written by `training.prepare.prepare_corpus`, or
         several: a base model with a style input, each corpus a style named
@@ -515,82 +519,35 @@ def train_model(
         messages.append(text)
         emit(text)
 
-    from training import base
-
+    # The run's settings: this call's, else the run's own when resuming, else defaults.
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise PerfRNNError(f"{out_dir} is a file, not a folder")
-    settings_path = out_dir / TRAIN_CONFIG_NAME
     earlier = _earlier_settings(out_dir)
-    if init_from is None and earlier.get("parent"):  # resuming a fine-tuned style
-        init_from = earlier["parent"]
-    elif earlier and str(init_from) != str(earlier.get("parent")):
-        started = f"fine-tuned from {earlier['parent']}" if earlier.get("parent") else \
-            "trained from scratch"
-        raise PerfRNNError(f"{out_dir} holds a model {started}; use another --out to start "
-                           "from something else")
-    parent = base.read_parent(init_from) if init_from is not None else None
-    if config_id is None:  # the run's own, else its parent's, else the default
-        config_id = earlier.get("config") or (
-            parent.config.id if parent is not None else DEFAULT_CONFIG_ID)
-    config = get_config(config_id)
+    parent = _parent_of_run(out_dir, earlier, init_from)
     _check_positive("steps", steps)
     _check_positive("sequence length", sequence_length)
     _check_positive("eval every", eval_every)
     _check_positive("checkpoint every", checkpoint_every)
-    _check_positive("batch size", batch_size, allow_none=True)
     if patience is not None and (not isinstance(patience, int) or patience < 0):
         raise PerfRNNError(f"patience must be a whole number >= 0, got {patience!r}")
-    if layer_sizes is not None:
-        layer_sizes = tuple(layer_sizes)
-        if not layer_sizes or any(not isinstance(size, (int, np.integer)) or size <= 0
-                                  for size in layer_sizes):
-            raise PerfRNNError(f"layer sizes must be whole numbers > 0, got {list(layer_sizes)}")
-        config = config.replace(rnn_layer_sizes=layer_sizes)
-    if batch_size is not None:
-        config = config.replace(batch_size=int(batch_size))
-    batch_size = config.batch_size
-    if learning_rate is None:  # a resumed run keeps the rate it was last given
-        learning_rate = earlier.get("learning_rate")
-    if learning_rate is not None:
-        if not (isinstance(learning_rate, (int, float)) and 0 < learning_rate < 1):
-            raise PerfRNNError(f"learning rate must be above 0 and below 1, got {learning_rate!r}")
-        config = config.replace(learning_rate=float(learning_rate))
+    config = _run_config(earlier, parent, config_id, layer_sizes, batch_size, learning_rate)
 
+    # The data: one corpus, or a base's several (each a style of its style input).
     data_dirs = [Path(data_dir)] if isinstance(data_dir, (str, Path)) else \
         [Path(path) for path in data_dir]
     if not data_dirs:
         raise PerfRNNError("give at least one prepared corpus folder")
     if parent is not None:
-        if len(data_dirs) > 1:
-            raise PerfRNNError("fine-tune on one corpus at a time; a base model is trained "
-                               "on several corpora without --init-from")
-        if layer_sizes is not None and tuple(layer_sizes) != parent.config.rnn_layer_sizes:
-            raise PerfRNNError(f"a fine-tuned style keeps its parent's layer sizes "
-                               f"{list(parent.config.rnn_layer_sizes)}; leave --layers out")
-        config = base.parent_config(parent, config.id).replace(
-            batch_size=config.batch_size, learning_rate=config.learning_rate)
+        config = _fine_tune_config(config, parent, data_dirs, layer_sizes)
     corpora = [_read_corpus(path, config, say) for path in data_dirs]
     if parent is None and len(corpora) > 1:
         config = config.replace(style_names=base.style_names_of(
             [corpus.name for corpus in corpora], config))
-
     out_dir.mkdir(parents=True, exist_ok=True)
-    run_settings = {"data": str(data_dirs[0]) if len(data_dirs) == 1 else
-                    [str(path) for path in data_dirs],
-                    "config": config.id,
-                    "layer_sizes": list(config.rnn_layer_sizes),
-                    "style_names": list(config.style_names),
-                    "sequence_length": int(sequence_length), "batch_size": int(batch_size),
-                    "learning_rate": config.learning_rate}
-    for key in ("config", "layer_sizes", "style_names"):
-        if key in earlier and earlier[key] != run_settings[key]:
-            raise PerfRNNError(
-                f"{out_dir} holds a model trained with {key} {earlier[key]}, not "
-                f"{run_settings[key]}; use another --out or the same settings")
+    run_settings = _run_settings(out_dir, earlier, config, data_dirs, sequence_length)
 
-    import tensorflow as tf
-
+    # The model: new, or the parent's weights with the style input the corpus gets.
     from perfrnn.model import PerformanceRNN
 
     maker = ExampleMaker(config, sequence_length)
@@ -598,17 +555,9 @@ def train_model(
     model = PerformanceRNN(encoding.input_size, encoding.num_classes,
                            config.rnn_layer_sizes, seed=seed)
     if parent is not None:
-        run_settings["parent"] = parent.source
-        run_settings["parent_provenance"] = parent.provenance
         model.set_weights(parent.weights)  # a checkpoint of this run, if any, replaces them
-        mix = None  # a parent without a style input (the piano) has none
-        if config.has_style_input:
-            if isinstance(earlier.get("style_mix"), dict):  # resuming: the style chosen first
-                mix = earlier["style_mix"]
-            elif corpora[0].name in config.style_names:
-                mix = {corpora[0].name: 1.0}
-            else:
-                mix = closest_style(model, maker, corpora[0].train, seed)
+        run_settings.update(parent=parent.source, parent_provenance=parent.provenance)
+        mix = _fine_tune_style(model, maker, config, corpora[0], earlier, seed)
         if mix is not None:
             run_settings["style_mix"] = mix
         say(f"fine-tuning {base.describe(parent)} on {corpora[0].name!r}" + (
@@ -617,38 +566,18 @@ def train_model(
     styles = [encoding.style_vector(run_settings["style_mix"]) if "style_mix" in run_settings
               else np.eye(len(corpora), dtype=np.float32)[index] if len(corpora) > 1 else None
               for index in range(len(corpora))]
-    _write_json(settings_path, run_settings)
-    optimizer = tf.keras.optimizers.Adam(config.learning_rate,
-                                         global_clipnorm=config.clip_norm)
-    step_var = tf.Variable(0, dtype=tf.int64, name="step")
-    best_var = tf.Variable(math.inf, dtype=tf.float64, name="best_validation_nll")
-    since_best_var = tf.Variable(0, dtype=tf.int64, name="evals_since_best")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var,
-                                     best_validation_nll=best_var,
-                                     evals_since_best=since_best_var)
-    manager = tf.train.CheckpointManager(checkpoint, str(out_dir / CHECKPOINT_DIR),
-                                         max_to_keep=3)
-    best_checkpoint = tf.train.Checkpoint(model=model, step=step_var)
-    best_manager = tf.train.CheckpointManager(best_checkpoint, str(out_dir / BEST_DIR),
-                                              max_to_keep=1)
-    # Create the optimizer's slots before restoring so that they are restored at once.
-    optimizer.build(model.trainable_variables)
-    if manager.latest_checkpoint:
-        try:
-            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as error:
-            raise PerfRNNError(f"cannot resume from {manager.latest_checkpoint} "
-                               f"({str(error).splitlines()[0]}); use another --out") from None
-    optimizer.learning_rate.assign(config.learning_rate)  # a resumed run takes the new one
-    start_step = int(step_var.numpy())
-    if start_step:
-        say(f"resuming from step {start_step} ({manager.latest_checkpoint})")
+    _write_json(out_dir / TRAIN_CONFIG_NAME, run_settings)
 
+    # Checkpoints: resume where the run stopped, with this call's learning rate.
+    checkpoints = RunCheckpoints(model, config, out_dir)
+    start_step = checkpoints.restore()
+    if start_step:
+        say(f"resuming from step {start_step} ({checkpoints.latest})")
     history_path = out_dir / HISTORY_NAME
     history = _load_history(history_path, start_step)
-    best = None if math.isinf(float(best_var.numpy())) else float(best_var.numpy())
-    since_best = int(since_best_var.numpy())
+    best, since_best = checkpoints.best, checkpoints.since_best
 
+    # Validation: the same windows every time, each style's share alike.
     share = max(MAX_VALIDATION_WINDOWS // len(corpora), 1)
     validation = {corpus.name: windows for corpus, style in zip(corpora, styles)
                   if (windows := maker.validation_windows(corpus.validation, share, style))}
@@ -657,74 +586,33 @@ def train_model(
 
     result = TrainResult(steps=start_step, start_step=start_step, final_validation_nll=None,
                          best_validation_nll=best, events_seen=0, events_per_second=0.0,
-                         checkpoint_path=manager.latest_checkpoint,
-                         best_checkpoint_path=best_manager.latest_checkpoint,
+                         checkpoint_path=checkpoints.latest,
+                         best_checkpoint_path=checkpoints.best_latest,
                          stopped_early=False, messages=messages)
     if start_step >= steps:
         say(f"already at step {start_step} of {steps}; nothing to do")
         return result
 
-    dataset = tf.data.Dataset.from_generator(
-        lambda: maker.training_examples([corpus.train for corpus in corpora],
-                                        seed * 1_000_003 + start_step, styles),
-        output_signature=(
-            tf.TensorSpec((sequence_length, encoding.control_size), tf.float32),
-            tf.TensorSpec((sequence_length,), tf.int32),
-            tf.TensorSpec((sequence_length,), tf.int32),
-            tf.TensorSpec((sequence_length,), tf.float32),
-        ),
-    ).batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-    batches = iter(dataset)
+    # The training loop.
+    import tensorflow as tf
 
+    batches = iter(_training_batches(maker, corpora, styles, seed * 1_000_003 + start_step,
+                                     config.batch_size))
     eval_step = make_eval_step(model)
     writer = tf.summary.create_file_writer(str(out_dir / LOG_DIR))
-
-    def save() -> str:
-        path = manager.save(checkpoint_number=int(step_var.numpy()))
-        result.checkpoint_path = path
-        return path
-
-    def evaluate(step: int, loss: float) -> bool:
-        """Validation at `step`; returns True to stop early."""
-        nonlocal best, since_best
-        by_style = {name: validation_nll(eval_step, windows, batch_size)
-                    for name, windows in validation.items()}
-        nll = float(np.mean(list(by_style.values())))  # each style counts the same
-        best, since_best, improved = update_patience(best, since_best, nll)
-        best_var.assign(best)
-        since_best_var.assign(since_best)
-        if improved:
-            result.best_checkpoint_path = best_manager.save(checkpoint_number=step)
-        result.final_validation_nll = nll
-        result.best_validation_nll = best
-        _scalar(writer, "validation_nll", nll, step)
-        point = {"step": step, "train_loss": loss, "validation_nll": nll}
-        if config.has_style_input and parent is None:  # a base: each style's own figure
-            point["style_validation_nll"] = by_style
-        history.append(point)
-        _write_json(history_path, history)
-        styles_text = "" if len(by_style) < 2 else " (" + ", ".join(
-            f"{name} {value:.3f}" for name, value in by_style.items()) + ")"
-        emit(f"step {step}: validation NLL {nll:.4f} nats/event (best {best:.4f}){styles_text}")
-        return should_stop_early(since_best, patience)
-
-    step = start_step
-    loss_value = float("nan")
-    events_seen = 0
-    timed_events = 0
-    train_step = None
-    started = None
-    last_saved = start_step if manager.latest_checkpoint else None
+    step, loss_value, events_seen, timed_events = start_step, float("nan"), 0, 0
+    train_step, started = None, None
+    last_saved = start_step if checkpoints.latest else None
     with _StopFlag() as stop_flag:
         while step < steps:
             batch = next(batches)
             if train_step is None:
-                train_step, (loss, count) = _first_step(model, optimizer, jit_compile, batch,
-                                                        say)
+                train_step, (loss, count) = _first_step(model, checkpoints.optimizer,
+                                                        jit_compile, batch, say)
                 result.first_train_loss = float(loss)
             else:
                 loss, count = train_step(*batch)
-            step = int(step_var.assign_add(1).numpy())
+            step = checkpoints.next_step()
             loss_value = float(loss)
             events_seen += int(count)
             if started is None:  # the rate leaves out the first step: tracing, compiling
@@ -740,15 +628,30 @@ def train_model(
             _scalar(writer, "train_loss", loss_value, step)
             if progress is not None:
                 progress(step, steps, loss_value, rate)
+
             stop_early = False
-            if validation and (step % eval_every == 0 or step == steps):
-                stop_early = evaluate(step, loss_value)
-            elif step % eval_every == 0 or step == steps:
-                history.append({"step": step, "train_loss": loss_value, "validation_nll": None})
+            if step % eval_every == 0 or step == steps:
+                point = {"step": step, "train_loss": loss_value, "validation_nll": None}
+                if validation:
+                    nll, by_style = _validate(eval_step, validation, config.batch_size)
+                    best, since_best, improved = update_patience(best, since_best, nll)
+                    checkpoints.record_best(best, since_best)
+                    if improved:
+                        result.best_checkpoint_path = checkpoints.save_best(step)
+                    result.final_validation_nll, result.best_validation_nll = nll, best
+                    _scalar(writer, "validation_nll", nll, step)
+                    point["validation_nll"] = nll
+                    if config.has_style_input and parent is None:  # a base: each style's own
+                        point["style_validation_nll"] = by_style
+                    styles_text = "" if len(by_style) < 2 else " (" + ", ".join(
+                        f"{name} {value:.3f}" for name, value in by_style.items()) + ")"
+                    emit(f"step {step}: validation NLL {nll:.4f} nats/event "
+                         f"(best {best:.4f}){styles_text}")
+                    stop_early = should_stop_early(since_best, patience)
+                history.append(point)
                 _write_json(history_path, history)
             if step % checkpoint_every == 0:
-                save()
-                last_saved = step
+                result.checkpoint_path, last_saved = checkpoints.save(), step
             if stop_early:
                 result.stopped_early = True
                 say(f"validation NLL has not improved for {patience} evaluations; stopping "
@@ -759,7 +662,7 @@ def train_model(
                 say(f"stopped by {stop_flag.signal_name or 'request'} at step {step}")
                 break
         if last_saved != step:
-            save()
+            result.checkpoint_path = checkpoints.save()
     writer.flush()
     writer.close()
     elapsed = time.perf_counter() - started if started is not None else 0.0
@@ -768,6 +671,201 @@ def train_model(
     result.events_per_second = timed_events / elapsed if elapsed > 0 else 0.0
     result.final_train_loss = loss_value
     return result
+
+
+# ----- the steps of train_model ------------------------------------------------------------
+
+
+def _parent_of_run(out_dir: Path, earlier: dict, init_from: str | Path | None):
+    """The model a run fine-tunes (`training.base.Parent`), or None: the one asked
+    for, or the one a resumed run started from.
+
+    Raises:
+      PerfRNNError: the run folder holds a model started from something else.
+    """
+    if init_from is None and earlier.get("parent"):  # resuming a fine-tuned style
+        init_from = earlier["parent"]
+    elif earlier and str(init_from) != str(earlier.get("parent")):
+        started = f"fine-tuned from {earlier['parent']}" if earlier.get("parent") else \
+            "trained from scratch"
+        raise PerfRNNError(f"{out_dir} holds a model {started}; use another --out to start "
+                           "from something else")
+    return base.read_parent(init_from) if init_from is not None else None
+
+
+def _run_config(earlier: dict, parent, config_id: str | None, layer_sizes, batch_size,
+                learning_rate) -> ModelConfig:
+    """The configuration with this call's sizes, batch and learning rate, each
+    checked; a resumed run keeps its configuration and learning rate unless told."""
+    if config_id is None:  # the run's own, else its parent's, else the default
+        config_id = earlier.get("config") or (
+            parent.config.id if parent is not None else DEFAULT_CONFIG_ID)
+    config = get_config(config_id)
+    _check_positive("batch size", batch_size, allow_none=True)
+    if layer_sizes is not None:
+        layer_sizes = tuple(layer_sizes)
+        if not layer_sizes or any(not isinstance(size, (int, np.integer)) or size <= 0
+                                  for size in layer_sizes):
+            raise PerfRNNError(f"layer sizes must be whole numbers > 0, got {list(layer_sizes)}")
+        config = config.replace(rnn_layer_sizes=layer_sizes)
+    if batch_size is not None:
+        config = config.replace(batch_size=int(batch_size))
+    if learning_rate is None:  # a resumed run keeps the rate it was last given
+        learning_rate = earlier.get("learning_rate")
+    if learning_rate is not None:
+        if not (isinstance(learning_rate, (int, float)) and 0 < learning_rate < 1):
+            raise PerfRNNError(f"learning rate must be above 0 and below 1, got {learning_rate!r}")
+        config = config.replace(learning_rate=float(learning_rate))
+    return config
+
+
+def _fine_tune_config(config: ModelConfig, parent, data_dirs: list[Path],
+                      layer_sizes) -> ModelConfig:
+    """A fine-tune's configuration: the parent's shape and styles, this run's
+    batch and learning rate. It trains on one corpus with the parent's sizes."""
+    if len(data_dirs) > 1:
+        raise PerfRNNError("fine-tune on one corpus at a time; a base model is trained "
+                           "on several corpora without --init-from")
+    if layer_sizes is not None and tuple(layer_sizes) != parent.config.rnn_layer_sizes:
+        raise PerfRNNError(f"a fine-tuned style keeps its parent's layer sizes "
+                           f"{list(parent.config.rnn_layer_sizes)}; leave --layers out")
+    return base.parent_config(parent, config.id).replace(
+        batch_size=config.batch_size, learning_rate=config.learning_rate)
+
+
+def _run_settings(out_dir: Path, earlier: dict, config: ModelConfig, data_dirs: list[Path],
+                  sequence_length: int) -> dict:
+    """What train_config.json records of the run.
+
+    Raises:
+      PerfRNNError: the run folder holds a model of another shape.
+    """
+    settings = {"data": str(data_dirs[0]) if len(data_dirs) == 1 else
+                [str(path) for path in data_dirs],
+                "config": config.id,
+                "layer_sizes": list(config.rnn_layer_sizes),
+                "style_names": list(config.style_names),
+                "sequence_length": int(sequence_length), "batch_size": int(config.batch_size),
+                "learning_rate": config.learning_rate}
+    for key in ("config", "layer_sizes", "style_names"):
+        if key in earlier and earlier[key] != settings[key]:
+            raise PerfRNNError(
+                f"{out_dir} holds a model trained with {key} {earlier[key]}, not "
+                f"{settings[key]}; use another --out or the same settings")
+    return settings
+
+
+def _fine_tune_style(model, maker: ExampleMaker, config: ModelConfig, corpus: Corpus,
+                     earlier: dict, seed: int) -> dict | None:
+    """The style input a fine-tune trains with ({style: weight}; None for a
+    parent without one): the one a resumed run chose, else the corpus's own
+    style when the parent knows it, else the parent style nearest the corpus."""
+    if not config.has_style_input:
+        return None
+    if isinstance(earlier.get("style_mix"), dict):  # resuming: the style chosen first
+        return earlier["style_mix"]
+    if corpus.name in config.style_names:
+        return {corpus.name: 1.0}
+    return closest_style(model, maker, corpus.train, seed)
+
+
+class RunCheckpoints:
+    """A run's optimizer, step counter, early-stopping state and the two
+    checkpoint folders: the latest few (to resume) and the best (to export)."""
+
+    def __init__(self, model, config: ModelConfig, out_dir: Path):
+        import tensorflow as tf
+
+        self.model = model
+        self.learning_rate = config.learning_rate
+        self.optimizer = tf.keras.optimizers.Adam(config.learning_rate,
+                                                  global_clipnorm=config.clip_norm)
+        self._step = tf.Variable(0, dtype=tf.int64, name="step")
+        self._best = tf.Variable(math.inf, dtype=tf.float64, name="best_validation_nll")
+        self._since_best = tf.Variable(0, dtype=tf.int64, name="evals_since_best")
+        self._checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer,
+                                               step=self._step,
+                                               best_validation_nll=self._best,
+                                               evals_since_best=self._since_best)
+        self._manager = tf.train.CheckpointManager(self._checkpoint,
+                                                   str(out_dir / CHECKPOINT_DIR), max_to_keep=3)
+        self._best_manager = tf.train.CheckpointManager(
+            tf.train.Checkpoint(model=model, step=self._step), str(out_dir / BEST_DIR),
+            max_to_keep=1)
+
+    @property
+    def latest(self) -> str | None:
+        return self._manager.latest_checkpoint
+
+    @property
+    def best_latest(self) -> str | None:
+        return self._best_manager.latest_checkpoint
+
+    @property
+    def best(self) -> float | None:
+        value = float(self._best.numpy())
+        return None if math.isinf(value) else value
+
+    @property
+    def since_best(self) -> int:
+        return int(self._since_best.numpy())
+
+    def restore(self) -> int:
+        """Restores the latest checkpoint, if any, and sets this run's learning
+        rate; returns the step it was at (0 for a new run)."""
+        import tensorflow as tf
+
+        # Create the optimizer's slots before restoring so that they are restored at once.
+        self.optimizer.build(self.model.trainable_variables)
+        if self.latest:
+            try:
+                self._checkpoint.restore(self.latest).assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.OpError) as error:
+                raise PerfRNNError(f"cannot resume from {self.latest} "
+                                   f"({str(error).splitlines()[0]}); use another --out") from None
+        self.optimizer.learning_rate.assign(self.learning_rate)  # a resumed run takes it
+        return int(self._step.numpy())
+
+    def next_step(self) -> int:
+        """Counts a training step; returns the new step number."""
+        return int(self._step.assign_add(1).numpy())
+
+    def record_best(self, best: float, since_best: int) -> None:
+        """Keeps the early-stopping state in the next checkpoint."""
+        self._best.assign(best)
+        self._since_best.assign(since_best)
+
+    def save(self) -> str:
+        return self._manager.save(checkpoint_number=int(self._step.numpy()))
+
+    def save_best(self, step: int) -> str:
+        return self._best_manager.save(checkpoint_number=step)
+
+
+def _training_batches(maker: ExampleMaker, corpora: list[Corpus], styles: list,
+                      seed: int, batch_size: int):
+    """An endless tf.data stream of batches of random training windows."""
+    import tensorflow as tf
+
+    length, control_size = maker.sequence_length, maker.encoding.control_size
+    return tf.data.Dataset.from_generator(
+        lambda: maker.training_examples([corpus.train for corpus in corpora], seed, styles),
+        output_signature=(
+            tf.TensorSpec((length, control_size), tf.float32),
+            tf.TensorSpec((length,), tf.int32),
+            tf.TensorSpec((length,), tf.int32),
+            tf.TensorSpec((length,), tf.float32),
+        ),
+    ).batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _validate(eval_step, validation: dict[str, list[Window]],
+              batch_size: int) -> tuple[float, dict[str, float]]:
+    """Mean validation NLL (nats/event) over the styles, each counting the same,
+    and each style's own."""
+    by_style = {name: validation_nll(eval_step, windows, batch_size)
+                for name, windows in validation.items()}
+    return float(np.mean(list(by_style.values()))), by_style
 
 
 def _scalar(writer, tag: str, value: float, step: int) -> None:
