@@ -53,15 +53,17 @@ class PerfRNNError(Exception):
         super().__init__(self.describe())
 
     def describe(self, path_name: str | None = None,
-                 fix_words: Callable[[Fix], str] | None = None) -> str:
+                 fix_words: Callable[[Fix], str] | None = None, lead: bool = True) -> str:
         """The message with the file called `path_name` (default its path) and
-        the fix worded by `fix_words` (default `Fix.command_line`)."""
+        the fix worded by `fix_words` (default `Fix.command_line`); without
+        `lead`, a problem that does not name its file is said alone ("no
+        such file" for a caller that names the file itself)."""
         text = self.problem
         if self.path is not None:
             where = self.path if path_name is None else path_name
             if PATH in text:
                 text = text.replace(PATH, where)
-            else:
+            elif lead:
                 lead = f"cannot {self.action} {where}" if self.action else where
                 text = f"{lead}: {text}"
         if self.fix is not None:

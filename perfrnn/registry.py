@@ -169,7 +169,7 @@ class StyleRegistry:
             bundle, error = load_bundle(path), None
         except PerfRNNError as failure:  # the style is named: say why, without its folder
             bundle = None
-            error = failure.problem if failure.path == str(path) else failure.describe(path.name)
+            error = failure.describe(path.name, lead=failure.path != str(path))
         with self._lock:
             self._bundles[path] = (stamp, bundle, error)
         return bundle, error

@@ -17,7 +17,7 @@ from pathlib import Path
 import mido
 import pytest
 
-from tests.conftest import magenta_bundle_path, wait_for_job
+from tests.conftest import magenta_bundle_path, poll_until, wait_for_job
 
 API = "/api/v1"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -124,13 +124,8 @@ def job_events(events) -> list[dict]:
 
 def wait_for_state(app, job_id: str, state: str, timeout: float = 30.0):
     store = app.extensions["perfrnn"].store
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = store.get(job_id)
-        if job.state == state:
-            return job
-        time.sleep(0.05)
-    pytest.fail(f"job {job_id} did not become {state} (it is {store.get(job_id).state})")
+    return poll_until(lambda: (job := store.get(job_id)).state == state and job, timeout,
+                      f"job {job_id} to become {state}", interval=0.05)
 
 
 # ----- styles ------------------------------------------------------------------------

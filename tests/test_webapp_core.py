@@ -12,7 +12,7 @@ import pytest
 
 from perfrnn.errors import PerfRNNError
 from perfrnn.registry import StyleRegistry, StyleSource, check_style_name
-from tests.conftest import wait_for_job
+from tests.conftest import poll_until, wait_for_job
 from webapp.config import from_environment
 from webapp.jobs.expiry import remove_expired
 from webapp.jobs.queues import LocalQueue, QueueFull
@@ -96,9 +96,7 @@ def test_the_queue_refuses_work_beyond_its_limit():
 
     try:
         queue.submit(Job("a"))
-        deadline = time.monotonic() + 5
-        while not started and time.monotonic() < deadline:
-            time.sleep(0.01)
+        poll_until(lambda: started, 5, "the first job to start", interval=0.01)
         queue.submit(Job("b"))  # waits while "a" runs
         with pytest.raises(QueueFull) as full:
             queue.submit(Job("c"))
@@ -237,3 +235,26 @@ def test_threads_share_a_style_sampler_and_get_the_same_music_as_one_at_a_time(m
     assert set(together) == set(seeds)
     for seed in seeds:
         assert np.array_equal(together[seed], alone[seed]), seed
+
+
+def test_training_errors_name_files_in_the_websites_words(tmp_path):
+    from perfrnn.errors import PATH, Fix
+    from webapp.jobs.runner import _for_users
+
+    work = tmp_path / "training" / "mine"
+    inputs = work / "inputs"
+    assert _for_users(PerfRNNError(f"no music files found in {PATH}", path=inputs),
+                      work, inputs) == "no music files found in the uploaded files"
+    unreadable = PerfRNNError("it is not a valid mid file", path=inputs / "a b.mid",
+                              action="read")
+    assert _for_users(unreadable, work, inputs) == "cannot read a b.mid: it is not a valid mid file"
+    nan = PerfRNNError(f"training loss became nan at step 3; the last good checkpoint is {PATH}",
+                       path=work / "run" / "checkpoints" / "ckpt-2")
+    assert _for_users(nan, work, inputs) == ("training loss became nan at step 3; the last good "
+                                             "checkpoint is the style's training folder")
+    kind = PerfRNNError("all hold only drums", fix=Fix("kind", "drums", "for a drum style"))
+    assert _for_users(kind, work, inputs) == ('all hold only drums; for a drum style, choose the '
+                                              'kind "drums" ("Drums only" on the train page)')
+    # A server folder written into a problem's text is never shown.
+    leaked = _for_users(PerfRNNError(f"odd files in {work / 'run'}"), work, inputs)
+    assert str(tmp_path) not in leaked and "server log" in leaked

@@ -352,8 +352,8 @@ def read_prepared(out_dir: str | os.PathLike, split: str) -> list[music_pb2.Note
     path = Path(out_dir) / f"{_check_split(split)}.tfrecord"
     if not path.is_file():
         raise PerfRNNError(
-            f"no {split} data in {out_dir} ({path.name} is missing); "
-            "run `python -m training prepare` first")
+            f"no {split} data in {PATH} ({path.name} is missing); "
+            "run `python -m training prepare` first", path=out_dir)
     import tensorflow as tf  # lazy: importing TensorFlow takes seconds
 
     sequences = []
@@ -361,8 +361,8 @@ def read_prepared(out_dir: str | os.PathLike, split: str) -> list[music_pb2.Note
         for record in tf.data.TFRecordDataset(str(path)):
             sequences.append(music_pb2.NoteSequence.FromString(record.numpy()))
     except (tf.errors.OpError, ValueError) as error:
-        raise PerfRNNError(f"{path} is corrupt ({_one_line(str(error))}); "
-                           "run `python -m training prepare` again") from None
+        raise PerfRNNError(f"{PATH} is corrupt ({_one_line(str(error))}); run `python -m "
+                           "training prepare` again", path=path) from None
     return sequences
 
 
@@ -811,7 +811,7 @@ def _source_type(suffix: str) -> str:
 
 def _reader_reason(error: PerfRNNError, path: Path) -> str:
     """Why read_music_file refused `path`, without the (possibly temporary) path."""
-    return _one_line(error.problem if error.path == str(path) else error.describe(path.name))
+    return _one_line(error.describe(path.name, lead=error.path != str(path)))
 
 
 def _one_line(text: str) -> str:

@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from perfrnn.configs import DEFAULT_CONFIGS, ModelConfig, get_config
-from perfrnn.errors import PerfRNNError
+from perfrnn.errors import PATH, PerfRNNError
 from training import base
 from training.runs import BEST_DIR, CHECKPOINT_DIR, HISTORY_NAME, LOG_DIR, TRAIN_CONFIG_NAME
 
@@ -288,9 +288,6 @@ def validation_nll(eval_step, windows: list[Window], batch_size: int) -> float:
     return total / max(count, 1.0)
 
 
-# ----- checks -----------------------------------------------------------------------------
-
-
 def closest_style(model, maker, sequences: list, seed: int = 0) -> dict[str, float]:
     """The parent style ({name: 1.0}) under which `model` finds `sequences` most likely.
 
@@ -314,6 +311,9 @@ def closest_style(model, maker, sequences: list, seed: int = 0) -> dict[str, flo
     if not scores:
         raise PerfRNNError("the corpus has no pieces long enough to fine-tune on")
     return {min(scores, key=scores.get): 1.0}
+
+
+# ----- checks -----------------------------------------------------------------------------
 
 
 def _check_positive(name: str, value: int | None, allow_none: bool = False) -> None:
@@ -384,8 +384,8 @@ def _read_corpus(data_dir: Path, config: ModelConfig, say: Callable[[str], None]
     from training.prepare import corpus_name, read_manifest, read_prepared
 
     if not data_dir.is_dir():
-        raise PerfRNNError(f"data folder {data_dir} does not exist; "
-                           "run `python -m training prepare` first")
+        raise PerfRNNError(f"data folder {PATH} does not exist; run `python -m training "
+                           "prepare` first", path=data_dir)
     manifest = read_manifest(data_dir)
     warnings_before = []
     _check_manifest_config(manifest, config, warnings_before)
@@ -393,7 +393,7 @@ def _read_corpus(data_dir: Path, config: ModelConfig, say: Callable[[str], None]
         say(text)
     train = [sequence for sequence in read_prepared(data_dir, "train") if len(sequence.notes)]
     if not train:
-        raise PerfRNNError(f"{data_dir} has no training sequences; prepare more music")
+        raise PerfRNNError(f"{PATH} has no training sequences; prepare more music", path=data_dir)
     validation = []
     if (data_dir / "validation.tfrecord").is_file():
         validation = [sequence for sequence in read_prepared(data_dir, "validation")
@@ -522,7 +522,7 @@ def train_model(
     # The run's settings: this call's, else the run's own when resuming, else defaults.
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise PerfRNNError(f"{out_dir} is a file, not a folder")
+        raise PerfRNNError(f"{PATH} is a file, not a folder", path=out_dir)
     earlier = _earlier_settings(out_dir)
     parent = _parent_of_run(out_dir, earlier, init_from)
     _check_positive("steps", steps)
@@ -623,8 +623,9 @@ def train_model(
             rate = timed_events / elapsed if elapsed > 0 else 0.0
             if not math.isfinite(loss_value):  # no checkpoint of broken weights
                 writer.close()
-                raise PerfRNNError(f"training loss became {loss_value} at step {step}; "
-                                   f"the last good checkpoint is {result.checkpoint_path}")
+                raise PerfRNNError(f"training loss became {loss_value} at step {step}; the "
+                                   f"last good checkpoint is {PATH}",
+                                   path=result.checkpoint_path or out_dir)
             _scalar(writer, "train_loss", loss_value, step)
             if progress is not None:
                 progress(step, steps, loss_value, rate)
@@ -688,8 +689,8 @@ def _parent_of_run(out_dir: Path, earlier: dict, init_from: str | Path | None):
     elif earlier and str(init_from) != str(earlier.get("parent")):
         started = f"fine-tuned from {earlier['parent']}" if earlier.get("parent") else \
             "trained from scratch"
-        raise PerfRNNError(f"{out_dir} holds a model {started}; use another --out to start "
-                           "from something else")
+        raise PerfRNNError(f"{PATH} holds a model {started}; use another --out to start from "
+                           "something else", path=out_dir)
     return base.read_parent(init_from) if init_from is not None else None
 
 
@@ -750,8 +751,8 @@ def _run_settings(out_dir: Path, earlier: dict, config: ModelConfig, data_dirs: 
     for key in ("config", "layer_sizes", "style_names"):
         if key in earlier and earlier[key] != settings[key]:
             raise PerfRNNError(
-                f"{out_dir} holds a model trained with {key} {earlier[key]}, not "
-                f"{settings[key]}; use another --out or the same settings")
+                f"{PATH} holds a model trained with {key} {earlier[key]}, not {settings[key]}; use "
+                "another --out or the same settings", path=out_dir)
     return settings
 
 
@@ -821,8 +822,8 @@ class RunCheckpoints:
             try:
                 self._checkpoint.restore(self.latest).assert_existing_objects_matched()
             except (AssertionError, ValueError, tf.errors.OpError) as error:
-                raise PerfRNNError(f"cannot resume from {self.latest} "
-                                   f"({str(error).splitlines()[0]}); use another --out") from None
+                raise PerfRNNError(f"{str(error).splitlines()[0]}; use another --out",
+                                   path=self.latest, action="resume from") from None
         self.optimizer.learning_rate.assign(self.learning_rate)  # a resumed run takes it
         return int(self._step.numpy())
 

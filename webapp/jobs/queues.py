@@ -82,8 +82,9 @@ class LocalQueue:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stops the worker threads and waits up to `timeout` seconds in all for
-        them to end (a running job finishes first). Jobs still waiting stay
-        queued in the job store, to be taken up again on the next start."""
+        them to end (a running job finishes first). Jobs still waiting, and
+        any submitted after, stay queued in the job store, to be taken up
+        again on the next start (`JobStore.recover`)."""
         self._stopping.set()
         for kind, waiting in self._queues.items():
             for _ in range(sum(thread.name.startswith(f"{kind}-") for thread in self._threads)):

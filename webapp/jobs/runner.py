@@ -177,7 +177,10 @@ def run_training(services: Services, job) -> dict:
         if services.storage.kind != "local" else None
     if checkpoints is not None:
         checkpoints.pull()
-    preset = services.training_presets[params["preset"]]
+    preset = services.training_presets.get(params["preset"])
+    if preset is None:  # a web server and a worker set up with different presets
+        raise PerfRNNError(f"this worker has no training preset {params['preset']!r}; its "
+                           f"presets are {', '.join(services.training_presets) or 'none'}")
     kind = params.get("kind") or None
     parent = _parent_style(services, kind) if params.get("start", "base") == "base" else None
     if discard_other_run(work_dir / "run", preset, kind, parent) and checkpoints is not None:
@@ -337,7 +340,12 @@ def _for_users(error: PerfRNNError, work_dir: Path, inputs: Path) -> str:
             name = "the style's training folder"
         else:
             name = path.name
-    return error.describe(name, page_fix)
+    message = error.describe(name, page_fix)
+    if str(work_dir.parent) in message:  # a server folder inside the problem's own text
+        log.warning("training failed: %s", message)
+        return ("training stopped on a problem with the style's files on the server; the "
+                "details are in the server log")
+    return message
 
 
 class CheckpointSync:

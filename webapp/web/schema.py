@@ -98,7 +98,10 @@ class Request:
     description: str = ""
 
     def __getitem__(self, name: str) -> Field:
-        return next(field for field in self.fields if field.name == name)
+        for field in self.fields:
+            if field.name == name:
+                return field
+        raise KeyError(f"{self.name} has no field {name!r}")
 
     @property
     def api_fields(self) -> tuple[str, ...]:
@@ -178,9 +181,10 @@ GENERATION = Request("GenerationRequest", required=("style",), description=(
           choices=FEELS, default="straight"),
     Field("blend", "string", "blend", "styles made from one base model (see a style's "
           "`blend_styles`): play this blend of them instead of the style alone; weights "
-          "are scaled to sum to 1", example="rock:70,electronic:30", page=False),
+          "are scaled to sum to 1", example="rock:70,electronic:30"),
     Field("blend_with", "string", "style to blend with", api=False),
-    Field("blend_amount", "integer", "blend amount", minimum=0, maximum=100, api=False),
+    Field("blend_amount", "integer", "blend amount", minimum=0, maximum=100, api=False,
+          page_default=30),
     Field("primer", "file", "primer", "music to continue", suffixes=PRIMER_SUFFIXES),
 ))
 

@@ -56,7 +56,7 @@ def save_primer(services: Services, upload) -> str:
                                        f"primer may ({MAX_PRIMER_UNPACKED_BYTES >> 20} MiB)")
             primer = read_music_file(path)
         except PerfRNNError as error:  # said of the upload, not the temporary file
-            reason = error.problem if error.path == str(path) else error.describe(name)
+            reason = error.describe(name, lead=error.path != str(path))
             raise ValidationError({"primer": f"{upload.filename}: {reason}"}) from None
     if not primer.notes:
         raise ValidationError({"primer": f"{upload.filename} has no notes to continue"})
@@ -143,7 +143,7 @@ def import_bundle(services: Services, upload, name: str | None = None) -> str:
         try:
             load_bundle(Path(partial))
         except PerfRNNError as error:  # said of the upload, not the server's file
-            reason = error.problem if error.path == partial else error.describe(filename)
+            reason = error.describe(filename, lead=error.path != partial)
             raise ValidationError({"bundle": f"{filename} is not a bundle that loads: "
                                              f"{reason}"}) from None
         if final.exists():
