@@ -8,6 +8,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from note_seq.protobuf import music_pb2
+
 from perfrnn.errors import PerfRNNError
 from perfrnn.metric import Metre
 
@@ -192,6 +194,25 @@ def length_plan(options: GenerationOptions, bpm: float, native_bpm: float, metre
         steps = max(1, round(model_seconds * rate))
     return LengthPlan(steps=steps, steps_per_second=rate, model_seconds=steps / rate,
                       bar_steps=bar_steps, file_seconds=file_seconds)
+
+
+MAX_PRIMER_SECONDS = 60.0
+MAX_PRIMER_NOTES = 4000
+"""A primer is a short piece to continue: the work and memory of priming the
+model grow with its length and notes, so both are bounded (a 60 s piano
+primer has a few hundred to two thousand notes)."""
+
+
+def check_primer(primer: music_pb2.NoteSequence) -> None:
+    """Raises PerfRNNError naming the limit when `primer` lasts longer than
+    MAX_PRIMER_SECONDS or has more than MAX_PRIMER_NOTES notes."""
+    seconds = primer.total_time
+    if not math.isfinite(seconds) or seconds > MAX_PRIMER_SECONDS:
+        raise PerfRNNError(f"the primer lasts {seconds:,.0f} seconds; a primer may last at "
+                           f"most {MAX_PRIMER_SECONDS:g} seconds: cut it shorter")
+    if len(primer.notes) > MAX_PRIMER_NOTES:
+        raise PerfRNNError(f"the primer has {len(primer.notes):,} notes; a primer may have "
+                           f"at most {MAX_PRIMER_NOTES:,}: cut it shorter")
 
 
 _MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)

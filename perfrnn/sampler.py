@@ -36,6 +36,7 @@ from perfrnn.options import (
     GenerationOptions,
     LengthPlan,
     ProgressCallback,
+    check_primer,
     length_plan,
     pitch_histogram_for_key,
 )
@@ -200,6 +201,8 @@ class Sampler:
         onset_allowed = tf.constant(self.encoding.onset_allowed(metre)
                                     if self.encoding.config.is_metric else [True])
         state = self._primer_state(primer_events[:-1], controls, batch, metre, style)
+        if cancelled is not None and cancelled():  # the primer's work is done: check again
+            raise PerfRNNError("generation was cancelled")
         last_event = tf.fill([batch], int(primer_events[-1]))
         sounding = tf.tile(tf.constant(self._sounding_after(primer_events))[None], [batch, 1])
         # The primer's sounding notes may last their part's longest length from here.
@@ -336,6 +339,7 @@ class Sampler:
         encoding = self.encoding
         if primer is None or not primer.notes:
             return np.array([encoding.start_event()], np.int32), 0
+        check_primer(primer)
         if encoding.config.is_multitrack:
             primer, _ = assign_roles(primer, encoding.tracks)
             if not primer.notes:

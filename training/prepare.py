@@ -76,6 +76,12 @@ SKIP_NO_NOTES = "no_notes"
 SKIP_ENCODING_FAILED = "encoding_failed"
 SKIP_UNSAFE_ARCHIVE = "unsafe_archive"
 SKIP_NO_BEAT = "no_beat"
+SKIP_TOO_LARGE = "too_large"
+# Work and memory grow with a file's size, length and notes, whatever its
+# header claims; a piece past these is skipped with the limit named.
+MAX_MUSIC_FILE_BYTES = 16 << 20  # a long orchestral MIDI file is about 1 MiB
+MAX_PIECE_SECONDS = 3600.0
+MAX_PIECE_NOTES = 200_000
 # A metric style learns from files whose onsets follow their own tempo map:
 # at least this share of drum hits (of all onsets without drums) within 1/24
 # beat of the 1/16 or triplet grid. Random onsets give 0.5, free-tempo
@@ -619,6 +625,9 @@ def _read_one(
     if record.sha1 in seen:
         return record.skip(f"same content as {seen[record.sha1]}", SKIP_DUPLICATE), None
     seen[record.sha1] = candidate.source
+    if path.stat().st_size > MAX_MUSIC_FILE_BYTES:
+        return record.skip(f"it is {path.stat().st_size >> 20} MiB; a music file may be at "
+                           f"most {MAX_MUSIC_FILE_BYTES >> 20} MiB", SKIP_TOO_LARGE), None
 
     suffix = path.suffix.lower()
     try:
@@ -633,6 +642,12 @@ def _read_one(
         return record.skip(f"cannot read it ({type(error).__name__}: "
                            f"{_one_line(str(error))})", SKIP_UNREADABLE), None
     record.warnings.extend(_file_warnings(path, suffix, sequence, caught))
+    if not sequence.total_time <= MAX_PIECE_SECONDS:  # also catches NaN
+        return record.skip(f"it lasts {sequence.total_time:,.0f} seconds; a piece may last at "
+                           f"most {MAX_PIECE_SECONDS:,.0f}", SKIP_TOO_LARGE), None
+    if len(sequence.notes) > MAX_PIECE_NOTES:
+        return record.skip(f"it has {len(sequence.notes):,} notes; a piece may have at most "
+                           f"{MAX_PIECE_NOTES:,}", SKIP_TOO_LARGE), None
 
     if kind == "band":
         kept, record.roles = assign_roles(sequence, encoding.tracks)

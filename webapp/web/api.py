@@ -53,8 +53,9 @@ FILES = {  # download kind -> (result key, file name key, MIME type, as attachme
 
 @bp.errorhandler(ValidationError)
 def _invalid(error: ValidationError):
-    return api_error(422, f"the request has invalid fields: {error}", "invalid",
-                     fields=error.errors)
+    what = "invalid fields" if error.status == 422 else "files that are too large"
+    return api_error(error.status, f"the request has {what}: {error}",
+                     "invalid" if error.status == 422 else "too_large", fields=error.errors)
 
 
 @bp.errorhandler(QueueFull)
@@ -87,6 +88,9 @@ def _values(fields: tuple[str, ...], files: tuple[str, ...] = (),
     """The request's fields from a JSON object or a form, and an error for each
     unknown field (a misspelt field would otherwise be silently ignored)."""
     if request.mimetype in FORM_TYPES:
+        if not all(request.form.keys()) or not all(request.files.keys()):
+            raise _Problem("a part of the form has no name; name every part "
+                           '(Content-Disposition: form-data; name="...")')
         values = {key: request.form.get(key) for key in request.form}
         present = set(values) | set(request.files)
     elif request.is_json and not form_only:

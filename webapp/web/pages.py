@@ -409,7 +409,7 @@ def generate():
         job = submit_generation(services, get_queue(), params, owner_id(),
                                 primer=request.files.get("primer"))
     except ValidationError as error:
-        return _generate_page(values, error.errors, 400)
+        return _generate_page(values, error.errors, 413 if error.status == 413 else 400)
     except QueueFull as error:
         response = _generate_page(values, status=503, busy=_busy_message(error))
         return response[0], 503, {"Retry-After": str(error.retry_after)}
@@ -606,6 +606,6 @@ def import_style():
     try:
         style = import_bundle(get_services(), request.files.get("bundle"), name)
     except ValidationError as error:
-        return _styles_page(values, error.errors, 400)
+        return _styles_page(values, error.errors, 413 if error.status == 413 else 400)
     flash(f"Imported {style}", "success")
     return redirect(url_for(".styles") + f"#style-{style}", 303)

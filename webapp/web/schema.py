@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from perfrnn.options import FEELS, MAX_BARS, MAX_BPM, MAX_SEED, MIN_BPM
+from perfrnn.options import (
+    FEELS,
+    MAX_BARS,
+    MAX_BPM,
+    MAX_PRIMER_NOTES,
+    MAX_PRIMER_SECONDS,
+    MAX_SEED,
+    MIN_BPM,
+)
 from training.pipeline import KINDS as TRAINING_KINDS
 
 MIN_LENGTH_SECONDS = 5
@@ -20,6 +28,8 @@ MAX_LENGTH_SECONDS = 600
 MAX_VARIATIONS = 4
 LENGTH_UNITS = {"seconds": 1, "s": 1, "minutes": 60, "min": 60, "m": 60}
 BARS_UNIT = "bars"
+MAX_PRIMER_BYTES = 512 << 10  # a 60 s primer is tens of KiB; parsing 512 KiB takes ~1 s
+MAX_BUNDLE_BYTES = 128 << 20  # Magenta's 3x512 bundles are about 20 MB
 PRIMER_SUFFIXES = (".mid", ".midi", ".xml", ".musicxml", ".mxl")
 TRAINING_SUFFIXES = (".mid", ".midi", ".xml", ".musicxml", ".mxl", ".abc", ".zip")
 TRAINING_STARTS = ("base", "scratch")  # fine-tune the shipped style of the kind, or not
@@ -41,6 +51,7 @@ class Field:
       example: An example for the documentation.
       pattern: A regular expression a string must match (documented).
       suffixes: The file kinds an upload may be.
+      max_bytes: The largest an upload may be (None: the request's own limit).
       api: Whether the API takes it (False: a page-only helper field).
       page: Whether the page has it (False: an API-only field).
       page_default: The page's starting value where it differs from `default`.
@@ -57,6 +68,7 @@ class Field:
     example: object = None
     pattern: str | None = None
     suffixes: tuple[str, ...] = ()
+    max_bytes: int | None = None
     api: bool = True
     page: bool = True
     page_default: object = None
@@ -83,6 +95,8 @@ class Field:
         description = self.description
         if self.suffixes:
             description = f"{description}: {', '.join(self.suffixes)}".lstrip(": ")
+        if self.max_bytes:
+            description = f"{description}; at most {self.max_bytes >> 10:,} KiB"
         if description:
             schema["description"] = description
         return schema
@@ -185,7 +199,9 @@ GENERATION = Request("GenerationRequest", required=("style",), description=(
     Field("blend_with", "string", "style to blend with", api=False),
     Field("blend_amount", "integer", "blend amount", minimum=0, maximum=100, api=False,
           page_default=30),
-    Field("primer", "file", "primer", "music to continue", suffixes=PRIMER_SUFFIXES),
+    Field("primer", "file", "primer", f"music to continue, at most {MAX_PRIMER_SECONDS:g} "
+          f"seconds and {MAX_PRIMER_NOTES:,} notes", suffixes=PRIMER_SUFFIXES,
+          max_bytes=MAX_PRIMER_BYTES),
 ))
 
 TRAINING = Request("TrainingForm", required=("name", "files"), fields=(
@@ -203,7 +219,8 @@ TRAINING = Request("TrainingForm", required=("name", "files"), fields=(
 
 BUNDLE_IMPORT = Request("BundleForm", required=("bundle",), fields=(
     Field("token", "string", "training token", api=False),
-    Field("bundle", "file", "bundle", "a .mag bundle (ours or Magenta's)"),
+    Field("bundle", "file", "bundle", "a .mag bundle (ours or Magenta's)",
+          max_bytes=MAX_BUNDLE_BYTES),
     Field("name", "string", "name", "the style's name; the file's name when left out",
           pattern=STYLE_NAME_PATTERN),
 ))

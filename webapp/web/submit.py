@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 
@@ -12,7 +13,13 @@ from perfrnn.errors import PerfRNNError
 from webapp.jobs.queues import QueueFull
 from webapp.jobs.store import Job
 from webapp.services import Services
-from webapp.web.schema import PRIMER_SUFFIXES, TRAINING_SUFFIXES
+from webapp.web.schema import (
+    BUNDLE_IMPORT,
+    GENERATION,
+    PRIMER_SUFFIXES,
+    TRAINING_SUFFIXES,
+    Field,
+)
 from webapp.web.validation import (
     ValidationError,
     new_style_name,
@@ -21,7 +28,21 @@ from webapp.web.validation import (
 
 MAX_TRAINING_FILES = 2000
 # An .mxl primer is a zip read into memory whole: a primer is a short piece.
-MAX_PRIMER_UNPACKED_BYTES = 64 << 20
+MAX_PRIMER_UNPACKED_BYTES = 4 << 20
+PRIMER_READERS = 2
+"""Primers parsed at once in this process (a 512 KiB primer parses in about a
+second); beyond, a request is answered 503 with Retry-After."""
+_primer_readers = threading.BoundedSemaphore(PRIMER_READERS)
+
+
+def read_upload(upload, field: Field) -> bytes:
+    """An upload's bytes, refused (413, naming the limit) past its field's `max_bytes`."""
+    limit = field.max_bytes
+    data = upload.read() if limit is None else upload.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise ValidationError({field.name: f"{upload.filename} is larger than a {field.label} "
+                                           f"may be ({limit >> 10:,} KiB)"}, status=413)
+    return data
 
 
 def _queue(services: Services, queue, job: Job) -> Job:
@@ -36,15 +57,35 @@ def _queue(services: Services, queue, job: Job) -> Job:
 
 
 def save_primer(services: Services, upload) -> str:
-    """Checks an uploaded primer (MIDI or MusicXML) parses; returns its storage key."""
-    from perfrnn.archives import check_zip
-    from perfrnn.music_io import read_music_file
+    """Checks an uploaded primer (MIDI or MusicXML) parses and is within the
+    primer limits (size, length, notes); returns its storage key."""
+    from perfrnn.options import check_primer
 
     errors: dict[str, str] = {}
     name = upload_name(upload.filename, PRIMER_SUFFIXES, "primer", errors)
     if name is None:
         raise ValidationError(errors)
-    data = upload.read()
+    data = read_upload(upload, GENERATION["primer"])
+    if not _primer_readers.acquire(blocking=False):
+        raise QueueFull(retry_after=2)
+    try:
+        primer = _read_primer(data, name, upload.filename)
+    finally:
+        _primer_readers.release()
+    if not primer.notes:
+        raise ValidationError({"primer": f"{upload.filename} has no notes to continue"})
+    try:
+        check_primer(primer)
+    except PerfRNNError as error:
+        raise ValidationError({"primer": f"{upload.filename}: {error}"}) from None
+    return services.storage.put(f"uploads/{uuid.uuid4().hex[:16]}/{name}", data)
+
+
+def _read_primer(data: bytes, name: str, filename: str):
+    """The primer's notes, or a ValidationError saying why it does not read."""
+    from perfrnn.archives import check_zip
+    from perfrnn.music_io import read_music_file
+
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / name
         path.write_bytes(data)
@@ -57,10 +98,8 @@ def save_primer(services: Services, upload) -> str:
             primer = read_music_file(path)
         except PerfRNNError as error:  # said of the upload, not the temporary file
             reason = error.describe(name, lead=error.path != str(path))
-            raise ValidationError({"primer": f"{upload.filename}: {reason}"}) from None
-    if not primer.notes:
-        raise ValidationError({"primer": f"{upload.filename} has no notes to continue"})
-    return services.storage.put(f"uploads/{uuid.uuid4().hex[:16]}/{name}", data)
+            raise ValidationError({"primer": f"{filename}: {reason}"}) from None
+    return primer
 
 
 def submit_generation(services: Services, queue, params: dict, owner: str | None,
@@ -139,7 +178,7 @@ def import_bundle(services: Services, upload, name: str | None = None) -> str:
                                        suffix=".part")
     try:
         with os.fdopen(handle, "wb") as out:
-            out.write(upload.read())
+            out.write(read_upload(upload, BUNDLE_IMPORT["bundle"]))
         try:
             load_bundle(Path(partial))
         except PerfRNNError as error:  # said of the upload, not the server's file

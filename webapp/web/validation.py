@@ -35,11 +35,13 @@ from webapp.web.schema import (
 
 
 class ValidationError(Exception):
-    """Bad parameters: `errors` maps each field to what is wrong with it."""
+    """Bad parameters: `errors` maps each field to what is wrong with it;
+    `status` is 422, or 413 for an upload over its field's size limit."""
 
-    def __init__(self, errors: dict[str, str]):
+    def __init__(self, errors: dict[str, str], status: int = 422):
         super().__init__("; ".join(f"{field}: {message}" for field, message in errors.items()))
         self.errors = errors
+        self.status = status
 
 
 def _blank(value) -> bool:
