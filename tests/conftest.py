@@ -116,6 +116,12 @@ def web_bundles_dir(tmp_path_factory) -> Path:
     return folder
 
 
+GENEROUS_LIMITS = {"RATE_LIMIT_PER_SECOND": 10_000, "RATE_LIMIT_BURST": 10_000,
+                   "MAX_JOBS_PER_CLIENT": 10_000}
+"""Per-client limits out of the way of tests that are not about them (every
+test client is 127.0.0.1); tests/test_security.py sets its own."""
+
+
 @pytest.fixture
 def make_app(tmp_path, web_bundles_dir):
     """Builds the website on a fresh instance folder with the small styles:
@@ -127,7 +133,7 @@ def make_app(tmp_path, web_bundles_dir):
     def make(**settings):
         config = {"TESTING": True, "INSTANCE_PATH": str(tmp_path / "instance"),
                   "BUNDLES_DIR": str(web_bundles_dir), "PRELOAD_STYLES": False,
-                  **settings}
+                  **GENEROUS_LIMITS, **settings}
         app = create_app(config)
         apps.append(app)
         return app

@@ -17,7 +17,7 @@ from pathlib import Path
 import mido
 import pytest
 
-from tests.conftest import magenta_bundle_path, poll_until, wait_for_job
+from tests.conftest import GENEROUS_LIMITS, magenta_bundle_path, poll_until, wait_for_job
 
 API = "/api/v1"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -33,7 +33,8 @@ def api_app(tmp_path_factory, web_bundles_dir):
 
     app = create_app({"TESTING": True,
                       "INSTANCE_PATH": str(tmp_path_factory.mktemp("api") / "instance"),
-                      "BUNDLES_DIR": str(web_bundles_dir), "PRELOAD_STYLES": False})
+                      "BUNDLES_DIR": str(web_bundles_dir), "PRELOAD_STYLES": False,
+                      **GENEROUS_LIMITS})
     yield app
     from webapp.services import shutdown
 

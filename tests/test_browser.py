@@ -164,6 +164,24 @@ def check_midi(path: Path, seconds: float) -> mido.MidiFile:
     return midi
 
 
+def test_the_real_server_is_a_production_one_with_the_security_headers(server):
+    """`python -m webapp` serves with waitress: no Server header, the security
+    headers on every answer, and another site's POST refused."""
+    import urllib.error
+
+    with urllib.request.urlopen(f"{server}/", timeout=10) as response:
+        assert response.headers.get("Server") is None
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        assert response.headers["X-Frame-Options"] == "DENY"
+    request = urllib.request.Request(
+        f"{server}/api/v1/generations", method="POST",
+        data=json.dumps({"style": "rock", "seconds": 5}).encode(),
+        headers={"Content-Type": "application/json", "Origin": "https://evil.example"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 403
+
+
 def test_generate_rock_listen_see_and_download(server, browser, downloads):
     from selenium.webdriver.support.ui import Select
 

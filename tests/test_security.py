@@ -113,3 +113,136 @@ def test_a_training_piece_past_the_limits_is_skipped_naming_the_limit(tmp_path):
     assert skipped["far.mid"].reason_code == SKIP_TOO_LARGE
     assert f"at most {MAX_PIECE_SECONDS:,.0f}" in skipped["far.mid"].reason
     assert len(result.used) == 2
+
+
+# ----- cross-site requests and headers ---------------------------------------------------
+
+def test_another_sites_page_cannot_change_anything(make_app):
+    app = make_app(WTF_CSRF_ENABLED=False)
+    client = app.test_client()
+    body = {"style": "piano", "seconds": 5}
+    evil = {"Origin": "https://evil.example"}
+    for headers in (evil, {"Referer": "https://evil.example/page"}, {"Origin": "null"},
+                    {"Sec-Fetch-Site": "cross-site"}):
+        response = client.post(f"{API}/generations", json=body, headers=headers)
+        assert response.status_code == 403, headers
+        assert response.get_json()["error"] == "cross_site"
+        page = client.post("/", data=body, headers=headers)
+        assert page.status_code == 403 and b"only from its own pages" in page.data
+    for path in (f"{API}/trainings", f"{API}/bundles"):
+        assert client.post(path, data={}, headers=evil).status_code == 403
+    assert client.delete(f"{API}/jobs/0123456789abcdef", headers=evil).status_code == 403
+    assert app.extensions["perfrnn"].store.count(("queued", "running", "done")) == 0
+    # The site's own pages, and programs that send no Origin, are served.
+    own = {"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"}
+    assert client.post(f"{API}/generations", json=body, headers=own).status_code == 202
+    assert client.post(f"{API}/generations", json=body).status_code == 202
+    assert client.get(f"{API}/styles", headers=evil).status_code == 200  # reading is fine
+
+
+def test_every_answer_carries_the_security_headers(make_app):
+    client = make_app().test_client()
+    for path in ("/", "/train", "/styles", f"{API}/styles", f"{API}/nope", "/static/app.js"):
+        headers = client.get(path).headers
+        policy = headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy, path
+        assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["X-Frame-Options"] == "DENY"
+        assert headers["Referrer-Policy"] == "same-origin"
+        assert "Server" not in headers
+    client.get("/")  # the session cookie is made on the first page
+    cookie = client.get_cookie("session")
+    assert cookie is not None and cookie.same_site == "Lax" and cookie.http_only
+
+
+def test_the_pages_need_no_inline_script_or_style(make_app):
+    import re
+
+    client = make_app().test_client()
+    for path in ("/", "/train", "/styles", f"{API}/docs"):
+        page = client.get(path).get_data(as_text=True)
+        assert not re.search(r"<script(?![^>]*\b(src|type=\"application/json\"))[^>]*>", page)
+        assert not re.search(r"\sstyle=[\"']", page) and "<style" not in page, path
+        assert not re.search(r"\son[a-z]+=", page), path  # no onclick= and the like
+
+
+# ----- limits per client -----------------------------------------------------------------
+
+def test_a_flood_from_one_address_gets_429_while_another_is_served(make_app):
+    app = make_app(RATE_LIMIT_PER_SECOND=5, RATE_LIMIT_BURST=20)
+    client = app.test_client()
+    answers = [client.get(f"{API}/styles") for _ in range(40)]
+    limited = [response for response in answers if response.status_code == 429]
+    assert 15 <= len(limited) <= 25
+    assert int(limited[0].headers["Retry-After"]) >= 1
+    assert limited[0].get_json()["error"] == "too_many_requests"
+    other = client.get(f"{API}/styles", environ_base={"REMOTE_ADDR": "10.0.0.7"})
+    assert other.status_code == 200
+
+
+def test_wrong_training_tokens_make_the_client_wait(make_app):
+    app = make_app(TRAINING_TOKEN="s3cret")
+    client = app.test_client()
+    wrong = {"X-Training-Token": "guess"}
+    statuses = [client.post(f"{API}/bundles", headers=wrong, data={},
+                            content_type="multipart/form-data").status_code
+                for _ in range(8)]
+    assert statuses[:5] == [401] * 5 and 429 in statuses[5:]
+    waited = client.post(f"{API}/bundles", headers=wrong, data={},
+                         content_type="multipart/form-data")
+    assert waited.status_code == 429 and int(waited.headers["Retry-After"]) >= 1
+    # Someone else is not slowed down by it.
+    elsewhere = client.post(f"{API}/bundles", headers=wrong, data={},
+                            content_type="multipart/form-data",
+                            environ_base={"REMOTE_ADDR": "10.0.0.8"})
+    assert elsewhere.status_code == 401
+
+
+def test_one_client_cannot_fill_the_shared_queue(make_app):
+    app = make_app(MAX_JOBS_PER_CLIENT=3, QUEUE_LIMIT=20)
+    app.extensions["perfrnn_queue"].stop()  # jobs stay queued
+    client = app.test_client()
+    body = {"style": "piano", "seconds": 5}
+    statuses = [client.post(f"{API}/generations", json=body).status_code for _ in range(5)]
+    assert statuses == [202, 202, 202, 429, 429]
+    refused = client.post(f"{API}/generations", json=body)
+    assert "Retry-After" in refused.headers and "wait for one" in refused.get_json()["message"]
+    other = client.post(f"{API}/generations", json=body,
+                        environ_base={"REMOTE_ADDR": "10.0.0.9"})
+    assert other.status_code == 202
+
+
+def test_progress_streams_are_capped(make_app):
+    app = make_app(MAX_EVENT_STREAMS=2)
+    app.extensions["perfrnn_queue"].stop()  # the job stays queued, its stream open
+    client = app.test_client()
+    job = client.post(f"{API}/generations", json={"style": "piano", "seconds": 5}).get_json()
+    url = f"{API}/jobs/{job['job']['id']}/events"
+    open_streams = [client.get(url, buffered=False) for _ in range(2)]
+    for stream in open_streams:
+        assert stream.status_code == 200
+        next(stream.response)  # the stream has begun
+    refused = client.get(url)
+    assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
+    open_streams.pop().close()  # a listener who leaves frees a slot
+    again = client.get(url, buffered=False)
+    assert again.status_code == 200
+    again.close()
+    open_streams.pop().close()
+
+
+def test_a_client_id_names_only_jobs_from_its_own_address(make_app):
+    app = make_app()
+    app.extensions["perfrnn_queue"].stop()
+    client = app.test_client()
+    body = {"style": "piano", "seconds": 5}
+    claim = {"X-Client-Id": "alice"}
+    client.post(f"{API}/generations", json=body, headers=claim)
+    store = app.extensions["perfrnn"].store
+    [job] = store._query("SELECT * FROM jobs")
+    assert job.owner != "alice" and job.owner.startswith("client-")
+    client.post(f"{API}/generations", json=body, headers=claim,
+                environ_base={"REMOTE_ADDR": "10.0.0.10"})
+    owners = {job.owner for job in store._query("SELECT * FROM jobs")}
+    assert len(owners) == 2  # the same id from another address is another owner

@@ -43,12 +43,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf = CSRFProtect(app)
 
     from webapp import services
-    from webapp.web import api, errors, pages
+    from webapp.web import api, errors, pages, security
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)
     errors.register(app)
+    security.init_app(app)
 
     services.init_app(app)
     return app

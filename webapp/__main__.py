@@ -17,8 +17,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="address to listen on (default 127.0.0.1: this machine only; "
                              "0.0.0.0 for the network)")
     parser.add_argument("--port", type=int, default=5000, help="port (default 5000)")
-    parser.add_argument("--debug", action="store_true", help="Flask's debug mode (never in "
-                                                              "production)")
+    parser.add_argument("--debug", action="store_true",
+                        help="Flask's development server in debug mode (never in production; "
+                             "the default is the waitress WSGI server)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from perfrnn.console import import_libraries_quietly
@@ -32,8 +33,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"the website is at http://{args.host}:{args.port}/  (Ctrl+C stops it)", flush=True)
-    app.run(host=args.host, port=args.port, debug=args.debug, threaded=True,
-            use_reloader=False)
+    if args.debug:
+        app.run(host=args.host, port=args.port, debug=True, threaded=True, use_reloader=False)
+        return 0
+    from waitress import serve
+
+    # Each open progress stream holds a thread (at most MAX_EVENT_STREAMS of them);
+    # an empty ident sends no Server header.
+    serve(app, host=args.host, port=args.port, threads=int(app.config["SERVER_THREADS"]),
+          ident="", channel_timeout=120, connection_limit=int(app.config["SERVER_THREADS"]) * 4)
     return 0
 
 

@@ -45,12 +45,30 @@ DEFAULTS = {
     # and (on workers) between looks for a spot interruption notice.
     "CHECKPOINT_SYNC_SECONDS": 30,
     "SPOT_CHECK_SECONDS": 5,
+    # Limits per client address (webapp.web.security): requests a second, and
+    # the burst allowed above that; jobs one client may have waiting or running.
+    "RATE_LIMIT_PER_SECOND": 20,
+    "RATE_LIMIT_BURST": 200,
+    "MAX_JOBS_PER_CLIENT": 4,
+    # Progress streams (Server-Sent Events) open at once, and the longest one
+    # lasts before the browser reconnects; the WSGI server's threads.
+    "MAX_EVENT_STREAMS": 32,
+    "SSE_MAX_SECONDS": 600,
+    "SERVER_THREADS": 48,
+    # Behind this many reverse proxies (nginx on AWS), trust their
+    # X-Forwarded-For and -Proto for the client's address; 0 when exposed directly.
+    "TRUSTED_PROXIES": 0,
+    # The session cookie goes only with this site's own requests and navigations.
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_HTTPONLY": True,
 }
 
 INTEGER_SETTINGS = {"GENERATION_WORKERS", "TRAINING_WORKERS", "QUEUE_LIMIT",
                     "RESULT_RETENTION_HOURS", "MAX_CONTENT_LENGTH", "MAX_FORM_PARTS",
-                    "CHECKPOINT_SYNC_SECONDS",
-                    "SPOT_CHECK_SECONDS"}
+                    "CHECKPOINT_SYNC_SECONDS", "SPOT_CHECK_SECONDS",
+                    "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", "MAX_JOBS_PER_CLIENT",
+                    "MAX_EVENT_STREAMS", "SSE_MAX_SECONDS", "SERVER_THREADS",
+                    "TRUSTED_PROXIES"}
 BOOLEAN_SETTINGS = {"PRELOAD_STYLES", "RENDER_AUDIO"}
 STRING_SETTINGS = {"JOB_BACKEND", "STORAGE", "DATABASE", "STORAGE_DIR", "STYLES_DIR",
                    "TRAINING_DIR", "BUNDLES_DIR", "TRAINING_TOKEN", "SECRET_KEY",

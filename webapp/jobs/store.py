@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     kind TEXT NOT NULL,
     state TEXT NOT NULL,
     owner TEXT,
+    client TEXT,
     params TEXT NOT NULL,
     progress REAL NOT NULL DEFAULT 0,
     stage TEXT NOT NULL DEFAULT '',
@@ -95,6 +96,9 @@ class JobStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            if "client" not in columns:  # a database made before jobs knew their client
+                db.execute("ALTER TABLE jobs ADD COLUMN client TEXT")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -126,15 +130,18 @@ class JobStore:
 
     # ----- creating and reading ----------------------------------------------
 
-    def create(self, kind: str, params: dict, owner: str | None = None) -> Job:
+    def create(self, kind: str, params: dict, owner: str | None = None,
+               client: str | None = None) -> Job:
+        """A new queued job; `owner` sees it in their history, and `client` (who
+        sent it: a key of their address) counts it against their share."""
         if kind not in KINDS:
             raise ValueError(f"unknown job kind {kind!r}")
         now = time.time()
         job_id = uuid.uuid4().hex[:16]
         self._execute(
-            "INSERT INTO jobs (id, kind, state, owner, params, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (job_id, kind, QUEUED, owner, json.dumps(params), now, now))
+            "INSERT INTO jobs (id, kind, state, owner, client, params, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (job_id, kind, QUEUED, owner, client, json.dumps(params), now, now))
         return self.get(job_id)
 
     def get(self, job_id: str) -> Job | None:
@@ -150,9 +157,14 @@ class JobStore:
             args += (kind,)
         return self._query(sql + " ORDER BY created_at DESC LIMIT ?", args + (limit,))
 
-    def count(self, states: tuple[str, ...], kind: str | None = None) -> int:
+    def count(self, states: tuple[str, ...], kind: str | None = None,
+              client: str | None = None) -> int:
+        """Jobs in one of `states` (of one kind, from one client, if given)."""
         sql = f"SELECT COUNT(*) FROM jobs WHERE state IN ({','.join('?' * len(states))})"
         args: tuple = tuple(states)
+        if client is not None:
+            sql += " AND client = ?"
+            args += (client,)
         if kind:
             sql += " AND kind = ?"
             args += (kind,)

@@ -35,7 +35,13 @@ from webapp.web.errors import api_error
 from webapp.web.events import job_events
 from webapp.web.owner import owner_id
 from webapp.web.schema import BUNDLE_IMPORT, GENERATION, TRAINING
-from webapp.web.submit import import_bundle, submit_generation, submit_training
+from webapp.web.security import check_token_attempt, client_key
+from webapp.web.submit import (
+    import_bundle,
+    request_share,
+    submit_generation,
+    submit_training,
+)
 from webapp.web.validation import ValidationError, generation_params, style_types, training_params
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -220,6 +226,7 @@ def _check_token() -> None:
     token = current_app.config.get("TRAINING_TOKEN")
     if not token:
         return
+    check_token_attempt(client_key())
     given = request.headers.get("X-Training-Token", "")
     authorization = request.headers.get("Authorization", "")
     if not given and authorization[:7].lower() == "bearer ":
@@ -228,7 +235,9 @@ def _check_token() -> None:
         raise _Problem("this server needs its training token: send it as "
                           "'Authorization: Bearer TOKEN' or 'X-Training-Token: TOKEN'",
                           401, "unauthorized")
-    if not hmac.compare_digest(given.encode(), str(token).encode()):
+    right = hmac.compare_digest(given.encode(), str(token).encode())
+    check_token_attempt(client_key(), right)
+    if not right:
         raise _Problem("the training token is wrong", 401, "unauthorized")
 
 
@@ -264,7 +273,7 @@ def create_generation():
     services = get_services()
     params = _checked(errors, lambda: generation_params(values, services.registry))
     job = submit_generation(services, get_queue(), params, owner_id(),
-                            primer=request.files.get("primer"))
+                            primer=request.files.get("primer"), **request_share())
     return _accepted(job)
 
 
@@ -291,8 +300,9 @@ def cancel_job(job_id: str):
 def job_stream(job_id: str):
     job = _job_or_404(job_id)
     stream = job_events(get_services().store, job.id, describe=job_json,
-                        max_seconds=float(current_app.config.get("SSE_MAX_SECONDS", 3600)))
-    response = Response(stream_with_context(stream), mimetype="text/event-stream")
+                        max_seconds=float(current_app.config["SSE_MAX_SECONDS"]))
+    held = current_app.extensions["perfrnn_streams"].hold(stream)
+    response = Response(stream_with_context(held), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
     return response
@@ -364,7 +374,8 @@ def create_training():
     params = _checked(errors, lambda: training_params(values, services.registry,
                                                              services.training_presets))
     uploads = request.files.getlist("files") + request.files.getlist("files[]")
-    job = submit_training(services, get_queue(), params, uploads, owner_id())
+    job = submit_training(services, get_queue(), params, uploads, owner_id(),
+                              **request_share())
     return _accepted(job)
 
 

@@ -34,6 +34,7 @@ from webapp.jobs.store import CANCELLED
 from webapp.services import get_queue, get_services
 from webapp.web.owner import owner_id
 from webapp.web.schema import BUNDLE_IMPORT, GENERATION, TRAINING
+from webapp.web.security import check_token_attempt, client_key
 from webapp.web.validation import (
     ValidationError,
     style_types,
@@ -332,7 +333,11 @@ def style_card(style) -> dict:
 # ----- the training token ---------------------------------------------------------
 
 def _token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    """What the session keeps to remember a right token: an HMAC keyed with the
+    server's secret, so the (readable) cookie gives nothing to guess the token
+    from offline, and changing the token forgets every browser."""
+    key = str(current_app.config["SECRET_KEY"]).encode("utf-8")
+    return hmac.new(key, b"training-token:" + token.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def token_needed() -> bool:
@@ -354,7 +359,10 @@ def check_token(form) -> str | None:
     given = str(form.get("token") or "").strip()
     if not given:
         return "this server asks for its training token; enter it here"
-    if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+    check_token_attempt(client_key())
+    right = hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    check_token_attempt(client_key(), right)
+    if not right:
         return "that is not this server's training token"
     session["training_token"] = _token_digest(expected)
     return None
@@ -398,7 +406,7 @@ def generate():
                 notice = f"There is no style called {wanted!r}; choose one below."
         return _generate_page(values, notice=notice)
 
-    from webapp.web.submit import submit_generation
+    from webapp.web.submit import request_share, submit_generation
     from webapp.web.validation import generation_params
 
     services = get_services()
@@ -407,7 +415,7 @@ def generate():
         params = generation_params(dict(values, blend=page_blend(values, services.registry)),
                                    services.registry)
         job = submit_generation(services, get_queue(), params, owner_id(),
-                                primer=request.files.get("primer"))
+                                primer=request.files.get("primer"), **request_share())
     except ValidationError as error:
         return _generate_page(values, error.errors, 413 if error.status == 413 else 400)
     except QueueFull as error:
@@ -547,7 +555,7 @@ def train():
         return _train_page({"preset": "quick" if "quick" in get_services().training_presets else "",
                             "kind": "auto", "start": "base"})
 
-    from webapp.web.submit import submit_training
+    from webapp.web.submit import request_share, submit_training
     from webapp.web.validation import training_params
 
     values = request.form.to_dict()
@@ -567,7 +575,8 @@ def train():
     if errors:
         return _train_page(values, errors, 400)
     try:
-        job = submit_training(services, get_queue(), params, uploads, owner_id())
+        job = submit_training(services, get_queue(), params, uploads, owner_id(),
+                              **request_share())
     except ValidationError as error:
         return _train_page(values, error.errors, 400)
     except QueueFull as error:

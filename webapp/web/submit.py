@@ -11,7 +11,7 @@ from pathlib import Path
 
 from perfrnn.errors import PerfRNNError
 from webapp.jobs.queues import QueueFull
-from webapp.jobs.store import Job
+from webapp.jobs.store import QUEUED, RUNNING, Job
 from webapp.services import Services
 from webapp.web.schema import (
     BUNDLE_IMPORT,
@@ -20,6 +20,7 @@ from webapp.web.schema import (
     TRAINING_SUFFIXES,
     Field,
 )
+from webapp.web.security import Refused, client_key
 from webapp.web.validation import (
     ValidationError,
     new_style_name,
@@ -102,16 +103,39 @@ def _read_primer(data: bytes, name: str, filename: str):
     return primer
 
 
+def request_share() -> dict:
+    """The current request's client and how many jobs one client may have at
+    once (MAX_JOBS_PER_CLIENT), for `submit_generation` and `submit_training`."""
+    from flask import current_app
+
+    return {"client": client_key(), "limit": int(current_app.config["MAX_JOBS_PER_CLIENT"])}
+
+
+def check_share(services: Services, client: str | None, limit: int) -> None:
+    """Raises Refused (429) when `client` already has `limit` jobs waiting or
+    running, so that one client cannot fill the queue that everyone shares."""
+    if client is None:
+        return
+    active = services.store.count((QUEUED, RUNNING), client=client)
+    if active >= limit:
+        raise Refused(429, f"you have {active} jobs waiting or running, the most one client "
+                           "may; wait for one to finish", 10)
+
+
 def submit_generation(services: Services, queue, params: dict, owner: str | None,
-                      primer=None) -> Job:
+                      primer=None, client: str | None = None, limit: int = 4) -> Job:
+    """Checks the client's share and the primer, then records and queues the job."""
+    check_share(services, client, limit)
     if primer is not None and primer.filename:
         params = dict(params, primer=save_primer(services, primer))
-    return _queue(services, queue, services.store.create("generation", params, owner))
+    return _queue(services, queue, services.store.create("generation", params, owner, client))
 
 
 def submit_training(services: Services, queue, params: dict, uploads: list,
-                    owner: str | None) -> Job:
-    """Saves the uploaded music files (or zips) and queues the training job."""
+                    owner: str | None, client: str | None = None, limit: int = 4) -> Job:
+    """Checks the client's share, saves the uploaded music files (or zips) and
+    queues the training job."""
+    check_share(services, client, limit)
     errors: dict[str, str] = {}
     if params.get("name") in services.store.active_training_names():
         raise ValidationError({"name": f"a style called {params['name']!r} is being trained "
@@ -142,7 +166,7 @@ def submit_training(services: Services, queue, params: dict, uploads: list,
             services.storage.delete_prefix(folder)
             raise ValidationError({"files": f"{upload.filename} is empty"})
         keys.append(services.storage.put(f"{folder}/{unique}", data))
-    job = services.store.create("training", dict(params, uploads=keys), owner)
+    job = services.store.create("training", dict(params, uploads=keys), owner, client)
     try:
         return _queue(services, queue, job)
     except QueueFull:
