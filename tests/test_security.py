@@ -246,3 +246,24 @@ def test_a_client_id_names_only_jobs_from_its_own_address(make_app):
                 environ_base={"REMOTE_ADDR": "10.0.0.10"})
     owners = {job.owner for job in store._query("SELECT * FROM jobs")}
     assert len(owners) == 2  # the same id from another address is another owner
+
+
+def test_only_the_client_that_made_a_job_can_see_or_cancel_it(make_app):
+    app = make_app(WTF_CSRF_ENABLED=False)
+    app.extensions["perfrnn_queue"].stop()  # the job stays queued
+    mine, theirs = app.test_client(), app.test_client()
+    job = mine.post(f"{API}/generations", json={"style": "piano", "seconds": 5}).get_json()
+    job_id = job["job"]["id"]
+    elsewhere = {"REMOTE_ADDR": "10.0.0.11"}
+    for path in (f"{API}/jobs/{job_id}", f"{API}/jobs/{job_id}/events",
+                 f"{API}/generations/{job_id}/midi", f"/jobs/{job_id}"):
+        assert theirs.get(path, environ_base=elsewhere).status_code == 404, path
+    assert theirs.delete(f"{API}/jobs/{job_id}", environ_base=elsewhere).status_code == 404
+    assert mine.get(f"{API}/jobs/{job_id}").status_code == 200
+    # A browser's job is its session's, wherever the browser is.
+    page = mine.post("/", data={"style": "piano", "length": "5", "unit": "seconds"},
+                     environ_base=elsewhere)
+    assert page.status_code in (302, 303)
+    page_job = page.headers["Location"].rstrip("/").split("/")[-1]
+    assert mine.get(f"/jobs/{page_job}", environ_base=elsewhere).status_code == 200
+    assert theirs.get(f"/jobs/{page_job}", environ_base=elsewhere).status_code == 404

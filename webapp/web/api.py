@@ -33,7 +33,7 @@ from webapp.jobs.store import CANCELLED, DONE, EXPIRED
 from webapp.services import get_queue, get_services
 from webapp.web.errors import api_error
 from webapp.web.events import job_events
-from webapp.web.owner import owner_id
+from webapp.web.owner import may_see, owner_id
 from webapp.web.schema import BUNDLE_IMPORT, GENERATION, TRAINING
 from webapp.web.security import check_token_attempt, client_key
 from webapp.web.submit import (
@@ -129,7 +129,7 @@ def _checked(errors: dict, check):
 
 def _job_or_404(job_id: str):
     job = get_services().store.get(job_id) if JOB_ID.fullmatch(job_id) else None
-    if job is None:
+    if job is None or not may_see(job):  # another client's job is not there for you
         raise _Problem(f"there is no job {job_id!r} (results are kept "
                           f"{current_app.config['RESULT_RETENTION_HOURS']} hours)",
                           404, "not_found")

@@ -32,7 +32,7 @@ from webapp.jobs.queues import QueueFull
 from webapp.jobs.runner import KIND_LABELS
 from webapp.jobs.store import CANCELLED
 from webapp.services import get_queue, get_services
-from webapp.web.owner import owner_id
+from webapp.web.owner import may_see, owner_id
 from webapp.web.schema import BUNDLE_IMPORT, GENERATION, TRAINING
 from webapp.web.security import check_token_attempt, client_key
 from webapp.web.validation import (
@@ -492,7 +492,7 @@ def _more_like_this(job) -> dict:
 
 def _get_job(job_id: str):
     job = get_services().store.get(job_id)
-    if job is None:
+    if job is None or not may_see(job):  # another client's job is not there for you
         abort(404, description="there is no job with this id (it may have been removed)")
     return job
 
