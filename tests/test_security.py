@@ -267,3 +267,33 @@ def test_only_the_client_that_made_a_job_can_see_or_cancel_it(make_app):
     page_job = page.headers["Location"].rstrip("/").split("/")[-1]
     assert mine.get(f"/jobs/{page_job}", environ_base=elsewhere).status_code == 200
     assert theirs.get(f"/jobs/{page_job}", environ_base=elsewhere).status_code == 404
+
+
+# ----- nothing left behind ---------------------------------------------------------------
+
+def test_a_failed_training_leaves_no_uploads_and_a_cancel_survives_a_restart(make_app, tmp_path):
+    import zipfile
+
+    from tests.conftest import wait_for_job
+
+    app = make_app()
+    client = app.test_client()
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("readme.txt", "no music here")
+    response = client.post(f"{API}/trainings", content_type="multipart/form-data",
+                           data={"name": "nothing", "files": (io.BytesIO(archive.getvalue()),
+                                                             "songs.zip")})
+    assert response.status_code == 202, response.get_data(as_text=True)
+    job = wait_for_job(app, response.get_json()["job"]["id"])
+    assert job.state == "failed"
+    storage_root = app.extensions["perfrnn"].storage.root
+    assert not [path for path in storage_root.rglob("*") if path.is_file()]
+
+    # A running job whose user cancelled it is cancelled, not failed, after a restart.
+    store = app.extensions["perfrnn"].store
+    running = store.create("generation", {"style": "piano"})
+    store.start(running.id)
+    store.request_cancel(running.id)
+    store.recover()
+    assert store.get(running.id).state == "cancelled"

@@ -49,8 +49,11 @@ class Throttle:
 def run_job(services: Services, job_id: str) -> None:
     """Runs one queued job to its end; records done, failed or cancelled."""
     store = services.store
-    if not store.start(job_id):
-        return  # cancelled while it waited, or unknown
+    if not store.start(job_id):  # cancelled while it waited, or unknown
+        job = store.get(job_id)
+        if job is not None and job.state == CANCELLED:
+            _discard_uploads(services, job)
+        return
     job = store.get(job_id)
     try:
         if job.kind == "generation":
@@ -58,20 +61,32 @@ def run_job(services: Services, job_id: str) -> None:
         else:
             result = run_training(services, job)
     except PerfRNNError as error:
-        if store.cancel_requested(job_id):
-            store.fail(job_id, "cancelled by the user", CANCELLED)
-        elif services.interrupted is not None and services.interrupted():
+        if services.interrupted is not None and services.interrupted() \
+                and not store.cancel_requested(job_id):
             store.requeue(job_id, "the worker was stopped (spot interruption); another "
                                   "worker carries on from the last checkpoint")
+            return  # the next worker needs the uploads
+        if store.cancel_requested(job_id):
+            store.fail(job_id, "cancelled by the user", CANCELLED)
         else:
             store.fail(job_id, str(error))
+        _discard_uploads(services, job)
         return
     except Exception as error:  # a bug or an environment problem: keep the worker alive
         log.error("job %s crashed:\n%s", job_id, traceback.format_exc())
         store.fail(job_id, f"the worker hit an internal error ({type(error).__name__}); "
                            "the details are in the server log")
+        _discard_uploads(services, job)
         return
     store.finish(job_id, result)
+
+
+def _discard_uploads(services: Services, job) -> None:
+    """Deletes a failed or cancelled training's uploaded files: a new training
+    of the style uploads its own (its checkpoints are kept, to resume from)."""
+    uploads = job.params.get("uploads") if job.kind == "training" else None
+    if uploads:
+        services.storage.delete_prefix(str(Path(uploads[0]).parent))
 
 
 # ----- generation -------------------------------------------------------------

@@ -228,9 +228,15 @@ class JobStore:
         return bool(self._scalar("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)))
 
     def recover(self) -> list[Job]:
-        """At start-up: jobs left running by a server that died are marked failed;
-        returns the queued ones, to be queued again."""
+        """At start-up: jobs left running by a server that died are marked
+        cancelled if their user had asked, else failed; queued ones that were
+        cancelled become cancelled. Returns the other queued ones, to be queued
+        again."""
         now = time.time()
+        self._execute(
+            "UPDATE jobs SET state = ?, error = ?, finished_at = ?, updated_at = ? "
+            "WHERE state IN (?, ?) AND cancel_requested = 1",
+            (CANCELLED, "cancelled by the user", now, now, RUNNING, QUEUED))
         self._execute(
             "UPDATE jobs SET state = ?, error = ?, finished_at = ?, updated_at = ? "
             "WHERE state = ?",
