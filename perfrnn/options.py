@@ -7,11 +7,13 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from note_seq.protobuf import music_pb2
+from typing import TYPE_CHECKING
 
 from perfrnn.errors import PerfRNNError
 from perfrnn.metric import Metre
+
+if TYPE_CHECKING:  # importing note-seq here would import it before the CLI quiets it
+    from note_seq.protobuf import music_pb2
 
 MIN_SECONDS = 0.1
 MAX_SECONDS = 600.0  # ten minutes
