@@ -297,3 +297,32 @@ def test_a_failed_training_leaves_no_uploads_and_a_cancel_survives_a_restart(mak
     store.request_cancel(running.id)
     store.recover()
     assert store.get(running.id).state == "cancelled"
+
+
+def test_a_damaged_result_file_is_a_clear_410_and_a_killed_jobs_files_go(make_app):
+    from tests.conftest import wait_for_job
+
+    app = make_app(RENDER_AUDIO=False)
+    client = app.test_client()
+    job_id = client.post(f"{API}/generations",
+                         json={"style": "piano", "seconds": 5, "seed": 1}).get_json()["job"]["id"]
+    job = wait_for_job(app, job_id)
+    assert job.state == "done"
+    storage = app.extensions["perfrnn"].storage
+    midi_key = job.result["variations"][0]["midi"]
+    url = f"{API}/generations/{job_id}/midi"
+    assert client.get(url).data == storage.get(midi_key)
+    storage.put(midi_key, b"MThd swapped for something else")
+    damaged = client.get(url)
+    assert damaged.status_code == 410 and damaged.get_json()["error"] == "damaged"
+    storage.delete_prefix(f"jobs/{job_id}")
+    assert client.get(url).status_code == 404
+
+    # A job the server was running when it died leaves no partial files after a restart.
+    store = app.extensions["perfrnn"].store
+    killed = store.create("generation", {"style": "piano"})
+    store.start(killed.id)
+    storage.put(f"jobs/{killed.id}/piano-5s-seed1.mid", b"MThd half written")
+    restarted = make_app(RENDER_AUDIO=False)
+    assert restarted.extensions["perfrnn"].store.get(killed.id).state == "failed"
+    assert not storage.exists(f"jobs/{killed.id}/piano-5s-seed1.mid")

@@ -156,12 +156,20 @@ def init_app(app: Flask) -> None:
     app.extensions["perfrnn_queue"] = queue
     app.extensions["perfrnn_background"] = background
 
+    from webapp.jobs.runner import discard_leftovers
+    from webapp.jobs.store import RUNNING
+
+    stopped = services.store.ids((RUNNING,))  # jobs a stopped server was running
     for job in services.store.recover():  # jobs a stopped server had waiting
         try:
             queue.submit(job)
         except QueueFull:
             services.store.fail(job.id, "the server restarted with too many waiting jobs; "
                                         "start it again")
+    for job_id in stopped:  # their partial files: a result is whole or absent
+        job = services.store.get(job_id)
+        if job is not None and job.finished:  # (with SQS, running jobs are the workers')
+            discard_leftovers(services, job)
     background.start(_remove_expired_regularly, services, config["RESULT_RETENTION_HOURS"],
                      background.stopping, name="expire-results")
     if services.bundles is not None:

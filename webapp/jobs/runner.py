@@ -8,6 +8,7 @@ outcome. A failure becomes the job's error message; nothing escapes.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -52,7 +53,7 @@ def run_job(services: Services, job_id: str) -> None:
     if not store.start(job_id):  # cancelled while it waited, or unknown
         job = store.get(job_id)
         if job is not None and job.state == CANCELLED:
-            _discard_uploads(services, job)
+            discard_leftovers(services, job)
         return
     job = store.get(job_id)
     try:
@@ -70,20 +71,23 @@ def run_job(services: Services, job_id: str) -> None:
             store.fail(job_id, "cancelled by the user", CANCELLED)
         else:
             store.fail(job_id, str(error))
-        _discard_uploads(services, job)
+        discard_leftovers(services, job)
         return
     except Exception as error:  # a bug or an environment problem: keep the worker alive
         log.error("job %s crashed:\n%s", job_id, traceback.format_exc())
         store.fail(job_id, f"the worker hit an internal error ({type(error).__name__}); "
                            "the details are in the server log")
-        _discard_uploads(services, job)
+        discard_leftovers(services, job)
         return
     store.finish(job_id, result)
 
 
-def _discard_uploads(services: Services, job) -> None:
-    """Deletes a failed or cancelled training's uploaded files: a new training
-    of the style uploads its own (its checkpoints are kept, to resume from)."""
+def discard_leftovers(services: Services, job) -> None:
+    """Deletes what a failed, cancelled or killed job left: the result files it
+    had written (a result is whole or absent) and a training's uploads (a new
+    training of the style uploads its own; its checkpoints are kept, to
+    resume from)."""
+    services.storage.delete_prefix(f"jobs/{job.id}")
     uploads = job.params.get("uploads") if job.kind == "training" else None
     if uploads:
         services.storage.delete_prefix(str(Path(uploads[0]).parent))
@@ -147,18 +151,16 @@ def run_generation(services: Services, job) -> dict:
     variations = []
     for index, piece in enumerate(generated.pieces):
         prefix = f"jobs/{job.id}/{Path(piece.name).stem}"
-        entry = {"index": index, "midi_name": piece.name,
-                 "midi": storage.put(f"{prefix}.mid", piece.midi),
-                 "notes": len(piece.sequence.notes),
-                 "seconds": round(piece.sequence.total_time, 3)}
-        png = pianoroll_png(piece.sequence, piece.tracks,
-                            title=f"{generated.style} - seed {generated.seed}")
-        entry["pianoroll"] = storage.put(f"{prefix}.png", png)
+        entry = {"index": index, "midi_name": piece.name, "notes": len(piece.sequence.notes),
+                 "seconds": round(piece.sequence.total_time, 3), "sha256": {}}
+        _keep(storage, entry, "midi", f"{prefix}.mid", piece.midi)
+        _keep(storage, entry, "pianoroll", f"{prefix}.png", pianoroll_png(
+            piece.sequence, piece.tracks, title=f"{generated.style} - seed {generated.seed}"))
         if audio_ok:
             from perfrnn.audio import render_wav
 
             try:
-                entry["wav"] = storage.put(f"{prefix}.wav", render_wav(piece.midi))
+                _keep(storage, entry, "wav", f"{prefix}.wav", render_wav(piece.midi))
                 entry["wav_name"] = f"{Path(piece.name).stem}.wav"
             except PerfRNNError as error:
                 audio_ok, audio_message = False, str(error)
@@ -166,6 +168,14 @@ def run_generation(services: Services, job) -> dict:
         store.progress(job.id, 0.9 + 0.1 * (index + 1) / len(generated.pieces))
     return {"style": generated.style, "seed": generated.seed,
             "variations": variations, "audio": audio_ok, "audio_message": audio_message}
+
+
+def _keep(storage, entry: dict, field: str, key: str, data: bytes) -> None:
+    """Stores a result file under `key`, recording it and its SHA-256 in the
+    variation's `entry`: the digest lets a download tell a damaged or swapped
+    file (410) from the one made."""
+    entry[field] = storage.put(key, data)
+    entry["sha256"][field] = hashlib.sha256(data).hexdigest()
 
 
 def _audio_status(services: Services) -> tuple[bool, str]:

@@ -227,6 +227,12 @@ class JobStore:
     def cancel_requested(self, job_id: str) -> bool:
         return bool(self._scalar("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)))
 
+    def ids(self, states: tuple[str, ...]) -> list[str]:
+        """The ids of the jobs in one of `states`."""
+        return [job.id for job in self._query(
+            f"SELECT * FROM jobs WHERE state IN ({','.join('?' * len(states))})",
+            tuple(states))]
+
     def recover(self) -> list[Job]:
         """At start-up: jobs left running by a server that died are marked
         cancelled if their user had asked, else failed; queued ones that were

@@ -9,6 +9,7 @@ describes each route; /api/v1/docs shows it to people.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import io
 import re
@@ -343,15 +344,15 @@ def generation_file(job_id: str, kind: str):
     expired = _Problem(f"the {kind} file of job {job.id} is no longer stored (results "
                           "expire); generate again", 404, "expired")
     path = storage.local_path(key)
-    if path is not None:
-        if not path.is_file():
-            raise expired
-        return send_file(path, mimetype=mimetype, as_attachment=attachment,
-                         download_name=filename)
     try:
-        data = storage.get(key)
-    except PerfRNNError:
+        data = path.read_bytes() if path is not None else storage.get(key)
+    except (OSError, PerfRNNError):
         raise expired from None
+    expected = (entry.get("sha256") or {}).get(key_field)
+    if expected and not hmac.compare_digest(hashlib.sha256(data).hexdigest(), expected):
+        raise _Problem(f"the {kind} file of job {job.id} was damaged or changed on the server "
+                       "since it was made; generate again (the same seed gives the same music)",
+                       410, "damaged")
     return send_file(io.BytesIO(data), mimetype=mimetype, as_attachment=attachment,
                      download_name=filename)
 
