@@ -215,6 +215,9 @@ def check_primer(primer: music_pb2.NoteSequence) -> None:
     if len(primer.notes) > MAX_PRIMER_NOTES:
         raise PerfRNNError(f"the primer has {len(primer.notes):,} notes; a primer may have "
                            f"at most {MAX_PRIMER_NOTES:,}: cut it shorter")
+    if any(not 0.0 <= note.start_time <= note.end_time for note in primer.notes):
+        raise PerfRNNError("a note in the primer starts before time 0 or ends before it "
+                           "starts; the file is damaged")
 
 
 _MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)

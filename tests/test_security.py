@@ -7,6 +7,8 @@ unbounded work or memory, or one that got a 500 instead of a clear 4xx.
 from __future__ import annotations
 
 import io
+import re
+from pathlib import Path
 
 import mido
 import pytest
@@ -326,3 +328,70 @@ def test_a_damaged_result_file_is_a_clear_410_and_a_killed_jobs_files_go(make_ap
     restarted = make_app(RENDER_AUDIO=False)
     assert restarted.extensions["perfrnn"].store.get(killed.id).state == "failed"
     assert not storage.exists(f"jobs/{killed.id}/piano-5s-seed1.mid")
+
+
+# ----- the campaign: every malformed upload on every upload path ---------------------------
+
+def test_every_malformed_upload_gets_a_clear_answer_on_every_path(make_app, tmp_path):
+    """At least 40 malformed or hostile files (tests/malformed.py), each sent as a
+    primer, a bundle and training music, through the API and the pages: each
+    gets a 4xx with its reason or a job that ends with one; nothing is written
+    outside the upload area; the server keeps serving, and an unrelated job
+    finishes meanwhile."""
+    from tests.conftest import wait_for_job
+    from tests.malformed import malformed_files
+    from training.pipeline import Preset
+
+    tiny = {"quick": Preset("quick", "tiny", (16,), 2, 2, 32, 2, 1)}
+    app = make_app(WTF_CSRF_ENABLED=False, TRAINING_PRESETS=tiny, RENDER_AUDIO=False)
+    client = app.test_client()
+    bystander = app.test_client()
+    unrelated = bystander.post(f"{API}/generations", json={"style": "rock", "seconds": 5},
+                               environ_base={"REMOTE_ADDR": "10.0.0.20"}).get_json()["job"]["id"]
+    files = malformed_files()
+    assert len(files) >= 40
+    jobs, answers = [], 0
+    for number, (name, data, why) in enumerate(files):
+        sends = [
+            (f"{API}/generations", {"style": "piano", "seconds": "5", "primer": (io.BytesIO(data), name)}),
+            ("/", {"style": "piano", "length": "5", "unit": "seconds", "primer": (io.BytesIO(data), name)}),
+            (f"{API}/bundles", {"bundle": (io.BytesIO(data), name)}),
+            ("/styles/import", {"bundle": (io.BytesIO(data), name)}),
+            (f"{API}/trainings", {"name": f"bad-api-{number}", "start": "scratch",
+                                  "files": (io.BytesIO(data), name)}),
+            ("/train", {"name": f"bad-page-{number}", "start": "scratch", "preset": "quick",
+                        "kind": "auto", "files": (io.BytesIO(data), name)}),
+        ]
+        for path, form in sends:
+            response = client.post(path, data=form, content_type="multipart/form-data")
+            answers += 1
+            assert response.status_code < 500, (path, why, response.get_data(as_text=True))
+            if response.status_code in (202, 303):  # taken: a job that must end
+                location = (response.get_json()["job"]["id"] if response.is_json
+                            else response.headers["Location"].rstrip("/").split("/")[-1])
+                if path != "/styles/import":
+                    jobs.append((location, path, why))
+            elif response.status_code >= 400:
+                text = response.get_data(as_text=True)
+                assert "Traceback" not in text and str(tmp_path) not in text, (path, why)
+        for job_id, path, why in jobs:  # one file's jobs end before the next file's
+            job = wait_for_job(app, job_id, 120)
+            assert job.state in ("done", "failed"), (path, why, job.state)
+            if job.state == "failed":
+                assert job.error and "internal error" not in job.error, (path, why, job.error)
+        jobs.clear()
+    assert answers >= 240
+    assert wait_for_job(app, unrelated, 120).state == "done"
+    assert client.get(f"{API}/styles").status_code == 200
+    # Nothing outside the upload area: no file escaped, no style was added.
+    instance = Path(app.instance_path)
+    allowed = ("storage/uploads/", "storage/jobs/", "styles/", "training/")
+    for path in instance.rglob("*"):
+        relative = path.relative_to(instance).as_posix()
+        if path.is_file() and "/" in relative:
+            assert relative.startswith(allowed), relative
+    assert not [path for path in tmp_path.parent.rglob("*evil*")]
+    # Files that hold real music under a hostile name train a style, named as asked.
+    styles = [path.name for path in (instance / "styles").glob("*.mag")]
+    assert all(re.fullmatch(r"bad-(api|page)-\d+\.mag", name) for name in styles), styles
+    assert not [path for path in (instance / "training").rglob("*") if path.is_file()]

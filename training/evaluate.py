@@ -85,6 +85,9 @@ def excerpts(sequences: list, seconds: float, limit: int) -> list:
     for sequence in sequences:
         cuts = []
         start = 0.0
+        if not sequence.total_time > 0:  # nothing to cut (or a damaged piece)
+            per_piece.append(cuts)
+            continue
         while start + seconds <= max(sequence.total_time, seconds) + 1e-9:
             piece = sequences_lib.extract_subsequence(sequence, start, start + seconds)
             if piece.notes:

@@ -648,6 +648,9 @@ def _read_one(
     if len(sequence.notes) > MAX_PIECE_NOTES:
         return record.skip(f"it has {len(sequence.notes):,} notes; a piece may have at most "
                            f"{MAX_PIECE_NOTES:,}", SKIP_TOO_LARGE), None
+    if any(not 0.0 <= note.start_time <= note.end_time for note in sequence.notes):
+        return record.skip("a note in it starts before time 0 or ends before it starts",
+                           SKIP_UNREADABLE), None
 
     if kind == "band":
         kept, record.roles = assign_roles(sequence, encoding.tracks)

@@ -142,7 +142,8 @@ def provenance_from_manifest(manifest: dict | None) -> list[dict]:
     for record in manifest.get("files", []):
         if record.get("status") != "used":
             continue
-        key = (record.get("origin") or f"user files ({record.get('input')})",
+        # A user's folder by its name only: a card never shows a server's paths.
+        key = (record.get("origin") or f"user files ({Path(str(record.get('input'))).name})",
                record.get("licence") or "unknown: the uploader's files")
         groups[key] += 1
         seconds[key] += float(record.get("seconds") or 0.0)
