@@ -353,8 +353,10 @@ def test_every_malformed_upload_gets_a_clear_answer_on_every_path(make_app, tmp_
     jobs, answers = [], 0
     for number, (name, data, why) in enumerate(files):
         sends = [
-            (f"{API}/generations", {"style": "piano", "seconds": "5", "primer": (io.BytesIO(data), name)}),
-            ("/", {"style": "piano", "length": "5", "unit": "seconds", "primer": (io.BytesIO(data), name)}),
+            (f"{API}/generations", {"style": "piano", "seconds": "5",
+                                    "primer": (io.BytesIO(data), name)}),
+            ("/", {"style": "piano", "length": "5", "unit": "seconds",
+                   "primer": (io.BytesIO(data), name)}),
             (f"{API}/bundles", {"bundle": (io.BytesIO(data), name)}),
             ("/styles/import", {"bundle": (io.BytesIO(data), name)}),
             (f"{API}/trainings", {"name": f"bad-api-{number}", "start": "scratch",
