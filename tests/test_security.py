@@ -15,6 +15,7 @@ import pytest
 
 from perfrnn.errors import PerfRNNError
 from perfrnn.options import MAX_PRIMER_NOTES, MAX_PRIMER_SECONDS, GenerationOptions
+from tests.conftest import poll_until
 from webapp.web.schema import MAX_PRIMER_BYTES
 
 API = "/api/v1"
@@ -397,3 +398,36 @@ def test_every_malformed_upload_gets_a_clear_answer_on_every_path(make_app, tmp_
     styles = [path.name for path in (instance / "styles").glob("*.mag")]
     assert all(re.fullmatch(r"bad-(api|page)-\d+\.mag", name) for name in styles), styles
     assert not [path for path in (instance / "training").rglob("*") if path.is_file()]
+
+
+def test_waiting_jobs_are_taken_in_turn_across_clients():
+    import threading
+
+    from webapp.jobs.queues import LocalQueue
+
+    ran, gate = [], threading.Event()
+
+    def run(job_id):
+        ran.append(job_id)
+        if job_id == "a1":
+            gate.wait(5)  # the first job holds the only worker while the others queue
+
+    class Job:
+        kind = "generation"
+
+        def __init__(self, job_id, client):
+            self.id, self.client = job_id, client
+
+    queue = LocalQueue(run, {"generation": 1}, limit=10)
+    try:
+        queue.submit(Job("a1", "alice"))
+        poll_until(lambda: ran, 5, "the first job to start", interval=0.01)
+        for job in (Job("a2", "alice"), Job("a3", "alice"), Job("a4", "alice"),
+                    Job("b1", "bob"), Job("c1", "carol"), Job("b2", "bob")):
+            queue.submit(job)
+        gate.set()
+        poll_until(lambda: len(ran) == 7, 5, "every job to run", interval=0.01)
+    finally:
+        queue.stop()
+    # Bob and Carol wait one turn each, not behind all of Alice's jobs.
+    assert ran == ["a1", "a2", "b1", "c1", "a3", "b2", "a4"]

@@ -1,16 +1,17 @@
 """Job queues: where the website hands a job to a worker.
 
 The local backend is a bounded pool of threads per kind of job inside the
-server process. A queue backend has one job: `submit(job)`, raising
-`QueueFull` when it cannot take more, so the API can answer 503.
+server process, taking waiting jobs in turn across clients (`FairQueue`). A
+queue backend has one job: `submit(job)`, raising `QueueFull` when it cannot
+take more, so the API can answer 503.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from webapp.jobs.store import Job
@@ -26,6 +27,36 @@ class QueueFull(Exception):
     def __init__(self, retry_after: int = 10):
         super().__init__("the server is busy with other jobs; try again in a moment")
         self.retry_after = retry_after
+
+
+class FairQueue:
+    """Jobs waiting to run, taken in turn across clients: each `get` takes the
+    oldest job of the client that waited longest for a turn, so one client's
+    many jobs never hold back another client's one."""
+
+    def __init__(self):
+        self._by_client: OrderedDict[str | None, deque] = OrderedDict()
+        self._ready = threading.Condition()
+
+    def put(self, item, client: str | None = None) -> None:
+        with self._ready:
+            self._by_client.setdefault(client, deque()).append(item)
+            self._ready.notify()
+
+    def get(self):
+        """The next item, waiting for one."""
+        with self._ready:
+            while not self._by_client:
+                self._ready.wait()
+            client, items = self._by_client.popitem(last=False)
+            item = items.popleft()
+            if items:  # the client's turn ends: its next job goes behind the others
+                self._by_client[client] = items
+            return item
+
+    def qsize(self) -> int:
+        with self._ready:
+            return sum(len(items) for items in self._by_client.values())
 
 
 class LocalQueue:
@@ -47,7 +78,7 @@ class LocalQueue:
         self.run_job = run_job
         self.limit = int(limit)
         self.count_waiting = count_waiting
-        self._queues = {kind: queue.Queue() for kind in workers}
+        self._queues = {kind: FairQueue() for kind in workers}
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         for kind, count in workers.items():
@@ -63,7 +94,7 @@ class LocalQueue:
             self.count_waiting(job.kind) - 1  # the job itself is already recorded as queued
         if count >= self.limit:
             raise QueueFull(retry_after=10 if job.kind == "generation" else 60)
-        waiting.put(job.id)
+        waiting.put(job.id, getattr(job, "client", None))
 
     def waiting(self, kind: str) -> int:
         return self._queues[kind].qsize()
@@ -77,8 +108,6 @@ class LocalQueue:
                     self.run_job(job_id)
             except Exception:  # run_job records failures; this is the last net
                 log.exception("job %s failed outside its handler", job_id)
-            finally:
-                waiting.task_done()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stops the worker threads and waits up to `timeout` seconds in all for

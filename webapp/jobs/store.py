@@ -50,6 +50,7 @@ class Job:
     state: str
     owner: str | None
     params: dict
+    client: str | None = None  # who sent it (a key of their address): their share
     progress: float = 0.0
     stage: str = ""
     detail: dict = field(default_factory=dict)
@@ -79,7 +80,8 @@ class Job:
 def _job(row: sqlite3.Row) -> Job:
     return Job(
         id=row["id"], kind=row["kind"], state=row["state"], owner=row["owner"],
-        params=json.loads(row["params"]), progress=row["progress"], stage=row["stage"],
+        client=row["client"], params=json.loads(row["params"]), progress=row["progress"],
+        stage=row["stage"],
         detail=json.loads(row["detail"]),
         result=json.loads(row["result"]) if row["result"] else None, error=row["error"],
         cancel_requested=bool(row["cancel_requested"]), created_at=row["created_at"],
