@@ -233,6 +233,14 @@ def test_progress_streams_are_capped(make_app):
     assert again.status_code == 200
     again.close()
     open_streams.pop().close()
+    # A HEAD request never reads the body; the server closes it, and its slot comes back.
+    for _ in range(5):
+        head = client.head(url)
+        assert head.status_code == 200
+        head.close()
+    last = client.get(url, buffered=False)
+    assert last.status_code == 200
+    last.close()
 
 
 def test_a_client_id_names_only_jobs_from_its_own_address(make_app):

@@ -302,8 +302,9 @@ def job_stream(job_id: str):
     job = _job_or_404(job_id)
     stream = job_events(get_services().store, job.id, describe=job_json,
                         max_seconds=float(current_app.config["SSE_MAX_SECONDS"]))
-    held = current_app.extensions["perfrnn_streams"].hold(stream)
-    response = Response(stream_with_context(held), mimetype="text/event-stream")
+    give_back = current_app.extensions["perfrnn_streams"].take()
+    response = Response(stream_with_context(stream), mimetype="text/event-stream")
+    response.call_on_close(give_back)
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
     return response

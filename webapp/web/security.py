@@ -21,7 +21,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, request
@@ -56,7 +56,8 @@ class Refused(Exception):
 
 
 class TokenBuckets:
-    """A token bucket per key: `rate` tokens a second, holding at most `burst`.
+    """A token bucket per key: `rate` tokens a second, holding at most `burst`
+    (a rate of 0 or less: no limit).
 
     Memory is bounded: at most MAX_CLIENTS_TRACKED keys, the least recently
     seen dropped first (a dropped key starts again with a full bucket).
@@ -69,6 +70,8 @@ class TokenBuckets:
 
     def take(self, key: str, cost: float = 1.0) -> float:
         """Takes `cost` tokens; returns 0, or the seconds to wait when too few are left."""
+        if self.rate <= 0:
+            return 0.0
         with self._lock:
             now = self.clock()
             tokens, then = self._buckets.pop(key, (self.burst, now))
@@ -123,8 +126,11 @@ class StreamSlots:
         self.limit = int(limit)
         self._free = threading.BoundedSemaphore(self.limit)
 
-    def hold(self, stream: Iterator[str]) -> Iterator[str]:
-        """`stream`, holding a slot until it ends or its client goes away.
+    def take(self) -> Callable[[], None]:
+        """Takes a slot; returns the function that gives it back (once, however
+        often it is called). Give it to `Response.call_on_close`: the WSGI
+        server closes every response, streamed to its end or not (a client
+        that leaves, a HEAD request that never reads the body).
 
         Raises:
           Refused: every slot is taken (503).
@@ -132,13 +138,14 @@ class StreamSlots:
         if not self._free.acquire(blocking=False):
             raise Refused(503, f"{self.limit} progress streams are open on this server; poll "
                                "the job instead, or try again shortly", 5)
-        return self._held(stream)
+        given_back = threading.Event()
 
-    def _held(self, stream: Iterator[str]) -> Iterator[str]:
-        try:
-            yield from stream
-        finally:
-            self._free.release()
+        def give_back() -> None:
+            if not given_back.is_set():
+                given_back.set()
+                self._free.release()
+
+        return give_back
 
 
 def client_key() -> str:
