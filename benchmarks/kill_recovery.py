@@ -16,12 +16,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import random
 import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +26,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from local_server import free_port, start_server
 
 
 def parse_args() -> argparse.Namespace:
@@ -42,29 +39,10 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start(instance: Path, port: int) -> subprocess.Popen:
+def start(instance: Path, port: int):
     # One client asks for every job: its share is lifted so the queue itself is tested.
-    env = dict(os.environ, PERFRNN_INSTANCE=str(instance), PRELOAD_STYLES="0",
-               RENDER_AUDIO="0", MAX_JOBS_PER_CLIENT="1000")
-    log = (instance / "server.log").open("a")
-    server = subprocess.Popen([sys.executable, "-m", "webapp", "--port", str(port)],
-                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/styles", timeout=5):
-                return server
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                log = instance / "server.log"
-                raise SystemExit(f"the server did not start; see {log}") from None
-            time.sleep(0.5)
+    return start_server(instance, port, PRELOAD_STYLES="0", RENDER_AUDIO="0",
+                        MAX_JOBS_PER_CLIENT="1000")
 
 
 def submit(port: int, seconds: float, seed: int) -> str:

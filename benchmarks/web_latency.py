@@ -18,18 +18,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from local_server import rss_mib, start_server, wait_ready
 
 
 def request(method: str, url: str, body: dict | None = None, timeout: float = 120):
@@ -65,33 +63,6 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def start_server(port: int, instance: str) -> subprocess.Popen:
-    env = dict(os.environ, PERFRNN_INSTANCE=instance, RENDER_AUDIO="1",
-               PRELOAD_STYLES="1", QUEUE_LIMIT="64")
-    return subprocess.Popen([sys.executable, "-m", "webapp", "--port", str(port)], cwd=ROOT,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def wait_ready(base: str, timeout: float = 600) -> None:
-    """Until the API answers."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            request("GET", f"{base}/api/v1/styles", timeout=5)
-            break
-        except (urllib.error.URLError, ConnectionError):
-            if time.monotonic() > deadline:
-                raise SystemExit("the server did not start") from None
-            time.sleep(0.5)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -110,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as instance:
         base = args.url
         if base is None:
-            server = start_server(args.port, instance)
+            # Every user comes from 127.0.0.1: the per-client limits would count
+            # them as one client, so the started server lifts them.
+            server = start_server(Path(instance), args.port, RENDER_AUDIO="1",
+                                  PRELOAD_STYLES="1", QUEUE_LIMIT="64",
+                                  RATE_LIMIT_PER_SECOND="0", MAX_JOBS_PER_CLIENT="1000")
             base = f"http://127.0.0.1:{args.port}"
         try:
             wait_ready(base)
@@ -120,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in names:  # warm: every style loaded and compiled for one variation
                 one_generation(base, name, 5)
             if server is not None:
-                print(f"server RSS with every style loaded: {rss_mb(server.pid):.0f} MB "
+                print(f"server RSS with every style loaded: {rss_mib(server.pid):.0f} MiB "
                       "(target <= 1,500)")
 
             single = [one_generation(base, args.style, args.seconds)
@@ -156,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             if errors:
                 print(f"{len(errors)} requests failed, e.g.: {errors[0]}")
             if server is not None:
-                print(f"server RSS after the run: {rss_mb(server.pid):.0f} MB")
+                print(f"server RSS after the run: {rss_mib(server.pid):.0f} MiB")
         finally:
             if server is not None:
                 server.terminate()

@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,7 +31,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from local_server import free_port, rss_mib, start_server
 
 
 def parse_args() -> argparse.Namespace:
@@ -42,19 +40,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to run (60)")
     parser.add_argument("--style", default="piano", help="style the clients ask for (piano)")
     return parser.parse_args()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 class Client:
@@ -140,19 +125,8 @@ def main() -> int:
     args = parse_args()
     instance = Path(tempfile.mkdtemp(prefix="web-load-"))
     port = free_port()
-    env = dict(os.environ, PERFRNN_INSTANCE=str(instance), PRELOAD_STYLES="1",
-               RENDER_AUDIO="0")
-    log = (instance / "server.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "webapp", "--port", str(port)], cwd=ROOT,
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = start_server(instance, port, PRELOAD_STYLES="1", RENDER_AUDIO="0")
     try:
-        probe = Client(port, "127.0.0.1")
-        start_deadline = time.monotonic() + 180
-        while probe.request("GET", "/api/v1/styles")[0] != 200:
-            if server.poll() is not None or time.monotonic() > start_deadline:
-                print("the server did not start; see", instance / "server.log")
-                return 1
-            time.sleep(1.0)
         time.sleep(5.0)  # let the preloading finish
         before = rss_mib(server.pid)
         deadline = time.monotonic() + args.seconds
@@ -182,7 +156,6 @@ def main() -> int:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
-        log.close()
     return 0
 
 

@@ -625,8 +625,9 @@ def _read_one(
     if record.sha1 in seen:
         return record.skip(f"same content as {seen[record.sha1]}", SKIP_DUPLICATE), None
     seen[record.sha1] = candidate.source
-    if path.stat().st_size > MAX_MUSIC_FILE_BYTES:
-        return record.skip(f"it is {path.stat().st_size >> 20} MiB; a music file may be at "
+    size = path.stat().st_size
+    if size > MAX_MUSIC_FILE_BYTES:
+        return record.skip(f"it is {size >> 20} MiB; a music file may be at "
                            f"most {MAX_MUSIC_FILE_BYTES >> 20} MiB", SKIP_TOO_LARGE), None
 
     suffix = path.suffix.lower()

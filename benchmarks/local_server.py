@@ -1,0 +1,61 @@
+"""The website on 127.0.0.1 for a benchmark: a free port, `python -m webapp` on an
+instance folder of its own, and the server's memory.
+
+Used by web_latency.py, web_load.py and kill_recovery.py (run them from the
+project root: `.venv/bin/python benchmarks/NAME.py`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_ready(base: str, server: subprocess.Popen | None = None,
+               timeout: float = 600) -> None:
+    """Until the API at `base` answers; SystemExit if `server` ends first or
+    `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/api/v1/styles", timeout=5):
+                return
+        except (urllib.error.URLError, ConnectionError):
+            if (server is not None and server.poll() is not None) \
+                    or time.monotonic() > deadline:
+                raise SystemExit(f"the server at {base} did not start") from None
+            time.sleep(0.5)
+
+
+def start_server(instance: Path, port: int, **settings: str) -> subprocess.Popen:
+    """`python -m webapp` on 127.0.0.1:`port` with `instance` as its instance folder
+    and `settings` as environment variables (webapp/config.py), its output added
+    to instance/server.log; returns once its API answers."""
+    env = dict(os.environ, PERFRNN_INSTANCE=str(instance), **settings)
+    with (Path(instance) / "server.log").open("a") as log:
+        server = subprocess.Popen([sys.executable, "-m", "webapp", "--port", str(port)],
+                                  cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    wait_ready(f"http://127.0.0.1:{port}", server)
+    return server
+
+
+def rss_mib(pid: int) -> float:
+    """The resident memory of process `pid`, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
