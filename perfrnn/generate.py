@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from perfrnn.metric import Metre
 from perfrnn.midi_writer import midi_bytes
 from perfrnn.multitrack import ROLE_DRUMS, ROLE_HARMONY
 from perfrnn.options import FEELS, GenerationOptions, ProgressCallback
-from perfrnn.sampler import Sampler
+from perfrnn.sampler import Generation, Sampler, SampleRequest
 
 
 def main_track(tracks: tuple[TrackRole, ...], parts: Sequence[str] = ()) -> int:
@@ -180,6 +180,18 @@ class Generated:
         return [piece.sequence for piece in self.pieces]
 
 
+@dataclass
+class MidiRequest:
+    """One request for `generate_midi_batch` (see `generate_midi` for each part)."""
+
+    options: GenerationOptions
+    midi: MidiOptions = MidiOptions()
+    primer: music_pb2.NoteSequence | None = None
+    progress: ProgressCallback | None = None
+    cancelled: Callable[[], bool] | None = None
+    style: str | None = None
+
+
 def generate_midi(
     sampler: Sampler,
     options: GenerationOptions,
@@ -196,23 +208,60 @@ def generate_midi(
     style's notes sit exactly on that tempo's grid. `style` is the name the
     user chose the style by (file names and titles; default the bundle's).
     `cancelled` is polled between sampling blocks (see `Sampler.generate`)."""
-    midi.validate()
+    request = MidiRequest(options, midi, primer, progress, cancelled, style)
+    for _, outcome in generate_midi_batch(sampler, [request]):
+        if isinstance(outcome, PerfRNNError):
+            raise outcome
+        return outcome
+    raise AssertionError("generate_midi_batch yields one outcome per request")
+
+
+def generate_midi_batch(sampler: Sampler, requests: Sequence[MidiRequest]
+                        ) -> Iterator[tuple[int, Generated | PerfRNNError]]:
+    """Generates several requests for one style in shared sampling batches.
+
+    Yields (index in `requests`, outcome) as each request is done: its
+    Generated, the same files as `generate_midi` makes of it alone, or the
+    PerfRNNError that ended it (the others carry on)."""
     bundle: Bundle = sampler.bundle
-    style = style or bundle.metadata.style
-    tracks = tracks_for_program(bundle.metadata.tracks, midi.program, midi.track,
-                                bundle.metadata.parts)
-    generation = sampler.generate(options, primer=primer, progress=progress,
-                                  cancelled=cancelled)
+    tracks: dict[int, tuple[TrackRole, ...]] = {}
+    sampled = []
+    for index, request in enumerate(requests):
+        try:
+            request.midi.validate()
+            tracks[index] = tracks_for_program(bundle.metadata.tracks, request.midi.program,
+                                               request.midi.track, bundle.metadata.parts)
+        except PerfRNNError as error:
+            yield index, error
+            continue
+        sampled.append(index)
+    outcomes = sampler.generate_batch([
+        SampleRequest(requests[index].options, requests[index].primer,
+                      requests[index].progress, requests[index].cancelled)
+        for index in sampled])
+    for position, generation in outcomes:
+        index = sampled[position]
+        if isinstance(generation, PerfRNNError):
+            yield index, generation
+        else:
+            yield index, _midi_files(generation, requests[index], tracks[index], bundle)
+
+
+def _midi_files(generation: Generation, request: MidiRequest, tracks: tuple[TrackRole, ...],
+                bundle: Bundle) -> Generated:
+    """A Generation written as MIDI files, the request's feel and type applied."""
+    style = request.style or bundle.metadata.style
     pieces = []
     for index, sequence in enumerate(generation.sequences):
-        sequence = apply_feel(sequence, midi.feel, generation.bpm, generation.seed + index)
+        sequence = apply_feel(sequence, request.midi.feel, generation.bpm,
+                              generation.seed + index)
         data = midi_bytes(sequence, tracks, bpm=generation.bpm, native_bpm=generation.bpm,
-                          quantize=midi.quantize and not bundle.config.is_metric,
+                          quantize=request.midi.quantize and not bundle.config.is_metric,
                           title=style,
                           time_signature=(generation.metre.numerator,
                                           generation.metre.denominator))
-        pieces.append(Piece(midi_file_name(style, options, generation.seed, index), data,
-                            sequence, tracks))
+        pieces.append(Piece(midi_file_name(style, request.options, generation.seed, index),
+                            data, sequence, tracks))
     return Generated(style=style, seed=generation.seed, bpm=generation.bpm,
                      metre=generation.metre, pieces=pieces)
 

@@ -8,18 +8,26 @@ reached the requested musical time), which is what lets a caller see progress
 and cancel; a 30-second piece is one to three calls.
 
 Sampling is by inverse CDF with one counter-based (stateless) random number
-per variation and event, drawn for the whole block before the loop and keyed
-by (seed, index of the block's first event); so the same seed and options give
-the same events and hence identical MIDI bytes. (Gumbel-max sampling needs 388
-random numbers per event and cost a quarter of the step time.) A second such
-number per event draws the length of the note the event starts, if it starts
-one (see `perfrnn.note_lengths`).
+per row and event, drawn for the whole block before the loop from the row's
+own stream, keyed by (seed, variation, index of the event); so the same seed
+and options give the same events and hence identical MIDI bytes, whatever
+else shares the batch. (Gumbel-max sampling needs 388 random numbers per event
+and cost a quarter of the step time.) A second stream per row draws the length
+of the note an event starts, if it starts one (see `perfrnn.note_lengths`).
+
+Several requests for one style can be sampled as one batch (`generate_batch`):
+each row carries its own state, length, temperature, start position and
+controls. A batch runs at one of `BATCH_SIZES` rows, padded, never at one:
+XLA's CPU matrix product of a single row takes another path than that of 2
+to 32 rows, whose rows come out bit for bit alike whatever the batch (checked
+by `tests/test_sampler.py`). So a request's music does not depend on what it
+was batched with.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
@@ -47,6 +55,14 @@ PAD_EVENT = -1
 MAX_EVENTS_PER_SECOND = 400
 # A loop is chosen from this many candidates per variation, sampled in one batch.
 LOOP_CANDIDATES = 4
+# The batch sizes the compiled loop runs at (rows, padded up): never one row, and
+# at most MAX_BATCH_ROWS, the range in which a row's arithmetic does not depend
+# on the batch (see the module's docstring).
+BATCH_SIZES = (2, 4, 8, 16, 32)
+MAX_BATCH_ROWS = BATCH_SIZES[-1]
+# Row r's random streams: counter r * 2 * STREAM_SPAN for its events, and
+# STREAM_SPAN more for its note lengths, plus the event's index.
+STREAM_SPAN = 2 ** 31
 
 
 @dataclass
@@ -91,6 +107,39 @@ def loop_join_nll(model: PerformanceRNN, encoding, prefix: np.ndarray, rows: lis
         positions = np.arange(len(labels) - count, len(labels))
         scores.append(float(-log_probs[index, positions, labels[positions]].mean()))
     return scores
+
+
+@dataclass
+class SampleRequest:
+    """One caller's request, to be sampled alone or batched with others
+    (see `Sampler.generate` for what each part means)."""
+
+    options: GenerationOptions
+    primer: music_pb2.NoteSequence | None = None
+    progress: ProgressCallback | None = None
+    cancelled: Callable[[], bool] | None = None
+
+
+@dataclass
+class _Plan:
+    """A request made ready to sample: what its rows start from and need."""
+
+    request: SampleRequest
+    seed: int
+    bpm: float
+    metre: Metre
+    length: LengthPlan
+    style: np.ndarray | None
+    primer_events: np.ndarray
+    primer_steps: int
+    rows: int
+    state: tuple  # the LSTM state after the primer, (c, h) per layer, each [1, units]
+    row_gates: np.ndarray  # [4 * units0]: layer 0's input from its controls or style
+    first_position: int  # the step of the position cycle where its new music starts
+    sounding: np.ndarray  # [keys]: 1 for each note the primer leaves sounding
+    max_events: int
+    generated: list[np.ndarray] = field(default_factory=list)  # events per finished row
+    reached: dict[int, float] = field(default_factory=dict)  # share done, per row
 
 
 class Sampler:
@@ -156,6 +205,10 @@ class Sampler:
         # Per role, the longest a note may sound: steps, and seconds at the style's own tempo.
         self._longest_steps = lengths.max(axis=1).astype(np.int32)
         self._longest_seconds = lengths.max(axis=1) / native_rate
+        self._gates, self._request_kernel = self._position_gates()
+        self._cycle = int(self._gates.shape[0])
+        self._onset_allowed = tf.constant(self.encoding.onset_allowed(self.metre)
+                                          if self.encoding.config.is_metric else [True])
         self._sample_block = tf.function(self._sample_block_graph, jit_compile=True)
         self._run_primer = tf.function(self._run_primer_graph, reduce_retracing=True)
 
@@ -179,6 +232,39 @@ class Sampler:
         Raises:
           PerfRNNError: an option is invalid, or `cancelled()` became true.
         """
+        request = SampleRequest(options, primer, progress, cancelled)
+        for _, outcome in self.generate_batch([request]):
+            if isinstance(outcome, PerfRNNError):
+                raise outcome
+            return outcome
+        raise AssertionError("generate_batch yields one outcome per request")
+
+    def generate_batch(self, requests: Sequence[SampleRequest]
+                       ) -> Iterator[tuple[int, Generation | PerfRNNError]]:
+        """Samples several requests together, in batches of at most
+        MAX_BATCH_ROWS rows (a row per variation, or per loop candidate).
+
+        Yields (index in `requests`, outcome) for each request as soon as its
+        rows are done: its Generation (the same as `generate` gives it alone),
+        or the PerfRNNError that ended it (an invalid option or primer, or
+        `cancelled()` became true); the other requests carry on.
+        """
+        plans: dict[int, _Plan] = {}
+        for index, request in enumerate(requests):
+            try:
+                plans[index] = self._plan(request)
+            except PerfRNNError as error:
+                yield index, error
+        rows = [(index, row) for index, plan in plans.items() for row in range(plan.rows)]
+        for first in range(0, len(rows), MAX_BATCH_ROWS):
+            # (a request cancelled in an earlier chunk has no plan left)
+            chunk = [(i, row) for i, row in rows[first:first + MAX_BATCH_ROWS] if i in plans]
+            if chunk:
+                yield from self._sample_chunk(chunk, plans)
+
+    def _plan(self, request: SampleRequest) -> _Plan:
+        """Everything about one request that its rows need, primer state included."""
+        options = request.options
         options.validate()
         seed = options.resolved_seed()
         encoding = self.encoding
@@ -193,54 +279,109 @@ class Sampler:
         bpm = float(options.bpm or metadata.default_bpm)
         metre = self.metre
         length = length_plan(options, bpm, metadata.default_bpm, metre, encoding)
-
-        primer_events, primer_steps = self._primer_events(primer, length.bar_steps)
-        batch = options.variations * (LOOP_CANDIDATES if options.loop else 1)
+        primer_events, primer_steps = self._primer_events(request.primer, length.bar_steps)
         style = self._style(options)
-        position_gates, cycle = self._position_gates(controls, metre, style)
-        onset_allowed = tf.constant(self.encoding.onset_allowed(metre)
-                                    if self.encoding.config.is_metric else [True])
-        state = self._primer_state(primer_events[:-1], controls, batch, metre, style)
-        if cancelled is not None and cancelled():  # the primer's work is done: check again
+        state = self._primer_state(primer_events[:-1], controls, metre, style)
+        if request.cancelled is not None and request.cancelled():  # the primer took time
             raise PerfRNNError("generation was cancelled")
-        last_event = tf.fill([batch], int(primer_events[-1]))
-        sounding = tf.tile(tf.constant(self._sounding_after(primer_events))[None], [batch, 1])
+        return _Plan(
+            request=request, seed=seed, bpm=bpm, metre=metre, length=length, style=style,
+            primer_events=primer_events, primer_steps=primer_steps,
+            rows=options.variations * (LOOP_CANDIDATES if options.loop else 1),
+            state=state, row_gates=self._row_gates(controls, style),
+            first_position=primer_steps % self._cycle,
+            sounding=self._sounding_after(primer_events),
+            max_events=int(MAX_EVENTS_PER_SECOND * length.model_seconds) + self.block_events)
+
+    def _sample_chunk(self, chunk: list[tuple[int, int]], plans: dict[int, _Plan]
+                      ) -> Iterator[tuple[int, Generation | PerfRNNError]]:
+        """Samples the rows `chunk` ((request index, row) pairs) as one batch,
+        padded to a BATCH_SIZES size; yields each request whose last row is here
+        as soon as its rows are done."""
+        batch = next(size for size in BATCH_SIZES if size >= len(chunk))
+        pad = batch - len(chunk)
+        layers = len(self.bundle.model.layer_sizes)
+        state = tuple(
+            tuple(tf.constant(np.concatenate(
+                [plans[index].state[layer][part] for index, row in chunk]
+                + [np.zeros((pad, self.bundle.model.layer_sizes[layer]), np.float32)]))
+                for part in (0, 1))
+            for layer in range(layers))
+        last_event = tf.constant([plans[i].primer_events[-1] for i, _ in chunk] + [0] * pad,
+                                 tf.int32)
+        sounding = tf.constant(np.stack([plans[i].sounding for i, _ in chunk]
+                                        + [np.zeros(self._num_keys, np.float32)] * pad))
         # The primer's sounding notes may last their part's longest length from here.
         deadline = tf.tile(np.repeat(self._longest_steps, PITCHES)[None], [batch, 1])
         notes = (sounding, deadline, tf.zeros([batch], tf.int32))
         elapsed = tf.zeros([batch], tf.int32)
-        target_steps = length.steps
-        max_events = int(MAX_EVENTS_PER_SECOND * length.model_seconds) + self.block_events
-        blocks = []
-        done_events = 0
-        while done_events < max_events:
-            if cancelled is not None and cancelled():
-                raise PerfRNNError("generation was cancelled")
+        targets = np.array([plans[i].length.steps for i, _ in chunk] + [0] * pad, np.int32)
+        row_gates = tf.constant(np.stack([plans[i].row_gates for i, _ in chunk]
+                                         + [np.zeros_like(plans[chunk[0][0]].row_gates)] * pad))
+        first_position = tf.constant(
+            [plans[i].first_position for i, _ in chunk] + [0] * pad, tf.int32)
+        temperature = tf.constant(
+            [plans[i].request.options.temperature for i, _ in chunk] + [1.0] * pad, tf.float32)
+        keys = tf.constant(row_keys([(plans[i].seed, row) for i, row in chunk] + [(0, 0)] * pad),
+                           tf.int64)
+        rows_of = {index: [n for n, (i, _) in enumerate(chunk) if i == index]
+                   for index, _ in chunk}
+        last_here = {index for index in rows_of if (index, plans[index].rows - 1) in chunk}
+        reached = (targets == 0).astype(np.float64)  # share of its length each row has
+        blocks, done_events = [np.zeros((0, batch), np.int32)], 0
+        while rows_of:
+            for index, mine in list(rows_of.items()):
+                plan = plans[index]
+                if plan.request.cancelled is not None and plan.request.cancelled():
+                    targets[mine] = 0  # its rows stop where they are
+                    del rows_of[index], plans[index]
+                    yield index, PerfRNNError("generation was cancelled")
+                    continue
+                if done_events >= plan.max_events:  # a model that stopped moving time
+                    reached[mine] = 1.0
+                if reached[mine].min() >= 1.0:
+                    targets[mine] = 0
+                    del rows_of[index]
+                    plan.generated.extend(
+                        row[row != PAD_EVENT]
+                        for row in np.concatenate(blocks, axis=0)[:, mine].T)
+                    if index in last_here:
+                        yield index, self._finish(plans.pop(index))
+            if not rows_of:
+                break
             events, count, state, last_event, elapsed, notes = self._sample_block(
-                state, last_event, elapsed, notes, tf.constant(target_steps), position_gates,
-                onset_allowed, tf.constant(primer_steps % cycle, tf.int32),
-                tf.constant(options.temperature, tf.float32),
-                tf.constant(seed, tf.int64), tf.constant(done_events, tf.int64))
+                state, last_event, elapsed, notes, tf.constant(targets), self._gates,
+                row_gates, self._onset_allowed, first_position, temperature, keys,
+                tf.constant(done_events, tf.int64))
             count = int(count)
             blocks.append(events.numpy()[:count])
             done_events += count
-            reached = int(tf.reduce_min(elapsed))
-            if progress is not None:
-                progress(min(1.0, reached / target_steps))
-            if reached >= target_steps:
-                break
+            running = targets > 0
+            reached[running] = np.minimum(elapsed.numpy()[running] / targets[running], 1.0)
+            for index, mine in rows_of.items():
+                plan = plans[index]
+                for n in mine:
+                    plan.reached[chunk[n][1]] = float(reached[n])
+                if plan.request.progress is not None:
+                    plan.request.progress(sum(plan.reached.values()) / plan.rows)
 
-        generated = [row[row != PAD_EVENT] for row in np.concatenate(blocks, axis=0).T]
-        if options.loop:
-            generated = self._best_loops(primer_events, generated, options.variations,
-                                         length.bar_steps, metre, style)
-        all_events, sequences = [], []
-        for row in generated:
-            events = np.concatenate([primer_events, row])
-            all_events.append(events)
-            sequences.append(self._decode(events, primer_steps, length, bpm))
-        return Generation(sequences=sequences, seed=seed, events=all_events, bpm=bpm,
-                          metre=metre)
+    def _finish(self, plan: _Plan) -> Generation | PerfRNNError:
+        """A request's Generation from its rows' events (the best loops kept)."""
+        generated = plan.generated
+        options = plan.request.options
+        try:
+            if options.loop:
+                generated = self._best_loops(plan.primer_events, generated, options.variations,
+                                             plan.length.bar_steps, plan.metre, plan.style)
+            all_events, sequences = [], []
+            for row in generated:
+                events = np.concatenate([plan.primer_events, row])
+                all_events.append(events)
+                sequences.append(self._decode(events, plan.primer_steps, plan.length, plan.bpm))
+        except PerfRNNError as error:
+            return error
+        return Generation(sequences=sequences, seed=plan.seed, events=all_events, bpm=plan.bpm,
+                          metre=plan.metre)
 
     @property
     def metre(self) -> Metre:
@@ -372,8 +513,10 @@ class Sampler:
                 sounding[self._off_keys_table[event]] = 0.0
         return sounding
 
-    def _primer_state(self, events: np.ndarray, controls: np.ndarray, batch: int,
-                      metre: Metre, style: np.ndarray | None):
+    def _primer_state(self, events: np.ndarray, controls: np.ndarray, metre: Metre,
+                      style: np.ndarray | None) -> tuple:
+        """The LSTM state after `events` (the primer but its last event), as
+        numpy arrays (c, h) per layer, each [1, units]."""
         model = self.bundle.model
         state = model.zero_state(1)
         if len(events):
@@ -384,19 +527,32 @@ class Sampler:
                 inputs[0, :, :len(controls)] = controls
                 inputs[0, np.arange(len(events)), len(controls) + events] = 1.0
             state = self._run_primer(tf.constant(inputs))
-        return tuple((tf.tile(c, [batch, 1]), tf.tile(h, [batch, 1])) for c, h in state)
+        return tuple((c.numpy(), h.numpy()) for c, h in state)
 
-    def _position_gates(self, controls: np.ndarray, metre: Metre,
-                        style: np.ndarray | None) -> tuple[tf.Tensor, int]:
-        """Layer 0's gate input from everything but the event, per step of a cycle:
-        [cycle, 4 * units]. Constant controls give one row; a metric style's
-        position (and style) input gives one row per step of an 8-bar phrase."""
-        if self.encoding.config.is_metric:
-            rows = self.encoding.position_table(metre, style)
-        else:
-            rows = controls[None]
-        gates = tf.matmul(rows, self._control_kernel) + self.bundle.model.biases[0]
-        return gates, int(rows.shape[0])
+    def _position_gates(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """Layer 0's gate input from the position, per step of the position
+        cycle, bias included ([cycle, 4 * units]: one row for a style without
+        a position input, one per step of an 8-bar phrase for a metric style);
+        and the kernel rows that take a request's own controls or style."""
+        bias = self.bundle.model.biases[0]
+        if not self.encoding.config.is_metric:
+            return tf.convert_to_tensor(bias)[None], self._control_kernel
+        styles = len(self.encoding.config.style_names)
+        positions = self.encoding.position_table(
+            self.metre, np.zeros(styles, np.float32) if styles else None)
+        positions = positions[:, :positions.shape[1] - styles]
+        gates = tf.matmul(positions, self._control_kernel[:positions.shape[1]]) + bias
+        return gates, self._control_kernel[positions.shape[1]:]
+
+    def _row_gates(self, controls: np.ndarray, style: np.ndarray | None) -> np.ndarray:
+        """Layer 0's gate input from one request's controls (a conditioned style)
+        or style blend (a metric style with a style input): [4 * units]."""
+        values = style if self.encoding.config.is_metric else controls
+        units = int(self._gates.shape[1])
+        if values is None or not len(values):
+            return np.zeros(units, np.float32)
+        row = np.asarray(values, np.float32)[None]
+        return tf.matmul(row, self._request_kernel).numpy()[0]
 
     def _run_primer_graph(self, inputs):
         return self.bundle.model.sequence_logits(inputs)[1]
@@ -404,9 +560,9 @@ class Sampler:
     # ----- the compiled loop ------------------------------------------------------
 
     def _sample_block_graph(self, state, last_event, elapsed, notes, target_steps,
-                            position_gates, onset_allowed, first_position, temperature, seed,
-                            first_index):
-        """Samples up to block_events events for every variation.
+                            position_gates, row_gates, onset_allowed, first_position,
+                            temperature, keys, first_index):
+        """Samples up to block_events events for every row.
 
         It is long on purpose: the loop's step is one closure that XLA compiles
         whole, reading the block's tensors directly; cut into helpers it would
@@ -420,17 +576,18 @@ class Sampler:
             deadline [batch, keys] int32, the elapsed step at which each
             sounding note ends; pending [batch] int32, steps of a time shift
             split at a note's end still to play).
-          target_steps: int32 scalar, steps wanted.
-          position_gates: [cycle, 4*units0], (controls or position) @ kernel
-            + bias of layer 0 for each step of the position cycle.
+          target_steps: [batch] int32, steps wanted per row (0: a row at rest).
+          position_gates: [cycle, 4*units0], position @ kernel + bias of layer 0
+            for each step of the position cycle.
+          row_gates: [batch, 4*units0], each row's controls or style @ kernel.
           onset_allowed: [cycle] bool, whether a note may start at each step.
-          first_position: int32 scalar, the cycle step where generation starts.
-          temperature: float32 scalar.
-          seed: int64 scalar, the user's seed.
+          first_position: [batch] int32, the cycle step where each row starts.
+          temperature: [batch] float32.
+          keys: [batch, 2] int64, each row's random streams (`row_keys`).
           first_index: int64 scalar, index of this block's first event.
 
         Returns:
-          events [block_events, batch] (PAD_EVENT once a variation is done),
+          events [block_events, batch] (PAD_EVENT once a row is done),
           the number of loop iterations run, and the new state, last events,
           elapsed steps and notes.
         """
@@ -443,8 +600,9 @@ class Sampler:
         event_kernel = tf.convert_to_tensor(self._event_kernel)
         recurrent_kernel0 = tf.convert_to_tensor(self._recurrent_kernel0)
         num_classes = model.num_classes
-        uniforms = block_uniforms(seed, first_index, self.block_events, batch)
-        length_uniforms = block_uniforms(seed, -1 - first_index, self.block_events, batch)
+        uniforms = block_uniforms(keys, first_index, self.block_events)
+        length_keys = keys + tf.constant([0, STREAM_SPAN], tf.int64)
+        length_uniforms = block_uniforms(length_keys, first_index, self.block_events)
 
         grammar = self.note_grammar
         on_the_grid = grammar and self.encoding.config.is_metric  # known when tracing
@@ -456,8 +614,8 @@ class Sampler:
             sounding, deadline, pending = notes
             (c, h), upper = state[0], state[1:]
             position = tf.math.floormod(first_position + elapsed, cycle)
-            input_gates = tf.gather(event_kernel, last_event) + tf.gather(position_gates,
-                                                                          position)
+            input_gates = (tf.gather(event_kernel, last_event)
+                           + tf.gather(position_gates, position) + row_gates)
             c, h = lstm_update(tf.matmul(h, recurrent_kernel0), c, input_gates)
             new_state = [(c, h)]
             x = h
@@ -486,7 +644,7 @@ class Sampler:
                 logits = tf.where(tf.logical_and(ending[:, None], tf.logical_not(overdue_off)),
                                   -1e9, logits)
             # Inverse-CDF sampling: one uniform number per variation and event.
-            probabilities = tf.nn.softmax(logits / temperature)
+            probabilities = tf.nn.softmax(logits / temperature[:, None])
             cdf = tf.cumsum(probabilities, axis=1)
             threshold = uniforms[i][:, None] * cdf[:, -1:]
             sample = tf.reduce_sum(tf.cast(cdf < threshold, tf.int32), axis=1)
@@ -535,13 +693,24 @@ class Sampler:
         return tf.maximum(tf.cast(tf.round(below + (above - below) * fraction), tf.int32), 1)
 
 
-def block_uniforms(seed: tf.Tensor, first_index: tf.Tensor, events: int, batch: int) -> tf.Tensor:
-    """The uniform numbers (0, 1) that pick events [first_index, first_index + events).
+def row_keys(rows: Sequence[tuple[int, int]]) -> np.ndarray:
+    """The random stream keys [rows, 2] (int64) of (seed, row) pairs: a row's
+    events draw from (seed, row * 2 * STREAM_SPAN + event index), its note
+    lengths from STREAM_SPAN further on; `block_uniforms` adds the index."""
+    return np.array([(seed, row * 2 * STREAM_SPAN) for seed, row in rows], np.int64)
 
-    Shape [events, batch]. Counter-based, so they depend only on the arguments.
-    (XLA's Philox differs from TensorFlow's kernel: call this compiled to get
-    the numbers the sampler used.)
+
+def block_uniforms(keys: tf.Tensor, first_index: tf.Tensor, events: int) -> tf.Tensor:
+    """The uniform numbers (0, 1) that pick events [first_index, first_index + events)
+    of each row whose stream `keys` [batch, 2] names (see `row_keys`).
+
+    Shape [events, batch]. Counter-based, so a row's numbers depend only on its
+    key and the indices, never on the other rows. (XLA's Philox differs from
+    TensorFlow's kernel: call this compiled to get the numbers the sampler used.)
     """
-    return tf.random.stateless_uniform(
-        [events, batch], seed=tf.stack([seed, first_index]),
-        minval=np.finfo(np.float32).tiny, maxval=1.0, alg="philox")
+    keys = tf.convert_to_tensor(keys, tf.int64)
+    return tf.stack([
+        tf.random.stateless_uniform(
+            [events], seed=tf.stack([keys[row, 0], keys[row, 1] + first_index]),
+            minval=np.finfo(np.float32).tiny, maxval=1.0, alg="philox")
+        for row in range(keys.shape[0])], axis=1)

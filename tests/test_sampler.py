@@ -24,7 +24,7 @@ from perfrnn.generate import MidiOptions, generate_midi
 from perfrnn.midi_writer import midi_bytes
 from perfrnn.note_lengths import QUANTILES, note_lengths
 from perfrnn.options import GenerationOptions, pitch_histogram_for_key
-from perfrnn.sampler import Sampler, block_uniforms
+from perfrnn.sampler import MAX_BATCH_ROWS, Sampler, SampleRequest, block_uniforms, row_keys
 
 GREEDY = 1e-9  # a temperature this low makes sampling pick the most likely event
 
@@ -62,7 +62,7 @@ def reference_events(bundle, first_events, controls, count, temperature=GREEDY, 
     uniforms = None
     if seed is not None:
         compiled = tf.function(block_uniforms, jit_compile=True)
-        uniforms = compiled(tf.constant(seed, tf.int64), tf.constant(0, tf.int64), 2048, 1)
+        uniforms = compiled(tf.constant(row_keys([(seed, 0)])), tf.constant(0, tf.int64), 2048)
         uniforms = uniforms.numpy()[:count]
     events = list(first_events)
     for t in range(count):
@@ -150,7 +150,7 @@ def test_generation_stops_at_the_requested_musical_time(piano_sampler, seconds):
         assert time_steps(piano_sampler, events) >= target
         assert time_steps(piano_sampler, events[:-1]) < target
         assert sequence.total_time == pytest.approx(seconds)
-        assert max(note.end_time for note in sequence.notes) <= seconds + 1e-9
+        assert max((note.end_time for note in sequence.notes), default=0) <= seconds + 1e-9
 
 
 def test_loop_runs_in_few_compiled_calls_not_one_per_event(piano_bundle):
@@ -168,13 +168,16 @@ def test_loop_runs_in_few_compiled_calls_not_one_per_event(piano_bundle):
     assert "while" in hlo  # the whole event loop is inside the XLA program
 
 
-def sampler_call_args(sampler):
+def sampler_call_args(sampler, batch=2):
     model = sampler.bundle.model
-    notes = (tf.zeros([1, 128]), tf.zeros([1, 128], tf.int32), tf.zeros([1], tf.int32))
-    return (model.zero_state(1), tf.zeros([1], tf.int32), tf.zeros([1], tf.int32),
-            notes, tf.constant(100), model.biases[0][None], tf.constant([True]),
-            tf.constant(0),
-            tf.constant(1.0), tf.constant(1, tf.int64), tf.constant(0, tf.int64))
+    keys = sampler._num_keys
+    notes = (tf.zeros([batch, keys]), tf.zeros([batch, keys], tf.int32),
+             tf.zeros([batch], tf.int32))
+    return (model.zero_state(batch), tf.zeros([batch], tf.int32), tf.zeros([batch], tf.int32),
+            notes, tf.fill([batch], 100), sampler._gates,
+            tf.zeros([batch, sampler._gates.shape[1]]), sampler._onset_allowed,
+            tf.zeros([batch], tf.int32), tf.ones([batch]),
+            tf.constant(row_keys([(1, row) for row in range(batch)])), tf.constant(0, tf.int64))
 
 
 def test_same_seed_same_bytes_other_seed_other_music(piano_sampler):
@@ -187,6 +190,82 @@ def test_same_seed_same_bytes_other_seed_other_music(piano_sampler):
     assert first == again
     assert first[0] != other[0]
     assert first[0] != first[1]  # the variations of one batch differ
+
+
+def arpeggio(seconds_per_note=0.25):
+    primer = music_pb2.NoteSequence()
+    for i, pitch in enumerate([60, 64, 67, 72, 67, 64]):
+        primer.notes.add(pitch=pitch, velocity=80, start_time=i * seconds_per_note,
+                         end_time=(i + 1.2) * seconds_per_note, is_drum=False)
+    primer.total_time = 6 * seconds_per_note + 0.25
+    return primer
+
+
+def assert_batched_like_alone(sampler, requests):
+    """Each request of a batch gets, event for event, what it gets alone."""
+    batched = dict(sampler.generate_batch(requests))
+    assert sorted(batched) == list(range(len(requests)))
+    for index, request in enumerate(requests):
+        alone = sampler.generate(request.options, primer=request.primer)
+        assert not isinstance(batched[index], PerfRNNError), batched[index]
+        assert len(batched[index].events) == request.options.variations
+        for together, own in zip(batched[index].events, alone.events):
+            assert np.array_equal(together, own), index
+    return batched
+
+
+def test_requests_batched_together_get_the_music_each_gets_alone(piano_sampler,
+                                                                 conditioned_sampler):
+    assert_batched_like_alone(piano_sampler, [
+        SampleRequest(GenerationOptions(seconds=6, seed=1)),
+        SampleRequest(GenerationOptions(seconds=3, seed=2, temperature=0.7, variations=3)),
+        SampleRequest(GenerationOptions(seconds=9, seed=1, temperature=1.3)),
+        SampleRequest(GenerationOptions(seconds=4, seed=4), primer=arpeggio())])
+    # each row its own note density and key
+    assert_batched_like_alone(conditioned_sampler, [
+        SampleRequest(GenerationOptions(seconds=5, seed=3, notes_per_second=2,
+                                        pitch_histogram=pitch_histogram_for_key("A"))),
+        SampleRequest(GenerationOptions(seconds=5, seed=3, notes_per_second=12)),
+        SampleRequest(GenerationOptions(seconds=5, seed=3, variations=2))])
+
+
+def test_a_metric_style_batches_blends_loops_and_more_rows_than_one_batch():
+    sampler = Sampler(read_bundle("bundles/rock.mag"))
+    batched = assert_batched_like_alone(sampler, [
+        SampleRequest(GenerationOptions(bars=2, seed=5, blend=(("rock", 0.5), ("jazz", 0.5)))),
+        SampleRequest(GenerationOptions(bars=1, seed=6, loop=True, variations=9)),  # 36 rows
+        SampleRequest(GenerationOptions(bars=3, seed=5, bpm=90, temperature=0.8))])
+    assert 9 * 4 > MAX_BATCH_ROWS
+    blended = batched[0].events[0]
+    assert not np.array_equal(blended, batched[2].events[0][:len(blended)])
+
+
+def test_a_batch_hands_over_each_request_when_it_is_done_and_others_go_on(piano_sampler):
+    sampler = Sampler(piano_sampler.bundle, block_events=64)
+    polls = []
+
+    def cancel_on_third_poll():
+        polls.append(1)
+        return len(polls) >= 3
+
+    seen = []
+    requests = [SampleRequest(GenerationOptions(seconds=20, seed=1), progress=seen.append),
+                SampleRequest(GenerationOptions(seconds=0)),
+                SampleRequest(GenerationOptions(seconds=20, seed=2),
+                              cancelled=cancel_on_third_poll),
+                SampleRequest(GenerationOptions(seconds=2, seed=3))]
+    order = []
+    outcomes = {}
+    for index, outcome in sampler.generate_batch(requests):
+        order.append(index)
+        outcomes[index] = outcome
+    assert order == [1, 2, 3, 0]  # invalid at once, cancelled, then the short one first
+    assert "positive" in str(outcomes[1])
+    assert "cancelled" in str(outcomes[2])
+    for index in (0, 3):
+        alone = sampler.generate(requests[index].options)
+        assert np.array_equal(outcomes[index].events[0], alone.events[0])
+    assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) > 3
 
 
 def test_random_seed_is_reported_and_reproduces(piano_sampler):
