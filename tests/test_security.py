@@ -415,23 +415,18 @@ def test_waiting_jobs_are_taken_in_turn_across_clients():
 
     ran, gate = [], threading.Event()
 
-    def run(job_id):
-        ran.append(job_id)
-        if job_id == "a1":
+    def run(job_ids):
+        ran.extend(job_ids)
+        if job_ids == ["a1"]:
             gate.wait(5)  # the first job holds the only worker while the others queue
-
-    class Job:
-        kind = "generation"
-
-        def __init__(self, job_id, client):
-            self.id, self.client = job_id, client
 
     queue = LocalQueue(run, {"generation": 1}, limit=10)
     try:
-        queue.submit(Job("a1", "alice"))
+        queue.submit(waiting_job("a1", "alice"))
         poll_until(lambda: ran, 5, "the first job to start", interval=0.01)
-        for job in (Job("a2", "alice"), Job("a3", "alice"), Job("a4", "alice"),
-                    Job("b1", "bob"), Job("c1", "carol"), Job("b2", "bob")):
+        for job in (waiting_job("a2", "alice"), waiting_job("a3", "alice"),
+                    waiting_job("a4", "alice"), waiting_job("b1", "bob"),
+                    waiting_job("c1", "carol"), waiting_job("b2", "bob")):
             queue.submit(job)
         gate.set()
         poll_until(lambda: len(ran) == 7, 5, "every job to run", interval=0.01)
@@ -439,3 +434,42 @@ def test_waiting_jobs_are_taken_in_turn_across_clients():
         queue.stop()
     # Bob and Carol wait one turn each, not behind all of Alice's jobs.
     assert ran == ["a1", "a2", "b1", "c1", "a3", "b2", "a4"]
+
+
+def waiting_job(job_id, client, style="piano", kind="generation"):
+    from webapp.jobs.store import QUEUED, Job
+
+    return Job(id=job_id, kind=kind, state=QUEUED, owner=None, params={"style": style},
+               client=client)
+
+
+def test_a_worker_takes_the_waiting_generations_of_one_style_together():
+    import threading
+
+    from webapp.jobs.queues import LocalQueue
+
+    ran, gate = [], threading.Event()
+
+    def run(job_ids):
+        ran.append(job_ids)
+        if job_ids == ["a1"]:
+            gate.wait(5)
+
+    queue = LocalQueue(run, {"generation": 1, "training": 1}, limit=10, batch=3)
+    try:
+        queue.submit(waiting_job("a1", "alice", "rock"))
+        poll_until(lambda: ran, 5, "the first job to start", interval=0.01)
+        for job in (waiting_job("a2", "alice", "rock"), waiting_job("b1", "bob", "piano"),
+                    waiting_job("t1", "bob", "rock", kind="training"),
+                    waiting_job("t2", "carol", "rock", kind="training"),
+                    waiting_job("c1", "carol", "rock"), waiting_job("a3", "alice", "rock"),
+                    waiting_job("d1", "dave", "rock")):
+            queue.submit(job)
+        gate.set()
+        poll_until(lambda: sum(map(len, ran)) == 8, 5, "every job to run", interval=0.01)
+    finally:
+        queue.stop()
+    generations = [ids for ids in ran if not ids[0].startswith("t")]
+    # In turn across clients, up to three rock generations at once; never a training.
+    assert generations == [["a1"], ["a2", "c1", "d1"], ["b1"], ["a3"]]
+    assert sorted(ids for ids in ran if ids[0].startswith("t")) == [["t1"], ["t2"]]

@@ -16,7 +16,7 @@ from tests.conftest import poll_until, wait_for_job
 from webapp.config import from_environment
 from webapp.jobs.expiry import remove_expired
 from webapp.jobs.queues import LocalQueue, QueueFull
-from webapp.jobs.store import CANCELLED, DONE, EXPIRED, FAILED, QUEUED, RUNNING, JobStore
+from webapp.jobs.store import CANCELLED, DONE, EXPIRED, FAILED, QUEUED, RUNNING, Job, JobStore
 from webapp.storage.local import LocalStorage
 from webapp.web.submit import submit_generation
 from webapp.web.validation import ValidationError, generation_params
@@ -85,21 +85,19 @@ def test_a_restart_fails_running_jobs_with_a_reason_and_requeues_waiting_ones(
 
 def test_the_queue_refuses_work_beyond_its_limit():
     started = []
-    queue = LocalQueue(lambda job_id: (started.append(job_id), time.sleep(0.5)),
+    queue = LocalQueue(lambda job_ids: (started.extend(job_ids), time.sleep(0.5)),
                        {"generation": 1}, limit=1)
 
-    class Job:
-        kind = "generation"
-
-        def __init__(self, job_id):
-            self.id = job_id
+    def job(job_id):
+        return Job(id=job_id, kind="generation", state=QUEUED, owner=None,
+                   params={"style": "piano"})
 
     try:
-        queue.submit(Job("a"))
+        queue.submit(job("a"))
         poll_until(lambda: started, 5, "the first job to start", interval=0.01)
-        queue.submit(Job("b"))  # waits while "a" runs
+        queue.submit(job("b"))  # waits while "a" runs
         with pytest.raises(QueueFull) as full:
-            queue.submit(Job("c"))
+            queue.submit(job("c"))
         assert full.value.retry_after > 0
     finally:
         queue.stop()
@@ -235,6 +233,39 @@ def test_threads_share_a_style_sampler_and_get_the_same_music_as_one_at_a_time(m
     assert set(together) == set(seeds)
     for seed in seeds:
         assert np.array_equal(together[seed], alone[seed]), seed
+
+
+def test_generations_that_wait_together_are_sampled_together_each_with_its_own_music(
+        make_app, caplog):
+    import logging
+
+    from perfrnn.generate import generate_midi
+    from webapp.jobs.runner import generation_options
+
+    app = make_app(GENERATION_WORKERS=1, GENERATION_BATCH=8, RENDER_AUDIO=False)
+    services, queue = app.extensions["perfrnn"], app.extensions["perfrnn_queue"]
+    # A long piano piece holds the only worker while four rock pieces wait.
+    long = submit_generation(services, queue, generation_params(
+        {"style": "piano", "seconds": 600, "seed": 1}, services.registry), "a")
+    poll_until(lambda: services.store.get(long.id).state == RUNNING, 30, "the long job")
+    asked = [generation_params({"style": "rock", "seconds": seconds, "seed": seed,
+                                "temperature": temperature, "variations": variations},
+                               services.registry)
+             for seconds, seed, temperature, variations in
+             [(6, 1, 1.0, 1), (5, 2, 0.8, 2), (8, 1, 1.2, 1), (5, 9, 1.0, 3)]]
+    with caplog.at_level(logging.INFO, logger="webapp.jobs.runner"):
+        jobs = [submit_generation(services, queue, params, "a") for params in asked]
+        services.store.request_cancel(long.id)
+        finished = [wait_for_job(app, job.id) for job in jobs]
+    assert wait_for_job(app, long.id).state == CANCELLED
+    assert "4 generations of rock sampled together" in caplog.text
+    sampler = services.registry.sampler("rock")
+    for job, params in zip(finished, asked):
+        assert job.state == DONE, job.error
+        alone = generate_midi(sampler, *generation_options(params), style="rock")
+        stored = [services.storage.get(variation["midi"])
+                  for variation in job.result["variations"]]
+        assert stored == [data for _, data in alone.files]
 
 
 def test_training_errors_name_files_in_the_websites_words(tmp_path):

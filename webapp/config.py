@@ -23,6 +23,9 @@ DEFAULTS = {
     "GENERATION_WORKERS": 2,
     "TRAINING_WORKERS": 1,
     "QUEUE_LIMIT": 32,
+    # The most generations of one style a worker (a local thread, or a GPU
+    # worker taking SQS messages, at most 10 a receive) samples as one batch.
+    "GENERATION_BATCH": 8,
     # Load every style (and compile its sampler) when the server starts.
     "PRELOAD_STYLES": True,
     # How long results stay downloadable.
@@ -63,7 +66,7 @@ DEFAULTS = {
     "SESSION_COOKIE_HTTPONLY": True,
 }
 
-INTEGER_SETTINGS = {"GENERATION_WORKERS", "TRAINING_WORKERS", "QUEUE_LIMIT",
+INTEGER_SETTINGS = {"GENERATION_WORKERS", "TRAINING_WORKERS", "QUEUE_LIMIT", "GENERATION_BATCH",
                     "RESULT_RETENTION_HOURS", "MAX_CONTENT_LENGTH", "MAX_FORM_PARTS",
                     "CHECKPOINT_SYNC_SECONDS", "SPOT_CHECK_SECONDS",
                     "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", "MAX_JOBS_PER_CLIENT",

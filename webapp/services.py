@@ -114,13 +114,14 @@ def build_queue(config: dict, services: Services):
                          "training": config.get("SQS_TRAINING_QUEUE_URL")},
                         config["QUEUE_LIMIT"])
     from webapp.jobs.queues import LocalQueue
-    from webapp.jobs.runner import run_job
+    from webapp.jobs.runner import run_jobs
 
-    return LocalQueue(lambda job_id: run_job(services, job_id),
+    return LocalQueue(lambda job_ids: run_jobs(services, job_ids),
                       {"generation": config["GENERATION_WORKERS"],
                        "training": config["TRAINING_WORKERS"]},
                       config["QUEUE_LIMIT"],
-                      count_waiting=lambda kind: services.store.count(("queued",), kind))
+                      count_waiting=lambda kind: services.store.count(("queued",), kind),
+                      batch=config["GENERATION_BATCH"])
 
 
 @dataclass

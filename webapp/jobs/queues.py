@@ -1,9 +1,11 @@
 """Job queues: where the website hands a job to a worker.
 
 The local backend is a bounded pool of threads per kind of job inside the
-server process, taking waiting jobs in turn across clients (`FairQueue`). A
-queue backend has one job: `submit(job)`, raising `QueueFull` when it cannot
-take more, so the API can answer 503.
+server process, taking waiting jobs in turn across clients (`FairQueue`); a
+thread takes the generations waiting for one style together, up to a batch,
+so that their music is sampled as one batch. A queue backend has one job:
+`submit(job)`, raising `QueueFull` when it cannot take more, so the API can
+answer 503.
 """
 
 from __future__ import annotations
@@ -32,27 +34,45 @@ class QueueFull(Exception):
 class FairQueue:
     """Jobs waiting to run, taken in turn across clients: each `get` takes the
     oldest job of the client that waited longest for a turn, so one client's
-    many jobs never hold back another client's one."""
+    many jobs never hold back another client's one. An item may carry a batch
+    key: `get` then takes, with it, more items of that key (in the same turns)."""
 
     def __init__(self):
         self._by_client: OrderedDict[str | None, deque] = OrderedDict()
         self._ready = threading.Condition()
 
-    def put(self, item, client: str | None = None) -> None:
+    def put(self, item, client: str | None = None, batch_key: str | None = None) -> None:
         with self._ready:
-            self._by_client.setdefault(client, deque()).append(item)
+            self._by_client.setdefault(client, deque()).append((item, batch_key))
             self._ready.notify()
 
-    def get(self):
-        """The next item, waiting for one."""
+    def get(self, batch: int = 1) -> list:
+        """The next item, and up to `batch - 1` more of its batch key; waits for one."""
         with self._ready:
             while not self._by_client:
                 self._ready.wait()
-            client, items = self._by_client.popitem(last=False)
-            item = items.popleft()
+            item, key = self._take_turn(lambda key: True)
+            taken = [item]
+            while key is not None and len(taken) < batch:
+                more = self._take_turn(lambda other: other == key)
+                if more is None:
+                    break
+                taken.append(more[0])
+            return taken
+
+    def _take_turn(self, wanted):
+        """The first item whose key is `wanted` of the first client in turn that
+        has one (that client's turn ends), or None."""
+        for client, items in self._by_client.items():
+            found = next((entry for entry in items if wanted(entry[1])), None)
+            if found is None:
+                continue
+            items.remove(found)
+            del self._by_client[client]
             if items:  # the client's turn ends: its next job goes behind the others
                 self._by_client[client] = items
-            return item
+            return found
+        return None
 
     def qsize(self) -> int:
         with self._ready:
@@ -63,20 +83,23 @@ class LocalQueue:
     """Runs jobs on worker threads in this process.
 
     Args:
-      run_job: Called with a job id on a worker thread; it must record the
-        outcome in the job store itself and not raise.
+      run_jobs: Called with job ids on a worker thread (several generations of
+        one style to run together, or one job); it must record the outcomes
+        in the job store itself and not raise.
       workers: Threads per kind of job, e.g. {"generation": 2, "training": 1}.
       limit: Jobs waiting per kind beyond which `submit` raises QueueFull.
+      batch: The most generations one thread takes together.
     """
 
     kind = "local"
 
-    def __init__(self, run_job: Callable[[str], None], workers: dict[str, int], limit: int,
-                 count_waiting: Callable[[str], int] | None = None):
+    def __init__(self, run_jobs: Callable[[list[str]], None], workers: dict[str, int],
+                 limit: int, count_waiting: Callable[[str], int] | None = None, batch: int = 1):
         """`count_waiting(kind)`, if given, counts the jobs really waiting (a
         cancelled job's id stays in the thread queue until a worker skips it)."""
-        self.run_job = run_job
+        self.run_jobs = run_jobs
         self.limit = int(limit)
+        self.batch = max(1, int(batch))
         self.count_waiting = count_waiting
         self._queues = {kind: FairQueue() for kind in workers}
         self._threads: list[threading.Thread] = []
@@ -94,7 +117,8 @@ class LocalQueue:
             self.count_waiting(job.kind) - 1  # the job itself is already recorded as queued
         if count >= self.limit:
             raise QueueFull(retry_after=10 if job.kind == "generation" else 60)
-        waiting.put(job.id, getattr(job, "client", None))
+        style = job.params.get("style") if job.kind == "generation" else None
+        waiting.put(job.id, getattr(job, "client", None), batch_key=style)
 
     def waiting(self, kind: str) -> int:
         return self._queues[kind].qsize()
@@ -102,12 +126,12 @@ class LocalQueue:
     def _work(self, kind: str) -> None:
         waiting = self._queues[kind]
         while not self._stopping.is_set():
-            job_id = waiting.get()
+            job_ids = [job_id for job_id in waiting.get(self.batch) if job_id is not _STOP]
             try:
-                if job_id is not _STOP and not self._stopping.is_set():
-                    self.run_job(job_id)
-            except Exception:  # run_job records failures; this is the last net
-                log.exception("job %s failed outside its handler", job_id)
+                if job_ids and not self._stopping.is_set():
+                    self.run_jobs(job_ids)
+            except Exception:  # run_jobs records failures; this is the last net
+                log.exception("jobs %s failed outside their handler", ", ".join(job_ids))
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stops the worker threads and waits up to `timeout` seconds in all for

@@ -49,37 +49,59 @@ class Throttle:
 
 def run_job(services: Services, job_id: str) -> None:
     """Runs one queued job to its end; records done, failed or cancelled."""
+    run_jobs(services, [job_id])
+
+
+def run_jobs(services: Services, job_ids: list[str]) -> None:
+    """Runs queued jobs to their end, recording each one done, failed or
+    cancelled: trainings one by one, generations (all of one style) together,
+    their music sampled as one batch; each generation is finished as soon as
+    its own music is (see `perfrnn.generate.generate_midi_batch`)."""
+    jobs = [job for job in (_start(services, job_id) for job_id in job_ids) if job is not None]
+    for job in jobs:
+        if job.kind != "generation":
+            try:
+                result = run_training(services, job)
+            except Exception as error:
+                _ended(services, job, error)
+            else:
+                services.store.finish(job.id, result)
+    generations = [job for job in jobs if job.kind == "generation"]
+    if generations:
+        _run_generations(services, generations)
+
+
+def _start(services: Services, job_id: str):
+    """The job, marked running; None if it was cancelled while it waited (its
+    leftovers deleted) or is unknown."""
     store = services.store
-    if not store.start(job_id):  # cancelled while it waited, or unknown
-        job = store.get(job_id)
-        if job is not None and job.state == CANCELLED:
-            discard_leftovers(services, job)
-        return
+    if store.start(job_id):
+        return store.get(job_id)
     job = store.get(job_id)
-    try:
-        if job.kind == "generation":
-            result = run_generation(services, job)
-        else:
-            result = run_training(services, job)
-    except PerfRNNError as error:
-        if services.interrupted is not None and services.interrupted() \
-                and not store.cancel_requested(job_id):
-            store.requeue(job_id, "the worker was stopped (spot interruption); another "
-                                  "worker carries on from the last checkpoint")
-            return  # the next worker needs the uploads
-        if store.cancel_requested(job_id):
-            store.fail(job_id, "cancelled by the user", CANCELLED)
-        else:
-            store.fail(job_id, str(error))
+    if job is not None and job.state == CANCELLED:
         discard_leftovers(services, job)
-        return
-    except Exception as error:  # a bug or an environment problem: keep the worker alive
-        log.error("job %s crashed:\n%s", job_id, traceback.format_exc())
-        store.fail(job_id, f"the worker hit an internal error ({type(error).__name__}); "
+    return None
+
+
+def _ended(services: Services, job, error: Exception) -> None:
+    """Records why a job ended without a result, and deletes its leftovers;
+    after a spot interruption it goes back to waiting instead."""
+    store = services.store
+    if not isinstance(error, PerfRNNError):  # a bug or an environment problem
+        log.error("job %s crashed:\n%s", job.id,
+                  "".join(traceback.format_exception(error)))
+        store.fail(job.id, f"the worker hit an internal error ({type(error).__name__}); "
                            "the details are in the server log")
-        discard_leftovers(services, job)
-        return
-    store.finish(job_id, result)
+    elif services.interrupted is not None and services.interrupted() \
+            and not store.cancel_requested(job.id):
+        store.requeue(job.id, "the worker was stopped (spot interruption); another "
+                              "worker carries on from the last checkpoint")
+        return  # the next worker needs the uploads
+    elif store.cancel_requested(job.id):
+        store.fail(job.id, "cancelled by the user", CANCELLED)
+    else:
+        store.fail(job.id, str(error))
+    discard_leftovers(services, job)
 
 
 def discard_leftovers(services: Services, job) -> None:
@@ -125,14 +147,47 @@ def _read_primer(storage, key: str):
         return read_music_file(path)
 
 
-def run_generation(services: Services, job) -> dict:
-    from perfrnn.generate import generate_midi
-    from perfrnn.pianoroll import pianoroll_png
+def _run_generations(services: Services, jobs: list) -> None:
+    """Generates the music of running generation jobs of one style in shared
+    sampling batches, and stores each job's files as soon as its music is made."""
+    from perfrnn.generate import generate_midi_batch
 
-    store, storage, params = services.store, services.storage, job.params
-    sampler = services.registry.sampler(params["style"])
+    requests, ready = [], []
+    for job in jobs:
+        try:
+            requests.append(_generation_request(services, job))
+            ready.append(job)
+        except Exception as error:
+            _ended(services, job, error)
+    waiting = set(range(len(ready)))
+    try:
+        if ready:
+            style = ready[0].params["style"]
+            if len(ready) > 1:
+                log.info("%d generations of %s sampled together", len(ready), style)
+            sampler = services.registry.sampler(style)
+            for index, outcome in generate_midi_batch(sampler, requests):
+                waiting.discard(index)
+                job = ready[index]
+                try:
+                    if isinstance(outcome, PerfRNNError):
+                        raise outcome
+                    services.store.finish(job.id, _store_generation(services, job, outcome))
+                except Exception as error:
+                    _ended(services, job, error)
+    except Exception as error:  # the style did not load, or the batch broke: all its jobs
+        for index in sorted(waiting):
+            _ended(services, ready[index], error)
+
+
+def _generation_request(services: Services, job):
+    """The job's request to the sampler, reporting progress and polling for a
+    cancel through the job store."""
+    from perfrnn.generate import MidiRequest
+
+    store, params = services.store, job.params
     options, midi = generation_options(params)
-    primer = _read_primer(storage, params["primer"]) if params.get("primer") else None
+    primer = _read_primer(services.storage, params["primer"]) if params.get("primer") else None
     report = Throttle(0.2)
     check = Throttle(0.5)
 
@@ -144,8 +199,15 @@ def run_generation(services: Services, job) -> dict:
         return check() and store.cancel_requested(job.id)
 
     store.progress(job.id, 0.0, "generating")
-    generated = generate_midi(sampler, options, midi, primer=primer, progress=progress,
-                              cancelled=cancelled, style=params["style"])
+    return MidiRequest(options, midi, primer, progress=progress, cancelled=cancelled,
+                       style=params["style"])
+
+
+def _store_generation(services: Services, job, generated) -> dict:
+    """Stores a job's MIDI files, piano rolls and audio; returns its result."""
+    from perfrnn.pianoroll import pianoroll_png
+
+    store, storage = services.store, services.storage
     store.progress(job.id, 0.9, "drawing and rendering")
     audio_ok, audio_message = _audio_status(services)
     variations = []
