@@ -7,13 +7,14 @@ and no Python runs per event. The host calls that program once per block of
 reached the requested musical time), which is what lets a caller see progress
 and cancel; a 30-second piece is one to three calls.
 
-Sampling is by inverse CDF with one counter-based (stateless) random number
-per row and event, drawn for the whole block before the loop from the row's
-own stream, keyed by (seed, variation, index of the event); so the same seed
-and options give the same events and hence identical MIDI bytes, whatever
-else shares the batch. (Gumbel-max sampling needs 388 random numbers per event
-and cost a quarter of the step time.) A second stream per row draws the length
-of the note an event starts, if it starts one (see `perfrnn.note_lengths`).
+Sampling is by inverse CDF with one counter-based random number per row and
+event, drawn on the host for the whole block from the row's own stream,
+keyed by (seed, variation) and counted by the event's index
+(`block_uniforms`); so the same seed and options give the same events and
+hence identical MIDI bytes, whatever else shares the batch. (Gumbel-max
+sampling needs 388 random numbers per event and cost a quarter of the step
+time.) A second stream per row draws the length of the note an event starts,
+if it starts one (see `perfrnn.note_lengths`).
 
 Several requests for one style can be sampled as one batch (`generate_batch`):
 each row carries its own state, length, temperature, start position and
@@ -60,9 +61,8 @@ LOOP_CANDIDATES = 4
 # on the batch (see the module's docstring).
 BATCH_SIZES = (2, 4, 8, 16, 32)
 MAX_BATCH_ROWS = BATCH_SIZES[-1]
-# Row r's random streams: counter r * 2 * STREAM_SPAN for its events, and
-# STREAM_SPAN more for its note lengths, plus the event's index.
-STREAM_SPAN = 2 ** 31
+# A row's two random streams: its events', and its note lengths'.
+EVENT_STREAM, LENGTH_STREAM = 0, 1
 
 
 @dataclass
@@ -322,8 +322,7 @@ class Sampler:
             [plans[i].first_position for i, _ in chunk] + [0] * pad, tf.int32)
         temperature = tf.constant(
             [plans[i].request.options.temperature for i, _ in chunk] + [1.0] * pad, tf.float32)
-        keys = tf.constant(row_keys([(plans[i].seed, row) for i, row in chunk] + [(0, 0)] * pad),
-                           tf.int64)
+        streams = [(plans[i].seed, row) for i, row in chunk] + [(0, 0)] * pad
         rows_of = {index: [n for n, (i, _) in enumerate(chunk) if i == index]
                    for index, _ in chunk}
         last_here = {index for index in rows_of if (index, plans[index].rows - 1) in chunk}
@@ -351,8 +350,11 @@ class Sampler:
                 break
             events, count, state, last_event, elapsed, notes = self._sample_block(
                 state, last_event, elapsed, notes, tf.constant(targets), self._gates,
-                row_gates, self._onset_allowed, first_position, temperature, keys,
-                tf.constant(done_events, tf.int64))
+                row_gates, self._onset_allowed, first_position, temperature,
+                tf.constant(block_uniforms(streams, EVENT_STREAM, done_events,
+                                           self.block_events)),
+                tf.constant(block_uniforms(streams, LENGTH_STREAM, done_events,
+                                           self.block_events)))
             count = int(count)
             blocks.append(events.numpy()[:count])
             done_events += count
@@ -382,6 +384,23 @@ class Sampler:
             return error
         return Generation(sequences=sequences, seed=plan.seed, events=all_events, bpm=plan.bpm,
                           metre=plan.metre)
+
+    def compile(self, batch_sizes: Sequence[int] = BATCH_SIZES) -> None:
+        """Compiles the sampling loop for each of `batch_sizes` now (about a
+        second each on a laptop's CPU), so that no request waits for it."""
+        for batch in batch_sizes:
+            self._sample_block(*self.idle_block_arguments(batch))
+
+    def idle_block_arguments(self, batch: int) -> tuple:
+        """Arguments of a call of the compiled loop at `batch` rows that have
+        nothing to do (every row's target is 0): it returns at once."""
+        model = self.bundle.model
+        zeros = tf.zeros([batch], tf.int32)
+        notes = (tf.zeros([batch, self._num_keys]), tf.zeros([batch, self._num_keys], tf.int32),
+                 zeros)
+        return (model.zero_state(batch), zeros, zeros, notes, zeros, self._gates,
+                tf.zeros([batch, self._gates.shape[1]]), self._onset_allowed, zeros,
+                tf.ones([batch]), *[tf.fill([self.block_events, batch], 0.5)] * 2)
 
     @property
     def metre(self) -> Metre:
@@ -561,7 +580,7 @@ class Sampler:
 
     def _sample_block_graph(self, state, last_event, elapsed, notes, target_steps,
                             position_gates, row_gates, onset_allowed, first_position,
-                            temperature, keys, first_index):
+                            temperature, uniforms, length_uniforms):
         """Samples up to block_events events for every row.
 
         It is long on purpose: the loop's step is one closure that XLA compiles
@@ -583,8 +602,9 @@ class Sampler:
           onset_allowed: [cycle] bool, whether a note may start at each step.
           first_position: [batch] int32, the cycle step where each row starts.
           temperature: [batch] float32.
-          keys: [batch, 2] int64, each row's random streams (`row_keys`).
-          first_index: int64 scalar, index of this block's first event.
+          uniforms: [block_events, batch] float32 in (0, 1), the numbers that pick
+            each row's events (`block_uniforms`).
+          length_uniforms: the same shape, the numbers that draw note lengths.
 
         Returns:
           events [block_events, batch] (PAD_EVENT once a row is done),
@@ -600,9 +620,6 @@ class Sampler:
         event_kernel = tf.convert_to_tensor(self._event_kernel)
         recurrent_kernel0 = tf.convert_to_tensor(self._recurrent_kernel0)
         num_classes = model.num_classes
-        uniforms = block_uniforms(keys, first_index, self.block_events)
-        length_keys = keys + tf.constant([0, STREAM_SPAN], tf.int64)
-        length_uniforms = block_uniforms(length_keys, first_index, self.block_events)
 
         grammar = self.note_grammar
         on_the_grid = grammar and self.encoding.config.is_metric  # known when tracing
@@ -693,24 +710,23 @@ class Sampler:
         return tf.maximum(tf.cast(tf.round(below + (above - below) * fraction), tf.int32), 1)
 
 
-def row_keys(rows: Sequence[tuple[int, int]]) -> np.ndarray:
-    """The random stream keys [rows, 2] (int64) of (seed, row) pairs: a row's
-    events draw from (seed, row * 2 * STREAM_SPAN + event index), its note
-    lengths from STREAM_SPAN further on; `block_uniforms` adds the index."""
-    return np.array([(seed, row * 2 * STREAM_SPAN) for seed, row in rows], np.int64)
+def block_uniforms(streams: Sequence[tuple[int, int]], kind: int, first_index: int,
+                   events: int) -> np.ndarray:
+    """The uniform numbers in (0, 1) of events [first_index, first_index + events)
+    of each row's stream: [events, rows] float32.
 
-
-def block_uniforms(keys: tf.Tensor, first_index: tf.Tensor, events: int) -> tf.Tensor:
-    """The uniform numbers (0, 1) that pick events [first_index, first_index + events)
-    of each row whose stream `keys` [batch, 2] names (see `row_keys`).
-
-    Shape [events, batch]. Counter-based, so a row's numbers depend only on its
-    key and the indices, never on the other rows. (XLA's Philox differs from
-    TensorFlow's kernel: call this compiled to get the numbers the sampler used.)
+    `streams` holds a (seed, row) pair per row (row: its place among its
+    request's rows); `kind` is EVENT_STREAM or LENGTH_STREAM. Each stream is
+    counter-based (Philox keyed by seed and stream), so a row's numbers
+    depend on neither the other rows nor the block size, and the same seed
+    gives the same music batched or alone.
     """
-    keys = tf.convert_to_tensor(keys, tf.int64)
-    return tf.stack([
-        tf.random.stateless_uniform(
-            [events], seed=tf.stack([keys[row, 0], keys[row, 1] + first_index]),
-            minval=np.finfo(np.float32).tiny, maxval=1.0, alg="philox")
-        for row in range(keys.shape[0])], axis=1)
+    uniforms = np.empty((events, len(streams)), np.float32)
+    skip = first_index % 4  # Philox-4x64 makes four numbers per counter value
+    for column, (seed, row) in enumerate(streams):
+        generator = np.random.Philox(key=[seed, 2 * row + kind],
+                                     counter=[first_index // 4, 0, 0, 0])
+        raw = generator.random_raw(skip + events)[skip:]
+        # 23 random bits, centred: odd multiples of 2**-24, exact in float32
+        uniforms[:, column] = ((raw >> np.uint64(41)) * 2 + 1).astype(np.float32) * 2.0 ** -24
+    return uniforms

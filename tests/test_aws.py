@@ -141,15 +141,20 @@ def test_generation_goes_through_sqs_to_a_worker_and_comes_back_as_a_presigned_d
         aws, workers, make_app):
     app = make_app(**aws["settings"])
     client = app.test_client()
-    answer = client.post("/api/v1/generations", json={"style": "rock", "seconds": 5, "seed": 9,
-                                                      "type": "30"})
-    assert answer.status_code == 202, answer.get_json()
-    job_id = answer.get_json()["job"]["id"]
-    assert queue_counts(aws, aws["urls"]["generation"]) == 1
-    worker = workers.start("--max-jobs", "1", "--idle-exit", "60")
-    job = wait_for_job(app, job_id, timeout=120)
-    assert job.state == DONE, (job.error, workers.log(worker))
+    job_ids = []
+    for seed in (9, 10, 11):  # waiting together: the worker samples them as one batch
+        answer = client.post("/api/v1/generations", json={"style": "rock", "seconds": 5,
+                                                          "seed": seed, "type": "30"})
+        assert answer.status_code == 202, answer.get_json()
+        job_ids.append(answer.get_json()["job"]["id"])
+    assert queue_counts(aws, aws["urls"]["generation"]) == 3
+    worker = workers.start("--max-jobs", "3", "--idle-exit", "60")
+    for other in job_ids:
+        job = wait_for_job(app, other, timeout=120)
+        assert job.state == DONE, (job.error, workers.log(worker))
     workers.wait(worker)
+    assert "3 generations of rock sampled together" in workers.log(worker)
+    job_id = job_ids[0]
 
     download = client.get(f"/api/v1/generations/{job_id}/midi")
     assert download.status_code == 302

@@ -6,7 +6,6 @@ import mido
 import numpy as np
 import pretty_midi
 import pytest
-import tensorflow as tf
 from conftest import magenta_bundle_path
 from note_seq.protobuf import music_pb2
 from test_midi_writer import (
@@ -24,7 +23,13 @@ from perfrnn.generate import MidiOptions, generate_midi
 from perfrnn.midi_writer import midi_bytes
 from perfrnn.note_lengths import QUANTILES, note_lengths
 from perfrnn.options import GenerationOptions, pitch_histogram_for_key
-from perfrnn.sampler import MAX_BATCH_ROWS, Sampler, SampleRequest, block_uniforms, row_keys
+from perfrnn.sampler import (
+    EVENT_STREAM,
+    MAX_BATCH_ROWS,
+    Sampler,
+    SampleRequest,
+    block_uniforms,
+)
 
 GREEDY = 1e-9  # a temperature this low makes sampling pick the most likely event
 
@@ -61,9 +66,7 @@ def reference_events(bundle, first_events, controls, count, temperature=GREEDY, 
     encoding = bundle.encoding
     uniforms = None
     if seed is not None:
-        compiled = tf.function(block_uniforms, jit_compile=True)
-        uniforms = compiled(tf.constant(row_keys([(seed, 0)])), tf.constant(0, tf.int64), 2048)
-        uniforms = uniforms.numpy()[:count]
+        uniforms = block_uniforms([(seed, 0)], EVENT_STREAM, 0, count)
     events = list(first_events)
     for t in range(count):
         inputs = encoding.inputs_from_events(
@@ -164,20 +167,8 @@ def test_loop_runs_in_few_compiled_calls_not_one_per_event(piano_bundle):
     events = len(generation.events[0])
     assert events > 300
     assert len(calls) == -(-events // 256)  # one call per block of 256 events
-    hlo = compiled.experimental_get_compiler_ir(*sampler_call_args(sampler))(stage="hlo")
+    hlo = compiled.experimental_get_compiler_ir(*sampler.idle_block_arguments(2))(stage="hlo")
     assert "while" in hlo  # the whole event loop is inside the XLA program
-
-
-def sampler_call_args(sampler, batch=2):
-    model = sampler.bundle.model
-    keys = sampler._num_keys
-    notes = (tf.zeros([batch, keys]), tf.zeros([batch, keys], tf.int32),
-             tf.zeros([batch], tf.int32))
-    return (model.zero_state(batch), tf.zeros([batch], tf.int32), tf.zeros([batch], tf.int32),
-            notes, tf.fill([batch], 100), sampler._gates,
-            tf.zeros([batch, sampler._gates.shape[1]]), sampler._onset_allowed,
-            tf.zeros([batch], tf.int32), tf.ones([batch]),
-            tf.constant(row_keys([(1, row) for row in range(batch)])), tf.constant(0, tf.int64))
 
 
 def test_same_seed_same_bytes_other_seed_other_music(piano_sampler):
@@ -263,7 +254,7 @@ def test_a_batch_hands_over_each_request_when_it_is_done_and_others_go_on(piano_
     assert "positive" in str(outcomes[1])
     assert "cancelled" in str(outcomes[2])
     for index in (0, 3):
-        alone = sampler.generate(requests[index].options)
+        alone = piano_sampler.generate(requests[index].options)  # other block size, same music
         assert np.array_equal(outcomes[index].events[0], alone.events[0])
     assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) > 3
 

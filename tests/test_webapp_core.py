@@ -242,7 +242,7 @@ def test_generations_that_wait_together_are_sampled_together_each_with_its_own_m
     from perfrnn.generate import generate_midi
     from webapp.jobs.runner import generation_options
 
-    app = make_app(GENERATION_WORKERS=1, GENERATION_BATCH=8, RENDER_AUDIO=False)
+    app = make_app(GENERATION_WORKERS=1, GENERATION_BATCH=8, RENDER_PROCESSES=1)
     services, queue = app.extensions["perfrnn"], app.extensions["perfrnn_queue"]
     # A long piano piece holds the only worker while four rock pieces wait.
     long = submit_generation(services, queue, generation_params(
@@ -266,6 +266,9 @@ def test_generations_that_wait_together_are_sampled_together_each_with_its_own_m
         stored = [services.storage.get(variation["midi"])
                   for variation in job.result["variations"]]
         assert stored == [data for _, data in alone.files]
+        for variation in job.result["variations"]:  # drawn by the render process
+            assert services.storage.get(variation["pianoroll"]).startswith(b"\x89PNG")
+            assert services.storage.get(variation["wav"]).startswith(b"RIFF")
 
 
 def test_training_errors_name_files_in_the_websites_words(tmp_path):

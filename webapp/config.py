@@ -34,6 +34,9 @@ DEFAULTS = {
     "TRAINING_TOKEN": None,
     # Render WAV audio of every result (needs tinysoundfont and a soundfont).
     "RENDER_AUDIO": True,
+    # Processes that draw the piano rolls and render the audio beside the
+    # server (webapp.jobs.rendering); 0 draws them in the worker thread.
+    "RENDER_PROCESSES": 2,
     # Uploads: the largest request body (MIDI files and zips, bundles), and the
     # most parts in one form: the training files (webapp.web.submit.MAX_TRAINING_FILES,
     # 2000) and the fields beside them; Flask's default, 1000, is fewer.
@@ -67,6 +70,7 @@ DEFAULTS = {
 }
 
 INTEGER_SETTINGS = {"GENERATION_WORKERS", "TRAINING_WORKERS", "QUEUE_LIMIT", "GENERATION_BATCH",
+                    "RENDER_PROCESSES",
                     "RESULT_RETENTION_HOURS", "MAX_CONTENT_LENGTH", "MAX_FORM_PARTS",
                     "CHECKPOINT_SYNC_SECONDS", "SPOT_CHECK_SECONDS",
                     "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", "MAX_JOBS_PER_CLIENT",

@@ -20,6 +20,7 @@ from flask import Flask, current_app
 
 from perfrnn.registry import StyleRegistry, StyleSource
 from webapp.config import instance_file
+from webapp.jobs.rendering import Renderer
 from webapp.jobs.store import JobStore
 from webapp.storage.base import Storage
 
@@ -40,6 +41,8 @@ class Services:
     styles_dir: Path
     training_dir: Path
     render_audio: bool = True
+    # Draws piano rolls and audio (webapp.jobs.rendering.Renderer); None: in the job's thread.
+    renderer: object | None = None
     training_presets: dict = field(default_factory=dict)  # name: training.pipeline.Preset
     # With STORAGE=s3: the styles' local copies (webapp.storage.style_sync.StyleSync).
     bundles: object | None = None
@@ -99,6 +102,7 @@ def build_services(config: dict, instance: str | Path, store: bool = True) -> Se
     return Services(store=job_store, storage=storage, registry=registry, styles_dir=styles_dir,
                     training_dir=instance_file(instance, config["TRAINING_DIR"]),
                     render_audio=bool(config["RENDER_AUDIO"]),
+                    renderer=Renderer(config["RENDER_PROCESSES"]),
                     training_presets=dict(presets), bundles=bundles,
                     checkpoint_seconds=float(config["CHECKPOINT_SYNC_SECONDS"]))
 
@@ -184,6 +188,7 @@ def shutdown(app: Flask) -> None:
     finishes first, up to the queue's wait)."""
     app.extensions["perfrnn_background"].stop()
     app.extensions["perfrnn_queue"].stop()
+    app.extensions["perfrnn"].renderer.shutdown()
 
 
 def get_services() -> Services:
@@ -212,14 +217,23 @@ def _remove_expired_regularly(services: Services, retention_hours: float,
 
 
 def _preload(services: Services, stopping: threading.Event) -> None:
-    """Loads every style and compiles its sampler, so the first request is quick."""
+    """Loads every style and compiles its sampler, so the first request is
+    quick; then compiles the larger batches that requests arriving together
+    are sampled in."""
     from perfrnn.options import GenerationOptions
 
-    for style in services.registry.styles(load=False):
+    styles = [style.name for style in services.registry.styles(load=False)]
+    for name in styles:
         if stopping.is_set():
             return
         try:
-            services.registry.sampler(style.name).generate(
-                GenerationOptions(seconds=1.0, seed=0))
+            services.registry.sampler(name).generate(GenerationOptions(seconds=1.0, seed=0))
         except Exception as error:  # a broken bundle shows on the bundles page instead
-            log.warning("could not preload style %s: %s", style.name, error)
+            log.warning("could not preload style %s: %s", name, error)
+    for name in styles:
+        if stopping.is_set():
+            return
+        try:
+            services.registry.sampler(name).compile()
+        except Exception as error:
+            log.warning("could not compile the batches of style %s: %s", name, error)

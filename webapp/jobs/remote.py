@@ -114,6 +114,20 @@ class WorkerJobStore:
         return self.status.cancel_requested(job_id)
 
 
+class WorkerJobStores:
+    """The job store a worker uses for the jobs it runs together: each call
+    goes to the WorkerJobStore of the job it names."""
+
+    def __init__(self, stores: dict[str, WorkerJobStore]):
+        self.stores = stores
+
+    def __getattr__(self, name: str):
+        def call(job_id: str, *args, **kwargs):
+            return getattr(self.stores[job_id], name)(job_id, *args, **kwargs)
+
+        return call
+
+
 class SyncedJobStore(JobStore):
     """The web server's job store when workers run elsewhere: a job that has
     not finished is brought up to date from its status object when read."""

@@ -149,7 +149,9 @@ def _read_primer(storage, key: str):
 
 def _run_generations(services: Services, jobs: list) -> None:
     """Generates the music of running generation jobs of one style in shared
-    sampling batches, and stores each job's files as soon as its music is made."""
+    sampling batches; each job's files are stored, and the job finished, as
+    soon as its own music is made and drawn (the renderer draws while the
+    sampler goes on)."""
     from perfrnn.generate import generate_midi_batch
 
     requests, ready = [], []
@@ -160,6 +162,15 @@ def _run_generations(services: Services, jobs: list) -> None:
         except Exception as error:
             _ended(services, job, error)
     waiting = set(range(len(ready)))
+    drawing: dict[int, tuple] = {}  # job index: (Generated, futures of its pieces' drawings)
+
+    def store(index: int) -> None:
+        job, (generated, futures) = ready[index], drawing.pop(index)
+        try:
+            services.store.finish(job.id, _store_generation(services, job, generated, futures))
+        except Exception as error:
+            _ended(services, job, error)
+
     try:
         if ready:
             style = ready[0].params["style"]
@@ -168,15 +179,17 @@ def _run_generations(services: Services, jobs: list) -> None:
             sampler = services.registry.sampler(style)
             for index, outcome in generate_midi_batch(sampler, requests):
                 waiting.discard(index)
-                job = ready[index]
-                try:
-                    if isinstance(outcome, PerfRNNError):
-                        raise outcome
-                    services.store.finish(job.id, _store_generation(services, job, outcome))
-                except Exception as error:
-                    _ended(services, job, error)
+                if isinstance(outcome, PerfRNNError):
+                    _ended(services, ready[index], outcome)
+                    continue
+                drawing[index] = (outcome, _draw(services, ready[index], outcome))
+                for done in [i for i, (_, futures) in drawing.items()
+                             if all(future.done() for future in futures)]:
+                    store(done)
+        for index in list(drawing):
+            store(index)
     except Exception as error:  # the style did not load, or the batch broke: all its jobs
-        for index in sorted(waiting):
+        for index in sorted(waiting | set(drawing)):
             _ended(services, ready[index], error)
 
 
@@ -203,31 +216,35 @@ def _generation_request(services: Services, job):
                        style=params["style"])
 
 
-def _store_generation(services: Services, job, generated) -> dict:
-    """Stores a job's MIDI files, piano rolls and audio; returns its result."""
-    from perfrnn.pianoroll import pianoroll_png
+def _draw(services: Services, job, generated) -> list:
+    """Futures of the piano roll and audio of each of the job's pieces."""
+    services.store.progress(job.id, 0.9, "drawing and rendering")
+    audio, _ = _audio_status(services)
+    title = f"{generated.style} - seed {generated.seed}"
+    return [services.renderer.submit(piece.sequence.SerializeToString(), piece.tracks, title,
+                                     piece.midi, audio)
+            for piece in generated.pieces]
 
-    store, storage = services.store, services.storage
-    store.progress(job.id, 0.9, "drawing and rendering")
+
+def _store_generation(services: Services, job, generated, drawings: list) -> dict:
+    """Stores a job's MIDI files, piano rolls and audio (`drawings`, futures of
+    each piece's `Drawn`); returns its result."""
+    storage = services.storage
     audio_ok, audio_message = _audio_status(services)
     variations = []
-    for index, piece in enumerate(generated.pieces):
+    for index, (piece, drawing) in enumerate(zip(generated.pieces, drawings)):
         prefix = f"jobs/{job.id}/{Path(piece.name).stem}"
         entry = {"index": index, "midi_name": piece.name, "notes": len(piece.sequence.notes),
                  "seconds": round(piece.sequence.total_time, 3), "sha256": {}}
         _keep(storage, entry, "midi", f"{prefix}.mid", piece.midi)
-        _keep(storage, entry, "pianoroll", f"{prefix}.png", pianoroll_png(
-            piece.sequence, piece.tracks, title=f"{generated.style} - seed {generated.seed}"))
-        if audio_ok:
-            from perfrnn.audio import render_wav
-
-            try:
-                _keep(storage, entry, "wav", f"{prefix}.wav", render_wav(piece.midi))
-                entry["wav_name"] = f"{Path(piece.name).stem}.wav"
-            except PerfRNNError as error:
-                audio_ok, audio_message = False, str(error)
+        drawn = drawing.result()
+        _keep(storage, entry, "pianoroll", f"{prefix}.png", drawn.pianoroll)
+        if drawn.wav is not None and audio_ok:
+            _keep(storage, entry, "wav", f"{prefix}.wav", drawn.wav)
+            entry["wav_name"] = f"{Path(piece.name).stem}.wav"
+        elif drawn.audio_problem is not None:
+            audio_ok, audio_message = False, drawn.audio_problem
         variations.append(entry)
-        store.progress(job.id, 0.9 + 0.1 * (index + 1) / len(generated.pieces))
     return {"style": generated.style, "seed": generated.seed,
             "variations": variations, "audio": audio_ok, "audio_message": audio_message}
 

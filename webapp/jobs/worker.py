@@ -1,20 +1,24 @@
 """`python -m webapp.jobs.worker`: the program a GPU instance runs.
 
 It long-polls the generation and training queues and runs each job with the
-same code as the local worker threads (webapp.jobs.runner). While it works it
-keeps extending the message's visibility (a heartbeat), so no other worker
-takes the job; if the machine dies the heartbeat stops, the message shows
-again and another worker does the job from the start (training: from the
-last checkpoint in S3). The message is deleted only after the result is
-stored. A job that fails is tried again until the queue's maxReceiveCount;
-the last failure is recorded as the job's error and SQS moves the message to
-the dead-letter queue. A message that cannot be read at all (poison) is
-left alone and goes the same way, without blocking the others.
+same code as the local worker threads (webapp.jobs.runner). It takes up to
+GENERATION_BATCH generation messages at once (SQS hands out at most 10 a
+receive) and samples those of one style as one batch, which is what a GPU is
+good at. While it works it keeps extending each message's visibility (a
+heartbeat), so no other worker takes the job; if the machine dies the
+heartbeat stops, the message shows again and another worker does the job
+from the start (training: from the last checkpoint in S3). The message is
+deleted only after the result is stored. A job that fails is tried again
+until the queue's maxReceiveCount; the last failure is recorded as the job's
+error and SQS moves the message to the dead-letter queue. A message that
+cannot be read at all (poison) is left alone and goes the same way, without
+blocking the others.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -126,29 +130,65 @@ class Worker:
         return int(attributes.get("VisibilityTimeout", 30)), \
             int(redrive.get("maxReceiveCount", 3))
 
-    def poll(self, wait_seconds: int) -> bool:
-        """Receives and handles at most one message per queue; True if any came."""
-        worked = False
+    def poll(self, wait_seconds: int) -> int:
+        """Receives and handles the messages waiting on each queue, up to a
+        batch of generations and one training; returns how many came."""
+        handled = 0
         for kind, url in self.queues.items():
             if self.stopping or self.spot():
                 break
+            most = min(10, self.config["GENERATION_BATCH"]) if kind == "generation" else 1
             answer = self.sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=wait_seconds,
+                QueueUrl=url, MaxNumberOfMessages=max(1, most), WaitTimeSeconds=wait_seconds,
                 AttributeNames=["ApproximateReceiveCount"])
-            for message in answer.get("Messages", []):
-                worked = True
-                self.handle(kind, url, message)
-        return worked
+            messages = answer.get("Messages", [])
+            handled += len(messages)
+            by_style: dict[str, list[dict]] = {}
+            for message in messages:
+                by_style.setdefault(_style_of(message), []).append(message)
+            for group in by_style.values():
+                self.handle(kind, url, group)
+        return handled
 
-    def handle(self, kind: str, url: str, message: dict) -> str:
-        """Runs one message's job; returns what became of it."""
-        from webapp.jobs.remote import RemoteStatus, WorkerJobStore
-        from webapp.jobs.runner import run_job
-        from webapp.jobs.store import CANCELLED, DONE, QUEUED, Job
+    def handle(self, kind: str, url: str, messages: list[dict]) -> list[str]:
+        """Runs the messages' jobs together (generations of one style, or one
+        training); returns what became of each."""
+        from webapp.jobs.remote import RemoteStatus, WorkerJobStore, WorkerJobStores
+        from webapp.jobs.runner import run_jobs
 
-        visibility, max_receives = self.settings[kind]
-        receipt = message["ReceiptHandle"]
-        count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+        visibility, _ = self.settings[kind]
+        jobs, outcomes = {}, {}
+        for message in messages:
+            job = self._read(kind, message)
+            if job is None:
+                outcomes[message["MessageId"]] = "poison"
+            else:
+                jobs[message["MessageId"]] = job
+        if jobs:
+            stores = {job.id: WorkerJobStore(RemoteStatus(self.services.storage), job)
+                      for job in jobs.values()}
+            self.services.store = WorkerJobStores(stores)
+            with contextlib.ExitStack() as beating:
+                for message in messages:
+                    if message["MessageId"] in jobs:
+                        beating.enter_context(Heartbeat(self.sqs, url, message["ReceiptHandle"],
+                                                        visibility))
+                if self.services.bundles is not None:
+                    self.services.bundles.sync(force=True)
+                run_jobs(self.services, [job.id for job in jobs.values()])
+            for message in messages:
+                job = jobs.get(message["MessageId"])
+                if job is not None:
+                    outcomes[message["MessageId"]] = self._settle(kind, url, message,
+                                                                  stores[job.id])
+        return [outcomes[message["MessageId"]] for message in messages]
+
+    def _read(self, kind: str, message: dict):
+        """The message's job, or None for a message that cannot be read (poison)."""
+        from webapp.jobs.store import QUEUED, Job
+
+        _, max_receives = self.settings[kind]
+        count = _receive_count(message)
         try:
             body = json.loads(message["Body"])
             job = Job(id=str(body["id"]), kind=str(body["kind"]), state=QUEUED, owner=None,
@@ -158,35 +198,49 @@ class Worker:
         except (ValueError, KeyError, TypeError) as error:
             log.error("unreadable message %s (receive %d of %d): %s; it goes to the "
                       "dead-letter queue", message.get("MessageId"), count, max_receives, error)
-            return "poison"
-        store = WorkerJobStore(RemoteStatus(self.services.storage), job)
-        self.services.store = store
+            return None
         log.info("job %s (%s), receive %d of %d", job.id, kind, count, max_receives)
-        with Heartbeat(self.sqs, url, receipt, visibility):
-            if self.services.bundles is not None:
-                self.services.bundles.sync(force=True)
-            run_job(self.services, job.id)
-        state = store.job.state
-        if state in (DONE, CANCELLED):
+        return job
+
+    def _settle(self, kind: str, url: str, message: dict, store) -> str:
+        """Deletes, releases or keeps a handled message by its job's state."""
+        from webapp.jobs.store import CANCELLED, DONE, QUEUED
+
+        _, max_receives = self.settings[kind]
+        receipt, count, job = message["ReceiptHandle"], _receive_count(message), store.job
+        if job.state in (DONE, CANCELLED):
             self.sqs.delete_message(QueueUrl=url, ReceiptHandle=receipt)
-            log.info("job %s %s", job.id, state)
-            return state
-        if state == QUEUED:  # interrupted: let another worker take it now
+            log.info("job %s %s", job.id, job.state)
+            return job.state
+        if job.state == QUEUED:  # interrupted: let another worker take it now
             self.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt,
                                                VisibilityTimeout=0)
             self.stopping = True
             return "interrupted"
         if count < max_receives:
             store.requeue(job.id, f"attempt {count} of {max_receives} failed: "
-                                  f"{store.job.error}; trying again")
+                                  f"{job.error}; trying again")
             self.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt,
                                                VisibilityTimeout=0)
             log.warning("job %s failed (attempt %d of %d): %s", job.id, count, max_receives,
-                        store.job.error)
+                        job.error)
             return "retry"
         # The last try: the job stays failed; SQS moves the message to the DLQ.
-        log.error("job %s failed for good: %s", job.id, store.job.error)
+        log.error("job %s failed for good: %s", job.id, job.error)
         return "failed"
+
+
+def _receive_count(message: dict) -> int:
+    return int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+
+
+def _style_of(message: dict) -> str:
+    """The style a generation message asks for ("" when it cannot be read: such
+    messages are set apart by `Worker.handle` anyway)."""
+    try:
+        return str(json.loads(message["Body"])["params"]["style"])
+    except (ValueError, KeyError, TypeError):
+        return ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,8 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     handled, idle_since = 0, time.monotonic()
     log.info("worker started on %s", ", ".join(worker.queues))
     while not worker.stopping:
-        if worker.poll(args.wait):
-            handled += 1
+        received = worker.poll(args.wait)
+        if received:
+            handled += received
             idle_since = time.monotonic()
             if args.max_jobs and handled >= args.max_jobs:
                 break
