@@ -61,10 +61,20 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) process `pid` has used, in seconds."""
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """CPU time (user + system) process `pid` has used, in seconds; with
+    `children`, that of its living child processes too (render processes)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    if children:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                child = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # it ended meanwhile
+                continue
+            if int(child[1]) == pid:
+                seconds += (int(child[11]) + int(child[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
 
 
 def wait_idle(pid: int, busy_share: float = 0.1, timeout: float = 300) -> float:

@@ -27,7 +27,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from local_server import rss_mib, start_server, wait_idle, wait_ready
+from local_server import cpu_seconds, rss_mib, start_server, wait_idle, wait_ready
 
 # A client asks for its job's state 20 times a second: the default per-client
 # rate limit (RATE_LIMIT_PER_SECOND). Faster polling by 8 users would spend a
@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=8, help="concurrent users (default 8)")
     parser.add_argument("--no-audio", action="store_true",
                         help="start the server with RENDER_AUDIO off (no WAV per piece)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="GENERATION_WORKERS of the started server (default: the server's)")
     parser.add_argument("--batch", type=int, default=8,
                         help="GENERATION_BATCH of the started server (default 8; 1: no batching)")
     parser.add_argument("--requests-per-user", type=int, default=3,
@@ -95,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             server = start_server(Path(instance), args.port,
                                   RENDER_AUDIO="0" if args.no_audio else "1",
                                   GENERATION_BATCH=str(args.batch),
+                                  **({"GENERATION_WORKERS": str(args.workers)}
+                                     if args.workers else {}),
                                   PRELOAD_STYLES="1", QUEUE_LIMIT="64",
                                   RATE_LIMIT_PER_SECOND="0", MAX_JOBS_PER_CLIENT="1000")
             base = f"http://127.0.0.1:{args.port}"
@@ -131,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                             errors.append(str(error))
 
             started = time.perf_counter()
+            cpu_before = cpu_seconds(server.pid, children=True) if server is not None else None
             threads = [threading.Thread(target=user, args=(n,)) for n in range(args.users)]
             for thread in threads:
                 thread.start()
@@ -139,7 +144,12 @@ def main(argv: list[str] | None = None) -> int:
             wall = time.perf_counter() - started
             if times:
                 print(f"{args.users} users at once, {len(times)} requests in {wall:.1f} s: "
-                      f"p50 {percentile(times, 0.5):.2f} s, p95 {percentile(times, 0.95):.2f} s")
+                      f"p50 {percentile(times, 0.5):.2f} s, p95 {percentile(times, 0.95):.2f} s "
+                      "(target p95 <= 2 s)")
+            if cpu_before is not None and times:
+                used = cpu_seconds(server.pid, children=True) - cpu_before
+                print(f"server CPU (with its render processes): {used / len(times):.2f} "
+                      f"core-seconds a request, {used / wall:.2f} cores busy on average")
             if errors:
                 print(f"{len(errors)} requests failed, e.g.: {errors[0]}")
             if server is not None:

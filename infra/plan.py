@@ -163,6 +163,10 @@ class Names:
 DEPLOY_KEY = "deploy/perfrnn.tar.gz"
 BUNDLE_PREFIX = "bundles/"
 JOBS_PREFIX = "jobs/"
+# A training run's checkpoints, kept to resume a cancelled or interrupted run
+# (webapp.jobs.runner.CheckpointSync); a run nobody resumes goes after this long.
+CHECKPOINTS_PREFIX = "checkpoints/"
+CHECKPOINT_DAYS = 30
 
 # Inline policies of the worker role: name -> file in infra/policies/.
 WORKER_POLICIES = {"worker-sqs": "worker-sqs.json", "worker-s3": "worker-s3.json"}
@@ -190,6 +194,8 @@ def lifecycle_rules(settings: Settings) -> list[dict]:
     return [
         {"ID": "expire-results", "Status": "Enabled", "Filter": {"Prefix": JOBS_PREFIX},
          "Expiration": {"Days": settings.result_days}},
+        {"ID": "expire-idle-checkpoints", "Status": "Enabled",
+         "Filter": {"Prefix": CHECKPOINTS_PREFIX}, "Expiration": {"Days": CHECKPOINT_DAYS}},
         {"ID": "abort-incomplete-uploads", "Status": "Enabled", "Filter": {"Prefix": ""},
          "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": ABORT_MULTIPART_DAYS}},
     ]
@@ -271,6 +277,7 @@ def describe(settings: Settings, source_summary: list[tuple[str, str]] = (),
     resources = [Resource("s3 bucket", bucket,
                           "private (public access block all on), SSE-S3 AES256, versioning off, "
                           f"{JOBS_PREFIX} expires after {settings.result_days} d, "
+                          f"{CHECKPOINTS_PREFIX} after {CHECKPOINT_DAYS} d, "
                           f"incomplete multipart uploads aborted after {ABORT_MULTIPART_DAYS} d")]
     resources += [Resource("s3 object", key, detail) for key, detail in source_summary]
     for kind, queue, dlq in (("generation", names.generation_queue, names.generation_dlq),

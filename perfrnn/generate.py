@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -216,35 +217,50 @@ def generate_midi(
     raise AssertionError("generate_midi_batch yields one outcome per request")
 
 
-def generate_midi_batch(sampler: Sampler, requests: Sequence[MidiRequest]
+def generate_midi_batch(sampler: Sampler, requests: Sequence[MidiRequest],
+                        more: Callable[[int], Sequence[MidiRequest]] | None = None
                         ) -> Iterator[tuple[int, Generated | PerfRNNError]]:
-    """Generates several requests for one style in shared sampling batches.
+    """Generates several requests for one style in one sampling batch, which
+    `more(room)` may join between blocks (see `Sampler.generate_batch`).
 
-    Yields (index in `requests`, outcome) as each request is done: its
-    Generated, the same files as `generate_midi` makes of it alone, or the
-    PerfRNNError that ended it (the others carry on)."""
+    Yields (index, outcome) as each request is done (indices count `requests`
+    then those `more` gave): its Generated, the same files as `generate_midi`
+    makes of it alone, or the PerfRNNError that ended it (the others carry on)."""
     bundle: Bundle = sampler.bundle
-    tracks: dict[int, tuple[TrackRole, ...]] = {}
-    sampled = []
-    for index, request in enumerate(requests):
-        try:
-            request.midi.validate()
-            tracks[index] = tracks_for_program(bundle.metadata.tracks, request.midi.program,
-                                               request.midi.track, bundle.metadata.parts)
-        except PerfRNNError as error:
-            yield index, error
-            continue
-        sampled.append(index)
-    outcomes = sampler.generate_batch([
-        SampleRequest(requests[index].options, requests[index].primer,
-                      requests[index].progress, requests[index].cancelled)
-        for index in sampled])
+    accepted: list[tuple[int, MidiRequest, tuple[TrackRole, ...]]] = []  # by sampler index
+    refused: list[tuple[int, PerfRNNError]] = []
+    counter = itertools.count()
+
+    def admit(requests: Sequence[MidiRequest]) -> list[SampleRequest]:
+        admitted = []
+        for request in requests:
+            index = next(counter)
+            try:
+                request.midi.validate()
+                tracks = tracks_for_program(bundle.metadata.tracks, request.midi.program,
+                                            request.midi.track, bundle.metadata.parts)
+            except PerfRNNError as error:
+                refused.append((index, error))
+                continue
+            accepted.append((index, request, tracks))
+            admitted.append(SampleRequest(request.options, request.primer, request.progress,
+                                          request.cancelled))
+        return admitted
+
+    outcomes = sampler.generate_batch(
+        admit(requests), more=(lambda room: admit(more(room))) if more is not None else None)
+    while refused:
+        yield refused.pop(0)
     for position, generation in outcomes:
-        index = sampled[position]
+        while refused:
+            yield refused.pop(0)
+        index, request, tracks = accepted[position]
         if isinstance(generation, PerfRNNError):
             yield index, generation
         else:
-            yield index, _midi_files(generation, requests[index], tracks[index], bundle)
+            yield index, _midi_files(generation, request, tracks, bundle)
+    while refused:
+        yield refused.pop(0)
 
 
 def _midi_files(generation: Generation, request: MidiRequest, tracks: tuple[TrackRole, ...],

@@ -220,9 +220,10 @@ def midi_bytes(sequence: music_pb2.NoteSequence, tracks: Sequence[TrackRole], *,
             (0, mido.Message("program_change", channel=channel, program=role.program)),
         ]
         for tick, kind, pitch, velocity in sorted(events):
-            kind_name = "note_on" if kind else "note_off"
-            messages.append(
-                (tick, mido.Message(kind_name, channel=channel, note=pitch, velocity=velocity)))
+            # (clean notes: every value is in range, so mido's checks are skipped)
+            messages.append((tick, mido.Message("note_on" if kind else "note_off",
+                                                channel=channel, note=int(pitch),
+                                                velocity=int(velocity), skip_checks=True)))
         midi.tracks.append(_track(end_tick, messages))
 
     buffer = io.BytesIO()
@@ -239,7 +240,8 @@ def _track(end_tick: int,
     track = mido.MidiTrack()
     now = 0
     for tick, message in timed:
-        track.append(message.copy(time=tick - now))
+        message.time = tick - now  # each message is made for this track alone
+        track.append(message)
         now = tick
     track.append(mido.MetaMessage("end_of_track", time=max(end_tick - now, 0)))
     return track

@@ -65,6 +65,24 @@ MAX_BATCH_ROWS = BATCH_SIZES[-1]
 EVENT_STREAM, LENGTH_STREAM = 0, 1
 
 
+def use_cpu_threads(threads: int) -> bool:
+    """Runs TensorFlow's CPU work on at most `threads` threads per operation
+    (0: TensorFlow's choice, a thread per core). One thread per sampling
+    batch wastes no CPU time on threads that spin waiting for each other
+    (a batch of 8 costs 1.16 core-seconds on one thread against 1.66 on two,
+    on the 2-core test machine), so a busy server serves more; parallel
+    batches use the other cores. It applies only before TensorFlow starts
+    working; returns False (and changes nothing) after."""
+    if threads <= 0:
+        return True
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+    except RuntimeError:  # TensorFlow has started: its pools are made
+        return False
+    return True
+
+
 @dataclass
 class Generation:
     """The result of one request: one NoteSequence per variation, with times
@@ -138,8 +156,36 @@ class _Plan:
     first_position: int  # the step of the position cycle where its new music starts
     sounding: np.ndarray  # [keys]: 1 for each note the primer leaves sounding
     max_events: int
-    generated: list[np.ndarray] = field(default_factory=list)  # events per finished row
-    reached: dict[int, float] = field(default_factory=dict)  # share done, per row
+    joined: int = 0  # rows that have joined the batch so far
+    generated: dict[int, np.ndarray] = field(default_factory=dict)  # events per finished row
+
+
+@dataclass
+class _Row:
+    """One row of a batch: a variation (or loop candidate) of request `index`,
+    and where its sampling stands."""
+
+    index: int
+    row: int  # its place among its request's rows: its random streams
+    seed: int
+    target: int  # steps of music it makes
+    max_events: int
+    gates: np.ndarray
+    first_position: int
+    temperature: float
+    state: list[np.ndarray]  # c, h of each layer, each [units]
+    last_event: int
+    sounding: np.ndarray  # [keys]
+    deadline: np.ndarray  # [keys]
+    pending: int = 0
+    elapsed: int = 0  # steps made
+    count: int = 0  # events made
+    events: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        """It has its music, or it was cut: a model that stopped moving time."""
+        return self.elapsed >= self.target or self.count >= self.max_events
 
 
 class Sampler:
@@ -239,28 +285,126 @@ class Sampler:
             return outcome
         raise AssertionError("generate_batch yields one outcome per request")
 
-    def generate_batch(self, requests: Sequence[SampleRequest]
+    def generate_batch(self, requests: Sequence[SampleRequest],
+                       more: Callable[[int], Sequence[SampleRequest]] | None = None
                        ) -> Iterator[tuple[int, Generation | PerfRNNError]]:
-        """Samples several requests together, in batches of at most
-        MAX_BATCH_ROWS rows (a row per variation, or per loop candidate).
+        """Samples several requests together: one batch of rows (a row per
+        variation, or per loop candidate), at most MAX_BATCH_ROWS at a time.
 
-        Yields (index in `requests`, outcome) for each request as soon as its
-        rows are done: its Generation (the same as `generate` gives it alone),
-        or the PerfRNNError that ended it (an invalid option or primer, or
+        Rows join the batch as others finish, between blocks: a request's
+        rows wait only for room, never for a whole batch to end. `more`, if
+        given, is asked between blocks for up to `room` more requests to
+        join (say, those that came in meanwhile); their indices follow those
+        of `requests`.
+
+        Yields (index, outcome) for each request as soon as its rows are done:
+        its Generation (the same as `generate` gives it alone), or the
+        PerfRNNError that ended it (an invalid option or primer, or
         `cancelled()` became true); the other requests carry on.
         """
+        waiting = list(enumerate(requests))
+        taken = len(waiting)
         plans: dict[int, _Plan] = {}
-        for index, request in enumerate(requests):
-            try:
-                plans[index] = self._plan(request)
-            except PerfRNNError as error:
-                yield index, error
-        rows = [(index, row) for index, plan in plans.items() for row in range(plan.rows)]
-        for first in range(0, len(rows), MAX_BATCH_ROWS):
-            # (a request cancelled in an earlier chunk has no plan left)
-            chunk = [(i, row) for i, row in rows[first:first + MAX_BATCH_ROWS] if i in plans]
-            if chunk:
-                yield from self._sample_chunk(chunk, plans)
+        rows: list[_Row] = []
+        while True:
+            if more is not None and not waiting and len(rows) < MAX_BATCH_ROWS:
+                for request in more(MAX_BATCH_ROWS - len(rows)):
+                    waiting.append((taken, request))
+                    taken += 1
+            while waiting and len(rows) < MAX_BATCH_ROWS:  # rows join while there is room
+                index, request = waiting[0]
+                if index not in plans:
+                    try:
+                        plans[index] = self._plan(request)
+                    except PerfRNNError as error:
+                        waiting.pop(0)
+                        yield index, error
+                        continue
+                plan = plans[index]
+                joining = min(MAX_BATCH_ROWS - len(rows), plan.rows - plan.joined)
+                rows += [self._new_row(plan, index, row)
+                         for row in range(plan.joined, plan.joined + joining)]
+                plan.joined += joining
+                if plan.joined == plan.rows:
+                    waiting.pop(0)
+            if not rows:
+                return
+            for index in sorted({row.index for row in rows}):  # cancelled: its rows stop
+                request = plans[index].request
+                if request.cancelled is not None and request.cancelled():
+                    rows = [row for row in rows if row.index != index]
+                    waiting = [(i, r) for i, r in waiting if i != index]
+                    del plans[index]
+                    yield index, PerfRNNError("generation was cancelled")
+            if rows:
+                self._sample_rows(rows)
+            for row in [row for row in rows if row.finished]:
+                rows.remove(row)
+                plan = plans[row.index]
+                plan.generated[row.row] = np.concatenate(row.events)
+            for index in sorted({row.index for row in rows} | set(plans)):
+                plan = plans[index]
+                if plan.request.progress is not None and index in plans:
+                    plan.request.progress(self._share_done(plan, rows, index))
+                if len(plan.generated) == plan.rows:
+                    del plans[index]
+                    yield index, self._finish(plan)
+
+    @staticmethod
+    def _share_done(plan: _Plan, rows: list[_Row], index: int) -> float:
+        """How much of its music a request has, 0 to 1 (rows not yet begun count 0)."""
+        running = sum(min(row.elapsed / row.target, 1.0) for row in rows if row.index == index)
+        return (len(plan.generated) + running) / plan.rows
+
+    def _new_row(self, plan: _Plan, index: int, row: int) -> _Row:
+        """A row of request `index`, as the primer leaves it."""
+        return _Row(index=index, row=row, seed=plan.seed, target=plan.length.steps,
+                    max_events=plan.max_events, gates=plan.row_gates,
+                    first_position=plan.first_position,
+                    temperature=plan.request.options.temperature,
+                    state=[part[0] for layer in plan.state for part in layer],
+                    last_event=int(plan.primer_events[-1]), sounding=plan.sounding,
+                    # its sounding notes may last their part's longest length from here
+                    deadline=np.repeat(self._longest_steps, PITCHES))
+
+    def _sample_rows(self, rows: list[_Row]) -> None:
+        """Samples one block of events for `rows`, padded to a BATCH_SIZES size,
+        and moves each row on (its events, state and notes)."""
+        batch = next(size for size in BATCH_SIZES if size >= len(rows))
+        idle = _Row(index=-1, row=0, seed=0, target=0, max_events=0,
+                    gates=np.zeros_like(rows[0].gates), first_position=0, temperature=1.0,
+                    state=[np.zeros_like(part) for part in rows[0].state], last_event=0,
+                    sounding=np.zeros_like(rows[0].sounding),
+                    deadline=np.zeros_like(rows[0].deadline))
+        padded = rows + [idle] * (batch - len(rows))
+
+        def column(name, dtype=None):
+            return tf.constant(np.array([getattr(row, name) for row in padded], dtype))
+
+        parts = [tf.constant(np.stack([row.state[k] for row in padded]))
+                 for k in range(len(rows[0].state))]
+        state = tuple(zip(parts[0::2], parts[1::2]))
+        notes = (column("sounding", np.float32), column("deadline", np.int32),
+                 column("pending", np.int32))
+        streams = [(row.seed, row.row, row.count) for row in padded]
+        events, count, state, last_event, elapsed, notes = self._sample_block(
+            state, column("last_event", np.int32), column("elapsed", np.int32), notes,
+            column("target", np.int32), self._gates, column("gates", np.float32),
+            self._onset_allowed, column("first_position", np.int32),
+            column("temperature", np.float32),
+            tf.constant(block_uniforms(streams, EVENT_STREAM, self.block_events)),
+            tf.constant(block_uniforms(streams, LENGTH_STREAM, self.block_events)))
+        events = events.numpy()[:int(count)]
+        state = [part.numpy() for layer in state for part in layer]
+        last_event, elapsed = last_event.numpy(), elapsed.numpy()
+        sounding, deadline, pending = (part.numpy() for part in notes)
+        for n, row in enumerate(rows):
+            made = events[:, n][events[:, n] != PAD_EVENT]
+            row.events.append(made)
+            row.count += len(made)
+            row.state = [part[n] for part in state]
+            row.last_event, row.elapsed = int(last_event[n]), int(elapsed[n])
+            row.sounding, row.deadline, row.pending = sounding[n], deadline[n], int(pending[n])
 
     def _plan(self, request: SampleRequest) -> _Plan:
         """Everything about one request that its rows need, primer state included."""
@@ -293,83 +437,9 @@ class Sampler:
             sounding=self._sounding_after(primer_events),
             max_events=int(MAX_EVENTS_PER_SECOND * length.model_seconds) + self.block_events)
 
-    def _sample_chunk(self, chunk: list[tuple[int, int]], plans: dict[int, _Plan]
-                      ) -> Iterator[tuple[int, Generation | PerfRNNError]]:
-        """Samples the rows `chunk` ((request index, row) pairs) as one batch,
-        padded to a BATCH_SIZES size; yields each request whose last row is here
-        as soon as its rows are done."""
-        batch = next(size for size in BATCH_SIZES if size >= len(chunk))
-        pad = batch - len(chunk)
-        layers = len(self.bundle.model.layer_sizes)
-        state = tuple(
-            tuple(tf.constant(np.concatenate(
-                [plans[index].state[layer][part] for index, row in chunk]
-                + [np.zeros((pad, self.bundle.model.layer_sizes[layer]), np.float32)]))
-                for part in (0, 1))
-            for layer in range(layers))
-        last_event = tf.constant([plans[i].primer_events[-1] for i, _ in chunk] + [0] * pad,
-                                 tf.int32)
-        sounding = tf.constant(np.stack([plans[i].sounding for i, _ in chunk]
-                                        + [np.zeros(self._num_keys, np.float32)] * pad))
-        # The primer's sounding notes may last their part's longest length from here.
-        deadline = tf.tile(np.repeat(self._longest_steps, PITCHES)[None], [batch, 1])
-        notes = (sounding, deadline, tf.zeros([batch], tf.int32))
-        elapsed = tf.zeros([batch], tf.int32)
-        targets = np.array([plans[i].length.steps for i, _ in chunk] + [0] * pad, np.int32)
-        row_gates = tf.constant(np.stack([plans[i].row_gates for i, _ in chunk]
-                                         + [np.zeros_like(plans[chunk[0][0]].row_gates)] * pad))
-        first_position = tf.constant(
-            [plans[i].first_position for i, _ in chunk] + [0] * pad, tf.int32)
-        temperature = tf.constant(
-            [plans[i].request.options.temperature for i, _ in chunk] + [1.0] * pad, tf.float32)
-        streams = [(plans[i].seed, row) for i, row in chunk] + [(0, 0)] * pad
-        rows_of = {index: [n for n, (i, _) in enumerate(chunk) if i == index]
-                   for index, _ in chunk}
-        last_here = {index for index in rows_of if (index, plans[index].rows - 1) in chunk}
-        reached = (targets == 0).astype(np.float64)  # share of its length each row has
-        blocks, done_events = [np.zeros((0, batch), np.int32)], 0
-        while rows_of:
-            for index, mine in list(rows_of.items()):
-                plan = plans[index]
-                if plan.request.cancelled is not None and plan.request.cancelled():
-                    targets[mine] = 0  # its rows stop where they are
-                    del rows_of[index], plans[index]
-                    yield index, PerfRNNError("generation was cancelled")
-                    continue
-                if done_events >= plan.max_events:  # a model that stopped moving time
-                    reached[mine] = 1.0
-                if reached[mine].min() >= 1.0:
-                    targets[mine] = 0
-                    del rows_of[index]
-                    plan.generated.extend(
-                        row[row != PAD_EVENT]
-                        for row in np.concatenate(blocks, axis=0)[:, mine].T)
-                    if index in last_here:
-                        yield index, self._finish(plans.pop(index))
-            if not rows_of:
-                break
-            events, count, state, last_event, elapsed, notes = self._sample_block(
-                state, last_event, elapsed, notes, tf.constant(targets), self._gates,
-                row_gates, self._onset_allowed, first_position, temperature,
-                tf.constant(block_uniforms(streams, EVENT_STREAM, done_events,
-                                           self.block_events)),
-                tf.constant(block_uniforms(streams, LENGTH_STREAM, done_events,
-                                           self.block_events)))
-            count = int(count)
-            blocks.append(events.numpy()[:count])
-            done_events += count
-            running = targets > 0
-            reached[running] = np.minimum(elapsed.numpy()[running] / targets[running], 1.0)
-            for index, mine in rows_of.items():
-                plan = plans[index]
-                for n in mine:
-                    plan.reached[chunk[n][1]] = float(reached[n])
-                if plan.request.progress is not None:
-                    plan.request.progress(sum(plan.reached.values()) / plan.rows)
-
     def _finish(self, plan: _Plan) -> Generation | PerfRNNError:
         """A request's Generation from its rows' events (the best loops kept)."""
-        generated = plan.generated
+        generated = [plan.generated[row] for row in range(plan.rows)]
         options = plan.request.options
         try:
             if options.loop:
@@ -710,20 +780,21 @@ class Sampler:
         return tf.maximum(tf.cast(tf.round(below + (above - below) * fraction), tf.int32), 1)
 
 
-def block_uniforms(streams: Sequence[tuple[int, int]], kind: int, first_index: int,
+def block_uniforms(streams: Sequence[tuple[int, int, int]], kind: int,
                    events: int) -> np.ndarray:
-    """The uniform numbers in (0, 1) of events [first_index, first_index + events)
-    of each row's stream: [events, rows] float32.
+    """The uniform numbers in (0, 1) that pick the next `events` events of each
+    row: [events, rows] float32.
 
-    `streams` holds a (seed, row) pair per row (row: its place among its
-    request's rows); `kind` is EVENT_STREAM or LENGTH_STREAM. Each stream is
-    counter-based (Philox keyed by seed and stream), so a row's numbers
-    depend on neither the other rows nor the block size, and the same seed
-    gives the same music batched or alone.
+    `streams` holds (seed, row, first event) per row (row: its place among
+    its request's rows; first event: how many it has made); `kind` is
+    EVENT_STREAM or LENGTH_STREAM. Each stream is counter-based (Philox
+    keyed by seed and stream, counted by event), so a row's numbers depend
+    on neither the other rows nor the blocks, and the same seed gives the
+    same music batched or alone.
     """
     uniforms = np.empty((events, len(streams)), np.float32)
-    skip = first_index % 4  # Philox-4x64 makes four numbers per counter value
-    for column, (seed, row) in enumerate(streams):
+    for column, (seed, row, first_index) in enumerate(streams):
+        skip = first_index % 4  # Philox-4x64 makes four numbers per counter value
         generator = np.random.Philox(key=[seed, 2 * row + kind],
                                      counter=[first_index // 4, 0, 0, 0])
         raw = generator.random_raw(skip + events)[skip:]

@@ -231,6 +231,8 @@ def test_bucket_is_private_encrypted_and_expires_results(deployed, client):
         ["AES256"]
     lifecycle = {rule["ID"]: rule for rule in
                  s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
+    assert lifecycle["expire-idle-checkpoints"]["Filter"] == {"Prefix": "checkpoints/"}
+    assert lifecycle["expire-idle-checkpoints"]["Expiration"] == {"Days": 30}
     expire = lifecycle["expire-results"]
     assert expire["Status"] == "Enabled"
     assert expire["Filter"]["Prefix"] == "jobs/" and expire["Expiration"]["Days"] == 7

@@ -66,7 +66,7 @@ def reference_events(bundle, first_events, controls, count, temperature=GREEDY, 
     encoding = bundle.encoding
     uniforms = None
     if seed is not None:
-        uniforms = block_uniforms([(seed, 0)], EVENT_STREAM, 0, count)
+        uniforms = block_uniforms([(seed, 0, 0)], EVENT_STREAM, count)
     events = list(first_events)
     for t in range(count):
         inputs = encoding.inputs_from_events(
@@ -235,15 +235,15 @@ def test_a_batch_hands_over_each_request_when_it_is_done_and_others_go_on(piano_
     sampler = Sampler(piano_sampler.bundle, block_events=64)
     polls = []
 
-    def cancel_on_third_poll():
+    def cancel_after_its_plan():  # polled once when its primer is done, then per block
         polls.append(1)
-        return len(polls) >= 3
+        return len(polls) >= 2
 
     seen = []
     requests = [SampleRequest(GenerationOptions(seconds=20, seed=1), progress=seen.append),
                 SampleRequest(GenerationOptions(seconds=0)),
                 SampleRequest(GenerationOptions(seconds=20, seed=2),
-                              cancelled=cancel_on_third_poll),
+                              cancelled=cancel_after_its_plan),
                 SampleRequest(GenerationOptions(seconds=2, seed=3))]
     order = []
     outcomes = {}
@@ -257,6 +257,29 @@ def test_a_batch_hands_over_each_request_when_it_is_done_and_others_go_on(piano_
         alone = piano_sampler.generate(requests[index].options)  # other block size, same music
         assert np.array_equal(outcomes[index].events[0], alone.events[0])
     assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) > 3
+
+
+def test_requests_that_come_while_a_batch_runs_join_it_with_their_own_music(piano_sampler):
+    sampler = Sampler(piano_sampler.bundle, block_events=64)
+    late = [SampleRequest(GenerationOptions(seconds=3, seed=seed)) for seed in (7, 8)]
+    rooms = []
+
+    def more(room):  # one request comes in after each of the first blocks
+        rooms.append(room)
+        return [late.pop(0)] if late and len(rooms) >= 2 else []
+
+    order = []
+    outcomes = {}
+    for index, outcome in sampler.generate_batch(
+            [SampleRequest(GenerationOptions(seconds=20, seed=1))], more=more):
+        order.append(index)
+        outcomes[index] = outcome
+    assert rooms[0] == MAX_BATCH_ROWS - 1
+    assert order == [1, 2, 0]  # the late short ones are done before the long one
+    for index, seed in ((1, 7), (2, 8), (0, 1)):
+        alone = piano_sampler.generate(GenerationOptions(seconds=20 if index == 0 else 3,
+                                                         seed=seed))
+        assert np.array_equal(outcomes[index].events[0], alone.events[0])
 
 
 def test_random_seed_is_reported_and_reproduces(piano_sampler):

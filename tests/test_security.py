@@ -415,7 +415,7 @@ def test_waiting_jobs_are_taken_in_turn_across_clients():
 
     ran, gate = [], threading.Event()
 
-    def run(job_ids):
+    def run(job_ids, more):
         ran.extend(job_ids)
         if job_ids == ["a1"]:
             gate.wait(5)  # the first job holds the only worker while the others queue
@@ -450,10 +450,12 @@ def test_a_worker_takes_the_waiting_generations_of_one_style_together():
 
     ran, gate = [], threading.Event()
 
-    def run(job_ids):
+    def run(job_ids, more):
         ran.append(job_ids)
         if job_ids == ["a1"]:
             gate.wait(5)
+        if job_ids[0] == "a2":  # while the batch runs, the rock jobs still waiting join it
+            ran.append(more(5))
 
     queue = LocalQueue(run, {"generation": 1, "training": 1}, limit=10, batch=3)
     try:
@@ -471,5 +473,6 @@ def test_a_worker_takes_the_waiting_generations_of_one_style_together():
         queue.stop()
     generations = [ids for ids in ran if not ids[0].startswith("t")]
     # In turn across clients, up to three rock generations at once; never a training.
-    assert generations == [["a1"], ["a2", "c1", "d1"], ["b1"], ["a3"]]
+    # Alice's third joins the rock batch while it runs, before Bob's piano starts.
+    assert generations == [["a1"], ["a2", "c1", "d1"], ["a3"], ["b1"]]
     assert sorted(ids for ids in ran if ids[0].startswith("t")) == [["t1"], ["t2"]]

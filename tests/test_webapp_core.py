@@ -85,7 +85,7 @@ def test_a_restart_fails_running_jobs_with_a_reason_and_requeues_waiting_ones(
 
 def test_the_queue_refuses_work_beyond_its_limit():
     started = []
-    queue = LocalQueue(lambda job_ids: (started.extend(job_ids), time.sleep(0.5)),
+    queue = LocalQueue(lambda job_ids, more: (started.extend(job_ids), time.sleep(0.5)),
                        {"generation": 1}, limit=1)
 
     def job(job_id):
@@ -205,6 +205,28 @@ def test_old_results_expire_and_their_files_go(make_app):
     assert remove_expired(services, retention_hours=1) == 1
     assert services.store.get(job.id).state == EXPIRED and not services.storage.exists(key)
     assert services.store.recent("a") == []
+
+
+def test_a_training_run_nobody_resumes_is_removed_after_the_retention_time(make_app):
+    import os
+
+    from webapp.jobs.expiry import remove_idle_training_runs
+
+    app = make_app()
+    services = app.extensions["perfrnn"]
+    hours_ago = time.time() - 2 * 3600
+    for name in ("cancelled", "waiting", "recent"):
+        checkpoint = services.training_dir / name / "run" / "ckpt-100.index"
+        checkpoint.parent.mkdir(parents=True)
+        checkpoint.write_bytes(b"checkpoint")
+        if name != "recent":
+            os.utime(checkpoint, (hours_ago, hours_ago))
+    # "waiting" is the style of a training that waits to run: it resumes from there
+    services.store.create("training", {"name": "waiting", "uploads": []}, "a")
+
+    assert remove_idle_training_runs(services, retention_hours=1) == ["cancelled"]
+    assert sorted(path.name for path in services.training_dir.iterdir()) == [
+        "recent", "waiting"]
 
 
 def test_threads_share_a_style_sampler_and_get_the_same_music_as_one_at_a_time(make_app):

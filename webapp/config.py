@@ -26,6 +26,10 @@ DEFAULTS = {
     # The most generations of one style a worker (a local thread, or a GPU
     # worker taking SQS messages, at most 10 a receive) samples as one batch.
     "GENERATION_BATCH": 8,
+    # Threads TensorFlow gives one sampling batch (0: one per core). One
+    # wastes nothing on threads waiting for each other; GENERATION_WORKERS
+    # batches run side by side on the other cores.
+    "SAMPLER_THREADS": 1,
     # Load every style (and compile its sampler) when the server starts.
     "PRELOAD_STYLES": True,
     # How long results stay downloadable.
@@ -70,7 +74,7 @@ DEFAULTS = {
 }
 
 INTEGER_SETTINGS = {"GENERATION_WORKERS", "TRAINING_WORKERS", "QUEUE_LIMIT", "GENERATION_BATCH",
-                    "RENDER_PROCESSES",
+                    "RENDER_PROCESSES", "SAMPLER_THREADS",
                     "RESULT_RETENTION_HOURS", "MAX_CONTENT_LENGTH", "MAX_FORM_PARTS",
                     "CHECKPOINT_SYNC_SECONDS", "SPOT_CHECK_SECONDS",
                     "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", "MAX_JOBS_PER_CLIENT",

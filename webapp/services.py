@@ -43,6 +43,8 @@ class Services:
     render_audio: bool = True
     # Draws piano rolls and audio (webapp.jobs.rendering.Renderer); None: in the job's thread.
     renderer: object | None = None
+    # The most generations one sampling batch holds at a time (GENERATION_BATCH).
+    generation_batch: int = 8
     training_presets: dict = field(default_factory=dict)  # name: training.pipeline.Preset
     # With STORAGE=s3: the styles' local copies (webapp.storage.style_sync.StyleSync).
     bundles: object | None = None
@@ -103,8 +105,17 @@ def build_services(config: dict, instance: str | Path, store: bool = True) -> Se
                     training_dir=instance_file(instance, config["TRAINING_DIR"]),
                     render_audio=bool(config["RENDER_AUDIO"]),
                     renderer=Renderer(config["RENDER_PROCESSES"]),
+                    generation_batch=max(1, int(config["GENERATION_BATCH"])),
                     training_presets=dict(presets), bundles=bundles,
                     checkpoint_seconds=float(config["CHECKPOINT_SYNC_SECONDS"]))
+
+
+def limit_sampler_threads(config: dict) -> None:
+    """Applies SAMPLER_THREADS on a machine that generates (before TensorFlow starts)."""
+    from perfrnn.sampler import use_cpu_threads
+
+    if not use_cpu_threads(config["SAMPLER_THREADS"]):
+        log.info("SAMPLER_THREADS not applied: TensorFlow had already started")
 
 
 def build_queue(config: dict, services: Services):
@@ -120,7 +131,9 @@ def build_queue(config: dict, services: Services):
     from webapp.jobs.queues import LocalQueue
     from webapp.jobs.runner import run_jobs
 
-    return LocalQueue(lambda job_ids: run_jobs(services, job_ids),
+    limit_sampler_threads(config)
+
+    return LocalQueue(lambda job_ids, more: run_jobs(services, job_ids, more),
                       {"generation": config["GENERATION_WORKERS"],
                        "training": config["TRAINING_WORKERS"]},
                       config["QUEUE_LIMIT"],
@@ -203,14 +216,18 @@ def get_queue():
 
 def _remove_expired_regularly(services: Services, retention_hours: float,
                               stopping: threading.Event) -> None:
-    """Deletes results older than the retention time, now and then hourly."""
-    from webapp.jobs.expiry import remove_expired
+    """Deletes results older than the retention time, and training runs left
+    idle as long, now and then hourly."""
+    from webapp.jobs.expiry import remove_expired, remove_idle_training_runs
 
     while not stopping.is_set():
         try:
             removed = remove_expired(services, retention_hours)
             if removed:
                 log.info("removed %d expired results", removed)
+            runs = remove_idle_training_runs(services, retention_hours)
+            if runs:
+                log.info("removed the idle training runs of %s", ", ".join(runs))
         except Exception as error:  # a full disk or a locked database: try again later
             log.warning("could not remove expired results: %s", error)
         stopping.wait(EXPIRY_INTERVAL_SECONDS)

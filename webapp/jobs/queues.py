@@ -3,7 +3,8 @@
 The local backend is a bounded pool of threads per kind of job inside the
 server process, taking waiting jobs in turn across clients (`FairQueue`); a
 thread takes the generations waiting for one style together, up to a batch,
-so that their music is sampled as one batch. A queue backend has one job:
+so that their music is sampled as one batch, and those of the style that
+come while it runs join it. A queue backend has one job:
 `submit(job)`, raising `QueueFull` when it cannot take more, so the API can
 answer 503.
 """
@@ -46,18 +47,24 @@ class FairQueue:
             self._by_client.setdefault(client, deque()).append((item, batch_key))
             self._ready.notify()
 
-    def get(self, batch: int = 1) -> list:
-        """The next item, and up to `batch - 1` more of its batch key; waits for one."""
+    def get(self, batch: int = 1) -> tuple[list, str | None]:
+        """The next item, and up to `batch - 1` more of its batch key, with the
+        key; waits for one."""
         with self._ready:
             while not self._by_client:
                 self._ready.wait()
             item, key = self._take_turn(lambda key: True)
-            taken = [item]
-            while key is not None and len(taken) < batch:
-                more = self._take_turn(lambda other: other == key)
-                if more is None:
+            return [item] + (self.take(key, batch - 1) if key is not None else []), key
+
+    def take(self, key: str, limit: int) -> list:
+        """Up to `limit` waiting items of batch key `key`, in turn; waits for none."""
+        with self._ready:
+            taken = []
+            while len(taken) < limit:
+                found = self._take_turn(lambda other: other == key)
+                if found is None:
                     break
-                taken.append(more[0])
+                taken.append(found[0])
             return taken
 
     def _take_turn(self, wanted):
@@ -83,9 +90,11 @@ class LocalQueue:
     """Runs jobs on worker threads in this process.
 
     Args:
-      run_jobs: Called with job ids on a worker thread (several generations of
-        one style to run together, or one job); it must record the outcomes
-        in the job store itself and not raise.
+      run_jobs: Called on a worker thread with job ids (several generations of
+        one style to run together, or one job) and `more(count)`, which hands
+        over up to `count` more generations of that style that wait now (or
+        None); it must record the outcomes in the job store itself and not
+        raise.
       workers: Threads per kind of job, e.g. {"generation": 2, "training": 1}.
       limit: Jobs waiting per kind beyond which `submit` raises QueueFull.
       batch: The most generations one thread takes together.
@@ -93,7 +102,8 @@ class LocalQueue:
 
     kind = "local"
 
-    def __init__(self, run_jobs: Callable[[list[str]], None], workers: dict[str, int],
+    def __init__(self, run_jobs: Callable[[list[str], Callable | None], None],
+                 workers: dict[str, int],
                  limit: int, count_waiting: Callable[[str], int] | None = None, batch: int = 1):
         """`count_waiting(kind)`, if given, counts the jobs really waiting (a
         cancelled job's id stays in the thread queue until a worker skips it)."""
@@ -126,10 +136,15 @@ class LocalQueue:
     def _work(self, kind: str) -> None:
         waiting = self._queues[kind]
         while not self._stopping.is_set():
-            job_ids = [job_id for job_id in waiting.get(self.batch) if job_id is not _STOP]
+            items, key = waiting.get(self.batch)
+            job_ids = [job_id for job_id in items if job_id is not _STOP]
+            more = None
+            if key is not None and not self._stopping.is_set():
+                def more(count, key=key):
+                    return [] if self._stopping.is_set() else waiting.take(key, count)
             try:
                 if job_ids and not self._stopping.is_set():
-                    self.run_jobs(job_ids)
+                    self.run_jobs(job_ids, more)
             except Exception:  # run_jobs records failures; this is the last net
                 log.exception("jobs %s failed outside their handler", ", ".join(job_ids))
 

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,11 +53,16 @@ def run_job(services: Services, job_id: str) -> None:
     run_jobs(services, [job_id])
 
 
-def run_jobs(services: Services, job_ids: list[str]) -> None:
+def run_jobs(services: Services, job_ids: list[str],
+             more: Callable[[int], list[str]] | None = None) -> None:
     """Runs queued jobs to their end, recording each one done, failed or
     cancelled: trainings one by one, generations (all of one style) together,
     their music sampled as one batch; each generation is finished as soon as
-    its own music is (see `perfrnn.generate.generate_midi_batch`)."""
+    its own music is (see `perfrnn.generate.generate_midi_batch`).
+
+    `more(count)`, if given, hands over up to `count` more waiting
+    generations of the style, which join the batch while it runs (at most
+    `services.generation_batch` jobs at a time)."""
     jobs = [job for job in (_start(services, job_id) for job_id in job_ids) if job is not None]
     for job in jobs:
         if job.kind != "generation":
@@ -68,7 +74,7 @@ def run_jobs(services: Services, job_ids: list[str]) -> None:
                 services.store.finish(job.id, result)
     generations = [job for job in jobs if job.kind == "generation"]
     if generations:
-        _run_generations(services, generations)
+        _run_generations(services, generations, more)
 
 
 def _start(services: Services, job_id: str):
@@ -147,22 +153,34 @@ def _read_primer(storage, key: str):
         return read_music_file(path)
 
 
-def _run_generations(services: Services, jobs: list) -> None:
-    """Generates the music of running generation jobs of one style in shared
-    sampling batches; each job's files are stored, and the job finished, as
-    soon as its own music is made and drawn (the renderer draws while the
-    sampler goes on)."""
+def _run_generations(services: Services, jobs: list,
+                     more: Callable[[int], list[str]] | None = None) -> None:
+    """Generates the music of running generation jobs of one style in one
+    sampling batch, which more jobs may join (`run_jobs`); each job's files
+    are stored, and the job finished, as soon as its own music is made and
+    drawn (the renderer draws while the sampler goes on)."""
     from perfrnn.generate import generate_midi_batch
 
-    requests, ready = [], []
-    for job in jobs:
-        try:
-            requests.append(_generation_request(services, job))
-            ready.append(job)
-        except Exception as error:
-            _ended(services, job, error)
-    waiting = set(range(len(ready)))
+    ready: list = []  # the jobs handed to the sampler, by their index there
+    finished: set[int] = set()
     drawing: dict[int, tuple] = {}  # job index: (Generated, futures of its pieces' drawings)
+
+    def requests(jobs: list) -> list:
+        made = []
+        for job in jobs:
+            try:
+                made.append(_generation_request(services, job))
+                ready.append(job)
+            except Exception as error:
+                _ended(services, job, error)
+        return made
+
+    def more_requests(room: int) -> list:
+        count = min(room, services.generation_batch - (len(ready) - len(finished)))
+        if more is None or count <= 0:
+            return []
+        started = (_start(services, job_id) for job_id in more(count))
+        return requests([job for job in started if job is not None])
 
     def store(index: int) -> None:
         job, (generated, futures) = ready[index], drawing.pop(index)
@@ -171,14 +189,13 @@ def _run_generations(services: Services, jobs: list) -> None:
         except Exception as error:
             _ended(services, job, error)
 
+    first = requests(jobs)
     try:
-        if ready:
+        if first:
             style = ready[0].params["style"]
-            if len(ready) > 1:
-                log.info("%d generations of %s sampled together", len(ready), style)
             sampler = services.registry.sampler(style)
-            for index, outcome in generate_midi_batch(sampler, requests):
-                waiting.discard(index)
+            for index, outcome in generate_midi_batch(sampler, first, more=more_requests):
+                finished.add(index)
                 if isinstance(outcome, PerfRNNError):
                     _ended(services, ready[index], outcome)
                     continue
@@ -186,10 +203,12 @@ def _run_generations(services: Services, jobs: list) -> None:
                 for done in [i for i, (_, futures) in drawing.items()
                              if all(future.done() for future in futures)]:
                     store(done)
+            if len(ready) > 1:
+                log.info("%d generations of %s sampled together", len(ready), style)
         for index in list(drawing):
             store(index)
     except Exception as error:  # the style did not load, or the batch broke: all its jobs
-        for index in sorted(waiting | set(drawing)):
+        for index in sorted(set(range(len(ready))) - finished | set(drawing)):
             _ended(services, ready[index], error)
 
 

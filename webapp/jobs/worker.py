@@ -107,10 +107,11 @@ class SpotNotice:
 
 class Worker:
     def __init__(self, config: dict, instance: str | Path):
-        from webapp.services import build_services
+        from webapp.services import build_services, limit_sampler_threads
         from webapp.storage.s3 import aws_client
 
         self.config = config
+        limit_sampler_threads(config)
         self.services = build_services(config, instance, store=False)
         self.spot = SpotNotice(config.get("SPOT_NOTICE_URL"), config["SPOT_CHECK_SECONDS"])
         self.services.interrupted = self.spot
