@@ -29,11 +29,6 @@ from pathlib import Path
 
 from local_server import cpu_seconds, rss_mib, start_server, wait_idle, wait_ready
 
-# A client asks for its job's state 20 times a second: the default per-client
-# rate limit (RATE_LIMIT_PER_SECOND). Faster polling by 8 users would spend a
-# core of the server's time answering them.
-POLL_SECONDS = 0.05
-
 
 def request(method: str, url: str, body: dict | None = None, timeout: float = 120):
     data = json.dumps(body).encode() if body is not None else None
@@ -44,17 +39,19 @@ def request(method: str, url: str, body: dict | None = None, timeout: float = 12
 
 
 def one_generation(base: str, style: str, seconds: float) -> float:
-    """Seconds from POST to the downloaded MIDI file."""
+    """Seconds from POST to the downloaded MIDI file. The client follows the
+    job's progress stream (Server-Sent Events), as the page does."""
     started = time.perf_counter()
     status, body = request("POST", f"{base}/api/v1/generations",
                            {"style": style, "seconds": seconds})
     job = json.loads(body)["job"]
-    while True:
-        _, body = request("GET", f"{base}/api/v1/jobs/{job['id']}")
-        job = json.loads(body)
-        if job["state"] in ("done", "failed", "cancelled", "expired"):
-            break
-        time.sleep(POLL_SECONDS)
+    with urllib.request.urlopen(f"{base}/api/v1/jobs/{job['id']}/events",
+                                timeout=120) as stream:
+        for line in stream:
+            if line.startswith(b"data: "):
+                job = json.loads(line[6:])
+                if job["state"] in ("done", "failed", "cancelled", "expired"):
+                    break
     if job["state"] != "done":
         raise RuntimeError(f"job {job['id']} {job['state']}: {job.get('error')}")
     _, midi = request("GET", f"{base}/api/v1/generations/{job['id']}/midi")
@@ -84,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="GENERATION_WORKERS of the started server (default: the server's)")
     parser.add_argument("--batch", type=int, default=8,
                         help="GENERATION_BATCH of the started server (default 8; 1: no batching)")
+    parser.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE",
+                        help="another setting of the started server (webapp/config.py), e.g. "
+                             "--set SAMPLER_THREADS=0; may be repeated")
     parser.add_argument("--requests-per-user", type=int, default=3,
                         help="requests per concurrent user (default 3)")
     args = parser.parse_args(argv)
@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                                   GENERATION_BATCH=str(args.batch),
                                   **({"GENERATION_WORKERS": str(args.workers)}
                                      if args.workers else {}),
+                                  **dict(item.split("=", 1) for item in args.set),
                                   PRELOAD_STYLES="1", QUEUE_LIMIT="64",
                                   RATE_LIMIT_PER_SECOND="0", MAX_JOBS_PER_CLIENT="1000")
             base = f"http://127.0.0.1:{args.port}"

@@ -476,3 +476,73 @@ def test_a_worker_takes_the_waiting_generations_of_one_style_together():
     # Alice's third joins the rock batch while it runs, before Bob's piano starts.
     assert generations == [["a1"], ["a2", "c1", "d1"], ["a3"], ["b1"]]
     assert sorted(ids for ids in ran if ids[0].startswith("t")) == [["t1"], ["t2"]]
+
+
+def test_render_processes_end_with_a_killed_server(tmp_path, web_bundles_dir):
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, PERFRNN_INSTANCE=str(tmp_path), PRELOAD_STYLES="0",
+               RENDER_PROCESSES="1", RENDER_AUDIO="0", BUNDLES_DIR=str(web_bundles_dir))
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen([sys.executable, "-m", "webapp", "--port", str(port)],
+                              cwd=Path(__file__).resolve().parent.parent, env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def post():
+        request = urllib.request.Request(
+            f"{base}/api/v1/generations", method="POST", headers={
+                "Content-Type": "application/json"},
+            data=json.dumps({"style": "rock", "seconds": 5, "seed": 1}).encode())
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())["job"]["id"]
+
+    def state(job_id):
+        with urllib.request.urlopen(f"{base}/api/v1/jobs/{job_id}", timeout=10) as response:
+            return json.loads(response.read())["state"]
+
+    def children():
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == server.pid:
+                found.append(int(stat.parent.name))
+        return found
+
+    def alive(pid):
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    try:
+        job_id = poll_until(lambda: _try(post), 120, "the server to take a job", interval=0.5)
+        assert poll_until(lambda: state(job_id) in ("done", "failed"), 120,
+                          "the job to end") and state(job_id) == "done"
+        renderers = children()
+        assert renderers, "the piano roll was drawn in a render process"
+    finally:
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=20)
+        log.close()
+    poll_until(lambda: not any(alive(pid) for pid in renderers), 10,
+               "the render processes to end after their server was killed")
+
+
+def _try(call):
+    try:
+        return call()
+    except OSError:
+        return None

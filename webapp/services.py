@@ -247,6 +247,10 @@ def _preload(services: Services, stopping: threading.Event) -> None:
             services.registry.sampler(name).generate(GenerationOptions(seconds=1.0, seed=0))
         except Exception as error:  # a broken bundle shows on the bundles page instead
             log.warning("could not preload style %s: %s", name, error)
+    try:
+        services.renderer.warm_up(audio=services.render_audio)
+    except Exception as error:  # the first job says what is wrong, in its own words
+        log.warning("could not start the piano roll and audio renderer: %s", error)
     for name in styles:
         if stopping.is_set():
             return

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -57,6 +59,18 @@ def draw_piece(sequence: bytes, tracks: tuple[TrackRole, ...], title: str, midi:
         return Drawn(pianoroll, None, str(error))
 
 
+def _leave_with(parent: int) -> None:
+    """In a render process: exits as soon as the process that started it is
+    gone (killed, say), so that no render process outlives its server."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="watch-parent").start()
+
+
 class Renderer:
     """Draws pieces in `processes` spawned processes, started on first use
     (0: in the calling thread). A pool whose process died is replaced."""
@@ -82,7 +96,8 @@ class Renderer:
                 if self._pool is None:
                     self._pool = ProcessPoolExecutor(
                         self.processes, mp_context=multiprocessing.get_context("spawn"),
-                        max_tasks_per_child=PIECES_PER_PROCESS)
+                        max_tasks_per_child=PIECES_PER_PROCESS,
+                        initializer=_leave_with, initargs=(os.getpid(),))
                 try:
                     return self._pool.submit(draw_piece, *arguments)
                 except BrokenProcessPool:  # a render process died: start afresh
@@ -90,6 +105,22 @@ class Renderer:
                     self._pool.shutdown(wait=False, cancel_futures=True)
                     self._pool = None
             raise PerfRNNError("the piano roll and audio renderer cannot start")
+
+    def warm_up(self, audio: bool) -> None:
+        """Starts the render processes and has each draw once (matplotlib and the
+        synthesizer load in about a second), so that no request waits for it."""
+        from note_seq.protobuf import music_pb2
+
+        from perfrnn.midi_writer import midi_bytes
+
+        sequence = music_pb2.NoteSequence(total_time=1.0)
+        sequence.notes.add(pitch=60, velocity=80, start_time=0.0, end_time=0.5)
+        tracks = (TrackRole("piano", 0),)
+        midi = midi_bytes(sequence, tracks)
+        futures = [self.submit(sequence.SerializeToString(), tracks, "warm-up", midi, audio)
+                   for _ in range(2 * max(1, self.processes))]
+        for future in futures:
+            future.result()
 
     def shutdown(self) -> None:
         with self._lock:

@@ -16,6 +16,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -163,7 +164,6 @@ def _run_generations(services: Services, jobs: list,
 
     ready: list = []  # the jobs handed to the sampler, by their index there
     finished: set[int] = set()
-    drawing: dict[int, tuple] = {}  # job index: (Generated, futures of its pieces' drawings)
 
     def requests(jobs: list) -> list:
         made = []
@@ -182,14 +182,16 @@ def _run_generations(services: Services, jobs: list,
         started = (_start(services, job_id) for job_id in more(count))
         return requests([job for job in started if job is not None])
 
-    def store(index: int) -> None:
-        job, (generated, futures) = ready[index], drawing.pop(index)
+    def store(index: int, generated, futures: list) -> None:
+        job = ready[index]
         try:
             services.store.finish(job.id, _store_generation(services, job, generated, futures))
         except Exception as error:
             _ended(services, job, error)
 
     first = requests(jobs)
+    # Each job is stored as soon as its pieces are drawn, beside the sampling.
+    storing = ThreadPoolExecutor(1, thread_name_prefix="store-results")
     try:
         if first:
             style = ready[0].params["style"]
@@ -199,17 +201,14 @@ def _run_generations(services: Services, jobs: list,
                 if isinstance(outcome, PerfRNNError):
                     _ended(services, ready[index], outcome)
                     continue
-                drawing[index] = (outcome, _draw(services, ready[index], outcome))
-                for done in [i for i, (_, futures) in drawing.items()
-                             if all(future.done() for future in futures)]:
-                    store(done)
+                storing.submit(store, index, outcome, _draw(services, ready[index], outcome))
             if len(ready) > 1:
                 log.info("%d generations of %s sampled together", len(ready), style)
-        for index in list(drawing):
-            store(index)
     except Exception as error:  # the style did not load, or the batch broke: all its jobs
-        for index in sorted(set(range(len(ready))) - finished | set(drawing)):
+        for index in sorted(set(range(len(ready))) - finished):
             _ended(services, ready[index], error)
+    finally:
+        storing.shutdown(wait=True)
 
 
 def _generation_request(services: Services, job):
