@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -95,7 +94,6 @@ class JobStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._changed = threading.Condition()  # notified after every change made here
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
@@ -116,15 +114,6 @@ class JobStore:
             return db.execute(sql, args).rowcount
         finally:
             db.close()
-            with self._changed:
-                self._changed.notify_all()
-
-    def wait_for_change(self, timeout: float) -> None:
-        """Waits until this store changes a job, or `timeout` seconds (a change
-        made by another process, such as a remote worker, is not seen: the
-        caller reads again after the timeout)."""
-        with self._changed:
-            self._changed.wait(timeout)
 
     def _scalar(self, sql: str, args: tuple = ()):
         db = self._connect()

@@ -300,10 +300,8 @@ def cancel_job(job_id: str):
 @bp.get("/jobs/<job_id>/events")
 def job_stream(job_id: str):
     job = _job_or_404(job_id)
-    store = get_services().store
-    stream = job_events(store, job.id, describe=job_json,
-                        max_seconds=float(current_app.config["SSE_MAX_SECONDS"]),
-                        sleep=store.wait_for_change)  # a change is sent at once
+    stream = job_events(get_services().store, job.id, describe=job_json,
+                        max_seconds=float(current_app.config["SSE_MAX_SECONDS"]))
     give_back = current_app.extensions["perfrnn_streams"].take()
     response = Response(stream_with_context(stream), mimetype="text/event-stream")
     response.call_on_close(give_back)

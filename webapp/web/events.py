@@ -1,10 +1,8 @@
 """Server-Sent Events: a job's progress pushed to the browser or an API client.
 
-`job_events` is a generator of SSE text that reads the job store whenever it
-changes (the API passes `JobStore.wait_for_change` as the `sleep`) or every
-`poll_seconds`: it holds no database connection between reads (each
-`store.get` opens and closes its own), so an open stream costs one sleeping
-thread and nothing in SQLite.
+`job_events` is a generator of SSE text that polls the job store: it holds no
+database connection between polls (each `store.get` opens and closes its
+own), so an open stream costs one sleeping thread and nothing in SQLite.
 """
 
 from __future__ import annotations
