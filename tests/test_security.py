@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from pathlib import Path
 
 import mido
@@ -478,67 +479,79 @@ def test_a_worker_takes_the_waiting_generations_of_one_style_together():
     assert sorted(ids for ids in ran if ids[0].startswith("t")) == [["t1"], ["t2"]]
 
 
-def test_render_processes_end_with_a_killed_server(tmp_path, web_bundles_dir):
-    import json
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import urllib.request
+class RealServer:
+    """`python -m webapp` on 127.0.0.1 in a process of its own, with `settings`
+    as environment variables; killed at the end of its `with` block."""
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = dict(os.environ, PERFRNN_INSTANCE=str(tmp_path), PRELOAD_STYLES="0",
-               RENDER_PROCESSES="1", RENDER_AUDIO="0", BUNDLES_DIR=str(web_bundles_dir))
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "webapp", "--port", str(port)],
-                              cwd=Path(__file__).resolve().parent.parent, env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    def __init__(self, instance: Path, bundles: Path, **settings: str):
+        import os
+        import socket
+        import subprocess
+        import sys
 
-    def post():
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env = dict(os.environ, PERFRNN_INSTANCE=str(instance), PRELOAD_STYLES="0",
+                   BUNDLES_DIR=str(bundles), **settings)
+        self.log = (instance / "server.log").open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "webapp", "--port", str(port)],
+            cwd=Path(__file__).resolve().parent.parent, env=env, stdout=self.log,
+            stderr=subprocess.STDOUT)
+        self.base = f"http://127.0.0.1:{port}"
+
+    def __enter__(self):
+        poll_until(lambda: _try(lambda: self.call("GET", "/api/v1/styles")), 120,
+                   "the server to start", interval=0.5)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=20)
+        self.log.close()
+
+    def call(self, method: str, path: str, body: dict | None = None):
+        """(status, JSON body) of a request; an HTTP error's status is returned too."""
+        import json
+        import urllib.error
+        import urllib.request
+
         request = urllib.request.Request(
-            f"{base}/api/v1/generations", method="POST", headers={
-                "Content-Type": "application/json"},
-            data=json.dumps({"style": "rock", "seconds": 5, "seed": 1}).encode())
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())["job"]["id"]
-
-    def state(job_id):
-        with urllib.request.urlopen(f"{base}/api/v1/jobs/{job_id}", timeout=10) as response:
-            return json.loads(response.read())["state"]
-
-    def children():
-        found = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == server.pid:
-                found.append(int(stat.parent.name))
-        return found
-
-    def alive(pid):
+            self.base + path, method=method, data=json.dumps(body).encode() if body else None,
+            headers={"Content-Type": "application/json"} if body else {})
         try:
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError:
-            return False
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
 
+    def children(self) -> list[int]:
+        return [pid for pid in _process_ids() if _parent_of(pid) == self.process.pid]
+
+    def rss_mib(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+    def cpu_seconds(self) -> float:
+        import os
+
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _process_ids() -> list[int]:
+    return [int(path.name) for path in Path("/proc").iterdir() if path.name.isdigit()]
+
+
+def _parent_of(pid: int) -> int | None:
     try:
-        job_id = poll_until(lambda: _try(post), 120, "the server to take a job", interval=0.5)
-        assert poll_until(lambda: state(job_id) in ("done", "failed"), 120,
-                          "the job to end") and state(job_id) == "done"
-        renderers = children()
-        assert renderers, "the piano roll was drawn in a render process"
-    finally:
-        server.send_signal(signal.SIGKILL)
-        server.wait(timeout=20)
-        log.close()
-    poll_until(lambda: not any(alive(pid) for pid in renderers), 10,
-               "the render processes to end after their server was killed")
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else int(fields[1])
 
 
 def _try(call):
@@ -546,3 +559,79 @@ def _try(call):
         return call()
     except OSError:
         return None
+
+
+def test_render_processes_end_with_a_killed_server(tmp_path, web_bundles_dir):
+    with RealServer(tmp_path, web_bundles_dir, RENDER_PROCESSES="1",
+                    RENDER_AUDIO="0") as server:
+        status, body = server.call("POST", "/api/v1/generations",
+                                   {"style": "rock", "seconds": 5, "seed": 1})
+        assert status == 202, body
+        job_id = body["job"]["id"]
+        poll_until(lambda: server.call("GET", f"/api/v1/jobs/{job_id}")[1]["state"]
+                   in ("done", "failed"), 120, "the job to end")
+        assert server.call("GET", f"/api/v1/jobs/{job_id}")[1]["state"] == "done"
+        renderers = server.children()
+        assert renderers, "the piano roll was drawn in a render process"
+    poll_until(lambda: not any(_parent_of(pid) is not None for pid in renderers), 10,
+               "the render processes to end after their server was killed")
+
+
+# The server's memory under the heaviest work the API takes, with every job
+# cancelled at the end: it may grow by this much over what one piece needed.
+LOAD_RSS_LIMIT_MIB = 600
+
+
+def test_memory_stays_bounded_under_load_and_cancelling_stops_the_work(
+        tmp_path, web_bundles_dir):
+    import threading
+
+    from webapp.web.schema import MAX_LENGTH_SECONDS, MAX_VARIATIONS
+
+    with RealServer(tmp_path, web_bundles_dir, RENDER_PROCESSES="0", RENDER_AUDIO="0",
+                    RATE_LIMIT_PER_SECOND="0", MAX_JOBS_PER_CLIENT="100000") as server:
+        status, body = server.call("POST", "/api/v1/generations",
+                                   {"style": "piano", "seconds": 5, "seed": 1})
+        poll_until(lambda: server.call("GET", f"/api/v1/jobs/{body['job']['id']}")[1][
+            "state"] == "done", 120, "a first piece")
+        baseline = server.rss_mib()
+        heaviest = {"seconds": MAX_LENGTH_SECONDS, "variations": MAX_VARIATIONS,
+                    "temperature": 2.0}
+        answers, accepted, lock = [], [], threading.Lock()
+
+        def client(number: int) -> None:
+            for request in range(6):
+                style = "piano" if (number + request) % 2 else "rock"
+                status, body = server.call("POST", "/api/v1/generations",
+                                           {"style": style, "seed": request, **heaviest})
+                with lock:
+                    answers.append(status)
+                    if status == 202:
+                        accepted.append(body["job"]["id"])
+
+        clients = [threading.Thread(target=client, args=(n,)) for n in range(10)]
+        for thread in clients:
+            thread.start()
+        peak = baseline
+        while any(thread.is_alive() for thread in clients):
+            peak = max(peak, server.rss_mib())
+            time.sleep(0.2)
+        for _ in range(25):  # the queue works on the heaviest pieces for 5 s
+            peak = max(peak, server.rss_mib())
+            time.sleep(0.2)
+        for job_id in accepted:
+            assert server.call("DELETE", f"/api/v1/jobs/{job_id}")[0] in (202, 409)
+        poll_until(lambda: all(server.call("GET", f"/api/v1/jobs/{job_id}")[1]["state"]
+                               in ("cancelled", "done", "failed") for job_id in accepted),
+                   30, "every job to stop")
+        time.sleep(1.0)
+        before = server.cpu_seconds()
+        time.sleep(2.0)
+        idle = server.cpu_seconds() - before
+    print(f"\n{answers.count(202)} taken, {answers.count(503)} refused (queue full); RSS "
+          f"{baseline:.0f} MiB before, {peak:.0f} MiB at peak; {idle:.2f} s of CPU in 2 s "
+          "after the cancels")
+    # Beyond the queue's bound, 503 with Retry-After; never another error.
+    assert set(answers) <= {202, 503}, answers
+    assert peak - baseline < LOAD_RSS_LIMIT_MIB, (baseline, peak)
+    assert idle < 0.5, f"the server still worked {idle:.2f} s of CPU in 2 s after the cancels"
