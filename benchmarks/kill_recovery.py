@@ -230,15 +230,21 @@ def kill_workers(args: argparse.Namespace) -> int:
     settings, moto = moto_aws(folder)
     port = free_port()
     server = start_server(folder / "web", port, PRELOAD_STYLES="0", RENDER_AUDIO="0",
-                          MAX_JOBS_PER_CLIENT="1000", QUEUE_LIMIT="1000", **settings)
+                          MAX_JOBS_PER_CLIENT="1000", QUEUE_LIMIT="1000",
+                          RATE_LIMIT_PER_SECOND="0", **settings)
     started_at = time.monotonic()
     submitted: list[str] = []
     try:
         for kill in range(args.kills):
             worker = start_worker(folder, kill + 1, settings)
-            for number in range(args.jobs):
-                submitted.append(submit(port, args.seconds, kill * 100 + number))
-            time.sleep(rng.uniform(2.0, 10.0))  # starting, syncing styles, sampling, writing
+            round_jobs = [submit(port, args.seconds, kill * 100 + number)
+                          for number in range(args.jobs)]
+            submitted += round_jobs
+            log = folder / f"worker{kill + 1}" / "worker.log"
+            deadline = time.monotonic() + 120  # until this worker has taken a job
+            while time.monotonic() < deadline and "receive " not in log.read_text():
+                time.sleep(0.2)
+            time.sleep(rng.uniform(0.2, 5.0))  # sampling, drawing or writing
             worker.send_signal(signal.SIGKILL)
             worker.wait()
             states = Counter(job_state(port, job_id)["state"] for job_id in submitted)

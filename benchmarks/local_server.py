@@ -46,6 +46,7 @@ def start_server(instance: Path, port: int, **settings: str) -> subprocess.Popen
     and `settings` as environment variables (webapp/config.py), its output added
     to instance/server.log; returns once its API answers."""
     env = dict(os.environ, PERFRNN_INSTANCE=str(instance), **settings)
+    Path(instance).mkdir(parents=True, exist_ok=True)
     with (Path(instance) / "server.log").open("a") as log:
         server = subprocess.Popen([sys.executable, "-m", "webapp", "--port", str(port)],
                                   cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

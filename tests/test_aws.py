@@ -196,6 +196,29 @@ def test_a_worker_killed_mid_job_loses_nothing_and_duplicates_nothing(aws, worke
     assert queue_counts(aws, aws["urls"]["generation-dlq"]) == 0
 
 
+def test_a_job_whose_last_try_is_killed_ends_failed_not_running_for_ever(
+        aws, workers, make_app):
+    app = make_app(**aws["settings"])
+    answer = app.test_client().post("/api/v1/generations",
+                                    json={"style": "rock", "seconds": 600, "seed": 5})
+    job_id = answer.get_json()["job"]["id"]
+    for attempt in range(1, MAX_RECEIVES + 1):  # every try's worker is killed mid-job
+        worker = workers.start("--idle-exit", "60")
+        poll_until(lambda attempt=attempt: (status(aws, job_id) or {}).get("attempt") == attempt
+                   and status(aws, job_id)["state"] == "running", 90,
+                   f"worker {attempt} to start the job")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    assert status(aws, job_id)["attempts"] == MAX_RECEIVES
+    # No worker will take it again (its message goes to the dead-letter queue):
+    # once its status has gone unrenewed for three leases, the job has failed.
+    job = poll_until(lambda: (lambda j: j if j.finished else None)(
+        app.extensions["perfrnn"].store.get(job_id)), 60, "the job to end")
+    assert job.state == "failed"
+    assert f"stopped on its last try (attempt {MAX_RECEIVES} of {MAX_RECEIVES})" in job.error
+    assert status(aws, job_id)["state"] == "failed"
+
+
 def test_poison_messages_end_in_the_dead_letter_queue_and_the_job_shows_why(
         aws, workers, make_app, web_bundles_dir, tmp_path):
     # The web server knows a style "ghost" that the workers do not have.

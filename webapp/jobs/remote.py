@@ -40,9 +40,11 @@ class RemoteStatus:
     def key(job_id: str) -> str:
         return f"status/{job_id}.json"
 
-    def write(self, job: Job) -> None:
+    def write(self, job: Job, attempt: dict | None = None) -> None:
+        """Writes the job's status; `attempt` is the worker's try: {"attempt": n,
+        "attempts": the queue's most, "lease_seconds": its visibility timeout}."""
         self.storage.put(self.key(job.id), json.dumps(
-            {**job.to_dict(), "updated_at": time.time()}).encode())
+            {**job.to_dict(), **(attempt or {}), "updated_at": time.time()}).encode())
 
     def read(self, job_id: str) -> dict | None:
         try:
@@ -59,15 +61,22 @@ class RemoteStatus:
 
 class WorkerJobStore:
     """The job store a worker uses for the one job it runs: the job came in
-    the queue's message; its status goes to the shared status object."""
+    the queue's message; its status goes to the shared status object, with
+    which try this is (`attempt`, see RemoteStatus.write)."""
 
-    def __init__(self, status: RemoteStatus, job: Job):
+    def __init__(self, status: RemoteStatus, job: Job, attempt: dict | None = None):
         self.status = status
         self.job = job
+        self.attempt = attempt
 
     def _write(self) -> None:
         self.job.updated_at = time.time()
-        self.status.write(self.job)
+        self.status.write(self.job, self.attempt)
+
+    def touch(self, job_id: str) -> None:
+        """Says again that the job is being worked on (the heartbeat calls it)."""
+        if self.job.state == RUNNING:
+            self._write()
 
     def start(self, job_id: str) -> bool:
         """False when the job was cancelled or has its result already (a message
@@ -143,6 +152,12 @@ class SyncedJobStore(JobStore):
         if job is None or job.state in FINISHED_STATES:
             return job
         remote = self.status.read(job.id)
+        if remote and _died_on_its_last_try(remote):
+            message = (f"the worker running this job stopped on its last try (attempt "
+                       f"{remote['attempt']} of {remote['attempts']}); generate again")
+            self.fail(job.id, message)
+            self.status.write(self.get_local(job.id))  # workers and other servers agree
+            return self.get_local(job.id)
         if not remote or remote.get("updated_at", 0) <= job.updated_at:
             return job
         stored = {**remote, "detail": json.dumps(remote.get("detail") or {}),
@@ -159,6 +174,10 @@ class SyncedJobStore(JobStore):
     def get(self, job_id: str) -> Job | None:
         return self._refresh(super().get(job_id))
 
+    def get_local(self, job_id: str) -> Job | None:
+        """The record as this server has it, without asking the bucket."""
+        return super().get(job_id)
+
     def recent(self, owner: str, kind: str | None = None, limit: int = 20) -> list[Job]:
         return [self._refresh(job) for job in super().recent(owner, kind, limit)]
 
@@ -173,3 +192,19 @@ class SyncedJobStore(JobStore):
         """Nothing to recover here: running jobs belong to the workers, and
         waiting ones are in the queue, which outlives this server."""
         return []
+
+
+# A running job's status not renewed for this many leases (the queue's
+# visibility timeout, which the heartbeat renews every third of) has lost its worker.
+LEASES_BEFORE_LOST = 3
+
+
+def _died_on_its_last_try(remote: dict) -> bool:
+    """Whether a status says running on the queue's last try with no heartbeat
+    for LEASES_BEFORE_LOST leases: its message has gone to the dead-letter
+    queue, and no worker will take the job again."""
+    attempt, attempts = remote.get("attempt"), remote.get("attempts")
+    lease = remote.get("lease_seconds")
+    return (remote.get("state") == RUNNING and attempt is not None and attempts is not None
+            and lease is not None and attempt >= attempts
+            and time.time() - remote.get("updated_at", 0) > LEASES_BEFORE_LOST * lease)

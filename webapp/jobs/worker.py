@@ -28,6 +28,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from webapp.config import PROJECT_ROOT, load_settings
@@ -39,11 +40,14 @@ KINDS = ("generation", "training")
 
 
 class Heartbeat:
-    """Extends a message's visibility every `timeout / 3` seconds until stopped."""
+    """Extends a message's visibility every `timeout / 3` seconds until stopped,
+    and calls `beat()` each time (the job's status says it is alive)."""
 
-    def __init__(self, client, queue_url: str, receipt: str, timeout: int):
+    def __init__(self, client, queue_url: str, receipt: str, timeout: int,
+                 beat: Callable[[], None] | None = None):
         self.client, self.queue_url, self.receipt = client, queue_url, receipt
         self.timeout = max(2, int(timeout))
+        self.beat = beat
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True, name="heartbeat")
 
@@ -61,6 +65,8 @@ class Heartbeat:
                 self.client.change_message_visibility(
                     QueueUrl=self.queue_url, ReceiptHandle=self.receipt,
                     VisibilityTimeout=self.timeout)
+                if self.beat is not None:
+                    self.beat()
             except Exception as error:  # the next beat tries again
                 log.warning("heartbeat failed: %s", error)
 
@@ -157,7 +163,7 @@ class Worker:
         from webapp.jobs.remote import RemoteStatus, WorkerJobStore, WorkerJobStores
         from webapp.jobs.runner import run_jobs
 
-        visibility, _ = self.settings[kind]
+        visibility, max_receives = self.settings[kind]
         jobs, outcomes = {}, {}
         for message in messages:
             job = self._read(kind, message)
@@ -166,14 +172,22 @@ class Worker:
             else:
                 jobs[message["MessageId"]] = job
         if jobs:
-            stores = {job.id: WorkerJobStore(RemoteStatus(self.services.storage), job)
-                      for job in jobs.values()}
+            stores = {}
+            for message in messages:
+                job = jobs.get(message["MessageId"])
+                if job is not None:
+                    stores[job.id] = WorkerJobStore(
+                        RemoteStatus(self.services.storage), job,
+                        {"attempt": _receive_count(message), "attempts": max_receives,
+                         "lease_seconds": visibility})
             self.services.store = WorkerJobStores(stores)
             with contextlib.ExitStack() as beating:
                 for message in messages:
-                    if message["MessageId"] in jobs:
-                        beating.enter_context(Heartbeat(self.sqs, url, message["ReceiptHandle"],
-                                                        visibility))
+                    job = jobs.get(message["MessageId"])
+                    if job is not None:
+                        beating.enter_context(Heartbeat(
+                            self.sqs, url, message["ReceiptHandle"], visibility,
+                            beat=lambda job_id=job.id: stores[job_id].touch(job_id)))
                 if self.services.bundles is not None:
                     self.services.bundles.sync(force=True)
                 run_jobs(self.services, [job.id for job in jobs.values()])
