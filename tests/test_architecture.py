@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("perfrnn", "webapp", "training", "datasets", "infra", "benchmarks")
 LONGEST_FUNCTION_LINES = 80
 # Where boto3 may be imported: the AWS storage and queue modules, and infra.
-BOTO3_HOMES = ("webapp.storage.s3", "webapp.jobs.sqs", "webapp.jobs.worker", "infra")
+# (benchmarks.kill_recovery sets up moto's bucket and queues, as the AWS tests do)
+BOTO3_HOMES = ("webapp.storage.s3", "webapp.jobs.sqs", "webapp.jobs.worker", "infra",
+               "benchmarks.kill_recovery")
 # Where Flask may be imported: the web layer, the app factory and its resources.
 FLASK_HOMES = ("webapp", "webapp.__main__", "webapp.services", "webapp.web")
 
