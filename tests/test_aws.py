@@ -210,6 +210,9 @@ def test_a_job_whose_last_try_is_killed_ends_failed_not_running_for_ever(
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
     assert status(aws, job_id)["attempts"] == MAX_RECEIVES
+    # as if the last worker died while writing its files
+    aws["s3"].put_object(Bucket=aws["bucket"], Key=f"jobs/{job_id}/rock-600s-seed5.mid",
+                         Body=b"MThd, cut short")
     # No worker will take it again (its message goes to the dead-letter queue):
     # once its status has gone unrenewed for three leases, the job has failed.
     job = poll_until(lambda: (lambda j: j if j.finished else None)(
@@ -217,6 +220,8 @@ def test_a_job_whose_last_try_is_killed_ends_failed_not_running_for_ever(
     assert job.state == "failed"
     assert f"stopped on its last try (attempt {MAX_RECEIVES} of {MAX_RECEIVES})" in job.error
     assert status(aws, job_id)["state"] == "failed"
+    assert not aws["s3"].list_objects_v2(Bucket=aws["bucket"],
+                                         Prefix=f"jobs/{job_id}/").get("Contents")
 
 
 def test_poison_messages_end_in_the_dead_letter_queue_and_the_job_shows_why(

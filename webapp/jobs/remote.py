@@ -157,6 +157,8 @@ class SyncedJobStore(JobStore):
                        f"{remote['attempt']} of {remote['attempts']}); generate again")
             self.fail(job.id, message)
             self.status.write(self.get_local(job.id))  # workers and other servers agree
+            # what the killed worker had written: a result is whole or absent
+            self.status.storage.delete_prefix(f"jobs/{job.id}")
             return self.get_local(job.id)
         if not remote or remote.get("updated_at", 0) <= job.updated_at:
             return job
