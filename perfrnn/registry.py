@@ -217,7 +217,8 @@ class StyleRegistry:
             cached = self._samplers.get(style.path)
             if cached and cached[0] == stamp:
                 return cached[1]
-            sampler = Sampler(style.bundle, block_events=512)  # progress every ~5 s of music
+            # 128 events (~6 s of piano): requests join a running batch that often
+            sampler = Sampler(style.bundle, block_events=128)
             self._samplers[style.path] = (stamp, sampler)
             return sampler
 

@@ -131,11 +131,9 @@ def make_app(tmp_path, web_bundles_dir):
     apps = []
 
     def make(**settings):
-        # Pieces are drawn in the job's thread: a pool of render processes per
-        # test app would cost seconds each (one test uses them).
         config = {"TESTING": True, "INSTANCE_PATH": str(tmp_path / "instance"),
                   "BUNDLES_DIR": str(web_bundles_dir), "PRELOAD_STYLES": False,
-                  "RENDER_PROCESSES": 0, **GENEROUS_LIMITS, **settings}
+                  **GENEROUS_LIMITS, **settings}
         app = create_app(config)
         apps.append(app)
         return app

@@ -26,10 +26,10 @@ DEFAULTS = {
     # The most generations of one style a worker (a local thread, or a GPU
     # worker taking SQS messages, at most 10 a receive) samples as one batch.
     "GENERATION_BATCH": 8,
-    # Threads TensorFlow gives one sampling batch (0: one per core). One
-    # wastes nothing on threads waiting for each other; GENERATION_WORKERS
-    # batches run side by side on the other cores.
-    "SAMPLER_THREADS": 1,
+    # Threads TensorFlow gives its work (0: its own choice, a thread per core).
+    # One wastes nothing on threads waiting for each other, but a lone request
+    # waits longer; on the 2-core test machine neither served a crowd better.
+    "SAMPLER_THREADS": 0,
     # Load every style (and compile its sampler) when the server starts.
     "PRELOAD_STYLES": True,
     # How long results stay downloadable.
@@ -39,8 +39,9 @@ DEFAULTS = {
     # Render WAV audio of every result (needs tinysoundfont and a soundfont).
     "RENDER_AUDIO": True,
     # Processes that draw the piano rolls and render the audio beside the
-    # server (webapp.jobs.rendering); 0 draws them in the worker thread.
-    "RENDER_PROCESSES": 2,
+    # server (webapp.jobs.rendering); 0 draws them in the worker thread. On
+    # the 2-core test machine two of them cost more CPU than they saved.
+    "RENDER_PROCESSES": 0,
     # Uploads: the largest request body (MIDI files and zips, bundles), and the
     # most parts in one form: the training files (webapp.web.submit.MAX_TRAINING_FILES,
     # 2000) and the fields beside them; Flask's default, 1000, is fewer.
