@@ -444,6 +444,19 @@ def waiting_job(job_id, client, style="piano", kind="generation"):
                client=client)
 
 
+def test_a_running_batch_takes_more_of_its_style_only_while_no_other_style_waits():
+    from webapp.jobs.queues import FairQueue
+
+    waiting = FairQueue()
+    waiting.put("a1", "alice", batch_key="rock")
+    waiting.put("b1", "bob", batch_key="rock")
+    assert waiting.take("rock", 5, unless_others=True) == ["a1", "b1"]
+    waiting.put("c1", "carol", batch_key="piano")
+    waiting.put("a2", "alice", batch_key="rock")
+    assert waiting.take("rock", 5, unless_others=True) == []  # Carol's piano goes first
+    assert waiting.take("rock", 5) == ["a2"]
+
+
 def test_a_worker_takes_the_waiting_generations_of_one_style_together():
     import threading
 
@@ -455,8 +468,8 @@ def test_a_worker_takes_the_waiting_generations_of_one_style_together():
         ran.append(job_ids)
         if job_ids == ["a1"]:
             gate.wait(5)
-        if job_ids[0] == "a2":  # while the batch runs, the rock jobs still waiting join it
-            ran.append(more(5))
+        if job_ids[0] == "a2":  # while Bob's piano waits, no more rock joins the batch
+            assert more(5) == []
 
     queue = LocalQueue(run, {"generation": 1, "training": 1}, limit=10, batch=3)
     try:
@@ -474,8 +487,7 @@ def test_a_worker_takes_the_waiting_generations_of_one_style_together():
         queue.stop()
     generations = [ids for ids in ran if not ids[0].startswith("t")]
     # In turn across clients, up to three rock generations at once; never a training.
-    # Alice's third joins the rock batch while it runs, before Bob's piano starts.
-    assert generations == [["a1"], ["a2", "c1", "d1"], ["a3"], ["b1"]]
+    assert generations == [["a1"], ["a2", "c1", "d1"], ["b1"], ["a3"]]
     assert sorted(ids for ids in ran if ids[0].startswith("t")) == [["t1"], ["t2"]]
 
 

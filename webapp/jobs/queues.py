@@ -56,9 +56,14 @@ class FairQueue:
             item, key = self._take_turn(lambda key: True)
             return [item] + (self.take(key, batch - 1) if key is not None else []), key
 
-    def take(self, key: str, limit: int) -> list:
-        """Up to `limit` waiting items of batch key `key`, in turn; waits for none."""
+    def take(self, key: str, limit: int, unless_others: bool = False) -> list:
+        """Up to `limit` waiting items of batch key `key`, in turn; waits for none.
+        With `unless_others`, none while an item of another key waits (a batch
+        that keeps taking its style must not hold back another style)."""
         with self._ready:
+            if unless_others and any(other != key for items in self._by_client.values()
+                                     for _, other in items):
+                return []
             taken = []
             while len(taken) < limit:
                 found = self._take_turn(lambda other: other == key)
@@ -141,7 +146,8 @@ class LocalQueue:
             more = None
             if key is not None and not self._stopping.is_set():
                 def more(count, key=key):
-                    return [] if self._stopping.is_set() else waiting.take(key, count)
+                    return [] if self._stopping.is_set() else waiting.take(
+                        key, count, unless_others=True)
             try:
                 if job_ids and not self._stopping.is_set():
                     self.run_jobs(job_ids, more)

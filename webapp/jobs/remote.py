@@ -12,6 +12,7 @@ S3's read-after-write consistency serves well (see docs/design-notes.md).
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 from perfrnn.errors import PerfRNNError
@@ -68,15 +69,20 @@ class WorkerJobStore:
         self.status = status
         self.job = job
         self.attempt = attempt
+        # The heartbeat's thread and the job's write in turn: a renewal never
+        # lands after the final state.
+        self._writing = threading.RLock()
 
     def _write(self) -> None:
-        self.job.updated_at = time.time()
-        self.status.write(self.job, self.attempt)
+        with self._writing:
+            self.job.updated_at = time.time()
+            self.status.write(self.job, self.attempt)
 
     def touch(self, job_id: str) -> None:
         """Says again that the job is being worked on (the heartbeat calls it)."""
-        if self.job.state == RUNNING:
-            self._write()
+        with self._writing:
+            if self.job.state == RUNNING:
+                self._write()
 
     def start(self, job_id: str) -> bool:
         """False when the job was cancelled or has its result already (a message
@@ -98,26 +104,30 @@ class WorkerJobStore:
 
     def progress(self, job_id: str, fraction: float, stage: str | None = None,
                  detail: dict | None = None) -> None:
-        self.job.progress = min(1.0, max(0.0, fraction))
-        if stage is not None:
-            self.job.stage = stage
-        if detail is not None:
-            self.job.detail = detail
-        self._write()
+        with self._writing:
+            self.job.progress = min(1.0, max(0.0, fraction))
+            if stage is not None:
+                self.job.stage = stage
+            if detail is not None:
+                self.job.detail = detail
+            self._write()
 
     def finish(self, job_id: str, result: dict) -> None:
-        self.job.state, self.job.progress, self.job.result = DONE, 1.0, result
-        self.job.finished_at = time.time()
-        self._write()
+        with self._writing:
+            self.job.state, self.job.progress, self.job.result = DONE, 1.0, result
+            self.job.finished_at = time.time()
+            self._write()
 
     def fail(self, job_id: str, message: str, state: str = FAILED) -> None:
-        self.job.state, self.job.error, self.job.finished_at = state, message, time.time()
-        self._write()
+        with self._writing:
+            self.job.state, self.job.error, self.job.finished_at = state, message, time.time()
+            self._write()
 
     def requeue(self, job_id: str, message: str) -> None:
         """Back to waiting (another worker will take it), with why."""
-        self.job.state, self.job.error, self.job.finished_at = QUEUED, message, None
-        self._write()
+        with self._writing:
+            self.job.state, self.job.error, self.job.finished_at = QUEUED, message, None
+            self._write()
 
     def cancel_requested(self, job_id: str) -> bool:
         return self.status.cancel_requested(job_id)

@@ -198,10 +198,12 @@ def _run_generations(services: Services, jobs: list,
             sampler = services.registry.sampler(style)
             for index, outcome in generate_midi_batch(sampler, first, more=more_requests):
                 finished.add(index)
-                if isinstance(outcome, PerfRNNError):
-                    _ended(services, ready[index], outcome)
-                    continue
-                storing.submit(store, index, outcome, _draw(services, ready[index], outcome))
+                try:
+                    if isinstance(outcome, PerfRNNError):
+                        raise outcome
+                    storing.submit(store, index, outcome, _draw(services, ready[index], outcome))
+                except Exception as error:  # its drawing could not start: it ends here
+                    _ended(services, ready[index], error)
             if len(ready) > 1:
                 log.info("%d generations of %s sampled together", len(ready), style)
     except Exception as error:  # the style did not load, or the batch broke: all its jobs
@@ -224,10 +226,17 @@ def _generation_request(services: Services, job):
 
     def progress(fraction: float) -> None:
         if report(fraction >= 1.0):
-            store.progress(job.id, 0.9 * fraction, "generating")
+            try:  # a status that cannot be written now is written next time
+                store.progress(job.id, 0.9 * fraction, "generating")
+            except Exception as error:
+                log.warning("job %s: progress not recorded: %s", job.id, error)
 
     def cancelled() -> bool:
-        return check() and store.cancel_requested(job.id)
+        try:
+            return check() and store.cancel_requested(job.id)
+        except Exception as error:  # asked again at the next block
+            log.warning("job %s: cannot tell whether it was cancelled: %s", job.id, error)
+            return False
 
     store.progress(job.id, 0.0, "generating")
     return MidiRequest(options, midi, primer, progress=progress, cancelled=cancelled,

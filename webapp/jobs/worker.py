@@ -153,8 +153,20 @@ class Worker:
             by_style: dict[str, list[dict]] = {}
             for message in messages:
                 by_style.setdefault(_style_of(message), []).append(message)
-            for group in by_style.values():
-                self.handle(kind, url, group)
+            groups = list(by_style.values())
+            visibility, _ = self.settings[kind]
+            with contextlib.ExitStack() as waiting:  # no message waits here without a heartbeat
+                for message in [message for group in groups[1:] for message in group]:
+                    waiting.enter_context(Heartbeat(self.sqs, url, message["ReceiptHandle"],
+                                                    visibility))
+                for number, group in enumerate(groups):
+                    if self.stopping:  # interrupted: the rest go back for other workers
+                        for message in [m for rest in groups[number:] for m in rest]:
+                            self.sqs.change_message_visibility(
+                                QueueUrl=url, ReceiptHandle=message["ReceiptHandle"],
+                                VisibilityTimeout=0)
+                        break
+                    self.handle(kind, url, group)
         return handled
 
     def handle(self, kind: str, url: str, messages: list[dict]) -> list[str]:
@@ -169,6 +181,9 @@ class Worker:
             job = self._read(kind, message)
             if job is None:
                 outcomes[message["MessageId"]] = "poison"
+            elif job.id in {known.id for known in jobs.values()}:  # delivered twice at once
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                outcomes[message["MessageId"]] = "duplicate"
             else:
                 jobs[message["MessageId"]] = job
         if jobs:
