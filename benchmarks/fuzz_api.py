@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from local_server import free_port, rss_mib, start_server
+from local_server import free_port, rss_mib, start_server, stop_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,8 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{time.monotonic() - started:.0f} s; server RSS at the end: "
                   f"{rss_mib(server.pid):.0f} MiB; server still up: {server.poll() is None}")
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            stop_server(server)
     return result.returncode
 
 

@@ -34,7 +34,9 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from local_server import free_port, start_server
+from local_server import ROOT, free_port, start_server, stop_server
+
+sys.path.insert(0, str(ROOT))  # the results are read with the website's own storage
 
 
 def parse_args() -> argparse.Namespace:
@@ -70,26 +72,27 @@ def jobs(instance: Path) -> dict[str, dict]:
         return {row["id"]: dict(row) for row in db.execute("SELECT * FROM jobs")}
 
 
-def check_files(instance: Path, records: dict[str, dict]) -> Counter:
-    """Whole (the digest matches), absent (its job has none) or partial files."""
+def check_results(storage, records: dict[str, dict]) -> Counter:
+    """Whole (the digest matches), absent (its job has none) or partial result
+    files, in the server's storage (a folder or the bucket)."""
     found: Counter = Counter()
-    storage = instance / "storage"
     for job_id, record in records.items():
-        folder = storage / "jobs" / job_id
-        files = sorted(path for path in folder.rglob("*") if path.is_file()) \
-            if folder.is_dir() else []
-        result = json.loads(record["result"]) if record["result"] else None
+        keys = storage.keys(f"jobs/{job_id}/")
         if record["state"] != "done":
-            found["absent" if not files else "partial (job not done)"] += 1
+            found["absent" if not keys else "partial (job not done)"] += 1
             continue
-        for variation in result["variations"]:
+        for variation in json.loads(record["result"])["variations"]:
             for field, digest in variation.get("sha256", {}).items():
-                path = storage / variation[field]
-                if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == digest:
-                    found["whole"] += 1
-                else:
-                    found["partial (digest)"] += 1
+                data = storage.get(variation[field]) if variation[field] in keys else b""
+                found["whole" if hashlib.sha256(data).hexdigest() == digest
+                      else "partial (digest)"] += 1
     return found
+
+
+def ended(records: dict[str, dict]) -> tuple[Counter, Counter]:
+    """How many jobs are in each state, and why those that failed did."""
+    return (Counter(record["state"] for record in records.values()),
+            Counter(record["error"] for record in records.values() if record["error"]))
 
 
 def main() -> int:
@@ -128,12 +131,12 @@ def kill_servers(args: argparse.Namespace) -> int:
         if all(record["state"] not in ("queued", "running") for record in records.values()):
             break
         time.sleep(1.0)
-    server.terminate()
-    server.wait(timeout=30)
+    stop_server(server)
     records = jobs(instance)
-    states = Counter(record["state"] for record in records.values())
-    reasons = Counter(record["error"] for record in records.values() if record["error"])
-    files = check_files(instance, records)
+    states, reasons = ended(records)
+    from webapp.storage.local import LocalStorage
+
+    files = check_results(LocalStorage(instance / "storage"), records)
     print(f"{args.kills} kills in {time.monotonic() - started_at:.0f} s, {len(records)} jobs: "
           f"{dict(states)}")
     print(f"jobs a killed server was running, still running after the restart: "
@@ -202,28 +205,6 @@ def job_state(port: int, job_id: str) -> dict:
         return json.loads(response.read())
 
 
-def check_objects(settings: dict, records: dict[str, dict]) -> Counter:
-    """Whole, absent or partial result objects in the bucket (as check_files)."""
-    import boto3
-
-    s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=settings["AWS_ENDPOINT_URL"])
-    found: Counter = Counter()
-    for job_id, record in records.items():
-        keys = [item["Key"] for item in s3.list_objects_v2(
-            Bucket="kills", Prefix=f"jobs/{job_id}/").get("Contents", [])]
-        if record["state"] != "done":
-            found["absent" if not keys else "partial (job not done)"] += 1
-            continue
-        for variation in json.loads(record["result"])["variations"]:
-            for field, digest in variation.get("sha256", {}).items():
-                key = variation[field]
-                data = s3.get_object(Bucket="kills", Key=key)["Body"].read() \
-                    if key in keys else b""
-                found["whole" if hashlib.sha256(data).hexdigest() == digest
-                      else "partial (digest)"] += 1
-    return found
-
-
 def kill_workers(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     folder = Path(tempfile.mkdtemp(prefix="kill-workers-"))
@@ -256,14 +237,14 @@ def kill_workers(args: argparse.Namespace) -> int:
             if all(record["state"] not in ("queued", "running") for record in records.values()):
                 break
             time.sleep(2.0)
-        last.terminate()
-        last.wait(timeout=60)
+        stop_server(last, timeout=60)
         for job_id in submitted:  # (brings the web server's records up to date)
             job_state(port, job_id)
         records = jobs(folder / "web")
-        states = Counter(record["state"] for record in records.values())
-        reasons = Counter(record["error"] for record in records.values() if record["error"])
-        files = check_objects(settings, records)
+        states, reasons = ended(records)
+        from webapp.storage.s3 import S3Storage, aws_client
+
+        files = check_results(S3Storage("kills", aws_client("s3", settings)), records)
         print(f"{args.kills} worker kills in {time.monotonic() - started_at:.0f} s, "
               f"{len(records)} jobs: {dict(states)}")
         print(f"stuck (queued or running at the end): "
@@ -272,8 +253,7 @@ def kill_workers(args: argparse.Namespace) -> int:
         print(f"why jobs ended without music: {dict(reasons)}")
         print(f"result objects: {dict(files)}")
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_server(server)
         moto.stop()
     return 0
 

@@ -54,6 +54,16 @@ def start_server(instance: Path, port: int, **settings: str) -> subprocess.Popen
     return server
 
 
+def stop_server(server: subprocess.Popen, timeout: float = 30) -> None:
+    """Asks `server` (or any child process) to stop, and kills it after `timeout` seconds."""
+    server.terminate()
+    try:
+        server.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
 def rss_mib(pid: int) -> float:
     """The resident memory of process `pid`, in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -27,7 +26,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from local_server import cpu_seconds, rss_mib, start_server, wait_idle, wait_ready
+from local_server import cpu_seconds, rss_mib, start_server, stop_server, wait_idle, wait_ready
 
 
 def request(method: str, url: str, body: dict | None = None, timeout: float = 120):
@@ -157,11 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"server RSS after the run: {rss_mib(server.pid):.0f} MiB")
         finally:
             if server is not None:
-                server.terminate()
-                try:
-                    server.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    server.kill()
+                stop_server(server)
     return 0
 
 

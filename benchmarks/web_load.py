@@ -23,7 +23,6 @@ import argparse
 import http.client
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,7 +30,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from local_server import free_port, rss_mib, start_server
+from local_server import free_port, rss_mib, start_server, stop_server
 
 
 def parse_args() -> argparse.Namespace:
@@ -151,11 +150,7 @@ def main() -> int:
         print(f"server memory (RSS): {before:.0f} MiB before, peak {peak:.0f} MiB, "
               f"{after:.0f} MiB after; server still up: {server.poll() is None}")
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
     return 0
 
 

@@ -344,7 +344,7 @@ class Sampler:
                 plan.generated[row.row] = np.concatenate(row.events)
             for index in sorted({row.index for row in rows} | set(plans)):
                 plan = plans[index]
-                if plan.request.progress is not None and index in plans:
+                if plan.request.progress is not None:
                     plan.request.progress(self._share_done(plan, rows, index))
                 if len(plan.generated) == plan.rows:
                     del plans[index]

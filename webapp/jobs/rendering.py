@@ -118,7 +118,7 @@ class Renderer:
         tracks = (TrackRole("piano", 0),)
         midi = midi_bytes(sequence, tracks)
         futures = [self.submit(sequence.SerializeToString(), tracks, "warm-up", midi, audio)
-                   for _ in range(2 * max(1, self.processes))]
+                   for _ in range(2 * self.processes or 1)]  # each process, or this one
         for future in futures:
             future.result()
 

@@ -182,10 +182,11 @@ def _run_generations(services: Services, jobs: list,
         started = (_start(services, job_id) for job_id in more(count))
         return requests([job for job in started if job is not None])
 
-    def store(index: int, generated, futures: list) -> None:
+    def store(index: int, generated, futures: list, audio: tuple[bool, str]) -> None:
         job = ready[index]
         try:
-            services.store.finish(job.id, _store_generation(services, job, generated, futures))
+            services.store.finish(job.id, _store_generation(services, job, generated, futures,
+                                                            audio))
         except Exception as error:
             _ended(services, job, error)
 
@@ -196,12 +197,14 @@ def _run_generations(services: Services, jobs: list,
         if first:
             style = ready[0].params["style"]
             sampler = services.registry.sampler(style)
+            audio = _audio_status(services)  # (whether audio can be made, and why not)
             for index, outcome in generate_midi_batch(sampler, first, more=more_requests):
                 finished.add(index)
                 try:
                     if isinstance(outcome, PerfRNNError):
                         raise outcome
-                    storing.submit(store, index, outcome, _draw(services, ready[index], outcome))
+                    storing.submit(store, index, outcome,
+                                   _draw(services, ready[index], outcome, audio[0]), audio)
                 except Exception as error:  # its drawing could not start: it ends here
                     _ended(services, ready[index], error)
             if len(ready) > 1:
@@ -243,21 +246,22 @@ def _generation_request(services: Services, job):
                        style=params["style"])
 
 
-def _draw(services: Services, job, generated) -> list:
-    """Futures of the piano roll and audio of each of the job's pieces."""
+def _draw(services: Services, job, generated, audio: bool) -> list:
+    """Futures of the piano roll and (if `audio`) the audio of each of the job's pieces."""
     services.store.progress(job.id, 0.9, "drawing and rendering")
-    audio, _ = _audio_status(services)
     title = f"{generated.style} - seed {generated.seed}"
     return [services.renderer.submit(piece.sequence.SerializeToString(), piece.tracks, title,
                                      piece.midi, audio)
             for piece in generated.pieces]
 
 
-def _store_generation(services: Services, job, generated, drawings: list) -> dict:
+def _store_generation(services: Services, job, generated, drawings: list,
+                      audio: tuple[bool, str]) -> dict:
     """Stores a job's MIDI files, piano rolls and audio (`drawings`, futures of
-    each piece's `Drawn`); returns its result."""
+    each piece's `Drawn`; `audio`, whether audio can be made and why not);
+    returns its result."""
     storage = services.storage
-    audio_ok, audio_message = _audio_status(services)
+    audio_ok, audio_message = audio
     variations = []
     for index, (piece, drawing) in enumerate(zip(generated.pieces, drawings)):
         prefix = f"jobs/{job.id}/{Path(piece.name).stem}"
