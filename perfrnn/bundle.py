@@ -81,6 +81,10 @@ class BundleMetadata:
         the style's encoding. The sampler draws each note's length from them
         and ends the note there if the model has not (empty: it ends notes
         at `max_note_seconds`).
+      references: What the style's real music does, measured at export
+        (`perfrnn.scoring.StyleReferences.to_dict`): its silences, repetition,
+        polyphony, key and beat, for scoring generated pieces. Empty: the
+        `scoring.json` beside the bundle may hold them, else scores are neutral.
     """
 
     style: str
@@ -99,6 +103,7 @@ class BundleMetadata:
     style_names: list[str] = field(default_factory=list)
     style_mix: dict = field(default_factory=dict)
     parts: list[str] = field(default_factory=list)
+    references: dict = field(default_factory=dict)
 
     @property
     def played_tracks(self) -> tuple[TrackRole, ...]:

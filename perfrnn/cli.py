@@ -1,4 +1,5 @@
-"""Command line: `python -m perfrnn generate ...` and `python -m perfrnn info BUNDLE`.
+"""Command line: `python -m perfrnn generate ...`, `python -m perfrnn score FILE.mid
+--bundle B` and `python -m perfrnn info BUNDLE`.
 
 Errors a user can make (missing or corrupt bundle or primer, bad lengths,
 temperatures or seeds) are printed as one line starting with "error:" and the
@@ -18,10 +19,12 @@ from perfrnn.options import (
     FEELS,
     MAX_BARS,
     MAX_BPM,
+    MAX_CANDIDATES,
     MAX_SECONDS,
     MAX_SEED,
     MAX_VARIATIONS,
     MIN_BPM,
+    QUALITIES,
     GenerationOptions,
     parse_blend,
     pitch_histogram_for_key,
@@ -33,6 +36,8 @@ EXAMPLES = """examples:
       --temperature 0.9 --seed 7 --variations 4 --quantize --out out/
   python -m perfrnn generate --bundle bundles/drums.mag --bars 4 --loop --bpm 124 --out out/
   python -m perfrnn generate --bundle bundles/piano.mag --primer melody.mid --seconds 15
+  python -m perfrnn generate --bundle bundles/jazz.mag --candidates 8 --variations 2
+  python -m perfrnn score my-song.mid --bundle bundles/jazz.mag
   python -m perfrnn info bundles/piano.mag
 """
 
@@ -77,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--variations", type=int, default=1,
                           help=f"number of pieces to generate together, 1..{MAX_VARIATIONS} "
                                "(default: 1)")
+    generate.add_argument("--candidates", type=int, default=1,
+                          help=f"pieces sampled per variation, 1..{MAX_CANDIDATES}; the one that "
+                               "best fits the style is kept (the website's quality: "
+                               + ", ".join(f"{name} {count}" for name, count in QUALITIES.items())
+                               + "; default: 1)")
+    generate.add_argument("--no-repair", dest="repair", action="store_false",
+                          help="keep silences and stuck passages longer than the style's own "
+                               "music has, instead of resampling from just before them")
     generate.add_argument("--primer", metavar="FILE", default=None,
                           help="a MIDI or MusicXML file for the music to continue")
     generate.add_argument("--notes-per-second", type=float, default=None,
@@ -98,6 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", default="out", metavar="DIR",
                           help="folder for the MIDI files (default: out/)")
 
+    score = commands.add_parser(
+        "score", help="how well MIDI files fit a style",
+        description="Score MIDI or MusicXML files against a style, as generated pieces are "
+                    "scored: style match (a content-only classifier), on the beat, in key, "
+                    "longest silence, stuck repetition and polyphony, each against the "
+                    "style's own real music.", epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    score.add_argument("files", nargs="+", metavar="FILE", help="MIDI or MusicXML files")
+    score.add_argument("--bundle", required=True, metavar="PATH",
+                       help="the style's .mag bundle (its references, and the classifier in "
+                            "the scoring.json beside it)")
+    score.add_argument("--json", action="store_true", help="print the scores as JSON")
+
     info = commands.add_parser("info", help="print a bundle's metadata",
                                description="Print what a bundle holds: style, model, tracks, "
                                            "data provenance and metrics.")
@@ -111,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "generate":
             return run_generate(args)
+        if args.command == "score":
+            return run_score(args)
         return run_info(args)
     except PerfRNNError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -140,7 +168,8 @@ def run_generate(args: argparse.Namespace) -> int:
     options = GenerationOptions(
         seconds=30.0 if args.seconds is None else args.seconds,
         temperature=args.temperature, seed=args.seed,
-        variations=args.variations, notes_per_second=args.notes_per_second,
+        variations=args.variations, candidates=args.candidates, repair=args.repair,
+        notes_per_second=args.notes_per_second,
         pitch_histogram=_parse_key(args.key), bpm=args.bpm, bars=args.bars, loop=args.loop,
         blend=parse_blend(args.blend) if args.blend else None)
     options.validate()  # before the slow imports, so mistakes are reported at once
@@ -168,10 +197,71 @@ def run_generate(args: argparse.Namespace) -> int:
                                           track=args.part, feel=args.feel),
             primer=primer, progress=progress)
     paths = write_files(generation.files, args.out)
-    print(f"seed {generation.seed}: wrote {len(paths)} MIDI file(s)")
-    for path in paths:
-        print(f"  {path}")
+    print(f"seed {generation.seed}: wrote {len(paths)} MIDI file(s)"
+          + (" (best first)" if any(piece.score for piece in generation.pieces) else ""))
+    for path, piece in zip(paths, generation.pieces):
+        print(f"  {path}" + (f"  {piece.score.summary()}" if piece.score else ""))
+    if generation.repairs:
+        print(f"{generation.repairs} passage(s) resampled: silent or stuck beyond the style's "
+              "norm")
     return 0
+
+
+def run_score(args: argparse.Namespace) -> int:
+    import_libraries_quietly()
+    from perfrnn.bundle import read_bundle
+    from perfrnn.music_io import read_music_file
+    from perfrnn.scoring import scorer_for
+
+    bundle = read_bundle(args.bundle)
+    scorer = scorer_for(bundle)
+    if scorer.neutral:
+        print(f"note: style {bundle.metadata.style!r} has no references and the classifier "
+              "does not know it; only its measurements are shown", file=sys.stderr)
+    scores = {}
+    for name in args.files:
+        sequence = read_music_file(name)
+        if not sequence.notes:
+            raise PerfRNNError(f"{name} has no notes to score")
+        scores[name] = scorer.score(sequence)
+    if args.json:
+        print(json.dumps({name: score.to_dict() for name, score in scores.items()}, indent=2))
+        return 0
+    for name, score in scores.items():
+        overall = "-" if score.overall is None else f"{score.overall:.0%}"
+        print(f"{name}: fits {bundle.metadata.style} {overall}  ({score.summary()})")
+        for label, text in _score_lines(score):
+            print(f"  {label:<20} {text}")
+    return 0
+
+
+def _score_lines(score) -> list[tuple[str, str]]:
+    """(part, explanation) lines of a Score, for people."""
+    def limit(value, unit=" s"):
+        return "no reference" if value is None else f"the style's norm: up to {value:.1f}{unit}"
+
+    lines = []
+    if score.style is not None:
+        typical = ("" if score.style_typical is None
+                   else f"; its real music scores {score.style_typical:.0%} on average")
+        lines.append((f"style {score.style:.0%}", "how sure a classifier that hears only the "
+                                                  f"notes is of the style{typical}"))
+    if score.on_beat is not None:
+        lines.append((f"on the beat {score.on_beat:.0%}",
+                      "onsets on the sixteenth or triplet grid"))
+    if score.in_key is not None:
+        lines.append((f"in key {score.in_key:.0%}", "pitched notes in one major or minor scale"))
+    lines.append((f"silence {score.longest_silence:.1f} s",
+                  "the longest rest; " + limit(score.silence_limit)))
+    lines.append((f"one pitch {score.longest_one_pitch:.1f} s",
+                  "one note struck again and again alone; " + limit(score.one_pitch_limit)))
+    lines.append((f"repetition {score.longest_repetition:.1f} s",
+                  "one short pattern repeated; " + limit(score.repetition_limit)))
+    if score.polyphony is not None:
+        span = ("no reference" if score.polyphony_range is None else
+                "the style's music: {:.1f} to {:.1f}".format(*score.polyphony_range))
+        lines.append((f"polyphony {score.polyphony:.1f}", f"notes sounding at once; {span}"))
+    return lines
 
 
 def run_info(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from perfrnn.midi_writer import midi_bytes
 from perfrnn.multitrack import ROLE_DRUMS, ROLE_HARMONY
 from perfrnn.options import FEELS, GenerationOptions, ProgressCallback
 from perfrnn.sampler import Generation, Sampler, SampleRequest
+from perfrnn.scoring import Score
 
 
 def main_track(tracks: tuple[TrackRole, ...], parts: Sequence[str] = ()) -> int:
@@ -153,12 +154,15 @@ class Piece:
       sequence: The notes as the file plays them (feel applied), in seconds
         at the generation's tempo.
       tracks: The parts as written, the chosen type's program applied.
+      score: How well it fits the style (`perfrnn.scoring`); None when the
+        style has nothing to score with.
     """
 
     name: str
     midi: bytes
     sequence: music_pb2.NoteSequence
     tracks: tuple[TrackRole, ...]
+    score: Score | None = None
 
 
 @dataclass
@@ -169,7 +173,8 @@ class Generated:
     seed: int
     bpm: float  # quarter notes per minute, as written in the files
     metre: Metre
-    pieces: list[Piece]
+    pieces: list[Piece]  # best first when they were scored
+    repairs: int = 0  # passages resampled (see `GenerationOptions.repair`)
 
     @property
     def files(self) -> list[tuple[str, bytes]]:
@@ -268,7 +273,8 @@ def _midi_files(generation: Generation, request: MidiRequest, tracks: tuple[Trac
     """A Generation written as MIDI files, the request's feel and type applied."""
     style = request.style or bundle.metadata.style
     pieces = []
-    for index, sequence in enumerate(generation.sequences):
+    scores = generation.scores or [None] * len(generation.sequences)
+    for index, (sequence, score) in enumerate(zip(generation.sequences, scores)):
         sequence = apply_feel(sequence, request.midi.feel, generation.bpm,
                               generation.seed + index)
         data = midi_bytes(sequence, tracks, bpm=generation.bpm, native_bpm=generation.bpm,
@@ -277,9 +283,9 @@ def _midi_files(generation: Generation, request: MidiRequest, tracks: tuple[Trac
                           time_signature=(generation.metre.numerator,
                                           generation.metre.denominator))
         pieces.append(Piece(midi_file_name(style, request.options, generation.seed, index),
-                            data, sequence, tracks))
+                            data, sequence, tracks, score))
     return Generated(style=style, seed=generation.seed, bpm=generation.bpm,
-                     metre=generation.metre, pieces=pieces)
+                     metre=generation.metre, pieces=pieces, repairs=generation.repairs)
 
 
 def write_files(files: list[tuple[str, bytes]], out_dir: str | Path) -> list[Path]:

@@ -23,6 +23,14 @@ MIN_BPM, MAX_BPM = 20.0, 300.0
 # How generated music is played (perfrnn.generate.apply_feel); the grid stays exact by default.
 FEELS = ("straight", "swing", "human", "swing+human")
 MAX_SEED = 2**31 - 1
+MAX_CANDIDATES = 8
+# Quality: how many candidates are sampled per variation, the best-scoring kept
+# (perfrnn.scoring); one batch, so "best" costs about twice "fast" on a CPU.
+QUALITIES = {"fast": 1, "better": 4, "best": 8}
+DEFAULT_QUALITY = "better"
+# The most music one request samples, candidates included, in seconds: as much
+# as MAX_VARIATIONS pieces of MAX_SECONDS. Longer requests get fewer candidates.
+MAX_SAMPLED_SECONDS = 16 * 600.0
 ProgressCallback = Callable[[float], None]  # fraction done, 0.0 to 1.0
 
 
@@ -49,6 +57,10 @@ class GenerationOptions:
         weights, ((style, weight), ...), e.g. (("rock", 0.7), ("electronic",
         0.3)); None plays the style itself (`parse_blend` reads "rock:70,
         electronic:30").
+      candidates: Pieces sampled per variation (1 to MAX_CANDIDATES); the one
+        that best fits the style (`perfrnn.scoring`) is kept. See QUALITIES.
+      repair: Resample from just before a silence or a stuck passage longer
+        than the style's own music has (a few tries), instead of keeping it.
     """
 
     seconds: float = 30.0
@@ -61,6 +73,8 @@ class GenerationOptions:
     bars: int | None = None
     loop: bool = False
     blend: tuple[tuple[str, float], ...] | None = None
+    candidates: int = 1
+    repair: bool = True
 
     def validate(self) -> None:
         """Raises PerfRNNError with a message that says how to fix the option."""
@@ -89,6 +103,10 @@ class GenerationOptions:
         if not 1 <= self.variations <= MAX_VARIATIONS:
             raise PerfRNNError(
                 f"variations must be between 1 and {MAX_VARIATIONS}, got {self.variations}")
+        if not (isinstance(self.candidates, int) and not isinstance(self.candidates, bool)
+                and 1 <= self.candidates <= MAX_CANDIDATES):
+            raise PerfRNNError(f"candidates must be a whole number from 1 to {MAX_CANDIDATES}, "
+                               f"got {self.candidates}")
         if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
             raise PerfRNNError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
         if self.blend is not None:
@@ -96,6 +114,24 @@ class GenerationOptions:
 
     def resolved_seed(self) -> int:
         return random.SystemRandom().randrange(MAX_SEED) if self.seed is None else self.seed
+
+
+def candidates_for_quality(quality: str) -> int:
+    """Candidates per variation for a quality name (see QUALITIES).
+
+    Raises:
+      PerfRNNError: an unknown quality.
+    """
+    if quality not in QUALITIES:
+        raise PerfRNNError(f"quality must be one of {', '.join(QUALITIES)}, got {quality!r}")
+    return QUALITIES[quality]
+
+
+def candidates_within_budget(candidates: int, variations: int, file_seconds: float) -> int:
+    """The candidates per variation a request samples: as many as asked, but
+    no more than keep its music within MAX_SAMPLED_SECONDS (at least one)."""
+    affordable = int(MAX_SAMPLED_SECONDS // max(variations * file_seconds, 1e-9))
+    return max(1, min(candidates, affordable))
 
 
 MAX_BLEND_STYLES = 8

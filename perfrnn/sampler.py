@@ -27,6 +27,7 @@ was batched with.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -45,10 +46,12 @@ from perfrnn.options import (
     GenerationOptions,
     LengthPlan,
     ProgressCallback,
+    candidates_within_budget,
     check_primer,
     length_plan,
     pitch_histogram_for_key,
 )
+from perfrnn.scoring import Score, StyleScorer, scorer_for
 
 PAD_EVENT = -1
 # A model that stops moving time forward is cut off after this many events per
@@ -63,6 +66,15 @@ BATCH_SIZES = (2, 4, 8, 16, 32)
 MAX_BATCH_ROWS = BATCH_SIZES[-1]
 # A row's two random streams: its events', and its note lengths'.
 EVENT_STREAM, LENGTH_STREAM = 0, 1
+# Candidate c of a row draws from stream row + c * CANDIDATE_STREAMS, so the
+# first candidate is the piece one candidate gives (rows per request: at most
+# MAX_VARIATIONS * LOOP_CANDIDATES = 64).
+CANDIDATE_STREAMS = 64
+# A repair resamples the rest of a piece from a bar before a silence or stuck
+# passage beyond the style's norm, at most this many times; try k of stream s
+# draws from stream s + k * REPAIR_STREAMS.
+REPAIR_ATTEMPTS = 4
+REPAIR_STREAMS = 1 << 12
 
 
 def use_cpu_threads(threads: int) -> bool:
@@ -93,6 +105,10 @@ class Generation:
     events: list[np.ndarray]  # event indices per variation, primer included
     bpm: float = 120.0
     metre: Metre = COMMON_TIME
+    # per variation, how well it fits the style (None: nothing to score with);
+    # variations that were scored are in order, best first
+    scores: list[Score | None] = field(default_factory=list)
+    repairs: int = 0  # passages resampled
 
 
 def loop_join_nll(model: PerformanceRNN, encoding, prefix: np.ndarray, rows: list[np.ndarray],
@@ -151,7 +167,9 @@ class _Plan:
     primer_events: np.ndarray
     primer_steps: int
     rows: int
+    candidates: int  # per variation (`candidates_within_budget`)
     state: tuple  # the LSTM state after the primer, (c, h) per layer, each [1, units]
+    controls: np.ndarray  # the encoded note density and key (empty for none)
     row_gates: np.ndarray  # [4 * units0]: layer 0's input from its controls or style
     first_position: int  # the step of the position cycle where its new music starts
     sounding: np.ndarray  # [keys]: 1 for each note the primer leaves sounding
@@ -166,7 +184,8 @@ class _Row:
     and where its sampling stands."""
 
     index: int
-    row: int  # its place among its request's rows: its random streams
+    row: int  # its place among its request's rows
+    stream: int  # its random streams' key (with the seed)
     seed: int
     target: int  # steps of music it makes
     max_events: int
@@ -178,6 +197,7 @@ class _Row:
     sounding: np.ndarray  # [keys]
     deadline: np.ndarray  # [keys]
     pending: int = 0
+    quiet_since: int = 0  # the step at which its current silence began
     elapsed: int = 0  # steps made
     count: int = 0  # events made
     events: list[np.ndarray] = field(default_factory=list)
@@ -203,12 +223,20 @@ class Sampler:
         hanging; renormalising over the events that make sense keeps its
         choices among them. The grammar also ends each note at a length
         drawn from its part's notes in the style's training music if the
-        model has not ended it by then (`perfrnn.note_lengths`). False
-        samples the raw model, as Magenta does.
+        model has not ended it by then (`perfrnn.note_lengths`), and lets
+        no silence last longer than the longest the style's own music has
+        (its 99th percentile, `perfrnn.scoring`): at that point a note must
+        start (on the grid, for a metric style). False samples the raw
+        model, as Magenta does.
+      scorer: Judges candidates and finds passages to repair (default: the
+        bundle's own, `perfrnn.scoring.scorer_for`).
     """
 
-    def __init__(self, bundle: Bundle, block_events: int = 2048, note_grammar: bool = True):
+    def __init__(self, bundle: Bundle, block_events: int = 2048, note_grammar: bool = True,
+                 scorer: StyleScorer | None = None):
         self.bundle = bundle
+        # judges candidates and finds passages to repair (perfrnn.scoring)
+        self.scorer = scorer if scorer is not None else scorer_for(bundle)
         self.note_grammar = bool(note_grammar)
         self.encoding = bundle.encoding
         self.block_events = int(block_events)
@@ -251,6 +279,11 @@ class Sampler:
         # Per role, the longest a note may sound: steps, and seconds at the style's own tempo.
         self._longest_steps = lengths.max(axis=1).astype(np.int32)
         self._longest_seconds = lengths.max(axis=1) / native_rate
+        # The longest silence the style's own music has (its 99th percentile),
+        # in steps at its own tempo; 0: no cap (no references).
+        references = self.scorer.references
+        self._silence_cap_steps = (max(int(references.silence_limit * native_rate), 1)
+                                   if references is not None else 0)
         self._gates, self._request_kernel = self._position_gates()
         self._cycle = int(self._gates.shape[0])
         self._onset_allowed = tf.constant(self.encoding.onset_allowed(self.metre)
@@ -358,7 +391,10 @@ class Sampler:
 
     def _new_row(self, plan: _Plan, index: int, row: int) -> _Row:
         """A row of request `index`, as the primer leaves it."""
-        return _Row(index=index, row=row, seed=plan.seed, target=plan.length.steps,
+        per_candidate = max(plan.rows // plan.candidates, 1)
+        candidate, place = divmod(row, per_candidate)
+        return _Row(index=index, row=row, stream=place + candidate * CANDIDATE_STREAMS,
+                    seed=plan.seed, target=plan.length.steps,
                     max_events=plan.max_events, gates=plan.row_gates,
                     first_position=plan.first_position,
                     temperature=plan.request.options.temperature,
@@ -371,7 +407,7 @@ class Sampler:
         """Samples one block of events for `rows`, padded to a BATCH_SIZES size,
         and moves each row on (its events, state and notes)."""
         batch = next(size for size in BATCH_SIZES if size >= len(rows))
-        idle = _Row(index=-1, row=0, seed=0, target=0, max_events=0,
+        idle = _Row(index=-1, row=0, stream=0, seed=0, target=0, max_events=0,
                     gates=np.zeros_like(rows[0].gates), first_position=0, temperature=1.0,
                     state=[np.zeros_like(part) for part in rows[0].state], last_event=0,
                     sounding=np.zeros_like(rows[0].sounding),
@@ -385,8 +421,8 @@ class Sampler:
                  for k in range(len(rows[0].state))]
         state = tuple(zip(parts[0::2], parts[1::2]))
         notes = (column("sounding", np.float32), column("deadline", np.int32),
-                 column("pending", np.int32))
-        streams = [(row.seed, row.row, row.count) for row in padded]
+                 column("pending", np.int32), column("quiet_since", np.int32))
+        streams = [(row.seed, row.stream, row.count) for row in padded]
         events, count, state, last_event, elapsed, notes = self._sample_block(
             state, column("last_event", np.int32), column("elapsed", np.int32), notes,
             column("target", np.int32), self._gates, column("gates", np.float32),
@@ -397,7 +433,7 @@ class Sampler:
         events = events.numpy()[:int(count)]
         state = [part.numpy() for layer in state for part in layer]
         last_event, elapsed = last_event.numpy(), elapsed.numpy()
-        sounding, deadline, pending = (part.numpy() for part in notes)
+        sounding, deadline, pending, quiet_since = (part.numpy() for part in notes)
         for n, row in enumerate(rows):
             made = events[:, n][events[:, n] != PAD_EVENT]
             row.events.append(made)
@@ -405,6 +441,7 @@ class Sampler:
             row.state = [part[n] for part in state]
             row.last_event, row.elapsed = int(last_event[n]), int(elapsed[n])
             row.sounding, row.deadline, row.pending = sounding[n], deadline[n], int(pending[n])
+            row.quiet_since = int(quiet_since[n])
 
     def _plan(self, request: SampleRequest) -> _Plan:
         """Everything about one request that its rows need, primer state included."""
@@ -424,6 +461,8 @@ class Sampler:
         metre = self.metre
         length = length_plan(options, bpm, metadata.default_bpm, metre, encoding)
         primer_events, primer_steps = self._primer_events(request.primer, length.bar_steps)
+        candidates = candidates_within_budget(options.candidates, options.variations,
+                                              length.file_seconds)
         style = self._style(options)
         state = self._primer_state(primer_events[:-1], controls, metre, style)
         if request.cancelled is not None and request.cancelled():  # the primer took time
@@ -431,29 +470,118 @@ class Sampler:
         return _Plan(
             request=request, seed=seed, bpm=bpm, metre=metre, length=length, style=style,
             primer_events=primer_events, primer_steps=primer_steps,
-            rows=options.variations * (LOOP_CANDIDATES if options.loop else 1),
-            state=state, row_gates=self._row_gates(controls, style),
+            rows=options.variations * candidates * (LOOP_CANDIDATES if options.loop else 1),
+            candidates=candidates,
+            state=state, controls=controls, row_gates=self._row_gates(controls, style),
             first_position=primer_steps % self._cycle,
             sounding=self._sounding_after(primer_events),
             max_events=int(MAX_EVENTS_PER_SECOND * length.model_seconds) + self.block_events)
 
     def _finish(self, plan: _Plan) -> Generation | PerfRNNError:
-        """A request's Generation from its rows' events (the best loops kept)."""
+        """A request's Generation from its rows' events: per variation the best
+        loop and the best-scoring candidate, repaired where it needs it; the
+        variations best first when they were scored."""
         generated = [plan.generated[row] for row in range(plan.rows)]
         options = plan.request.options
+        per_candidate = plan.rows // plan.candidates
         try:
-            if options.loop:
-                generated = self._best_loops(plan.primer_events, generated, options.variations,
-                                             plan.length.bar_steps, plan.metre, plan.style)
-            all_events, sequences = [], []
-            for row in generated:
-                events = np.concatenate([plan.primer_events, row])
-                all_events.append(events)
-                sequences.append(self._decode(events, plan.primer_steps, plan.length, plan.bpm))
+            candidates = []  # per candidate, per variation: its events
+            for candidate in range(plan.candidates):
+                rows = generated[candidate * per_candidate:(candidate + 1) * per_candidate]
+                if options.loop:
+                    rows = self._best_loops(plan.primer_events, rows, options.variations,
+                                            plan.length.bar_steps, plan.metre, plan.style)
+                candidates.append(rows)
+            chosen, repairs = [], 0
+            for variation in range(options.variations):
+                picks = []
+                for candidate in range(plan.candidates):
+                    row = candidates[candidate][variation]
+                    sequence = self._decode(np.concatenate([plan.primer_events, row]),
+                                            plan.primer_steps, plan.length, plan.bpm)
+                    picks.append((row, sequence, self._score(sequence, options), candidate))
+                row, sequence, score, candidate = max(
+                    picks, key=lambda pick: (_rank(pick[2]), -pick[3]))
+                if options.repair and score is not None and score.defect is not None \
+                        and not options.loop:
+                    stream = (variation * (LOOP_CANDIDATES if options.loop else 1)
+                              + candidate * CANDIDATE_STREAMS)
+                    row, sequence, score, tries = self._repaired(plan, row, sequence, score,
+                                                                 stream)
+                    repairs += tries
+                chosen.append((np.concatenate([plan.primer_events, row]), sequence, score))
         except PerfRNNError as error:
             return error
-        return Generation(sequences=sequences, seed=plan.seed, events=all_events, bpm=plan.bpm,
-                          metre=plan.metre)
+        if all(score is not None for _, _, score in chosen):
+            order = sorted(range(len(chosen)), key=lambda i: (_rank(chosen[i][2]), -i),
+                           reverse=True)
+            chosen = [chosen[i] for i in order]
+        return Generation(sequences=[sequence for _, sequence, _ in chosen], seed=plan.seed,
+                          events=[events for events, _, _ in chosen], bpm=plan.bpm,
+                          metre=plan.metre, scores=[score for _, _, score in chosen],
+                          repairs=repairs)
+
+    def _score(self, sequence: music_pb2.NoteSequence,
+               options: GenerationOptions) -> Score | None:
+        """The piece's score, or None when the style has nothing to score with."""
+        if self.scorer.neutral:
+            return None
+        return self.scorer.score(sequence, options.blend)
+
+    def _repaired(self, plan: _Plan, row: np.ndarray, sequence: music_pb2.NoteSequence,
+                  score: Score, stream: int) -> tuple[np.ndarray, music_pb2.NoteSequence,
+                                                      Score, int]:
+        """Resamples the rest of a piece from a bar before its first defect
+        (`Score.defect`), up to REPAIR_ATTEMPTS times, keeping a try when it
+        ends the defect or moves it later, or scores better.
+
+        Returns (events, sequence, score, tries made)."""
+        metadata = self.bundle.metadata
+        # file seconds to model steps (a time-based style is sampled at its own tempo)
+        stretch = 1.0 if self.encoding.config.is_metric else plan.bpm / metadata.default_bpm
+        tries = 0
+        for attempt in range(1, REPAIR_ATTEMPTS + 1):
+            defect = score.defect
+            if defect is None:
+                break
+            start = max(defect.start - plan.metre.quarters_per_bar * 60.0 / plan.bpm, 0.0)
+            cut_step = int(start * stretch * plan.length.steps_per_second) - plan.primer_steps
+            if cut_step < 0:  # the primer's own silence: not ours to change
+                break
+            steps = np.cumsum(self._time_shift_table[row])
+            cut = int(np.searchsorted(steps, cut_step, side="right"))
+            done = int(steps[cut - 1]) if cut else 0
+            if done >= plan.length.steps:
+                break
+            tail = self._continuation(plan, row[:cut], done,
+                                      stream + attempt * REPAIR_STREAMS)
+            tries += 1
+            candidate = np.concatenate([row[:cut], tail])
+            redone = self._decode(np.concatenate([plan.primer_events, candidate]),
+                                  plan.primer_steps, plan.length, plan.bpm)
+            new_score = self._score(redone, plan.request.options)
+            later = new_score.defect is None or new_score.defect.start > defect.start + 1e-6
+            if later or _rank(new_score) > _rank(score):
+                row, sequence, score = candidate, redone, new_score
+        return row, sequence, score, tries
+
+    def _continuation(self, plan: _Plan, prefix: np.ndarray, done: int,
+                      stream: int) -> np.ndarray:
+        """New events for the rest of a request's music after `prefix` (its
+        first `done` steps), sampled alone from random stream `stream`."""
+        events = np.concatenate([plan.primer_events, prefix])
+        steps = plan.primer_steps + done
+        rest = dataclasses.replace(
+            plan, primer_events=events, primer_steps=steps,
+            length=dataclasses.replace(plan.length, steps=plan.length.steps - done),
+            state=self._primer_state(events[:-1], plan.controls, plan.metre, plan.style),
+            first_position=steps % self._cycle, sounding=self._sounding_after(events),
+            rows=1, joined=0, generated={})
+        row = self._new_row(rest, -1, 0)
+        row.stream = stream
+        while not row.finished:
+            self._sample_rows([row])
+        return np.concatenate(row.events) if row.events else np.zeros(0, np.int32)
 
     def compile(self, batch_sizes: Sequence[int] = BATCH_SIZES) -> None:
         """Compiles the sampling loop for each of `batch_sizes` now (about a
@@ -467,7 +595,7 @@ class Sampler:
         model = self.bundle.model
         zeros = tf.zeros([batch], tf.int32)
         notes = (tf.zeros([batch, self._num_keys]), tf.zeros([batch, self._num_keys], tf.int32),
-                 zeros)
+                 zeros, zeros)
         return (model.zero_state(batch), zeros, zeros, notes, zeros, self._gates,
                 tf.zeros([batch, self._gates.shape[1]]), self._onset_allowed, zeros,
                 tf.ones([batch]), *[tf.fill([self.block_events, batch], 0.5)] * 2)
@@ -664,7 +792,8 @@ class Sampler:
           notes: (sounding [batch, keys] float32, 1 for each note sounding now;
             deadline [batch, keys] int32, the elapsed step at which each
             sounding note ends; pending [batch] int32, steps of a time shift
-            split at a note's end still to play).
+            split at a note's end still to play; quiet_since [batch] int32, the
+            elapsed step at which the current silence began).
           target_steps: [batch] int32, steps wanted per row (0: a row at rest).
           position_gates: [cycle, 4*units0], position @ kernel + bias of layer 0
             for each step of the position cycle.
@@ -696,9 +825,12 @@ class Sampler:
         no_key = tf.ones([batch, 1])
         cycle = tf.shape(position_gates)[0]
         is_onset = tf.constant(self._on_keys_table >= 0)
+        silence_cap = self._silence_cap_steps if grammar else 0  # known when tracing
+        is_shift = tf.constant(self._time_shift_table > 0)
+        shift_lengths = tf.range(1, int(self._time_shift_table.max()) + 1, dtype=tf.int32)
 
         def step(i, state, last_event, elapsed, notes, events):
-            sounding, deadline, pending = notes
+            sounding, deadline, pending, quiet_since = notes
             (c, h), upper = state[0], state[1:]
             position = tf.math.floormod(first_position + elapsed, cycle)
             input_gates = (tf.gather(event_kernel, last_event)
@@ -730,6 +862,24 @@ class Sampler:
                                         self._off_keys, axis=1)
                 logits = tf.where(tf.logical_and(ending[:, None], tf.logical_not(overdue_off)),
                                   -1e9, logits)
+            if silence_cap:  # nothing sounds: the silence may last silence_cap steps
+                silent = tf.reduce_max(sounding, axis=1) <= 0
+                room = silence_cap - (elapsed - quiet_since)
+                if on_the_grid:  # ...and ends where a note may start
+                    ahead = tf.gather(onset_allowed, tf.math.floormod(
+                        (first_position + elapsed)[:, None] + shift_lengths[None, :], cycle))
+                    landing = tf.reduce_max(tf.where(
+                        tf.logical_and(ahead, shift_lengths[None, :] <= room[:, None]),
+                        shift_lengths[None, :], 0), axis=1)
+                    at_limit = tf.logical_and(landing <= 0, tf.gather(onset_allowed, position))
+                else:
+                    landing = tf.maximum(room, 0)
+                    at_limit = landing <= 0
+                capped = tf.logical_and(silent, landing > 0)
+                at_limit = tf.logical_and(silent, at_limit)  # something must start now
+                logits = tf.where(tf.logical_and(at_limit[:, None], is_shift[None, :]),
+                                  -1e9, logits)
+                pending = tf.where(at_limit, 0, pending)
             # Inverse-CDF sampling: one uniform number per variation and event.
             probabilities = tf.nn.softmax(logits / temperature[:, None])
             cdf = tf.cumsum(probabilities, axis=1)
@@ -739,6 +889,8 @@ class Sampler:
             if grammar:  # a time shift past the next note's end is split there: the rest
                 # follows the note-off, so the music keeps the model's timing
                 wanted = tf.where(pending > 0, pending, tf.gather(self._time_shift_steps, sample))
+                if silence_cap:
+                    wanted = tf.where(capped, tf.minimum(wanted, landing), wanted)
                 moving = tf.logical_and(wanted > 0, tf.logical_not(ending))
                 played = tf.minimum(wanted, left)
                 sample = tf.where(moving, tf.gather(self._shift_events, played), sample)
@@ -753,9 +905,12 @@ class Sampler:
             started = tf.one_hot(tf.gather(self._on_keys, sample), self._num_keys + 1)[:, 1:]
             ended = tf.one_hot(tf.gather(self._off_keys, sample), self._num_keys + 1)[:, 1:]
             updated = tf.maximum(sounding * (1.0 - ended), started)
+            fell_silent = tf.logical_and(tf.reduce_max(sounding, axis=1) > 0,
+                                         tf.reduce_max(updated, axis=1) <= 0)
+            quiet_since = tf.where(tf.logical_and(active, fell_silent), now, quiet_since)
             sounding = tf.where(active[:, None], updated, sounding)
             deadline = tf.where(started > 0, (now + length)[:, None], deadline)
-            notes = (sounding, deadline, pending)
+            notes = (sounding, deadline, pending, quiet_since)
             return i + 1, tuple(new_state), last_event, elapsed, notes, events
 
         def keep_going(i, state, last_event, elapsed, notes, events):
@@ -801,3 +956,12 @@ def block_uniforms(streams: Sequence[tuple[int, int, int]], kind: int,
         # 23 random bits, centred: odd multiples of 2**-24, exact in float32
         uniforms[:, column] = ((raw >> np.uint64(41)) * 2 + 1).astype(np.float32) * 2.0 ** -24
     return uniforms
+
+
+def _rank(score: Score | None) -> tuple[bool, bool, float]:
+    """A score as a sort key, higher better: scored before unscored, then
+    without a defect (a silence or stuck passage beyond the norm) before with
+    one, then by overall."""
+    if score is None or score.overall is None:
+        return False, False, -1.0
+    return True, score.defect is None, score.overall

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from note_seq.protobuf import music_pb2
 
-from training import metrics
+from perfrnn import music_metrics as metrics
 
 BEAT = 0.5  # seconds per beat at the default 120 qpm
 SIXTEENTH = BEAT / 4
@@ -297,7 +297,7 @@ def test_compare_metric_values_averages_only_defined_metrics():
 
 
 def test_grid_tempo_is_found_from_the_onsets_alone():
-    from training.metrics import drum_pattern_consistency, estimate_grid_qpm, with_grid_tempo
+    from perfrnn.music_metrics import drum_pattern_consistency, estimate_grid_qpm, with_grid_tempo
 
     rng = np.random.default_rng(0)
     sixteenth = 60.0 / 97.0 / 4

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import warnings
+from pathlib import Path
 from typing import NoReturn
 
 from perfrnn.configs import DEFAULT_CONFIGS
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export_parser(commands)
     _add_gpu_parsers(commands)
     _add_classify_parser(commands)
+    _add_references_parser(commands)
     return parser
 
 
@@ -297,6 +299,39 @@ def _add_classify_parser(commands) -> None:
                           help="where fidelity.md and fidelity.json go (default: reports)")
 
 
+def _add_references_parser(commands) -> None:
+    references = commands.add_parser(
+        "references", help="the scoring file: the style classifier and each style's norms",
+        description="Train the content-only style classifier on held-out real music of each "
+                    "style and measure each style's norms (silences, repetition, polyphony, "
+                    "key, beat) on its whole corpus; writes the scoring.json that sits beside "
+                    "the bundles and scores every generated piece.",
+        epilog="example:\n  python -m training references --style piano=data/piano "
+               "--style rock=data/rock \\\n      --reference rock=data/takes-rock "
+               "--out bundles/scoring.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    references.add_argument("--style", action="append", required=True, metavar="NAME=DATA_DIR",
+                            help="a style and its prepared corpus (repeat for each style)")
+    references.add_argument("--reference", action="append", default=[],
+                            metavar="NAME=DATA_DIR",
+                            help="more real music of a style that no model trained on, for "
+                                 "the classifier (as for classify)")
+    references.add_argument("--out", default="bundles/scoring.json", metavar="FILE",
+                            help="the file to write (default: bundles/scoring.json)")
+
+
+def _named_dirs(items: list[str], option: str) -> list[tuple[str, Path]]:
+    """NAME=DATA_DIR pairs of a repeated option."""
+
+    pairs = []
+    for item in items:
+        name, _, data = item.partition("=")
+        if not name or not data:
+            raise PerfRNNError(f"{option} {item!r}: write NAME=DATA_DIR")
+        pairs.append((name, Path(data)))
+    return pairs
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
     # The parser imports note-seq, whose audio helper warns about ffmpeg.
@@ -321,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "classify":
             import_libraries_quietly()
             return _classify(args)
+        if args.command == "references":
+            import_libraries_quietly()
+            return _references(args)
         if args.command == "pack":
             import_libraries_quietly()
             from training.pack import pack_corpus
@@ -478,6 +516,29 @@ def _export(args: argparse.Namespace) -> int:
                          card_notes=args.card_notes)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); try: "
           f"python -m perfrnn generate --bundle {path} --seconds 20")
+    return 0
+
+
+def _references(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from training.references import build_scoring
+
+    corpora = dict(_named_dirs(args.style, "--style"))
+    references: dict[str, list[Path]] = {}
+    for name, data in _named_dirs(args.reference, "--reference"):
+        if name not in corpora:
+            raise PerfRNNError(f"--reference {name}={data}: no --style {name}=... to add it to")
+        references.setdefault(name, []).append(data)
+    written = build_scoring(corpora, references, Path(args.out),
+                            progress=lambda text: print(text, file=sys.stderr))
+    for style, norms in written.items():
+        match = ("-" if norms.real_style_match is None
+                 else f"{norms.real_style_match:.0%}")
+        print(f"{style}: {norms.excerpts} excerpts; silences up to {norms.silence_limit:.2f} s; "
+              f"repetition up to {norms.repetition_limit:.1f} s; real music's style match "
+              f"{match}")
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -17,7 +17,6 @@ estimated by k-fold cross-validation over source files.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,93 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from perfrnn.errors import PerfRNNError
+from perfrnn.style_classifier import FEATURES, StyleClassifier, features
 
-KICKS = (35, 36)
-SNARES = (37, 38, 39, 40)
-HATS = (42, 44, 46)
-FEATURES = (
-    "drum_share", "low_share", "high_share", "mean_pitch", "pitch_spread",
-    "pitch_class_entropy", "scale_consistency", "polyphony", "notes_per_second",
-    "drum_hits_per_second", "kick_per_second", "snare_per_second", "hat_per_second",
-    "median_ioi_seconds", "short_ioi_share", "median_note_seconds", "long_note_share",
-    "mean_velocity", "velocity_spread", "drum_pattern_consistency", "groove_consistency",
-    "kick_regularity", "silence_share",
-)
-
-
-def features(sequence) -> np.ndarray:
-    """The content features of one piece (float64, FEATURES order; no programs, no names)."""
-    from training import metrics
-
-    notes = list(sequence.notes)
-    seconds = max(sequence.total_time, max((n.end_time for n in notes), default=0.0), 1e-6)
-    drums = [n for n in notes if n.is_drum]
-    pitched = [n for n in notes if not n.is_drum]
-    pitches = np.array([n.pitch for n in pitched], float)
-    onsets = np.unique(np.round([n.start_time for n in notes], 2))
-    iois = np.diff(onsets)
-    lengths = np.array([n.end_time - n.start_time for n in pitched], float)
-    velocities = np.array([n.velocity for n in notes], float)
-    kick_times = np.array(sorted(n.start_time for n in drums if n.pitch in KICKS))
-    kick_gaps = np.diff(kick_times)
-
-    def rate(selected) -> float:
-        return len(selected) / seconds
-
-    def value(x) -> float:
-        return float(x) if x is not None and math.isfinite(x) else -1.0
-
-    sounding = np.zeros(int(seconds * 10) + 1, bool)
-    for n in notes:
-        start = int(n.start_time * 10)
-        sounding[start:max(int(n.end_time * 10), start + 1)] = True
-    return np.array([
-        len(drums) / max(len(notes), 1),
-        float((pitches < 48).mean()) if len(pitches) else 0.0,
-        float((pitches >= 72).mean()) if len(pitches) else 0.0,
-        float(pitches.mean()) if len(pitches) else -1.0,
-        float(pitches.std()) if len(pitches) else -1.0,
-        value(metrics.pitch_class_entropy(sequence)),
-        value(metrics.scale_consistency(sequence)),
-        value(metrics.polyphony(sequence)),
-        rate(notes),
-        rate(drums),
-        rate([n for n in drums if n.pitch in KICKS]),
-        rate([n for n in drums if n.pitch in SNARES]),
-        rate([n for n in drums if n.pitch in HATS]),
-        float(np.median(iois)) if len(iois) else -1.0,
-        float((iois < 0.15).mean()) if len(iois) else 0.0,
-        float(np.median(lengths)) if len(lengths) else -1.0,
-        float((lengths > 1.0).mean()) if len(lengths) else 0.0,
-        float(velocities.mean()) if len(velocities) else 0.0,
-        float(velocities.std()) if len(velocities) else 0.0,
-        value(metrics.drum_pattern_consistency(sequence)),
-        value(metrics.groove_consistency(sequence)),
-        # how evenly the kick drum is spaced (1 = a metronome, as four-on-the-floor)
-        float(1.0 - min(kick_gaps.std() / kick_gaps.mean(), 1.0))
-        if len(kick_gaps) > 2 and kick_gaps.mean() > 0 else 0.0,
-        float(1.0 - sounding.mean()),
-    ])
-
-
-@dataclass
-class StyleClassifier:
-    """Standardisation and logistic-regression weights over FEATURES."""
-
-    styles: list[str]
-    mean: np.ndarray
-    scale: np.ndarray
-    weights: np.ndarray  # [features + 1, styles]
-
-    def probabilities(self, x: np.ndarray) -> np.ndarray:
-        z = (np.atleast_2d(x) - self.mean) / self.scale
-        logits = np.hstack([z, np.ones((len(z), 1))]) @ self.weights
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(axis=1, keepdims=True)
-
-    def predict(self, x: np.ndarray) -> list[str]:
-        return [self.styles[i] for i in self.probabilities(x).argmax(axis=1)]
+__all__ = ["FEATURES", "StyleClassifier", "features", "fit", "genre_fidelity"]
 
 
 def fit(x: np.ndarray, labels: Sequence[str], l2: float = 1e-2,
@@ -143,22 +58,42 @@ def confusion(true: Sequence[str], predicted: Sequence[str], styles: Sequence[st
     return matrix
 
 
-def cross_validated_predictions(x: np.ndarray, labels: list[str], groups: list[str],
-                                folds: int = 5, seed: int = 0) -> list[str | None]:
-    """Each row's label as predicted by a classifier that did not see its group
-    (whole source files held out per fold); None where no fold could test it."""
+def _fold_of(groups: list[str], folds: int, seed: int) -> dict[str, int]:
+    """Each group's fold, at random (whole groups held out together)."""
     unique = sorted(set(groups))
     order = np.random.default_rng(seed).permutation(len(unique))
-    fold_of = {unique[i]: rank % folds for rank, i in enumerate(order)}
-    predicted: list[str | None] = [None] * len(labels)
+    return {unique[i]: rank % folds for rank, i in enumerate(order)}
+
+
+def cross_validated_probabilities(x: np.ndarray, labels: list[str], groups: list[str],
+                                  folds: int = 5, seed: int = 0) -> list[np.ndarray | None]:
+    """Each row's style probabilities (in sorted label order) from a classifier
+    that did not see its group (whole source files held out per fold); None
+    where no fold could test it."""
+    fold_of = _fold_of(groups, folds, seed)
+    styles = sorted(set(labels))
+    result: list[np.ndarray | None] = [None] * len(labels)
     for fold in range(folds):
         test = np.array([fold_of[g] == fold for g in groups])
         if test.all() or not test.any():
             continue
         model = fit(x[~test], [label for label, held in zip(labels, test) if not held])
-        for index, label in zip(np.flatnonzero(test), model.predict(x[test])):
-            predicted[index] = label
-    return predicted
+        probabilities = model.probabilities(x[test])
+        for index, row in zip(np.flatnonzero(test), probabilities):
+            full = np.zeros(len(styles))  # a fold may lack a style: it gets 0
+            for column, style in enumerate(model.styles):
+                full[styles.index(style)] = row[column]
+            result[index] = full
+    return result
+
+
+def cross_validated_predictions(x: np.ndarray, labels: list[str], groups: list[str],
+                                folds: int = 5, seed: int = 0) -> list[str | None]:
+    """Each row's label as predicted by a classifier that did not see its group
+    (whole source files held out per fold); None where no fold could test it."""
+    styles = sorted(set(labels))
+    return [None if p is None else styles[int(np.argmax(p))]
+            for p in cross_validated_probabilities(x, labels, groups, folds, seed)]
 
 
 def cross_validate(x: np.ndarray, labels: list[str], groups: list[str], folds: int = 5,
@@ -203,6 +138,36 @@ class FidelityResult:
                 "references": self.references, "real_accuracy": self.real_accuracy}
 
 
+def real_excerpt_rows(corpora: dict[str, Path], references: dict[str, list[Path]],
+                      seconds: float) -> tuple[list[np.ndarray], list[str], list[str],
+                                               dict[str, int]]:
+    """The classifier's real music: `seconds`-long excerpts of each style's
+    validation split and of all of its reference corpora (both splits).
+
+    Returns (feature rows, style labels, source-file groups, excerpts per style).
+    """
+    from training.evaluate import excerpts
+    from training.prepare import read_prepared
+
+    rows, labels, groups, counts = [], [], [], {}
+    for style, data_dir in sorted(corpora.items()):
+        pieces_real = [(data_dir, p) for p in read_prepared(data_dir, "validation") if p.notes]
+        for reference in references.get(style, []):
+            pieces_real += [(reference, p) for split in ("train", "validation")
+                            for p in read_prepared(reference, split) if p.notes]
+        if not pieces_real:
+            raise PerfRNNError(f"{data_dir} has no validation music to learn {style!r} from")
+        count = 0
+        for source, piece in pieces_real:
+            for excerpt in excerpts([piece], seconds, limit=10**6):
+                rows.append(features(excerpt))
+                labels.append(style)
+                groups.append(f"{style}/{source}/{piece.filename}")
+                count += 1
+        counts[style] = count
+    return rows, labels, groups, counts
+
+
 def genre_fidelity(corpora: dict[str, Path], bundles: dict[str, Path], pieces: int = 100,
                    seconds: float = 30.0, temperature: float = 1.0, seed: int = 0,
                    progress: Callable[[str, int, int], None] | None = None,
@@ -220,8 +185,7 @@ def genre_fidelity(corpora: dict[str, Path], bundles: dict[str, Path], pieces: i
     from perfrnn.bundle import read_bundle
     from perfrnn.options import GenerationOptions
     from perfrnn.sampler import Sampler
-    from training.evaluate import BATCH_VARIATIONS, excerpts
-    from training.prepare import read_prepared
+    from training.evaluate import BATCH_VARIATIONS
 
     if set(bundles) - set(corpora):
         raise PerfRNNError(f"no real music for {sorted(set(bundles) - set(corpora))}: give "
@@ -230,22 +194,7 @@ def genre_fidelity(corpora: dict[str, Path], bundles: dict[str, Path], pieces: i
     if set(references) - set(corpora):
         raise PerfRNNError(f"reference music for {sorted(set(references) - set(corpora))}, "
                            "which have no corpus")
-    rows, labels, groups, counts = [], [], [], {}
-    for style, data_dir in sorted(corpora.items()):
-        pieces_real = [(data_dir, p) for p in read_prepared(data_dir, "validation") if p.notes]
-        for reference in references.get(style, []):
-            pieces_real += [(reference, p) for split in ("train", "validation")
-                            for p in read_prepared(reference, split) if p.notes]
-        if not pieces_real:
-            raise PerfRNNError(f"{data_dir} has no validation music to learn {style!r} from")
-        count = 0
-        for source, piece in pieces_real:
-            for excerpt in excerpts([piece], seconds, limit=10**6):
-                rows.append(features(excerpt))
-                labels.append(style)
-                groups.append(f"{style}/{source}/{piece.filename}")
-                count += 1
-        counts[style] = count
+    rows, labels, groups, counts = real_excerpt_rows(corpora, references, seconds)
     x = np.array(rows)
     real_predicted = cross_validated_predictions(x, labels, groups)
     model = fit(x, labels)

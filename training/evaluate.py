@@ -5,7 +5,7 @@ Two kinds of evidence, written to `RUN/evaluation/`:
 1. **Held-out likelihood:** the mean negative log-likelihood, in nats per
    event, of the validation split's unaugmented windows (lower is better;
    ln(388) = 5.96 is a model that knows nothing).
-2. **Objective metrics** (`training.metrics`, MusPy's definitions) of pieces
+2. **Objective metrics** (`perfrnn.music_metrics`, MusPy's definitions) of pieces
    the model generates against excerpts of the same length cut from held-out
    real music, and the overlapping area of the two distributions per metric
    (Yang & Lerch 2018; 1.0 = indistinguishable).
@@ -126,12 +126,12 @@ def beat_figures(real: list, generated: list) -> dict:
 
 def part_polyphony(real: list, generated: list, tracks) -> dict:
     """For each pitched part of a band, the mean polyphony (pitches sounding at
-    once, `training.metrics.polyphony`) of its notes alone, in real and in
+    once, `perfrnn.music_metrics.polyphony`) of its notes alone, in real and in
     generated pieces: {part: {"real", "generated"}} (None where it never plays)."""
     import numpy as np
     from note_seq.protobuf import music_pb2
 
-    from training.metrics import polyphony
+    from perfrnn.music_metrics import polyphony
 
     def mean(pieces, role):
         values = []
@@ -192,12 +192,12 @@ def evaluate_run(
     Raises:
       PerfRNNError: bad arguments, or the run or its corpus cannot be read.
     """
+    from perfrnn import music_metrics as objective
     from perfrnn.generate import midi_file_name
     from perfrnn.midi_writer import midi_bytes
     from perfrnn.options import GenerationOptions
     from perfrnn.pianoroll import pianoroll_png
     from perfrnn.sampler import Sampler
-    from training import metrics as objective
     from training import plots
     from training.export import bundle_from_run, evaluation_dir
     from training.prepare import read_prepared
@@ -330,7 +330,7 @@ def _format(value, digits: int = 3) -> str:
 
 def render_report(result: EvaluationResult, style: str, run) -> str:
     """report.md: the figures, the plots and the samples."""
-    from training.metrics import METRICS
+    from perfrnn.music_metrics import METRICS
 
     lines = [
         f"# Evaluation: {style}",

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from perfrnn.music_metrics import METRICS
 from perfrnn.pianoroll import figure_png
-from training.metrics import METRICS
 
 _REAL_COLOUR = "#1f77b4"
 _GENERATED_COLOUR = "#ff7f0e"
@@ -93,7 +93,7 @@ def metric_histograms_png(real: Mapping[str, Sequence[float]],
 
     Args:
       real, generated: Per-piece values by metric name (as
-        `training.metrics.metric_values` returns); nan and None are skipped.
+        `perfrnn.music_metrics.metric_values` returns); nan and None are skipped.
       overlap: Overlapping area by metric name, shown in each panel's title.
       columns: Panels per row.
       bins: Histogram bins, shared by both sets within a panel.
@@ -131,7 +131,7 @@ def metric_histograms_png(real: Mapping[str, Sequence[float]],
 def ioi_histogram_png(real_density: Sequence[float], generated_density: Sequence[float],
                       bin_edges: Sequence[float], overlap: float | None = None,
                       width_px: int = 600, height_px: int = 300) -> bytes:
-    """Inter-onset-interval densities (as `training.metrics.ioi_histogram` returns), as PNG.
+    """Inter-onset-interval densities (as `perfrnn.music_metrics.ioi_histogram` returns), as PNG.
 
     Both densities share `bin_edges` (seconds); the last bin holds every longer
     interval. `overlap`, when given, goes in the title.

@@ -128,13 +128,19 @@ def generation_options(params: dict):
     """The sampler's and the MIDI writer's options from a job's parameters
     (a length is the file's length at the tempo asked for: perfrnn's rule)."""
     from perfrnn.generate import MidiOptions
-    from perfrnn.options import GenerationOptions, pitch_histogram_for_key
+    from perfrnn.options import (
+        DEFAULT_QUALITY,
+        GenerationOptions,
+        candidates_for_quality,
+        pitch_histogram_for_key,
+    )
 
     options = GenerationOptions(
         seconds=float(params.get("seconds", 30)), bars=params.get("bars"),
         bpm=params.get("bpm"), loop=bool(params.get("loop")),
         temperature=float(params["temperature"]),
         seed=params.get("seed"), variations=int(params.get("variations", 1)),
+        candidates=candidates_for_quality(params.get("quality", DEFAULT_QUALITY)),
         notes_per_second=params.get("density"),
         pitch_histogram=pitch_histogram_for_key(params["key"]) if params.get("key") else None,
         blend=tuple((str(name), float(weight)) for name, weight in params["blend"])
@@ -266,7 +272,8 @@ def _store_generation(services: Services, job, generated, drawings: list,
     for index, (piece, drawing) in enumerate(zip(generated.pieces, drawings)):
         prefix = f"jobs/{job.id}/{Path(piece.name).stem}"
         entry = {"index": index, "midi_name": piece.name, "notes": len(piece.sequence.notes),
-                 "seconds": round(piece.sequence.total_time, 3), "sha256": {}}
+                 "seconds": round(piece.sequence.total_time, 3), "sha256": {},
+                 "score": None if piece.score is None else piece.score.to_dict()}
         _keep(storage, entry, "midi", f"{prefix}.mid", piece.midi)
         drawn = drawing.result()
         _keep(storage, entry, "pianoroll", f"{prefix}.png", drawn.pianoroll)
@@ -276,7 +283,7 @@ def _store_generation(services: Services, job, generated, drawings: list,
         elif drawn.audio_problem is not None:
             audio_ok, audio_message = False, drawn.audio_problem
         variations.append(entry)
-    return {"style": generated.style, "seed": generated.seed,
+    return {"style": generated.style, "seed": generated.seed, "repairs": generated.repairs,
             "variations": variations, "audio": audio_ok, "audio_message": audio_message}
 
 

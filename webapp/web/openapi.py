@@ -154,10 +154,14 @@ SCHEMAS: dict = {
                        "description": "The checked parameters (a blank seed is chosen)."},
             "result": _nullable({
                 "type": "object", "additionalProperties": True,
-                "description": "Generation: style, seed, variations (index, midi_name, "
-                               "notes, seconds, ...), audio, audio_message. Training: "
+                "description": "Generation: style, seed, variations (best first when "
+                               "scored), repairs, audio, audio_message. Training: "
                                "style, steps, validation_nll, mean_overlapping_area, "
-                               "loss_points."}),
+                               "loss_points.",
+                "properties": {"variations": {"type": "array", "items": _ref("Variation")},
+                               "repairs": {"type": "integer", "minimum": 0,
+                                           "description": "passages resampled because "
+                                                          "they were silent or stuck"}}}),
             "error": _nullable({"type": "string"}),
             "cancel_requested": {"type": "boolean"},
             "created_at": {"type": "number", "description": "Unix time"},
@@ -166,6 +170,64 @@ SCHEMAS: dict = {
             "links": _ref("JobLinks"),
             "downloads": {"type": "array", "items": _ref("Download"),
                           "description": "A done generation's files, per variation."},
+        },
+    },
+    "Variation": {
+        "type": "object", "additionalProperties": True,
+        "required": ["index", "midi_name", "notes", "seconds"],
+        "properties": {
+            "index": {"type": "integer", "minimum": 0},
+            "midi_name": {"type": "string", "example": "piano-30s-seed7.mid"},
+            "notes": {"type": "integer", "minimum": 0},
+            "seconds": {"type": "number", "minimum": 0},
+            "score": {"allOf": [_ref("Score")], "nullable": True},
+        },
+    },
+    "Score": {
+        "type": "object",
+        "description": "How well a variation fits its style, against the style's own real "
+                       "music (perfrnn.scoring). Fractions are 0 to 1; null where the style "
+                       "has no reference for a part.",
+        "required": ["overall", "style", "on_beat", "in_key", "longest_silence",
+                     "longest_repetition"],
+        "properties": {
+            "overall": _nullable({"type": "number", "minimum": 0, "maximum": 1,
+                                  "description": "the style match times one factor per "
+                                                 "other part: 1 within the style's norm"}),
+            "style": _nullable({"type": "number", "minimum": 0, "maximum": 1,
+                                "description": "probability a content-only style classifier "
+                                               "gives the style (a blend: its styles)"}),
+            "style_typical": _nullable({"type": "number", "minimum": 0, "maximum": 1,
+                                        "description": "the style match of the style's own "
+                                                       "real music, on average"}),
+            "on_beat": _nullable({"type": "number", "minimum": 0, "maximum": 1,
+                                  "description": "share of onsets on the sixteenth or "
+                                                 "triplet grid (metric styles)"}),
+            "in_key": _nullable({"type": "number", "minimum": 0, "maximum": 1,
+                                 "description": "share of pitched notes in one major or "
+                                                "minor scale"}),
+            "longest_silence": {"type": "number", "minimum": 0, "description": "seconds"},
+            "silence_limit": _nullable({"type": "number", "description":
+                                        "seconds: the 99th percentile of the style's "
+                                        "silences"}),
+            "longest_one_pitch": {"type": "number", "minimum": 0, "description":
+                                  "seconds of one pitch struck again and again alone"},
+            "one_pitch_limit": _nullable({"type": "number", "description": "seconds"}),
+            "longest_repetition": {"type": "number", "minimum": 0, "description":
+                                   "seconds of one pattern of up to 4 onsets repeated"},
+            "repetition_limit": _nullable({"type": "number", "description": "seconds"}),
+            "polyphony": _nullable({"type": "number", "minimum": 0,
+                                    "description": "pitches sounding when any sounds"}),
+            "polyphony_range": _nullable({"type": "array", "items": {"type": "number"},
+                                          "minItems": 2, "maxItems": 2,
+                                          "description": "the style's 1st and 99th "
+                                                         "percentiles"}),
+            "defect": _nullable({
+                "type": "object", "description": "a silence or stuck passage beyond the "
+                                                 "style's norm that repair could not remove",
+                "properties": {"kind": {"type": "string",
+                                        "enum": ["silence", "one pitch", "repetition"]},
+                               "start": {"type": "number"}, "seconds": {"type": "number"}}}),
         },
     },
     "JobAccepted": {

@@ -456,6 +456,7 @@ def _generation_summary(job) -> list[tuple[str, str]]:
             ("Creativity", f"{float(params['temperature']):.2f}"
              if params.get("temperature") is not None else "1.00"),
             ("Variations", format_number(params.get("variations", 1))),
+            ("Quality", params.get("quality", "fast")),
             ("Seed", str(params.get("seed", "")))]
     if params.get("key"):
         rows.append(("Key", params["key"]))
@@ -482,6 +483,7 @@ def _more_like_this(job) -> dict:
               "bpm": format_number(params.get("bpm")),
               "temperature": format_number(params.get("temperature")),
               "variations": format_number(params.get("variations", 1)), "seed": "",
+              "quality": params.get("quality", "fast"),
               "key": params.get("key") or "",
               "density": format_number(params.get("density"))}
     for flag in ("quantize", "loop"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from perfrnn.options import (
+    DEFAULT_QUALITY,
     FEELS,
     MAX_BARS,
     MAX_BPM,
@@ -20,6 +21,7 @@ from perfrnn.options import (
     MAX_PRIMER_SECONDS,
     MAX_SEED,
     MIN_BPM,
+    QUALITIES,
 )
 from training.pipeline import KINDS as TRAINING_KINDS
 
@@ -181,6 +183,11 @@ GENERATION = Request("GenerationRequest", required=("style",), description=(
           maximum=2.0, default=1.0),
     Field("variations", "integer", "variations", minimum=1, maximum=MAX_VARIATIONS,
           default=1),
+    Field("quality", "string", "quality", "how many candidates are sampled for each "
+          "variation, the one that best fits the style kept: "
+          + ", ".join(f"{name} {count}" for name, count in QUALITIES.items())
+          + "; the variations come best first, each with its score",
+          choices=tuple(QUALITIES), default=DEFAULT_QUALITY),
     Field("seed", "integer", "seed", "the same seed and settings give the same music; "
           "random when left out", minimum=0, maximum=MAX_SEED),
     Field("key", "string", "key", "conditioned styles only", example="C major"),

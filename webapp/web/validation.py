@@ -96,8 +96,9 @@ def generation_params(values, registry: StyleRegistry) -> dict:
     Fields (`webapp.web.schema.GENERATION`): style, type (a GM program number
     or a type's name), length with unit ("seconds", "minutes" or "bars") or
     seconds or bars, bpm, temperature, variations, seed (blank: a random one,
-    chosen now so it can be shown), key and density (conditioned styles
-    only), quantize, loop (needs a length in bars), feel, blend
+    chosen now so it can be shown), quality (candidates per variation), key
+    and density (conditioned styles only), quantize, loop (needs a length in
+    bars), feel, blend
     ("rock:70,electronic:30", styles made from a base model only).
     """
     errors: dict[str, str] = {}
@@ -116,12 +117,13 @@ def generation_params(values, registry: StyleRegistry) -> dict:
     params["loop"] = _flag(values.get("loop", False))
     if params["loop"] and "bars" not in params and "length" not in errors:
         errors["loop"] = "a loop is a whole number of bars: give the length in bars"
-    feels = GENERATION["feel"]
-    feel = str(values.get("feel") or feels.default).strip().lower()
-    if feel not in feels.choices:
-        errors["feel"] = f"feel must be one of: {', '.join(feels.choices)}"
-    else:
-        params["feel"] = feel
+    for name in ("feel", "quality"):
+        field = GENERATION[name]
+        choice = str(values.get(name) or field.default).strip().lower()
+        if choice not in field.choices:
+            errors[name] = f"{name} must be one of: {', '.join(field.choices)}"
+        else:
+            params[name] = choice
     for name in ("temperature", "variations"):
         field, value = GENERATION[name], values.get(name)
         number = _field_number(field.default if _blank(value) else value, field, errors)
