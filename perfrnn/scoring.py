@@ -328,6 +328,15 @@ def _within(value: float, limit: float) -> float:
     return 1.0 if value <= limit or value <= 0 else limit / value
 
 
+SHARE_SHARPNESS = 4  # a share 10% under the style's 5th percentile costs a third
+
+
+def _share_at_least(share: float, floor: float) -> float:
+    """1 from `floor` up, then (share/floor)**SHARE_SHARPNESS: notes off the key
+    or off the beat are heard at once, so a share under the norm costs much."""
+    return _within(floor, share) ** SHARE_SHARPNESS
+
+
 def score_piece(sequence: music_pb2.NoteSequence, references: StyleReferences | None,
                 classifier: StyleClassifier | None = None,
                 style_weights: Mapping[str, float] | None = None) -> Score:
@@ -362,9 +371,9 @@ def score_piece(sequence: music_pb2.NoteSequence, references: StyleReferences | 
     defect = None
     if references is not None:
         if on_beat is not None:
-            factors.append(_within(references.on_beat_p5, on_beat))
+            factors.append(_share_at_least(on_beat, references.on_beat_p5))
         if in_key is not None and references.in_key_p5 is not None:
-            factors.append(_within(references.in_key_p5, in_key))
+            factors.append(_share_at_least(in_key, references.in_key_p5))
         if poly is not None and references.polyphony_range is not None:
             low, high = references.polyphony_range
             factors.append(_within(poly, high) * _within(low, poly))

@@ -113,6 +113,9 @@ def web_bundles_dir(tmp_path_factory) -> Path:
     shutil.copy(magenta_bundle_path("multiconditioned_performance_with_dynamics"),
                 folder / "piano.mag")
     write_bundle(small_band_bundle(), folder / "rock.mag")
+    # the shipped classifier and references: the small styles are scored as piano and rock
+    shutil.copy(Path(__file__).resolve().parent.parent / "bundles" / "scoring.json",
+                folder / "scoring.json")
     return folder
 
 

@@ -384,6 +384,30 @@ def test_primers_and_unrendered_audio(make_app):
 
 # ----- following a job: Server-Sent Events ---------------------------------------------
 
+def test_each_variation_is_scored_and_listed_best_first(api_app, client):
+    job = generate(api_app, client, style="rock", seconds=6, seed=5, variations=3,
+                   quality="best")
+    assert job["params"]["quality"] == "best"
+    variations = job["result"]["variations"]
+    overall = [variation["score"]["overall"] for variation in variations]
+    assert overall == sorted(overall, reverse=True)
+    spec = client.get(f"{API}/openapi.json").get_json()["components"]["schemas"]
+    documented = spec["Score"]["properties"]
+    for variation in variations:
+        score = variation["score"]
+        assert set(score) == set(documented)
+        assert 0 <= score["style"] <= 1 and 0 <= score["overall"] <= score["style"]
+        assert 0 <= score["on_beat"] <= 1 and 0 <= score["in_key"] <= 1
+        assert score["longest_silence"] <= score["silence_limit"] + 1e-3  # the silence cap
+    assert spec["Job"]["properties"]["result"]["properties"]["variations"]["items"] == {
+        "$ref": "#/components/schemas/Variation"}
+    # the quality is one of the documented names
+    assert spec["GenerationRequest"]["properties"]["quality"]["enum"] == ["fast", "better",
+                                                                          "best"]
+    assert_invalid(client.post(f"{API}/generations", json={"style": "rock", "quality": "superb"}),
+                   "quality")
+
+
 def test_events_stream_follows_a_generation(client):
     job = submit(client, style="rock", seconds=5, seed=5)
     started = time.monotonic()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -195,6 +196,7 @@ def test_generate_rock_listen_see_and_download(server, browser, downloads):
     length.clear()
     length.send_keys("20")
     Select(find(browser, "#unit")).select_by_value("seconds")
+    Select(find(browser, "#quality")).select_by_value("best")
     browser.save_screenshot(str(output_dir() / "generate-form.png"))
     find(browser, "#generate-button").click()
 
@@ -213,6 +215,15 @@ def test_generate_rock_listen_see_and_download(server, browser, downloads):
         "return arguments[0].complete && arguments[0].naturalWidth", image), 30,
         "the piano roll to load")
     assert find(browser, "#param-seed").text.strip().isdigit()  # shown, to reproduce it
+    assert find(browser, "#param-quality").text.strip() == "best"
+    # each variation says how well it fits the style, and what each part means
+    assert re.fullmatch(r"fits the style \d+%", find(browser, "#result .score-overall").text)
+    summary = find(browser, "#result .score-summary")
+    assert re.match(r"style \d+% · on the beat \d+% · in key \d+%", summary.text), summary.text
+    summary.click()
+    parts = find(browser, "#result .score-parts").text
+    assert "Notes that belong to one major or minor scale" in parts
+    assert "Longest silence" in parts
 
     link = find(browser, "#result .download-midi")
     assert link.get_attribute("href").endswith("/midi?variation=0")

@@ -131,6 +131,17 @@ def corpus_note_lengths(pieces: list, config: ModelConfig) -> list[list[float]]:
     return [length_quantiles(values) for values in lengths]
 
 
+def corpus_norms(pieces: list, metric: bool) -> dict:
+    """The style's norms for scoring its pieces (`perfrnn.scoring.StyleReferences`,
+    as a dict), measured on its training music; {} when there is none."""
+    from training.references import corpus_references
+
+    try:
+        return corpus_references(pieces, metric).to_dict() if pieces else {}
+    except PerfRNNError:
+        return {}
+
+
 def corpus_parts(pieces: list, tracks: tuple[TrackRole, ...]) -> list[str]:
     """The tracks whose role the training music plays, by name; [] when it plays
     them all (or is unknown). A drum corpus trained into a band base plays only
@@ -337,6 +348,7 @@ def bundle_from_run(run: Run, style: str | None = None, description: str = "",
         training["base_corpora"] = list(run.config.style_names)
     parts = corpus_parts(pieces, tracks)
     metadata = BundleMetadata(
+        references=corpus_norms(pieces, config.is_metric),
         style=style, description=description, tracks=tracks, default_bpm=float(bpm),
         types=types if types is not None else default_types(tracks, parts),
         provenance=provenance, metrics=metrics, training=training,
