@@ -37,12 +37,14 @@ def request(method: str, url: str, body: dict | None = None, timeout: float = 12
         return response.status, response.read()
 
 
-def one_generation(base: str, style: str, seconds: float) -> float:
+def one_generation(base: str, style: str, seconds: float, quality: str | None = None) -> float:
     """Seconds from POST to the downloaded MIDI file. The client follows the
     job's progress stream (Server-Sent Events), as the page does."""
     started = time.perf_counter()
-    status, body = request("POST", f"{base}/api/v1/generations",
-                           {"style": style, "seconds": seconds})
+    fields = {"style": style, "seconds": seconds}
+    if quality:
+        fields["quality"] = quality
+    status, body = request("POST", f"{base}/api/v1/generations", fields)
     job = json.loads(body)["job"]
     with urllib.request.urlopen(f"{base}/api/v1/jobs/{job['id']}/events",
                                 timeout=120) as stream:
@@ -71,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=5077, help="port of the started server")
     parser.add_argument("--style", default="piano", help="style to generate (default piano)")
     parser.add_argument("--seconds", type=float, default=30.0, help="length (default 30)")
+    parser.add_argument("--quality", choices=("fast", "better", "best"), default=None,
+                        help="candidates per piece (default: the server's, better)")
     parser.add_argument("--requests", type=int, default=10,
                         help="sequential requests of one user (default 10)")
     parser.add_argument("--users", type=int, default=8, help="concurrent users (default 8)")
@@ -114,9 +118,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"server RSS with every style loaded: {rss_mib(server.pid):.0f} MiB "
                       "(target <= 1,500)")
 
-            single = [one_generation(base, args.style, args.seconds)
+            single = [one_generation(base, args.style, args.seconds, args.quality)
                       for _ in range(args.requests)]
-            print(f"one user, {args.style} {args.seconds:g} s, {args.requests} requests: "
+            print(f"one user, {args.style} {args.seconds:g} s, quality "
+                  f"{args.quality or 'default'}, {args.requests} requests: "
                   f"median {statistics.median(single):.2f} s, min {min(single):.2f} s, "
                   f"max {max(single):.2f} s (target median <= 2 s)")
 
@@ -127,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             def user(number: int) -> None:
                 for _ in range(args.requests_per_user):
                     try:
-                        took = one_generation(base, args.style, args.seconds)
+                        took = one_generation(base, args.style, args.seconds, args.quality)
                         with lock:
                             times.append(took)
                     except Exception as error:  # reported below

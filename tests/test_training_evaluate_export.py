@@ -156,6 +156,14 @@ def test_export_then_generate(evaluation, run, tmp_path, capsys):
     assert 100 <= meta.default_bpm <= 106  # the corpus' median tempo
     assert meta.types[0] == {"name": "Acoustic Grand Piano", "program": 0, "track": "piano"}
     assert "CC0-1.0" in meta.card and "Held-out validation NLL" in meta.card
+    # its own music's norms, for scoring what it generates
+    from perfrnn.scoring import StyleReferences, scorer_for
+
+    norms = StyleReferences.from_dict(meta.references)
+    assert norms.excerpts >= 1 and norms.on_beat_p5 is None  # a time-based style
+    assert 0 < norms.silence_p99_seconds < 5 and norms.in_key_p5 > 0.5
+    scorer = scorer_for(bundle)
+    assert scorer.references == norms and scorer.classifier is None  # none beside it
     # the bundle holds the best checkpoint's weights
     loaded = load_run(run)
     for name, value in loaded.model.get_weights().items():
