@@ -111,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", default="out", metavar="DIR",
                           help="folder for the MIDI files (default: out/)")
 
+    _add_score_parser(commands)
+
+    info = commands.add_parser("info", help="print a bundle's metadata",
+                               description="Print what a bundle holds: style, model, tracks, "
+                                           "data provenance and metrics.")
+    info.add_argument("bundle", metavar="PATH", help="a .mag bundle")
+    info.add_argument("--json", action="store_true", help="print the metadata as JSON")
+    return parser
+
+
+def _add_score_parser(commands) -> None:
     score = commands.add_parser(
         "score", help="how well MIDI files fit a style",
         description="Score MIDI or MusicXML files against a style, as generated pieces are "
@@ -123,13 +134,6 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the style's .mag bundle (its references, and the classifier in "
                             "the scoring.json beside it)")
     score.add_argument("--json", action="store_true", help="print the scores as JSON")
-
-    info = commands.add_parser("info", help="print a bundle's metadata",
-                               description="Print what a bundle holds: style, model, tracks, "
-                                           "data provenance and metrics.")
-    info.add_argument("bundle", metavar="PATH", help="a .mag bundle")
-    info.add_argument("--json", action="store_true", help="print the metadata as JSON")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,8 +241,9 @@ def run_score(args: argparse.Namespace) -> int:
 
 def _score_lines(score) -> list[tuple[str, str]]:
     """(part, explanation) lines of a Score, for people."""
-    def limit(value, unit=" s"):
-        return "no reference" if value is None else f"the style's norm: up to {value:.1f}{unit}"
+    def limit(value):
+        return ("no limit for this style" if value is None
+                else f"the style's norm: up to {value:.1f} s")
 
     lines = []
     if score.style is not None:

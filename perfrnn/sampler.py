@@ -170,6 +170,8 @@ class _Plan:
     candidates: int  # per variation (`candidates_within_budget`)
     state: tuple  # the LSTM state after the primer, (c, h) per layer, each [1, units]
     controls: np.ndarray  # the encoded note density and key (empty for none)
+    silence_cap: int  # the longest a silence may last, in steps (0: any)
+    quiet_since: int  # where the primer's closing silence began (<= 0), in steps
     row_gates: np.ndarray  # [4 * units0]: layer 0's input from its controls or style
     first_position: int  # the step of the position cycle where its new music starts
     sounding: np.ndarray  # [keys]: 1 for each note the primer leaves sounding
@@ -198,6 +200,7 @@ class _Row:
     deadline: np.ndarray  # [keys]
     pending: int = 0
     quiet_since: int = 0  # the step at which its current silence began
+    silence_cap: int = 0  # the longest its silences may last, in steps (0: any)
     elapsed: int = 0  # steps made
     count: int = 0  # events made
     events: list[np.ndarray] = field(default_factory=list)
@@ -279,11 +282,6 @@ class Sampler:
         # Per role, the longest a note may sound: steps, and seconds at the style's own tempo.
         self._longest_steps = lengths.max(axis=1).astype(np.int32)
         self._longest_seconds = lengths.max(axis=1) / native_rate
-        # The longest silence the style's own music has (its 99th percentile),
-        # in steps at its own tempo; 0: no cap (no references).
-        references = self.scorer.references
-        self._silence_cap_steps = (max(int(references.silence_limit * native_rate), 1)
-                                   if references is not None else 0)
         self._gates, self._request_kernel = self._position_gates()
         self._cycle = int(self._gates.shape[0])
         self._onset_allowed = tf.constant(self.encoding.onset_allowed(self.metre)
@@ -394,6 +392,7 @@ class Sampler:
         per_candidate = max(plan.rows // plan.candidates, 1)
         candidate, place = divmod(row, per_candidate)
         return _Row(index=index, row=row, stream=place + candidate * CANDIDATE_STREAMS,
+                    silence_cap=plan.silence_cap, quiet_since=plan.quiet_since,
                     seed=plan.seed, target=plan.length.steps,
                     max_events=plan.max_events, gates=plan.row_gates,
                     first_position=plan.first_position,
@@ -421,7 +420,8 @@ class Sampler:
                  for k in range(len(rows[0].state))]
         state = tuple(zip(parts[0::2], parts[1::2]))
         notes = (column("sounding", np.float32), column("deadline", np.int32),
-                 column("pending", np.int32), column("quiet_since", np.int32))
+                 column("pending", np.int32), column("quiet_since", np.int32),
+                 column("silence_cap", np.int32))
         streams = [(row.seed, row.stream, row.count) for row in padded]
         events, count, state, last_event, elapsed, notes = self._sample_block(
             state, column("last_event", np.int32), column("elapsed", np.int32), notes,
@@ -433,7 +433,7 @@ class Sampler:
         events = events.numpy()[:int(count)]
         state = [part.numpy() for layer in state for part in layer]
         last_event, elapsed = last_event.numpy(), elapsed.numpy()
-        sounding, deadline, pending, quiet_since = (part.numpy() for part in notes)
+        sounding, deadline, pending, quiet_since, _ = (part.numpy() for part in notes)
         for n, row in enumerate(rows):
             made = events[:, n][events[:, n] != PAD_EVENT]
             row.events.append(made)
@@ -461,8 +461,9 @@ class Sampler:
         metre = self.metre
         length = length_plan(options, bpm, metadata.default_bpm, metre, encoding)
         primer_events, primer_steps = self._primer_events(request.primer, length.bar_steps)
-        candidates = candidates_within_budget(options.candidates, options.variations,
-                                              length.file_seconds)
+        candidates = (1 if self.scorer.neutral else  # nothing to choose with
+                      candidates_within_budget(options.candidates, options.variations,
+                                               length.file_seconds))
         style = self._style(options)
         state = self._primer_state(primer_events[:-1], controls, metre, style)
         if request.cancelled is not None and request.cancelled():  # the primer took time
@@ -473,6 +474,8 @@ class Sampler:
             rows=options.variations * candidates * (LOOP_CANDIDATES if options.loop else 1),
             candidates=candidates,
             state=state, controls=controls, row_gates=self._row_gates(controls, style),
+            silence_cap=self._silence_cap(bpm, length),
+            quiet_since=-self._closing_silence(primer_events),
             first_position=primer_steps % self._cycle,
             sounding=self._sounding_after(primer_events),
             max_events=int(MAX_EVENTS_PER_SECOND * length.model_seconds) + self.block_events)
@@ -499,7 +502,7 @@ class Sampler:
                     row = candidates[candidate][variation]
                     sequence = self._decode(np.concatenate([plan.primer_events, row]),
                                             plan.primer_steps, plan.length, plan.bpm)
-                    picks.append((row, sequence, self._score(sequence, options), candidate))
+                    picks.append((row, sequence, self._score(sequence, plan), candidate))
                 row, sequence, score, candidate = max(
                     picks, key=lambda pick: (_rank(pick[2]), -pick[3]))
                 if options.repair and score is not None and score.defect is not None \
@@ -521,12 +524,41 @@ class Sampler:
                           metre=plan.metre, scores=[score for _, _, score in chosen],
                           repairs=repairs)
 
-    def _score(self, sequence: music_pb2.NoteSequence,
-               options: GenerationOptions) -> Score | None:
-        """The piece's score, or None when the style has nothing to score with."""
+    def _score(self, sequence: music_pb2.NoteSequence, plan: _Plan) -> Score | None:
+        """The score of a piece's new music (after the primer), or None when the
+        style has nothing to score with."""
         if self.scorer.neutral:
             return None
-        return self.scorer.score(sequence, options.blend)
+        return self.scorer.score(sequence, plan.request.options.blend,
+                                 after=self._file_seconds(plan.primer_steps, plan))
+
+    def _model_steps_per_file_second(self, bpm: float, length: LengthPlan) -> float:
+        """Model steps in one second of the file at `bpm` (a time-based style is
+        sampled at its own tempo and stretched to `bpm`)."""
+        stretch = (1.0 if self.encoding.config.is_metric
+                   else bpm / self.bundle.metadata.default_bpm)
+        return stretch * length.steps_per_second
+
+    def _file_seconds(self, steps: int, plan: _Plan) -> float:
+        return steps / self._model_steps_per_file_second(plan.bpm, plan.length)
+
+    def _silence_cap(self, bpm: float, length: LengthPlan) -> int:
+        """The longest silence the style's own music has (its 99th percentile),
+        in model steps of a request at `bpm`; 0 (no cap) without references."""
+        references = self.scorer.references
+        if references is None:
+            return 0
+        return max(int(references.silence_limit
+                       * self._model_steps_per_file_second(bpm, length)), 1)
+
+    def _closing_silence(self, events: np.ndarray) -> int:
+        """Steps of silence at the end of `events` (0 when a note still sounds)."""
+        if self._sounding_after(events).any():
+            return 0
+        notes = np.flatnonzero((self._on_keys_table[events] >= 0)
+                               | (self._off_keys_table[events] >= 0))
+        after = events[notes[-1] + 1:] if len(notes) else events
+        return int(self._time_shift_table[after].sum())
 
     def _repaired(self, plan: _Plan, row: np.ndarray, sequence: music_pb2.NoteSequence,
                   score: Score, stream: int) -> tuple[np.ndarray, music_pb2.NoteSequence,
@@ -535,19 +567,18 @@ class Sampler:
         (`Score.defect`), up to REPAIR_ATTEMPTS times, keeping a try when it
         ends the defect or moves it later, or scores better.
 
-        Returns (events, sequence, score, tries made)."""
-        metadata = self.bundle.metadata
-        # file seconds to model steps (a time-based style is sampled at its own tempo)
-        stretch = 1.0 if self.encoding.config.is_metric else plan.bpm / metadata.default_bpm
-        tries = 0
+        Returns (events, sequence, score, tries kept)."""
+        rate = self._model_steps_per_file_second(plan.bpm, plan.length)
+        accepted = 0
         for attempt in range(1, REPAIR_ATTEMPTS + 1):
-            defect = score.defect
+            defect = score.defect  # it ends in the new music (see `_score`)
             if defect is None:
                 break
+            request = plan.request
+            if request.cancelled is not None and request.cancelled():
+                raise PerfRNNError("generation was cancelled")
             start = max(defect.start - plan.metre.quarters_per_bar * 60.0 / plan.bpm, 0.0)
-            cut_step = int(start * stretch * plan.length.steps_per_second) - plan.primer_steps
-            if cut_step < 0:  # the primer's own silence: not ours to change
-                break
+            cut_step = max(int(start * rate) - plan.primer_steps, 0)
             steps = np.cumsum(self._time_shift_table[row])
             cut = int(np.searchsorted(steps, cut_step, side="right"))
             done = int(steps[cut - 1]) if cut else 0
@@ -555,15 +586,15 @@ class Sampler:
                 break
             tail = self._continuation(plan, row[:cut], done,
                                       stream + attempt * REPAIR_STREAMS)
-            tries += 1
             candidate = np.concatenate([row[:cut], tail])
             redone = self._decode(np.concatenate([plan.primer_events, candidate]),
                                   plan.primer_steps, plan.length, plan.bpm)
-            new_score = self._score(redone, plan.request.options)
+            new_score = self._score(redone, plan)
             later = new_score.defect is None or new_score.defect.start > defect.start + 1e-6
             if later or _rank(new_score) > _rank(score):
                 row, sequence, score = candidate, redone, new_score
-        return row, sequence, score, tries
+                accepted += 1
+        return row, sequence, score, accepted
 
     def _continuation(self, plan: _Plan, prefix: np.ndarray, done: int,
                       stream: int) -> np.ndarray:
@@ -576,7 +607,7 @@ class Sampler:
             length=dataclasses.replace(plan.length, steps=plan.length.steps - done),
             state=self._primer_state(events[:-1], plan.controls, plan.metre, plan.style),
             first_position=steps % self._cycle, sounding=self._sounding_after(events),
-            rows=1, joined=0, generated={})
+            quiet_since=-self._closing_silence(events), rows=1, joined=0, generated={})
         row = self._new_row(rest, -1, 0)
         row.stream = stream
         while not row.finished:
@@ -595,7 +626,7 @@ class Sampler:
         model = self.bundle.model
         zeros = tf.zeros([batch], tf.int32)
         notes = (tf.zeros([batch, self._num_keys]), tf.zeros([batch, self._num_keys], tf.int32),
-                 zeros, zeros)
+                 zeros, zeros, zeros)
         return (model.zero_state(batch), zeros, zeros, notes, zeros, self._gates,
                 tf.zeros([batch, self._gates.shape[1]]), self._onset_allowed, zeros,
                 tf.ones([batch]), *[tf.fill([self.block_events, batch], 0.5)] * 2)
@@ -793,7 +824,9 @@ class Sampler:
             deadline [batch, keys] int32, the elapsed step at which each
             sounding note ends; pending [batch] int32, steps of a time shift
             split at a note's end still to play; quiet_since [batch] int32, the
-            elapsed step at which the current silence began).
+            elapsed step at which the current silence began, negative when it
+            began in the primer; silence_cap [batch] int32, the most steps a
+            silence may last, 0 for any).
           target_steps: [batch] int32, steps wanted per row (0: a row at rest).
           position_gates: [cycle, 4*units0], position @ kernel + bias of layer 0
             for each step of the position cycle.
@@ -825,12 +858,13 @@ class Sampler:
         no_key = tf.ones([batch, 1])
         cycle = tf.shape(position_gates)[0]
         is_onset = tf.constant(self._on_keys_table >= 0)
-        silence_cap = self._silence_cap_steps if grammar else 0  # known when tracing
+        capping = grammar and self.scorer.references is not None  # known when tracing
         is_shift = tf.constant(self._time_shift_table > 0)
         shift_lengths = tf.range(1, int(self._time_shift_table.max()) + 1, dtype=tf.int32)
 
         def step(i, state, last_event, elapsed, notes, events):
-            sounding, deadline, pending, quiet_since = notes
+            """One event for every row (long on purpose: see above)."""
+            sounding, deadline, pending, quiet_since, silence_cap = notes
             (c, h), upper = state[0], state[1:]
             position = tf.math.floormod(first_position + elapsed, cycle)
             input_gates = (tf.gather(event_kernel, last_event)
@@ -862,8 +896,8 @@ class Sampler:
                                         self._off_keys, axis=1)
                 logits = tf.where(tf.logical_and(ending[:, None], tf.logical_not(overdue_off)),
                                   -1e9, logits)
-            if silence_cap:  # nothing sounds: the silence may last silence_cap steps
-                silent = tf.reduce_max(sounding, axis=1) <= 0
+            if capping:  # nothing sounds: the silence may last silence_cap steps
+                silent = tf.logical_and(tf.reduce_max(sounding, axis=1) <= 0, silence_cap > 0)
                 room = silence_cap - (elapsed - quiet_since)
                 if on_the_grid:  # ...and ends where a note may start
                     ahead = tf.gather(onset_allowed, tf.math.floormod(
@@ -871,7 +905,13 @@ class Sampler:
                     landing = tf.reduce_max(tf.where(
                         tf.logical_and(ahead, shift_lengths[None, :] <= room[:, None]),
                         shift_lengths[None, :], 0), axis=1)
-                    at_limit = tf.logical_and(landing <= 0, tf.gather(onset_allowed, position))
+                    here = tf.gather(onset_allowed, position)
+                    # off the grid with no grid step in reach: the next one will do
+                    next_step = tf.reduce_min(tf.where(ahead, shift_lengths[None, :],
+                                                       tf.int32.max), axis=1)
+                    next_step = tf.where(next_step < tf.int32.max, next_step, 0)
+                    landing = tf.where(tf.logical_or(landing > 0, here), landing, next_step)
+                    at_limit = tf.logical_and(landing <= 0, here)
                 else:
                     landing = tf.maximum(room, 0)
                     at_limit = landing <= 0
@@ -889,7 +929,7 @@ class Sampler:
             if grammar:  # a time shift past the next note's end is split there: the rest
                 # follows the note-off, so the music keeps the model's timing
                 wanted = tf.where(pending > 0, pending, tf.gather(self._time_shift_steps, sample))
-                if silence_cap:
+                if capping:
                     wanted = tf.where(capped, tf.minimum(wanted, landing), wanted)
                 moving = tf.logical_and(wanted > 0, tf.logical_not(ending))
                 played = tf.minimum(wanted, left)
@@ -910,7 +950,7 @@ class Sampler:
             quiet_since = tf.where(tf.logical_and(active, fell_silent), now, quiet_since)
             sounding = tf.where(active[:, None], updated, sounding)
             deadline = tf.where(started > 0, (now + length)[:, None], deadline)
-            notes = (sounding, deadline, pending, quiet_since)
+            notes = (sounding, deadline, pending, quiet_since, silence_cap)
             return i + 1, tuple(new_state), last_event, elapsed, notes, events
 
         def keep_going(i, state, last_event, elapsed, notes, events):

@@ -33,6 +33,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from note_seq import sequences_lib
 from note_seq.protobuf import music_pb2
 
 from perfrnn import music_metrics
@@ -70,9 +71,12 @@ def silences(sequence: music_pb2.NoteSequence) -> list[tuple[float, float]]:
     return gaps
 
 
-def longest_silence(sequence: music_pb2.NoteSequence) -> tuple[float, float]:
-    """(start, seconds) of the longest silence; (0, 0) when there is none."""
-    return max(silences(sequence), key=lambda gap: gap[1], default=(0.0, 0.0))
+def longest_silence(sequence: music_pb2.NoteSequence, after: float = 0.0
+                    ) -> tuple[float, float]:
+    """(start, seconds) of the longest silence that ends after `after` seconds;
+    (0, 0) when there is none."""
+    return max((gap for gap in silences(sequence) if gap[0] + gap[1] > after + 1e-6),
+               key=lambda gap: gap[1], default=(0.0, 0.0))
 
 
 def _onset_groups(sequence: music_pb2.NoteSequence) -> list[tuple[float, list]]:
@@ -88,11 +92,12 @@ def _onset_groups(sequence: music_pb2.NoteSequence) -> list[tuple[float, list]]:
     return groups
 
 
-def longest_one_pitch(sequence: music_pb2.NoteSequence) -> tuple[float, float]:
+def longest_one_pitch(sequence: music_pb2.NoteSequence, after: float = 0.0
+                      ) -> tuple[float, float]:
     """(start, seconds) of the longest run of one pitch struck again and again
     alone: at least two onsets of that pitch and nothing else, and no other
-    note sounding meanwhile; from its first onset to its last note's end.
-    (0, 0) when there is none."""
+    note sounding meanwhile; from its first onset to its last note's end; only
+    runs that end after `after` seconds. (0, 0) when there is none."""
     sounding: list[tuple[float, tuple]] = []  # (end, key) of notes begun so far
     best = (0.0, 0.0)
     run_key, run_start, run_count, run_end = None, 0.0, 0, 0.0
@@ -106,18 +111,19 @@ def longest_one_pitch(sequence: music_pb2.NoteSequence) -> tuple[float, float]:
             run_key, run_start, run_count, run_end = key, start, 1, notes[0][0]
         else:
             run_key, run_count = None, 0
-        if run_count >= 2 and run_end - run_start > best[1]:
+        if run_count >= 2 and run_end - run_start > best[1] and run_end > after + 1e-6:
             best = (run_start, run_end - run_start)
         sounding += notes
     return best
 
 
 def longest_repetition(sequence: music_pb2.NoteSequence,
-                       max_onsets: int = MAX_PATTERN_ONSETS) -> tuple[float, float]:
+                       max_onsets: int = MAX_PATTERN_ONSETS,
+                       after: float = 0.0) -> tuple[float, float]:
     """(start, seconds) of the longest stretch whose onsets (each the set of
     notes struck together) repeat one pattern of 1 to `max_onsets` onsets, at
-    least twice over; from its first onset to its notes' last end. (0, 0)
-    when there is none."""
+    least twice over; from its first onset to its notes' last end; only
+    stretches that end after `after` seconds. (0, 0) when there is none."""
     groups = _onset_groups(sequence)
     if len(groups) < 2:
         return 0.0, 0.0
@@ -134,8 +140,9 @@ def longest_repetition(sequence: music_pb2.NoteSequence,
             if last - first < period:  # not twice over
                 continue
             finish = last - 1 + period  # the stretch is onsets first..finish
-            seconds = float(ends[first:finish + 1].max() - starts[first])
-            if seconds > best[1]:
+            end = float(ends[first:finish + 1].max())
+            seconds = end - float(starts[first])
+            if seconds > best[1] and end > after + 1e-6:
                 best = (float(starts[first]), seconds)
     return best
 
@@ -161,6 +168,32 @@ def polyphony(sequence: music_pb2.NoteSequence) -> float | None:
 
 # ---------------------------------------------------------------------------
 # References: what the style's real music does
+
+
+def excerpts(sequences: list, seconds: float, limit: int) -> list:
+    """Up to `limit` non-overlapping `seconds`-long excerpts with notes, taken
+    round-robin over the pieces (so one long piece does not dominate)."""
+    per_piece = []
+    for sequence in sequences:
+        cuts = []
+        start = 0.0
+        if not sequence.total_time > 0:  # nothing to cut (or a damaged piece)
+            per_piece.append(cuts)
+            continue
+        while start + seconds <= max(sequence.total_time, seconds) + 1e-9:
+            piece = sequences_lib.extract_subsequence(sequence, start, start + seconds)
+            if piece.notes:
+                piece.total_time = seconds
+                cuts.append(piece)
+            start += seconds
+        per_piece.append(cuts)
+    chosen = []
+    for round_index in range(max((len(cuts) for cuts in per_piece), default=0)):
+        for cuts in per_piece:
+            if round_index < len(cuts) and len(chosen) < limit:
+                chosen.append(cuts[round_index])
+    return chosen
+
 
 
 @dataclass(frozen=True)
@@ -197,13 +230,15 @@ class StyleReferences:
         return max(self.silence_p99_seconds, MIN_SILENCE_LIMIT_SECONDS)
 
     @property
-    def one_pitch_limit(self) -> float:
-        """The longest one-pitch run allowed: 4 s, or longer where the corpus has one."""
-        return max(STUCK_FLOOR_SECONDS, self.one_pitch_longest_seconds)
+    def one_pitch_limit(self) -> float | None:
+        """The longest one-pitch run allowed: 4 s, or longer where the corpus has
+        one; None (no limit) where the corpus has one as long as its excerpts."""
+        return _stuck_limit(self.one_pitch_longest_seconds)
 
     @property
-    def repetition_limit(self) -> float:
-        return max(STUCK_FLOOR_SECONDS, self.repetition_p99_seconds)
+    def repetition_limit(self) -> float | None:
+        """The longest repetition allowed (see `one_pitch_limit`)."""
+        return _stuck_limit(self.repetition_p99_seconds)
 
     def to_dict(self) -> dict:
         return {"format": REFERENCES_FORMAT, **dataclasses.asdict(self)}
@@ -233,6 +268,15 @@ class StyleReferences:
             raise PerfRNNError(f"the style's scoring references are malformed ({error})"
                                ) from None
         return references
+
+
+def _stuck_limit(corpus_seconds: float) -> float | None:
+    """A stuck-passage limit from the corpus's figure: at least
+    STUCK_FLOOR_SECONDS; None where the corpus repeats through whole excerpts
+    (a drum groove), so no length of it is stuck."""
+    if corpus_seconds >= 0.95 * EXCERPT_SECONDS:
+        return None
+    return max(STUCK_FLOOR_SECONDS, corpus_seconds)
 
 
 def _percentile(values: Sequence[float], q: float) -> float | None:
@@ -287,11 +331,11 @@ class Score:
     on_beat: float | None
     in_key: float | None
     longest_silence: float  # seconds
-    silence_limit: float | None
+    silence_limit: float | None  # None: no references
     longest_one_pitch: float  # seconds
-    one_pitch_limit: float | None
+    one_pitch_limit: float | None  # None: no references, or none for the style
     longest_repetition: float  # seconds
-    repetition_limit: float | None
+    repetition_limit: float | None  # None: no references, or none for the style
     polyphony: float | None
     polyphony_range: tuple[float, float] | None
     defect: Defect | None = None
@@ -339,7 +383,8 @@ def _share_at_least(share: float, floor: float) -> float:
 
 def score_piece(sequence: music_pb2.NoteSequence, references: StyleReferences | None,
                 classifier: StyleClassifier | None = None,
-                style_weights: Mapping[str, float] | None = None) -> Score:
+                style_weights: Mapping[str, float] | None = None,
+                after: float = 0.0) -> Score:
     """Scores one piece against its style.
 
     Args:
@@ -349,6 +394,9 @@ def score_piece(sequence: music_pb2.NoteSequence, references: StyleReferences | 
       classifier: The style classifier; its probability of the styles in
         `style_weights` (weights summing to 1) is the style match. None, or
         a classifier that knows none of them: no style match.
+      after: Where the piece's own music starts, in seconds (after a
+        primer): silences and stuck passages that end before it are the
+        primer's, not the piece's.
     """
     style = None
     if classifier is not None and style_weights:
@@ -359,9 +407,9 @@ def score_piece(sequence: music_pb2.NoteSequence, references: StyleReferences | 
             probabilities = classifier.probabilities(features(sequence))[0]
             style = float(sum(weight / total * probabilities[classifier.styles.index(name)]
                               for name, weight in known.items()))
-    silence_start, silence = longest_silence(sequence)
-    one_pitch_start, one_pitch = longest_one_pitch(sequence)
-    repetition_start, repetition = longest_repetition(sequence)
+    silence_start, silence = longest_silence(sequence, after)
+    one_pitch_start, one_pitch = longest_one_pitch(sequence, after)
+    repetition_start, repetition = longest_repetition(sequence, after=after)
     in_key = in_key_share(sequence)
     poly = polyphony(sequence)
     on_beat = None
@@ -377,14 +425,13 @@ def score_piece(sequence: music_pb2.NoteSequence, references: StyleReferences | 
         if poly is not None and references.polyphony_range is not None:
             low, high = references.polyphony_range
             factors.append(_within(poly, high) * _within(low, poly))
-        factors += [_within(silence, references.silence_limit),
-                    _within(one_pitch, references.one_pitch_limit),
-                    _within(repetition, references.repetition_limit)]
-        found = [Defect(kind, start, seconds) for kind, start, seconds, limit in (
-            ("silence", silence_start, silence, references.silence_limit),
-            ("one pitch", one_pitch_start, one_pitch, references.one_pitch_limit),
-            ("repetition", repetition_start, repetition, references.repetition_limit))
-            if seconds > limit]
+        limits = (("silence", silence_start, silence, references.silence_limit),
+                  ("one pitch", one_pitch_start, one_pitch, references.one_pitch_limit),
+                  ("repetition", repetition_start, repetition, references.repetition_limit))
+        factors += [_within(seconds, limit) for _, _, seconds, limit in limits
+                    if limit is not None]
+        found = [Defect(kind, start, seconds) for kind, start, seconds, limit in limits
+                 if limit is not None and seconds > limit]
         defect = min(found, key=lambda d: d.start, default=None)
     return Score(
         overall=float(np.prod(factors)) if factors else None, style=style,
@@ -415,11 +462,11 @@ class StyleScorer:
     style_mix: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     def score(self, sequence: music_pb2.NoteSequence,
-              blend: Sequence[tuple[str, float]] | None = None) -> Score:
+              blend: Sequence[tuple[str, float]] | None = None, after: float = 0.0) -> Score:
         """`score_piece` with the style's own norms; the style match is that
         of the `blend` when one is given, else of the style (or its mix)."""
         weights = dict(blend) if blend else dict(self.style_mix) or {self.style: 1.0}
-        return score_piece(sequence, self.references, self.classifier, weights)
+        return score_piece(sequence, self.references, self.classifier, weights, after)
 
     @property
     def neutral(self) -> bool:

@@ -119,6 +119,17 @@ def find(browser, selector: str):
     return found[0] if found else None
 
 
+def click_in_view(browser, element) -> None:
+    """Scrolls `element` into the window, as a person would, then clicks it
+    (the generate form is taller than the test's window)."""
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+    poll_until(lambda: browser.execute_script(
+        "const r = arguments[0].getBoundingClientRect(); "
+        "return r.top >= 0 && r.bottom <= window.innerHeight", element), 10,
+        "the button to be in view")
+    element.click()
+
+
 def downloaded(folder: Path, suffix: str) -> Path | None:
     files = [path for path in folder.glob(f"*{suffix}") if path.stat().st_size > 0]
     return max(files, key=lambda path: path.stat().st_mtime) if files else None
@@ -198,13 +209,7 @@ def test_generate_rock_listen_see_and_download(server, browser, downloads):
     Select(find(browser, "#unit")).select_by_value("seconds")
     Select(find(browser, "#quality")).select_by_value("best")
     browser.save_screenshot(str(output_dir() / "generate-form.png"))
-    button = find(browser, "#generate-button")
-    # the form is taller than the window: scroll to the button as a person would
-    browser.execute_script("window.scrollTo(0, document.body.scrollHeight)")
-    poll_until(lambda: browser.execute_script(
-        "const r = arguments[0].getBoundingClientRect(); "
-        "return r.bottom <= window.innerHeight", button), 10, "the button to be in view")
-    button.click()
+    click_in_view(browser, find(browser, "#generate-button"))
 
     progress = watch_job(browser, 240, "generate")
     browser.save_screenshot(str(output_dir() / "generate-result.png"))
@@ -288,7 +293,7 @@ def test_train_a_style_from_three_files_then_generate_with_it(server, browser, d
     length = find(browser, "#length")
     length.clear()
     length.send_keys("5")
-    find(browser, "#generate-button").click()
+    click_in_view(browser, find(browser, "#generate-button"))
     watch_job(browser, 120, "trio")
     before = {path.name for path in downloads.glob("*.mid")}
     find(browser, "#result .download-midi").click()

@@ -198,15 +198,30 @@ def test_the_silence_cap_keeps_silences_within_the_style(drums):
     capped_longest = [score.longest_silence for score in capped.generate(options).scores]
     assert max(raw_longest) > limit  # the model alone rests longer than drummers do
     assert max(capped_longest) <= limit + 1e-6
+    # the cap is in seconds of the file, at any tempo
+    slow = capped.generate(dataclasses.replace(options, bpm=60.0, variations=4))
+    assert max(score.longest_silence for score in slow.scores) <= limit + 1e-6
+    assert all(score.defect is None for score in slow.scores)
+
+
+def test_a_groove_repeated_through_whole_excerpts_is_never_stuck(drums):
+    _, scorer = drums
+    assert scorer.references.repetition_p99_seconds >= 29  # drums repeat through 30 s
+    assert scorer.references.repetition_limit is None
+    bar = [(36, 0.0), (42, 0.5), (38, 1.0), (42, 1.5)]
+    groove = _sequence([(pitch, 2.0 * b + t, 2.0 * b + t + 0.1) for b in range(60)
+                        for pitch, t in bar], total=120.0, drums=True)
+    score = scorer.score(groove)
+    assert score.longest_repetition > 100 and score.defect is None
 
 
 def test_repair_resamples_from_before_a_silence(drums):
     from perfrnn.sampler import Sampler
 
     bundle, scorer = drums
-    sampler = Sampler(bundle, block_events=512,
-                      scorer=dataclasses.replace(scorer, references=None))  # no cap
-    sampler.scorer = scorer  # ...but silences beyond the norm are seen, and repaired
+    sampler = Sampler(bundle, block_events=512, scorer=scorer)
+    # no silence cap: the silences beyond the norm are left for repair to find
+    sampler._silence_cap = lambda bpm, length: 0
     options = GenerationOptions(seconds=30.0, seed=0, variations=8)
     kept = sampler.generate(dataclasses.replace(options, repair=False))
     repaired = sampler.generate(options)

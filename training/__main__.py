@@ -522,7 +522,7 @@ def _export(args: argparse.Namespace) -> int:
 def _references(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from training.references import build_scoring
+    from training.classify import build_scoring
 
     corpora = dict(_named_dirs(args.style, "--style"))
     references: dict[str, list[Path]] = {}

@@ -12,10 +12,15 @@ The classifier is multinomial logistic regression on standardised features
 (numpy, full-batch gradient descent with L2), with classes weighted so a
 style with fewer excerpts counts as much. Its accuracy on real music is
 estimated by k-fold cross-validation over source files.
+
+`build_scoring` (`python -m training references`) trains the same classifier
+for the website and the sampler to judge pieces with, and writes it with
+each style's norms to the `scoring.json` beside the shipped bundles.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from perfrnn.errors import PerfRNNError
+from perfrnn.scoring import EXCERPT_SECONDS, StyleReferences, write_scoring_file
 from perfrnn.style_classifier import FEATURES, StyleClassifier, features
 
 __all__ = ["FEATURES", "StyleClassifier", "features", "fit", "genre_fidelity"]
@@ -265,3 +271,38 @@ def write_report(result: FidelityResult, out_dir: str | Path) -> Path:
     path = out_dir / "fidelity.md"
     path.write_text(render_report(result), encoding="utf-8")
     return path
+
+
+def build_scoring(corpora: dict[str, Path], references: dict[str, list[Path]], out: Path,
+                  progress: Callable[[str], None] | None = None) -> dict[str, StyleReferences]:
+    """Trains the style classifier on the real music of `corpora` (validation
+    splits) and `references` (reference corpora, both splits), measures each
+    style's norms on its whole corpus, and writes them all to `out`.
+
+    Returns the references written, per style.
+    """
+    from training.prepare import read_prepared
+    from training.references import corpus_is_metric, corpus_references
+
+    if progress:
+        progress("learning the styles")
+    rows, labels, groups, _ = real_excerpt_rows(corpora, references, EXCERPT_SECONDS)
+    x = np.array(rows)
+    classifier = fit(x, labels)
+    held_out = cross_validated_probabilities(x, labels, groups)
+    styles = sorted(set(labels))
+    written = {}
+    for style, data_dir in sorted(corpora.items()):
+        if progress:
+            progress(f"measuring {style}")
+        pieces = [piece for split in ("train", "validation")
+                  for piece in read_prepared(data_dir, split)]
+        matches = [p[styles.index(style)] for p, label in zip(held_out, labels)
+                   if label == style and p is not None]
+        written[style] = dataclasses.replace(
+            corpus_references(pieces, corpus_is_metric(data_dir)),
+            real_style_match=float(np.mean(matches)) if matches else None)
+    if not written:
+        raise PerfRNNError("give at least one style")
+    write_scoring_file(out, classifier, written)
+    return written

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from perfrnn.errors import PerfRNNError
+from perfrnn.scoring import excerpts
 
 DEFAULT_SAMPLES = 20
 DEFAULT_SECONDS = 30.0
@@ -74,33 +75,6 @@ class EvaluationResult:
             "beat": self.beat,
             "part_polyphony": self.part_polyphony,
         }
-
-
-def excerpts(sequences: list, seconds: float, limit: int) -> list:
-    """Up to `limit` non-overlapping `seconds`-long excerpts with notes, taken
-    round-robin over the pieces (so one long piece does not dominate)."""
-    from note_seq import sequences_lib
-
-    per_piece = []
-    for sequence in sequences:
-        cuts = []
-        start = 0.0
-        if not sequence.total_time > 0:  # nothing to cut (or a damaged piece)
-            per_piece.append(cuts)
-            continue
-        while start + seconds <= max(sequence.total_time, seconds) + 1e-9:
-            piece = sequences_lib.extract_subsequence(sequence, start, start + seconds)
-            if piece.notes:
-                piece.total_time = seconds
-                cuts.append(piece)
-            start += seconds
-        per_piece.append(cuts)
-    chosen = []
-    for round_index in range(max((len(cuts) for cuts in per_piece), default=0)):
-        for cuts in per_piece:
-            if round_index < len(cuts) and len(chosen) < limit:
-                chosen.append(cuts[round_index])
-    return chosen
 
 
 def beat_figures(real: list, generated: list) -> dict:

@@ -128,19 +128,15 @@ def generation_options(params: dict):
     """The sampler's and the MIDI writer's options from a job's parameters
     (a length is the file's length at the tempo asked for: perfrnn's rule)."""
     from perfrnn.generate import MidiOptions
-    from perfrnn.options import (
-        DEFAULT_QUALITY,
-        GenerationOptions,
-        candidates_for_quality,
-        pitch_histogram_for_key,
-    )
+    from perfrnn.options import GenerationOptions, candidates_for_quality, pitch_histogram_for_key
 
     options = GenerationOptions(
         seconds=float(params.get("seconds", 30)), bars=params.get("bars"),
         bpm=params.get("bpm"), loop=bool(params.get("loop")),
         temperature=float(params["temperature"]),
         seed=params.get("seed"), variations=int(params.get("variations", 1)),
-        candidates=candidates_for_quality(params.get("quality", DEFAULT_QUALITY)),
+        # a job queued before qualities existed ran one candidate ("fast")
+        candidates=candidates_for_quality(params.get("quality", "fast")),
         notes_per_second=params.get("density"),
         pitch_histogram=pitch_histogram_for_key(params["key"]) if params.get("key") else None,
         blend=tuple((str(name), float(weight)) for name, weight in params["blend"])

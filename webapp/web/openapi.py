@@ -212,10 +212,14 @@ SCHEMAS: dict = {
                                         "silences"}),
             "longest_one_pitch": {"type": "number", "minimum": 0, "description":
                                   "seconds of one pitch struck again and again alone"},
-            "one_pitch_limit": _nullable({"type": "number", "description": "seconds"}),
+            "one_pitch_limit": _nullable({"type": "number", "description":
+                                          "seconds; null: no references, or no limit for "
+                                          "the style"}),
             "longest_repetition": {"type": "number", "minimum": 0, "description":
                                    "seconds of one pattern of up to 4 onsets repeated"},
-            "repetition_limit": _nullable({"type": "number", "description": "seconds"}),
+            "repetition_limit": _nullable({"type": "number", "description":
+                                           "seconds; null: no references, or no limit for "
+                                           "the style (a drum groove)"}),
             "polyphony": _nullable({"type": "number", "minimum": 0,
                                     "description": "pitches sounding when any sounds"}),
             "polyphony_range": _nullable({"type": "array", "items": {"type": "number"},
