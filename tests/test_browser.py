@@ -234,6 +234,7 @@ def test_generate_rock_listen_see_and_download(server, browser, downloads):
                     summary.text), summary.text
     summary.click()
     parts = find(browser, "#result .score-parts").text
+    browser.save_screenshot(str(output_dir() / "generate-scores.png"))
     assert "Notes that belong to one major or minor scale" in parts
     assert "Longest silence" in parts
 
