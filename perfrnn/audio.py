@@ -335,3 +335,52 @@ def render_wav_file(midi_path: str | os.PathLike, wav_path: str | os.PathLike,
     except OSError as error:
         raise PerfRNNError(f"cannot write {wav_path}: {error.strerror}") from None
     return wav_path
+
+
+class StreamSynth:
+    """A synthesizer that plays notes as they come and renders audio without a
+    break: one TinySoundFont instance for a whole stream, so notes ring across
+    the joins between chunks and nothing restarts (radio).
+
+    Args:
+      programs: GM program per MIDI channel (channel 9 plays the drum kits).
+      sample_rate: Samples per second.
+
+    Raises:
+      AudioUnavailable: Without tinysoundfont or a soundfont.
+    """
+
+    def __init__(self, programs: dict[int, int], sample_rate: int = DEFAULT_SAMPLE_RATE):
+        tinysoundfont, path = _synth_and_soundfont()
+        self.sample_rate = int(sample_rate)
+        self.synth = tinysoundfont.Synth(samplerate=self.sample_rate)
+        try:
+            sfid = self.synth.sfload(str(path), max_voices=MAX_VOICES)
+        except RuntimeError as error:
+            raise AudioUnavailable(f"the soundfont {path} cannot be loaded ({error})") from None
+        self.player = _Player(self.synth, sfid)
+        for channel, program in programs.items():
+            self.player.send(mido.Message("program_change", channel=channel, program=program))
+        self.frames = 0  # rendered so far
+
+    def render(self, messages: list[tuple[float, mido.Message]], until: float) -> np.ndarray:
+        """Plays `messages` ((seconds, channel message), in time order, none before
+        what was rendered) and returns the audio from the last call up to
+        `until` seconds: float32 stereo frames, clipped at PEAK_LIMIT."""
+        end = max(round(until * self.sample_rate), self.frames)
+        audio = np.zeros((end - self.frames, 2), dtype=np.float32)
+        raw = memoryview(audio).cast("B")
+        start = self.frames
+        for seconds, message in messages:
+            at = min(max(round(seconds * self.sample_rate), self.frames), end)
+            if at > self.frames:
+                self.synth.generate(at - self.frames, buffer=raw[
+                    (self.frames - start) * _BYTES_PER_FRAME:(at - start) * _BYTES_PER_FRAME])
+                self.frames = at
+            self.player.send(message)
+        if end > self.frames:
+            self.synth.generate(end - self.frames,
+                                buffer=raw[(self.frames - start) * _BYTES_PER_FRAME:])
+            self.frames = end
+        del raw
+        return np.clip(audio, -PEAK_LIMIT, PEAK_LIMIT)

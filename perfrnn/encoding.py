@@ -101,6 +101,17 @@ class PerformanceEncoding:
                 performance_lib.PerformanceEvent.NOTE_OFF, pitch))] = pitch
         return on_keys, off_keys, 128
 
+    def velocities(self) -> np.ndarray:
+        """For each event index, the MIDI velocity it sets for the notes after it
+        (0: not a velocity event)."""
+        table = np.zeros(self.num_classes, np.int32)
+        for index in range(self.num_classes):
+            event = self.event_encoding.decode_event(index)
+            if event.event_type == performance_lib.PerformanceEvent.VELOCITY:
+                table[index] = performance_lib.velocity_bin_to_velocity(
+                    event.event_value, self.config.num_velocity_bins)
+        return table
+
     def steps_at(self, sequence: music_pb2.NoteSequence, seconds) -> np.ndarray:
         """The step (int) nearest each time in `seconds` of `sequence`."""
         return np.rint(np.asarray(seconds, np.float64)

@@ -106,7 +106,7 @@ def _remove_overlaps(notes: list[tuple[int, int, int, int]]) -> list[tuple[int, 
     return [(on, off, pitch, velocity) for on, off, pitch, velocity in kept]
 
 
-def _assign_channels(roles: Sequence[TrackRole], used: Sequence[int]) -> dict[int, int]:
+def assign_channels(roles: Sequence[TrackRole], used: Sequence[int]) -> dict[int, int]:
     """MIDI channels for the used role indices: drums on 9, others on 0..15 skipping 9."""
     channels: dict[int, int] = {}
     pitched = iter(PITCHED_CHANNELS)
@@ -200,7 +200,7 @@ def midi_bytes(sequence: music_pb2.NoteSequence, tracks: Sequence[TrackRole], *,
         velocity = min(max(note.velocity, 1), 127)
         notes.append((note.instrument, on, off, note.pitch, velocity))
     used = sorted({index for index, *_ in notes}) or list(range(len(tracks)))
-    channels = _assign_channels(tracks, used)
+    channels = assign_channels(tracks, used)
     clean = _notes_by_part(notes, channels, used)
 
     midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_QUARTER)

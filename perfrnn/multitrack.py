@@ -97,6 +97,16 @@ class MultiTrackEncoding:
             1, self.config.max_shift_steps + 1)
         return steps
 
+    def velocities(self) -> np.ndarray:
+        """For each event index, the MIDI velocity it sets for the notes after it
+        (0: not a velocity event)."""
+        table = np.zeros(self.num_classes, np.int32)
+        bins = self.config.num_velocity_bins
+        for velocity_bin in range(1, bins + 1):
+            table[self.velocity(velocity_bin)] = performance_lib.velocity_bin_to_velocity(
+                velocity_bin, bins)
+        return table
+
     def note_keys(self) -> tuple[np.ndarray, np.ndarray, int]:
         """For each event index, the note (role * 128 + pitch) it starts and the
         note it ends (-1: none), and the number of notes."""

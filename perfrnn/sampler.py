@@ -614,6 +614,16 @@ class Sampler:
             self._sample_rows([row])
         return np.concatenate(row.events) if row.events else np.zeros(0, np.int32)
 
+    def open_stream(self, options: GenerationOptions) -> SampleStream:
+        """A stream of music without end (see `SampleStream`), from `options`'
+        seed, temperature, tempo, controls and blend (its length is ignored)."""
+        options = dataclasses.replace(options, seconds=1.0, bars=None, loop=False,
+                                      variations=1, candidates=1)
+        plan = self._plan(SampleRequest(options))
+        row = self._new_row(plan, 0, 0)
+        row.target = 0
+        return SampleStream(self, plan, row)
+
     def compile(self, batch_sizes: Sequence[int] = BATCH_SIZES) -> None:
         """Compiles the sampling loop for each of `batch_sizes` now (about a
         second each on a laptop's CPU), so that no request waits for it."""
@@ -996,6 +1006,77 @@ def block_uniforms(streams: Sequence[tuple[int, int, int]], kind: int,
         # 23 random bits, centred: odd multiples of 2**-24, exact in float32
         uniforms[:, column] = ((raw >> np.uint64(41)) * 2 + 1).astype(np.float32) * 2.0 ** -24
     return uniforms
+
+
+class SampleStream:
+    """One row sampled without end, a few steps at a time (radio): its LSTM
+    state, sounding notes, silence and random stream carry over from one
+    `extend` to the next, so the music never restarts. Settings change
+    between calls. Not safe to share between threads; the Sampler is."""
+
+    def __init__(self, sampler: Sampler, plan: _Plan, row: _Row):
+        self.sampler, self.plan, self.row = sampler, plan, row
+        self.bpm = plan.bpm
+        self.target = 0  # steps asked for so far
+        self.notes_per_second, self.pitch_histogram = sampler._controls(plan.request.options)
+
+    @property
+    def metric(self) -> bool:
+        return self.sampler.encoding.config.is_metric
+
+    def steps_per_file_second(self, bpm: float | None = None) -> float:
+        """Model steps in one second of audio at `bpm` (default: the stream's)."""
+        bpm = self.bpm if bpm is None else bpm
+        encoding = self.sampler.encoding
+        if self.metric:
+            return float(encoding.steps_per_second(bpm))
+        return encoding.config.steps_per_second * bpm / self.sampler.bundle.metadata.default_bpm
+
+    def extend(self, steps: int) -> np.ndarray:
+        """The event indices of the next `steps` steps of music. The last time
+        shift may reach past them; the next call then starts that much later."""
+        sampler, row = self.sampler, self.row
+        self.target += int(steps)
+        if row.elapsed >= self.target:
+            return np.zeros(0, np.int32)
+        row.target = self.target
+        model_seconds = steps / float(self.plan.length.steps_per_second)
+        row.max_events = row.count + int(MAX_EVENTS_PER_SECOND * model_seconds) \
+            + sampler.block_events
+        while not row.finished:
+            sampler._sample_rows([row])
+        events = list(row.events)
+        row.events.clear()  # the stream keeps no history
+        if row.elapsed < self.target:  # the model stopped moving time: the rest is silence
+            shifts = sampler.encoding.time_shift_events(self.target - row.elapsed)
+            events.append(np.asarray(shifts, np.int32))
+            row.elapsed, row.last_event = self.target, int(shifts[-1])
+        return np.concatenate(events) if events else np.zeros(0, np.int32)
+
+    def change(self, bpm: float | None = None, temperature: float | None = None,
+               notes_per_second: float | None = None,
+               pitch_histogram: Sequence[float] | None = None) -> None:
+        """New settings for the music after the next `extend`."""
+        row, sampler = self.row, self.sampler
+        if temperature is not None:
+            row.temperature = float(temperature)
+        if bpm is not None:
+            self.bpm = float(bpm)
+            references = sampler.scorer.references
+            if references is not None:
+                row.silence_cap = max(int(references.silence_limit
+                                          * self.steps_per_file_second()), 1)
+        if notes_per_second is not None or pitch_histogram is not None:
+            if not sampler.encoding.control_signals:
+                raise PerfRNNError(f"style {sampler.bundle.metadata.style!r} is not "
+                                   "conditioned: it takes no note density or key")
+            if notes_per_second is not None:
+                self.notes_per_second = float(notes_per_second)
+            if pitch_histogram is not None:
+                self.pitch_histogram = tuple(pitch_histogram)
+            controls = sampler.encoding.encode_controls(self.notes_per_second,
+                                                        self.pitch_histogram)
+            row.gates = sampler._row_gates(controls, self.plan.style)
 
 
 def _rank(score: Score | None) -> tuple[bool, bool, float]:

@@ -1,0 +1,254 @@
+"""Endless radio: music in a style without end, as one continuous MP3 stream.
+
+A `Radio` continues one sampling row for ever (`perfrnn.sampler.SampleStream`):
+the LSTM state, the sounding notes and the random stream carry over from chunk
+to chunk, so nothing restarts from silence. Its events are decoded as they
+come (`StreamDecoder`) and played on one synthesizer for the whole stream
+(`perfrnn.audio.StreamSynth`), so notes ring across the joins; LAME
+(`lameenc`) encodes the audio into one MP3 stream, frame after frame.
+
+A metric style's chunk is one bar, so a new tempo starts on a bar line;
+piano's is CHUNK_SECONDS of its own time. The notes heard are kept for the
+last MAX_HISTORY_SECONDS, in beats, to download as a MIDI file that sits on
+its bars (`Radio.midi`).
+
+MP3 because every browser's `<audio>`, VLC and phone players play it from a
+plain HTTP URL, and `lameenc` is one self-contained wheel (LAME built in):
+no system package and no FFmpeg.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from dataclasses import dataclass
+
+import mido
+import numpy as np
+from note_seq.protobuf import music_pb2
+
+from perfrnn.audio import DEFAULT_SAMPLE_RATE, StreamSynth
+from perfrnn.errors import PerfRNNError
+from perfrnn.generate import tracks_for_program
+from perfrnn.midi_writer import assign_channels, midi_bytes
+from perfrnn.options import MAX_BPM, MIN_BPM, GenerationOptions
+from perfrnn.sampler import Sampler
+
+MP3_BITRATE = 128  # kbit/s
+MP3_QUALITY = 7  # LAME's 2 (best) to 7 (fastest)
+CHUNK_SECONDS = 2.0  # a time-based style's chunk, in its own seconds
+MAX_HISTORY_SECONDS = 30 * 60.0  # the notes kept for the MIDI download
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.1, 2.0
+
+
+@dataclass(frozen=True)
+class HeardNote:
+    """A note of the stream: its track, pitch and velocity, and when it
+    sounded, in seconds of the stream and in beats (quarter notes)."""
+
+    track: int
+    pitch: int
+    velocity: int
+    start: float
+    end: float
+    start_beat: float
+    end_beat: float
+
+
+class StreamDecoder:
+    """Event indices to note-ons and note-offs at their times, as they come.
+
+    Time shifts advance the clock at the rate the caller gives per batch of
+    events (steps per second of audio, steps per beat); a note struck again
+    while it sounds is ended first, and a note-off of a silent note is dropped.
+    """
+
+    def __init__(self, encoding):
+        self._shift = encoding.time_shift_steps()
+        self._on, self._off, _ = encoding.note_keys()
+        self._velocity = encoding.velocities()
+        self.velocity = 64
+        self.seconds = 0.0  # the clock, in seconds of audio
+        self.beats = 0.0  # and in quarter notes
+        self.sounding: dict[int, tuple[float, float, int]] = {}  # key -> start s, beat, vel
+
+    def feed(self, events: np.ndarray, steps_per_second: float, steps_per_beat: float
+             ) -> tuple[list[tuple[float, int, int]], list[HeardNote]]:
+        """Decodes events; returns the (seconds, key, velocity; 0 for off)
+        messages and the notes that ended. A key is track * 128 + pitch."""
+        messages: list[tuple[float, int, int]] = []
+        ended: list[HeardNote] = []
+
+        def end(key: int) -> None:
+            start, start_beat, velocity = self.sounding.pop(key)
+            messages.append((self.seconds, key, 0))
+            ended.append(HeardNote(key // 128, key % 128, velocity, start, self.seconds,
+                                   start_beat, self.beats))
+
+        for event in np.asarray(events, np.int64):
+            steps = self._shift[event]
+            if steps:
+                self.seconds += steps / steps_per_second
+                self.beats += steps / steps_per_beat
+            elif self._velocity[event]:
+                self.velocity = int(self._velocity[event])
+            elif self._off[event] >= 0:
+                if int(self._off[event]) in self.sounding:
+                    end(int(self._off[event]))
+            elif self._on[event] >= 0:
+                key = int(self._on[event])
+                if key in self.sounding:
+                    end(key)
+                self.sounding[key] = (self.seconds, self.beats, self.velocity)
+                messages.append((self.seconds, key, self.velocity))
+        return messages, ended
+
+
+def check_radio_settings(bpm: float | None = None, temperature: float | None = None) -> None:
+    """Raises PerfRNNError naming the range of a tempo or temperature out of it."""
+    if bpm is not None and not (isinstance(bpm, (int, float)) and MIN_BPM <= bpm <= MAX_BPM):
+        raise PerfRNNError(f"tempo must be from {MIN_BPM:g} to {MAX_BPM:g} BPM, got {bpm}")
+    if temperature is not None and not (isinstance(temperature, (int, float))
+                                        and MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE):
+        raise PerfRNNError(f"creativity (temperature) must be from {MIN_TEMPERATURE:g} to "
+                           f"{MAX_TEMPERATURE:g}, got {temperature}")
+
+
+class Radio:
+    """One listener's endless stream in a style (see the module doc).
+
+    Args:
+      sampler: The style's sampler (shared; a Radio keeps its own row).
+      options: Seed, temperature, tempo, controls and blend; the length is ignored.
+      program: GM program for the style's main part (the "type"); None for its own.
+      sample_rate: Samples per second of the audio.
+
+    Raises:
+      PerfRNNError: a setting is invalid.
+      AudioUnavailable: the synthesizer or its soundfont is missing.
+    """
+
+    def __init__(self, sampler: Sampler, options: GenerationOptions,
+                 program: int | None = None, sample_rate: int = DEFAULT_SAMPLE_RATE):
+        import lameenc
+
+        options.validate()
+        check_radio_settings(options.bpm, options.temperature)
+        bundle = sampler.bundle
+        metadata = bundle.metadata
+        self.style = metadata.style
+        self.stream = sampler.open_stream(options)
+        self.seed = self.stream.plan.seed
+        self.tracks = tracks_for_program(metadata.tracks, program, None, metadata.parts)
+        self.channels = assign_channels(self.tracks, list(range(len(self.tracks))))
+        self.synth = StreamSynth({channel: self.tracks[index].program
+                                  for index, channel in self.channels.items()
+                                  if not self.tracks[index].is_drum}, sample_rate)
+        self.encoder = lameenc.Encoder()
+        self.encoder.set_bit_rate(MP3_BITRATE)
+        self.encoder.set_in_sample_rate(sample_rate)
+        self.encoder.set_channels(2)
+        self.encoder.set_quality(MP3_QUALITY)
+        self.decoder = StreamDecoder(bundle.encoding)
+        config = bundle.encoding.config
+        self._metric = config.is_metric
+        metre = sampler.metre
+        self.metre = metre
+        self._chunk_steps = (metre.steps_per_bar(config.steps_per_quarter) if self._metric
+                             else round(CHUNK_SECONDS * config.steps_per_second))
+        self._steps_per_beat = (float(config.steps_per_quarter) if self._metric else
+                                config.steps_per_second * 60.0 / metadata.default_bpm)
+        self._pending: dict = {}
+        self.heard: collections.deque[HeardNote] = collections.deque()
+
+    @property
+    def bpm(self) -> float:
+        return self.stream.bpm
+
+    @property
+    def temperature(self) -> float:
+        return float(self.stream.row.temperature)
+
+    @property
+    def seconds(self) -> float:
+        """Seconds of audio made so far."""
+        return self.decoder.seconds
+
+    def change(self, bpm: float | None = None, temperature: float | None = None,
+               notes_per_second: float | None = None, pitch_histogram=None) -> None:
+        """New settings, heard from the next chunk on (a metric style's next bar).
+
+        Raises:
+          PerfRNNError: a setting is out of range, or the style takes no controls.
+        """
+        check_radio_settings(bpm, temperature)
+        if (notes_per_second is not None or pitch_histogram is not None) \
+                and not self.stream.sampler.encoding.control_signals:
+            raise PerfRNNError(f"style {self.style!r} is not conditioned: it takes no note "
+                               "density or key")
+        updates = {"bpm": bpm, "temperature": temperature,
+                   "notes_per_second": notes_per_second, "pitch_histogram": pitch_histogram}
+        self._pending.update({name: value for name, value in updates.items()
+                              if value is not None})
+
+    def next_chunk(self) -> bytes:
+        """Makes the next chunk of music and returns its MP3 bytes (LAME may
+        hold some back until the next call)."""
+        if self._pending:
+            self.stream.change(**self._pending)
+            self._pending = {}
+        events = self.stream.extend(self._chunk_steps)
+        messages, ended = self.decoder.feed(events, self.stream.steps_per_file_second(),
+                                            self._steps_per_beat)
+        channel_messages = []
+        for seconds, key, velocity in messages:
+            channel, pitch = self.channels[key // 128], key % 128
+            kind = "note_on" if velocity else "note_off"
+            channel_messages.append((seconds, mido.Message(kind, channel=channel, note=pitch,
+                                                           velocity=velocity)))
+        audio = self.synth.render(channel_messages, self.decoder.seconds)
+        self._remember(ended)
+        pcm = np.round(audio * 32767.0).astype("<i2")
+        return bytes(self.encoder.encode(pcm.tobytes()))
+
+    def close(self) -> bytes:
+        """The MP3 bytes LAME still holds; the stream ends with them."""
+        return bytes(self.encoder.flush())
+
+    def _remember(self, ended: list[HeardNote]) -> None:
+        self.heard.extend(ended)
+        while self.heard and self.heard[0].end < self.seconds - MAX_HISTORY_SECONDS:
+            self.heard.popleft()
+
+    def midi(self, minutes: float | None = None) -> bytes:
+        """What was heard so far (the last `minutes`, at most
+        MAX_HISTORY_SECONDS) as a MIDI file at the current tempo, starting on
+        the bar line before its first note, so it sits on its bars.
+
+        Raises:
+          PerfRNNError: nothing was heard yet in that span.
+        """
+        since = self.seconds - (MAX_HISTORY_SECONDS if minutes is None
+                                else min(minutes * 60.0, MAX_HISTORY_SECONDS))
+        notes = [note for note in self.heard if note.end > since]
+        notes += [HeardNote(key // 128, key % 128, velocity, start, self.seconds, beat,
+                            self.decoder.beats)
+                  for key, (start, beat, velocity) in self.decoder.sounding.items()]
+        notes = [note for note in notes if note.start >= since]
+        if not notes:
+            raise PerfRNNError("nothing has played yet; listen a little first")
+        bar_beats = self.metre.quarters_per_bar
+        first = math.floor(min(note.start_beat for note in notes) / bar_beats) * bar_beats
+        seconds_per_beat = 60.0 / self.bpm
+        sequence = music_pb2.NoteSequence()
+        for note in notes:
+            sequence.notes.add(
+                instrument=note.track, pitch=note.pitch, velocity=note.velocity,
+                is_drum=self.tracks[note.track].is_drum,
+                start_time=(note.start_beat - first) * seconds_per_beat,
+                end_time=max(note.end_beat - first, note.start_beat - first + 1e-3)
+                * seconds_per_beat)
+        sequence.total_time = (self.decoder.beats - first) * seconds_per_beat
+        return midi_bytes(sequence, self.tracks, bpm=self.bpm, native_bpm=self.bpm,
+                          title=f"{self.style} radio",
+                          time_signature=(self.metre.numerator, self.metre.denominator))
