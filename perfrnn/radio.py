@@ -120,7 +120,8 @@ class Radio:
     Args:
       sampler: The style's sampler (shared; a Radio keeps its own row).
       options: Seed, temperature, tempo, controls and blend; the length is ignored.
-      program: GM program for the style's main part (the "type"); None for its own.
+      program: GM program for a part (the "type"); None for the style's own.
+      track: The part `program` is for (default: the style's main part).
       sample_rate: Samples per second of the audio.
 
     Raises:
@@ -129,7 +130,8 @@ class Radio:
     """
 
     def __init__(self, sampler: Sampler, options: GenerationOptions,
-                 program: int | None = None, sample_rate: int = DEFAULT_SAMPLE_RATE):
+                 program: int | None = None, track: str | None = None,
+                 sample_rate: int = DEFAULT_SAMPLE_RATE):
         import lameenc
 
         options.validate()
@@ -139,7 +141,7 @@ class Radio:
         self.style = metadata.style
         self.stream = sampler.open_stream(options)
         self.seed = self.stream.plan.seed
-        self.tracks = tracks_for_program(metadata.tracks, program, None, metadata.parts)
+        self.tracks = tracks_for_program(metadata.tracks, program, track, metadata.parts)
         self.channels = assign_channels(self.tracks, list(range(len(self.tracks))))
         self.synth = StreamSynth({channel: self.tracks[index].program
                                   for index, channel in self.channels.items()

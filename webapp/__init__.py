@@ -42,7 +42,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     Bootstrap5(app)
     csrf = CSRFProtect(app)
 
-    from webapp import services
+    from webapp import radio, services
     from webapp.web import api, errors, pages, security
 
     app.register_blueprint(pages.bp)
@@ -52,6 +52,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.init_app(app)
 
     services.init_app(app)
+    radio.init_app(app)
     return app
 
 

@@ -64,6 +64,9 @@ DEFAULTS = {
     # Progress streams (Server-Sent Events) open at once, and the longest one
     # lasts before the browser reconnects; the WSGI server's threads.
     "MAX_EVENT_STREAMS": 32,
+    # Radio streams playing at once (webapp.radio; each holds a thread and about
+    # a tenth of a core); beyond it POST /streams answers 503.
+    "MAX_RADIO_STREAMS": 6,
     "SSE_MAX_SECONDS": 600,
     "SERVER_THREADS": 48,
     # Behind this many reverse proxies (nginx on AWS), trust their
@@ -80,6 +83,7 @@ INTEGER_SETTINGS = {"GENERATION_WORKERS", "TRAINING_WORKERS", "QUEUE_LIMIT", "GE
                     "CHECKPOINT_SYNC_SECONDS", "SPOT_CHECK_SECONDS",
                     "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", "MAX_JOBS_PER_CLIENT",
                     "MAX_EVENT_STREAMS", "SSE_MAX_SECONDS", "SERVER_THREADS",
+                    "MAX_RADIO_STREAMS",
                     "TRUSTED_PROXIES"}
 BOOLEAN_SETTINGS = {"PRELOAD_STYLES", "RENDER_AUDIO"}
 STRING_SETTINGS = {"JOB_BACKEND", "STORAGE", "DATABASE", "STORAGE_DIR", "STYLES_DIR",

@@ -202,6 +202,8 @@ def shutdown(app: Flask) -> None:
     app.extensions["perfrnn_background"].stop()
     app.extensions["perfrnn_queue"].stop()
     app.extensions["perfrnn"].renderer.shutdown()
+    if "perfrnn_radio" in app.extensions:
+        app.extensions["perfrnn_radio"].stop_all()
 
 
 def get_services() -> Services:

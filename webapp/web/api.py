@@ -397,6 +397,141 @@ def create_bundle():
     return response
 
 
+# ----- radio streams -------------------------------------------------------------
+
+STREAM_ID = re.compile(r"[0-9a-f]{16}")
+
+
+def _hub():
+    return current_app.extensions["perfrnn_radio"]
+
+
+def _stream_or_404(stream_id: str):
+    stream = _hub().get(stream_id) if STREAM_ID.fullmatch(stream_id) else None
+    if stream is None:
+        raise _Problem(f"there is no stream {stream_id!r} (a stream nobody listens to stops "
+                       "after a few seconds)", 404, "not_found")
+    return stream
+
+
+def _streams_full(error=None):
+    from webapp.radio import StreamsFull
+
+    retry = StreamsFull.retry_after
+    response, status = api_error(503, "every radio stream is taken; try again in a moment",
+                                 "busy", retry_after=retry)
+    response.headers["Retry-After"] = str(retry)
+    return response, status
+
+
+def stream_json(stream) -> dict:
+    return {**stream.to_dict(),
+            "audio_url": url_for("api.stream_audio", stream_id=stream.id),
+            "midi_url": url_for("api.stream_midi", stream_id=stream.id)}
+
+
+@bp.post("/streams")
+def create_stream():
+    from perfrnn.audio import AudioUnavailable
+    from perfrnn.options import GenerationOptions, pitch_histogram_for_key
+    from perfrnn.radio import Radio
+    from webapp.radio import StreamsFull
+    from webapp.web.schema import STREAM
+    from webapp.web.validation import stream_params
+
+    values, unknown = _values(STREAM.api_fields)
+    registry = get_services().registry
+    params = _checked(unknown, lambda: stream_params(values, registry))
+    hub = _hub()
+    try:
+        hub.reserve()
+        options = GenerationOptions(
+            seed=params["seed"], temperature=float(params["temperature"]),
+            bpm=float(params["bpm"]), notes_per_second=params.get("density"),
+            pitch_histogram=pitch_histogram_for_key(params["key"]) if params.get("key")
+            else None)
+        radio = Radio(registry.sampler(params["style"]), options,
+                      program=params.get("program"), track=params.get("part"))
+        stream = hub.open(radio, params["style"], params)
+    except StreamsFull:
+        return _streams_full()
+    except AudioUnavailable as error:
+        return api_error(503, f"audio is unavailable on this server: {error}", "busy")
+    except PerfRNNError as error:
+        raise _Problem(str(error), 422, "invalid") from None
+    response = jsonify(stream_json(stream))
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.get_stream", stream_id=stream.id)
+    return response
+
+
+@bp.get("/streams/<stream_id>")
+def get_stream(stream_id: str):
+    return jsonify(stream_json(_stream_or_404(stream_id)))
+
+
+@bp.patch("/streams/<stream_id>")
+def change_stream(stream_id: str):
+    from perfrnn.options import pitch_histogram_for_key
+    from webapp.web.schema import STREAM_CHANGE
+    from webapp.web.validation import stream_change
+
+    stream = _stream_or_404(stream_id)
+    values, unknown = _values(STREAM_CHANGE.api_fields)
+    conditioned = bool(get_services().registry.get(stream.style).bundle.encoding
+                       .control_signals)
+    params = _checked(unknown, lambda: stream_change(values, conditioned))
+    try:
+        stream.change(bpm=params.get("bpm"), temperature=params.get("temperature"),
+                      notes_per_second=params.get("density"), key=params.get("key"),
+                      pitch_histogram=pitch_histogram_for_key(params["key"])
+                      if params.get("key") else None)
+    except PerfRNNError as error:
+        raise _Problem(str(error), 409, "conflict") from None
+    return jsonify(stream_json(stream))
+
+
+@bp.delete("/streams/<stream_id>")
+def delete_stream(stream_id: str):
+    _stream_or_404(stream_id)
+    _hub().close(stream_id)
+    return Response(status=204)
+
+
+@bp.get("/streams/<stream_id>/audio")
+def stream_audio(stream_id: str):
+    from webapp.radio import StreamsFull
+
+    stream = _stream_or_404(stream_id)
+    try:
+        chunks = stream.listen()
+    except StreamsFull:
+        return _streams_full()
+    response = Response(stream_with_context(chunks), mimetype="audio/mpeg")
+    response.headers["Cache-Control"] = "no-cache, no-store"
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
+
+
+@bp.get("/streams/<stream_id>/midi")
+def stream_midi(stream_id: str):
+    stream = _stream_or_404(stream_id)
+    minutes = request.args.get("minutes")
+    try:
+        span = None if minutes in (None, "") else float(minutes)
+        if span is not None and not 0 < span <= 30:
+            raise ValueError
+    except ValueError:
+        raise _Problem("minutes must be a number of minutes from 0 to 30", 422,
+                       "invalid") from None
+    try:
+        data = stream.midi(span)
+    except PerfRNNError as error:
+        raise _Problem(str(error), 409, "conflict") from None
+    return send_file(io.BytesIO(data), mimetype="audio/midi", as_attachment=True,
+                     download_name=f"{stream.style}-radio-seed{stream.radio.seed}.mid")
+
+
 # ----- the description ------------------------------------------------------------
 
 @bp.get("/openapi.json")

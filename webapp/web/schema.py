@@ -211,6 +211,29 @@ GENERATION = Request("GenerationRequest", required=("style",), description=(
           max_bytes=MAX_PRIMER_BYTES),
 ))
 
+STREAM = Request("StreamRequest", required=("style",), description=(
+    "An endless stream in a style. Unknown fields are refused (422)."), fields=(
+    Field("style", "string", "style", "a style's name (GET /styles)", example="piano"),
+    Field("type", "string", "type", "one of the style's types, by name or GM program number"),
+    Field("bpm", "number", "tempo (BPM)", "tempo; the style's default_bpm when left out",
+          minimum=MIN_BPM, maximum=MAX_BPM),
+    Field("temperature", "number", "creativity (temperature)", "creativity", minimum=0.1,
+          maximum=2.0, default=1.0),
+    Field("seed", "integer", "seed", "random when left out", minimum=0, maximum=MAX_SEED),
+    Field("key", "string", "key", "conditioned styles only", example="C major"),
+    Field("density", "number", "density (notes per second)",
+          "notes per second; conditioned styles only", minimum=0.5, maximum=40.0),
+))
+
+STREAM_CHANGE = Request("StreamChange", description=(
+    "Settings heard from the next chunk on (a metric style's next bar line)."), fields=(
+    Field("bpm", "number", "tempo (BPM)", minimum=MIN_BPM, maximum=MAX_BPM),
+    Field("temperature", "number", "creativity (temperature)", minimum=0.1, maximum=2.0),
+    Field("key", "string", "key", "conditioned styles only", example="A minor"),
+    Field("density", "number", "density (notes per second)", "conditioned styles only",
+          minimum=0.5, maximum=40.0),
+))
+
 TRAINING = Request("TrainingForm", required=("name", "files"), fields=(
     Field("token", "string", "training token", api=False),
     Field("name", "string", "name", "the new style's name (not taken yet)",

@@ -28,6 +28,8 @@ from webapp.web.schema import (
     LENGTH_UNITS,
     MAX_LENGTH_SECONDS,
     MIN_LENGTH_SECONDS,
+    STREAM,
+    STREAM_CHANGE,
     TRAINING,
     TRAINING_STARTS,
     Field,
@@ -139,6 +141,56 @@ def generation_params(values, registry: StyleRegistry) -> dict:
     if bundle is not None:
         _check_type(values.get("type"), bundle, params, errors)
         _check_controls(values, bundle, params, errors)
+    if errors:
+        raise ValidationError(errors)
+    return params
+
+
+def stream_params(values, registry: StyleRegistry) -> dict:
+    """Clean parameters of a radio stream (`webapp.web.schema.STREAM`): style,
+    type, bpm, temperature, seed (blank: a random one), key and density
+    (conditioned styles only)."""
+    errors: dict[str, str] = {}
+    params: dict = {}
+    bundle = _style(values.get("style"), registry, params, errors)
+    for name in ("bpm", "temperature", "seed"):
+        field, value = STREAM[name], values.get(name)
+        if _blank(value) and field.default is None:
+            continue
+        number = _field_number(field.default if _blank(value) else value, field, errors)
+        if number is not None:
+            params[name] = number
+    if "seed" not in params and "seed" not in errors:
+        params["seed"] = random.SystemRandom().randrange(MAX_SEED)
+    if bundle is not None:
+        params.setdefault("bpm", bundle.metadata.default_bpm)
+        _check_type(values.get("type"), bundle, params, errors)
+        _check_controls(values, bundle, params, errors)
+    if errors:
+        raise ValidationError(errors)
+    return params
+
+
+def stream_change(values, conditioned: bool) -> dict:
+    """Clean new settings of a playing stream (`webapp.web.schema.STREAM_CHANGE`)."""
+    errors: dict[str, str] = {}
+    params: dict = {}
+    for name in ("bpm", "temperature", "density"):
+        if not _blank(values.get(name)):
+            number = _field_number(values.get(name), STREAM_CHANGE[name], errors)
+            if number is not None:
+                params[name] = number
+    if not _blank(values.get("key")):
+        try:
+            pitch_histogram_for_key(str(values.get("key")))
+            params["key"] = str(values.get("key")).strip()
+        except PerfRNNError as error:
+            errors["key"] = str(error)
+    for name in ("key", "density"):
+        if name in params and not conditioned:
+            errors[name] = "this style takes no key or density"
+    if not params and not errors:
+        errors["bpm"] = "give a setting to change: bpm, temperature, key or density"
     if errors:
         raise ValidationError(errors)
     return params

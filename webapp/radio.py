@@ -1,0 +1,253 @@
+"""Live radio streams: the server side of `perfrnn.radio`.
+
+A `LiveStream` runs one `Radio` on a thread of its own, a little ahead of
+real time: it makes music while what it has made is less than LEAD_SECONDS
+ahead of what the listener has had time to hear (the wall clock since they
+started listening), then waits. Its MP3 chunks go into a short ring that
+each listener reads from; a listener who falls behind (a slow or stalled
+client) skips ahead to the live edge, so nobody ever blocks the producer,
+another stream or the generation jobs. A stream with no listener for
+IDLE_SECONDS, or deleted, stops and frees its synthesizer and row.
+
+`StreamHub` holds them: at most MAX_RADIO_STREAMS at once (503 beyond), at
+most LISTENERS_PER_STREAM connections each. `init_app` puts one on the app.
+
+With the AWS backend, streams run here, on the web server that answers the
+stream's requests, not on the GPU workers: a stream is long-lived and holds
+state (an LSTM row, a synthesizer, an encoder) that a queue of short jobs
+cannot carry. More listeners mean more web servers behind the load balancer,
+with sticky routing by stream id (see docs/design-notes.md).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+
+from perfrnn.errors import PerfRNNError
+
+LEAD_SECONDS = 4.0  # music made ahead of what the listener has heard
+RING_CHUNKS = 16  # MP3 chunks kept for listeners (a few seconds a chunk)
+IDLE_SECONDS = 10.0  # a stream nobody listens to stops after this
+WAIT_SECONDS = 0.25  # how often a waiting producer or listener looks again
+LISTENERS_PER_STREAM = 2
+
+log = logging.getLogger(__name__)
+
+
+class StreamsFull(Exception):
+    """Every radio slot is taken; try again later."""
+
+    retry_after = 10
+
+
+class LiveStream:
+    """One radio stream: its Radio, its producer thread and its MP3 ring."""
+
+    def __init__(self, radio, style: str, settings: dict):
+        self.id = secrets.token_hex(8)
+        self.radio = radio
+        self.style = style
+        self.settings = dict(settings)
+        self.created = time.time()
+        self._lock = threading.Condition()
+        self._ring: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._next = 0  # sequence number of the next chunk
+        self._listening_since: float | None = None  # when the first listener came
+        self._heard_seconds = 0.0  # audio made when the current listening began
+        self._last_listener = time.monotonic()
+        self.listeners = 0
+        self.stopped = False
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._produce, name=f"radio-{self.id}",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _ahead(self) -> float:
+        """Seconds of audio made beyond what the listener has had time to hear."""
+        if self._listening_since is None:
+            return self.radio.seconds
+        return self.radio.seconds - self._heard_seconds \
+            - (time.monotonic() - self._listening_since)
+
+    def _produce(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    while not self.stopped and self._ahead() >= LEAD_SECONDS:
+                        if self.listeners == 0 and \
+                                time.monotonic() - self._last_listener > IDLE_SECONDS:
+                            self.stopped = True
+                            break
+                        self._lock.wait(WAIT_SECONDS)
+                    if self.stopped:
+                        break
+                chunk = self.radio.next_chunk()  # outside the lock: listeners read meanwhile
+                with self._lock:
+                    self._ring.append((self._next, chunk))
+                    self._next += 1
+                    while len(self._ring) > RING_CHUNKS:
+                        self._ring.popleft()
+                    self._lock.notify_all()
+        except Exception as error:  # the stream ends; the server goes on
+            log.exception("radio stream %s failed", self.id)
+            self.error = str(error) if isinstance(error, PerfRNNError) else \
+                "the stream stopped because of an error on the server"
+        finally:
+            with self._lock:
+                self.stopped = True
+                self._lock.notify_all()
+            self.radio = _Ended(self.radio)  # free the row, synthesizer and encoder
+
+    def listen(self) -> Iterator[bytes]:
+        """The MP3 bytes from the live edge on, as they are made; ends when the
+        stream stops. Raises StreamsFull when the stream has all its listeners."""
+        with self._lock:
+            if self.listeners >= LISTENERS_PER_STREAM:
+                raise StreamsFull()
+            self.listeners += 1
+            if self._listening_since is None or self.listeners == 1:
+                self._listening_since = time.monotonic()
+                self._heard_seconds = max(self.radio.seconds - LEAD_SECONDS, 0.0)
+            # start a little behind the live edge, so the player can fill its buffer
+            cursor = self._ring[0][0] if self._ring else self._next
+            self._lock.notify_all()
+        return self._read(cursor)
+
+    def _read(self, cursor: int) -> Iterator[bytes]:
+        try:
+            while True:
+                with self._lock:
+                    while not self.stopped and (not self._ring or self._ring[-1][0] < cursor):
+                        self._lock.wait(WAIT_SECONDS)
+                    if self.stopped and (not self._ring or self._ring[-1][0] < cursor):
+                        return
+                    oldest = self._ring[0][0]
+                    cursor = max(cursor, oldest)  # fell behind: skip to what is kept
+                    chunks = [data for number, data in self._ring if number >= cursor]
+                    cursor = self._ring[-1][0] + 1
+                yield b"".join(chunks)
+        finally:
+            with self._lock:
+                self.listeners -= 1
+                self._last_listener = time.monotonic()
+                self._lock.notify_all()
+
+    def change(self, **settings) -> None:
+        """New tempo, creativity or controls (see `perfrnn.radio.Radio.change`)."""
+        with self._lock:
+            if self.stopped:
+                raise PerfRNNError("the stream has stopped")
+            self.radio.change(**{name: value for name, value in settings.items()
+                                 if name != "key" and value is not None})
+            named = {"notes_per_second": "density", "bpm": "bpm",
+                     "temperature": "temperature", "key": "key"}
+            self.settings.update({named[name]: value for name, value in settings.items()
+                                  if value is not None and name in named})
+
+    def midi(self, minutes: float | None) -> bytes:
+        with self._lock:
+            return self.radio.midi(minutes)
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopped = True
+            self._lock.notify_all()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def to_dict(self) -> dict:
+        with self._lock:
+            return {"id": self.id, "style": self.style, "state":
+                    "stopped" if self.stopped else "playing",
+                    "seconds": round(self.radio.seconds, 3), "listeners": self.listeners,
+                    # what was asked for: the music takes it at its next chunk or bar
+                    "bpm": self.settings.get("bpm", self.radio.bpm),
+                    "temperature": self.settings.get("temperature", self.radio.temperature),
+                    "seed": self.radio.seed, "error": self.error,
+                    **{name: self.settings.get(name) for name in ("type", "key", "density")}}
+
+
+class _Ended:
+    """What is left of a Radio once its stream stopped: its figures, without
+    the row, the synthesizer, the encoder or the notes."""
+
+    def __init__(self, radio):
+        self.seconds, self.bpm, self.temperature = radio.seconds, radio.bpm, radio.temperature
+        self.seed = radio.seed
+
+    def midi(self, minutes):
+        raise PerfRNNError("the stream has stopped")
+
+    def change(self, **settings):
+        raise PerfRNNError("the stream has stopped")
+
+
+class StreamHub:
+    """The live streams of one server (thread-safe)."""
+
+    def __init__(self, limit: int):
+        self.limit = int(limit)
+        self._streams: dict[str, LiveStream] = {}
+        self._lock = threading.Lock()
+
+    def open(self, radio, style: str, settings: dict) -> LiveStream:
+        """Starts a stream. Raises StreamsFull at the limit."""
+        with self._lock:
+            self._forget_stopped()
+            if len(self._streams) >= self.limit:
+                raise StreamsFull()
+            stream = LiveStream(radio, style, settings)
+            self._streams[stream.id] = stream
+        stream.start()
+        return stream
+
+    def reserve(self) -> None:
+        """Raises StreamsFull at the limit (before the costly making of a Radio)."""
+        with self._lock:
+            self._forget_stopped()
+            if len(self._streams) >= self.limit:
+                raise StreamsFull()
+
+    def get(self, stream_id: str) -> LiveStream | None:
+        with self._lock:
+            return self._streams.get(stream_id)
+
+    def close(self, stream_id: str) -> bool:
+        with self._lock:
+            stream = self._streams.pop(stream_id, None)
+        if stream is None:
+            return False
+        stream.stop()
+        return True
+
+    def playing(self) -> int:
+        with self._lock:
+            self._forget_stopped()
+            return len(self._streams)
+
+    def _forget_stopped(self) -> None:
+        """Drops stopped streams (their slot is free; their MIDI goes with them)."""
+        for stream_id in [key for key, stream in self._streams.items() if stream.stopped]:
+            del self._streams[stream_id]
+
+    def stop_all(self, timeout: float = 5.0) -> None:
+        with self._lock:
+            streams = list(self._streams.values())
+            self._streams.clear()
+        for stream in streams:
+            stream.stop()
+        for stream in streams:
+            stream.join(timeout)
+
+
+def init_app(app) -> None:
+    """Puts a StreamHub on the app (`app.extensions["perfrnn_radio"]`)."""
+    app.extensions["perfrnn_radio"] = StreamHub(app.config["MAX_RADIO_STREAMS"])
