@@ -443,6 +443,12 @@ def create_stream():
     registry = get_services().registry
     params = _checked(unknown, lambda: stream_params(values, registry))
     hub = _hub()
+    if not current_app.config["RENDER_AUDIO"]:
+        response, status = api_error(503, "this server renders no audio (RENDER_AUDIO is "
+                                          "off), so it plays no radio", "busy",
+                                     retry_after=3600)
+        response.headers["Retry-After"] = "3600"
+        return response, status
     try:
         hub.reserve()
         options = GenerationOptions(
@@ -456,7 +462,10 @@ def create_stream():
     except StreamsFull:
         return _streams_full()
     except AudioUnavailable as error:
-        return api_error(503, f"audio is unavailable on this server: {error}", "busy")
+        response, status = api_error(503, f"audio is unavailable on this server: {error}",
+                                     "busy", retry_after=3600)
+        response.headers["Retry-After"] = "3600"
+        return response, status
     except PerfRNNError as error:
         raise _Problem(str(error), 422, "invalid") from None
     response = jsonify(stream_json(stream))

@@ -12,7 +12,7 @@ import re
 from markupsafe import Markup, escape
 
 from webapp.jobs.store import KINDS, STATES
-from webapp.web.schema import BUNDLE_IMPORT, GENERATION, TRAINING
+from webapp.web.schema import BUNDLE_IMPORT, GENERATION, STREAM, STREAM_CHANGE, TRAINING
 
 PREFIX = "/api/v1"
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -234,6 +234,27 @@ SCHEMAS: dict = {
                                "start": {"type": "number"}, "seconds": {"type": "number"}}}),
         },
     },
+    "Stream": {
+        "type": "object",
+        "required": ["id", "style", "state", "seconds", "listeners", "bpm", "temperature",
+                     "seed", "audio_url", "midi_url"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
+            "style": {"type": "string"},
+            "state": {"type": "string", "enum": ["playing", "stopped"]},
+            "seconds": {"type": "number", "minimum": 0, "description": "audio made so far"},
+            "listeners": {"type": "integer", "minimum": 0},
+            "bpm": {"type": "number", "description": "the tempo asked for"},
+            "temperature": {"type": "number"},
+            "seed": {"type": "integer"},
+            "type": _nullable({"type": "string"}),
+            "key": _nullable({"type": "string"}),
+            "density": _nullable({"type": "number"}),
+            "error": _nullable({"type": "string"}),
+            "audio_url": {"type": "string", "description": "GET: the endless MP3"},
+            "midi_url": {"type": "string", "description": "GET: what was heard, as MIDI"},
+        },
+    },
     "JobAccepted": {
         "type": "object", "required": ["job", "links"],
         "properties": {"job": _ref("Job"), "links": _ref("JobLinks")},
@@ -242,6 +263,8 @@ SCHEMAS: dict = {
         "allOf": [_ref("Error"), {"type": "object", "properties": {"job": _ref("Job")}}],
     },
     GENERATION.name: GENERATION.openapi(),
+    STREAM.name: STREAM.openapi(),
+    STREAM_CHANGE.name: STREAM_CHANGE.openapi(),
     "GenerationForm": GENERATION.openapi(uploads=True),
     TRAINING.name: TRAINING.openapi(uploads=True),
     BUNDLE_IMPORT.name: BUNDLE_IMPORT.openapi(uploads=True),
@@ -276,6 +299,8 @@ RESPONSES: dict = {
                  "content": _json(_ref("Error"))},
 }
 
+STREAM_ID = {"name": "stream_id", "in": "path", "required": True,
+             "description": "the stream's id (16 hex digits)", "schema": {"type": "string"}}
 JOB_ID = {"name": "job_id", "in": "path", "required": True,
           "description": "the job's id (hex)", "schema": {"type": "string"}}
 STYLE_NAME = {"name": "name", "in": "path", "required": True,
@@ -326,6 +351,91 @@ def _operations() -> dict:
                                       "schema": {"type": "string", "format": "binary"}}}},
                           "404": _response("NotFound")},
             "x-curl": "curl -OJ {base}/api/v1/styles/piano/bundle",
+        }},
+        "/streams": {"post": {
+            "operationId": "createStream", "tags": ["radio"],
+            "summary": "Start an endless radio stream in a style",
+            "description": "Makes music without end, a few seconds ahead of the listener, "
+                           "as one MP3 stream at `audio_url` (play it in an <audio> element, "
+                           "VLC or a phone). A stream nobody listens to stops after about "
+                           "10 s. 503 when every stream slot is taken (MAX_RADIO_STREAMS).",
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _ref("StreamRequest"),
+                                     "example": {"style": "rock", "bpm": 120}}}},
+            "responses": {"201": {"description": "Playing.", "content": _json(_ref("Stream"))},
+                          "400": _response("BadRequest"), "422": _response("Invalid"),
+                          "503": _response("Busy")},
+            "x-curl": ("curl -X POST {base}/api/v1/streams -H 'Content-Type: "
+                       "application/json' -d '{\"style\": \"rock\", \"bpm\": 120}'"),
+        }},
+        "/streams/{stream_id}": {
+            "get": {
+                "operationId": "getStream", "tags": ["radio"], "summary": "A stream's state",
+                "description": "Seconds made, listeners, and the settings asked for.",
+                "parameters": [STREAM_ID],
+                "responses": {"200": {"description": "The stream.",
+                                      "content": _json(_ref("Stream"))},
+                              "404": _response("NotFound")},
+                "x-curl": "curl {base}/api/v1/streams/STREAM_ID",
+            },
+            "patch": {
+                "operationId": "changeStream", "tags": ["radio"],
+                "summary": "Change tempo, creativity or controls live",
+                "description": "Heard from the next chunk: a metric style's next bar line, "
+                               "piano's next 2 s; within about 4 s of audio.",
+                "parameters": [STREAM_ID],
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref("StreamChange"),
+                                         "example": {"bpm": 132}}}},
+                "responses": {"200": {"description": "The stream, with the new settings.",
+                                      "content": _json(_ref("Stream"))},
+                              "400": _response("BadRequest"), "404": _response("NotFound"),
+                              "409": {"description": "The stream has stopped.",
+                                      "content": _json(_ref("Error"))},
+                              "422": _response("Invalid")},
+                "x-curl": ("curl -X PATCH {base}/api/v1/streams/STREAM_ID -H 'Content-Type: "
+                           "application/json' -d '{\"bpm\": 132}'"),
+            },
+            "delete": {
+                "operationId": "deleteStream", "tags": ["radio"], "summary": "Stop a stream",
+                "description": "Stops the music and frees the stream's slot at once.",
+                "parameters": [STREAM_ID],
+                "responses": {"204": {"description": "Stopped."},
+                              "404": _response("NotFound")},
+                "x-curl": "curl -X DELETE {base}/api/v1/streams/STREAM_ID",
+            },
+        },
+        "/streams/{stream_id}/audio": {"get": {
+            "operationId": "streamAudio", "tags": ["radio"], "summary": "The endless audio",
+            "description": "MP3 (128 kbit/s, 44.1 kHz stereo) from the live edge on, in bytes "
+                           "as they are made; it ends only when the stream stops. At most "
+                           "2 listeners a stream.",
+            "parameters": [STREAM_ID],
+            "responses": {"200": {"description": "An endless MP3 stream.",
+                                  "content": {"audio/mpeg": {
+                                      "schema": {"type": "string", "format": "binary"}}}},
+                          "404": _response("NotFound"), "503": _response("Busy")},
+            "x-curl": "curl -N {base}/api/v1/streams/STREAM_ID/audio | mpg123 -",
+        }},
+        "/streams/{stream_id}/midi": {"get": {
+            "operationId": "streamMidi", "tags": ["radio"],
+            "summary": "What was heard so far, as MIDI",
+            "description": "The notes of the stream so far (the last `minutes`, at most 30), "
+                           "as a MIDI file at the current tempo that starts on a bar line.",
+            "parameters": [STREAM_ID, {
+                "name": "minutes", "in": "query", "required": False,
+                "description": "how far back (default: 30)",
+                "schema": {"type": "number", "exclusiveMinimum": True, "minimum": 0,
+                           "maximum": 30}}],
+            "responses": {"200": {"description": "The MIDI file (attachment).",
+                                  "content": {"audio/midi": {
+                                      "schema": {"type": "string", "format": "binary"}}}},
+                          "404": _response("NotFound"),
+                          "409": {"description": "Nothing has played yet, or the stream "
+                                                 "stopped.",
+                                  "content": _json(_ref("Error"))},
+                          "422": _response("Invalid")},
+            "x-curl": "curl -OJ '{base}/api/v1/streams/STREAM_ID/midi?minutes=5'",
         }},
         "/generations": {"post": {
             "operationId": "createGeneration", "tags": ["generations"],
@@ -500,7 +610,7 @@ def build_spec(base_url: str = "") -> dict:
         },
         "servers": [{"url": base}],
         "tags": [{"name": "styles"}, {"name": "generations"}, {"name": "jobs"},
-                 {"name": "trainings"}, {"name": "about"}],
+                 {"name": "radio"}, {"name": "trainings"}, {"name": "about"}],
         "paths": paths,
         "components": {
             "schemas": copy.deepcopy(SCHEMAS),

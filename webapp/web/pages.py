@@ -33,7 +33,7 @@ from webapp.jobs.runner import KIND_LABELS
 from webapp.jobs.store import CANCELLED
 from webapp.services import get_queue, get_services
 from webapp.web.owner import may_see, owner_id
-from webapp.web.schema import BUNDLE_IMPORT, GENERATION, TRAINING
+from webapp.web.schema import BUNDLE_IMPORT, GENERATION, STREAM, TRAINING
 from webapp.web.security import check_token_attempt, client_key
 from webapp.web.validation import (
     ValidationError,
@@ -598,6 +598,13 @@ def _styles_page(values: dict | None = None, errors: dict | None = None, status:
         "styles.html", styles=styles, values=values or {}, errors=errors,
         other_errors=other_errors, token_required=bool(current_app.config.get(
             "TRAINING_TOKEN")), token_needed=token_needed()), status
+
+
+@bp.route("/radio")
+def radio():
+    """Endless radio in a style: the page plays /api/v1/streams."""
+    infos, _ = loadable_styles()
+    return render_template("radio.html", styles=infos, fields=STREAM)
 
 
 @bp.route("/styles")
