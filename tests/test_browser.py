@@ -302,3 +302,40 @@ def test_train_a_style_from_three_files_then_generate_with_it(server, browser, d
                                   if p.name not in before and p.stat().st_size), None),
                     30, "the trio MIDI download")
     check_midi(path, 5.0)
+
+
+def test_the_radio_plays_and_its_tempo_slider_changes_it(server, browser):
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(server + "/radio")
+    Select(find(browser, "#radio-style")).select_by_value("drums")
+    click_in_view(browser, find(browser, "#radio-play"))
+    audio = find(browser, "#radio-audio")
+    poll_until(lambda: browser.execute_script("return arguments[0].currentTime", audio) > 3.0,
+               90, "the radio to play three seconds")
+    stream_url = browser.execute_script("return arguments[0].src", audio).rsplit("/audio", 1)[0]
+
+    def stream() -> dict:
+        with urllib.request.urlopen(stream_url, timeout=10) as response:
+            return json.loads(response.read())
+
+    assert stream()["listeners"] == 1
+    browser.execute_script("const s = arguments[0]; s.value = 150; "
+                           "s.dispatchEvent(new Event('input'))", find(browser, "#radio-bpm"))
+    poll_until(lambda: stream()["bpm"] == 150, 10, "the tempo to reach the server")
+    played = browser.execute_script("return arguments[0].currentTime", audio)
+    poll_until(lambda: browser.execute_script("return arguments[0].currentTime", audio)
+               > played + 2.0, 30, "the radio to play on at the new tempo")
+    browser.save_screenshot(str(output_dir() / "radio.png"))
+    midi = find(browser, "#radio-midi")
+    assert midi.get_attribute("href").endswith("/midi")
+    click_in_view(browser, find(browser, "#radio-stop"))
+
+    def gone() -> bool:
+        try:
+            stream()
+        except urllib.error.HTTPError as error:
+            return error.code == 404
+        return False
+
+    poll_until(gone, 15, "the stopped stream to be freed")

@@ -1,0 +1,205 @@
+"""Endless radio: the engine (perfrnn.radio) and the streams API (webapp.radio)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+import soundfile
+
+from perfrnn.options import GenerationOptions
+from tests.conftest import GENEROUS_LIMITS, poll_until
+
+ROOT = Path(__file__).resolve().parent.parent
+API = "/api/v1"
+SILENT = 10 ** (-60 / 20)  # -60 dBFS
+
+
+@pytest.fixture(scope="module")
+def rock_sampler():
+    from perfrnn.bundle import read_bundle
+    from perfrnn.sampler import Sampler
+
+    return Sampler(read_bundle(ROOT / "bundles" / "rock.mag"), block_events=128)
+
+
+def decode(mp3: bytes) -> tuple[np.ndarray, int]:
+    """The MP3 decoded by libsndfile (mpg123): mono float samples and the rate."""
+    audio, rate = soundfile.read(io.BytesIO(mp3), dtype="float32")
+    return audio.mean(axis=1), rate
+
+
+def longest_quiet_run(samples: np.ndarray, rate: int, start: float = 0.5) -> float:
+    """Seconds of the longest run under -60 dBFS (in 10 ms windows), after `start`."""
+    window = rate // 100
+    frames = samples[int(start * rate):]
+    frames = frames[:len(frames) // window * window].reshape(-1, window)
+    quiet = np.abs(frames).max(axis=1) < SILENT
+    longest = run = 0
+    for value in quiet:
+        run = run + 1 if value else 0
+        longest = max(longest, run)
+    return longest / 100
+
+
+def longest_rest(notes, after: float) -> float:
+    """The longest time no note of the stream's own notes sounds, after `after` s."""
+    spans = sorted((note.start, note.end) for note in notes if note.end > after)
+    longest, covered = 0.0, max(after, spans[0][0]) if spans else after
+    for start, end in spans:
+        longest = max(longest, start - covered)
+        covered = max(covered, end)
+    return longest
+
+
+def test_a_stream_has_no_gap_or_click_at_its_joins(rock_sampler):
+    from perfrnn.radio import Radio
+
+    radio = Radio(rock_sampler, GenerationOptions(seed=2))
+    data, joins = b"", []
+    while radio.seconds < 24.0:
+        data += radio.next_chunk()
+        joins.append(radio.seconds)
+    data += radio.close()
+    samples, rate = decode(data)
+    assert abs(len(samples) / rate - radio.seconds) < 0.2  # MP3 frames: a few ms either way
+    assert len(joins) >= 10  # one chunk a bar
+    # no near-silence longer than the music's own longest rest, plus 50 ms
+    assert longest_quiet_run(samples, rate) <= longest_rest(radio.heard, 0.5) + 0.05
+    # no click: the largest sample-to-sample jump near a join is no larger than elsewhere
+    jumps = np.abs(np.diff(samples))
+    near = np.zeros(len(jumps), bool)
+    for seconds in joins[:-1]:
+        at = int(seconds * rate)
+        near[max(at - 2400, 0):at + 2400] = True  # the encoder's delay is under 2,400 samples
+    assert jumps[near].max() <= jumps[~near].max()
+
+
+def test_a_tempo_change_lands_on_a_bar_line_within_a_bar(rock_sampler):
+    from perfrnn.radio import Radio
+
+    radio = Radio(rock_sampler, GenerationOptions(seed=3, bpm=100.0))
+    while radio.seconds < 12.0:
+        radio.next_chunk()
+    asked = radio.seconds
+    radio.change(bpm=150.0)
+    while radio.seconds < asked + 12.0:
+        radio.next_chunk()
+    assert radio.bpm == 150.0
+    # each note's time after the change: the bar line it started from plus beats at 150 BPM
+    change_beat = None
+    for note in sorted(radio.heard, key=lambda note: note.start):
+        if note.start > asked + 2.5:  # past the next bar line (2.4 s a bar at 100 BPM)
+            seconds_per_beat = (note.start - asked) / (note.start_beat - asked * 100 / 60)
+            change_beat = note.start_beat - (note.start - asked) * 150 / 60
+            break
+    assert change_beat is not None
+    assert seconds_per_beat < 0.6  # faster than 100 BPM's 0.6 s a beat
+    midi = mido.MidiFile(file=io.BytesIO(radio.midi()))
+    tempos = [m.tempo for m in midi.tracks[0] if m.type == "set_tempo"]
+    assert tempos == [mido.bpm2tempo(150.0)]  # the file at the current tempo, on its bars
+    onsets = [note.start_beat for note in radio.heard if note.track == 0]  # drums
+    assert onsets and all(abs(beat * 12 - round(beat * 12)) < 1e-6 for beat in onsets)
+
+
+def test_live_settings_are_checked(rock_sampler):
+    from perfrnn.errors import PerfRNNError
+    from perfrnn.radio import Radio
+
+    radio = Radio(rock_sampler, GenerationOptions(seed=1))
+    with pytest.raises(PerfRNNError, match="tempo"):
+        radio.change(bpm=1000)
+    with pytest.raises(PerfRNNError, match="creativity"):
+        radio.change(temperature=0.0)
+    with pytest.raises(PerfRNNError, match="not conditioned"):
+        radio.change(notes_per_second=4.0)
+
+
+@pytest.fixture
+def radio_app(make_app):
+    app = make_app(BUNDLES_DIR=str(ROOT / "bundles"), MAX_RADIO_STREAMS=2, **GENEROUS_LIMITS)
+    yield app
+    app.extensions["perfrnn_radio"].stop_all()
+
+
+def listen(client, url: str, size: int) -> tuple[bytes, object]:
+    response = client.get(url, buffered=False)
+    assert response.status_code == 200 and response.mimetype == "audio/mpeg"
+    chunks, data = iter(response.response), b""
+    while len(data) < size:
+        data += next(chunks)
+    return data, response
+
+
+def test_the_streams_api(radio_app):
+    client = radio_app.test_client()
+    created = client.post(f"{API}/streams", json={"style": "rock", "bpm": 120, "seed": 5,
+                                                   "type": "Overdriven Guitar"})
+    assert created.status_code == 201, created.get_json()
+    stream = created.get_json()
+    assert stream["state"] == "playing" and stream["seed"] == 5 and stream["bpm"] == 120
+    data, response = listen(client, stream["audio_url"], 64_000)  # 4 s at 128 kbit/s
+    samples, rate = decode(data)
+    assert rate == 44100 and len(samples) / rate > 3.5 and np.abs(samples).max() > 0.01
+    changed = client.patch(f"{API}/streams/{stream['id']}", json={"bpm": 90, "temperature": 0.8})
+    assert changed.status_code == 200 and changed.get_json()["bpm"] == 90
+    poll_until(lambda: radio_app.extensions["perfrnn_radio"].get(stream["id"]).radio.bpm == 90,
+               30, "the new tempo to be played")
+    midi = client.get(stream["midi_url"] + "?minutes=5")
+    assert midi.status_code == 200 and midi.mimetype == "audio/midi"
+    song = mido.MidiFile(file=io.BytesIO(midi.data))
+    programs = [m.program for track in song.tracks for m in track if m.type == "program_change"]
+    assert 29 in programs  # the type chosen: GM 30, Overdriven Guitar
+    response.close()
+    assert client.delete(f"{API}/streams/{stream['id']}").status_code == 204
+    assert client.get(f"{API}/streams/{stream['id']}").status_code == 404
+    assert radio_app.extensions["perfrnn_radio"].playing() == 0
+
+
+def test_bad_stream_requests_are_refused(radio_app):
+    client = radio_app.test_client()
+    for body, field in (({"style": "nope"}, "style"), ({"style": "rock", "key": "C"}, "key"),
+                        ({"style": "rock", "bpm": 5}, "bpm"),
+                        ({"style": "rock", "loud": 1}, "loud")):
+        response = client.post(f"{API}/streams", json=body)
+        assert response.status_code == 422 and field in response.get_json()["fields"], body
+    stream = client.post(f"{API}/streams", json={"style": "rock"}).get_json()
+    response = client.patch(f"{API}/streams/{stream['id']}", json={"temperature": 5})
+    assert response.status_code == 422 and "temperature" in response.get_json()["fields"]
+    assert client.get(f"{API}/streams/0123456789abcdef/audio").status_code == 404
+    assert client.get(f"{API}/streams/{stream['id']}/midi?minutes=99").status_code == 422
+
+
+def test_the_limit_answers_503_and_a_listener_who_leaves_frees_the_stream(radio_app,
+                                                                          monkeypatch):
+    import webapp.radio
+
+    monkeypatch.setattr(webapp.radio, "IDLE_SECONDS", 1.0)
+    client = radio_app.test_client()
+    hub = radio_app.extensions["perfrnn_radio"]
+    first = client.post(f"{API}/streams", json={"style": "drums"}).get_json()
+    client.post(f"{API}/streams", json={"style": "piano"})
+    full = client.post(f"{API}/streams", json={"style": "rock"})
+    assert full.status_code == 503 and int(full.headers["Retry-After"]) > 0
+    _, response = listen(client, first["audio_url"], 16_000)
+    stream = hub.get(first["id"])
+    assert stream.listeners == 1
+    response.close()  # the listener leaves
+    poll_until(lambda: hub.playing() == 0, 15, "the streams nobody listens to to stop")
+    assert stream.stopped and stream.listeners == 0
+    stream.join(5)
+    assert not stream._thread.is_alive()
+    assert not hasattr(stream.radio, "synth")  # the synthesizer and the row are let go
+    assert client.post(f"{API}/streams", json={"style": "rock"}).status_code == 201
+
+
+def test_the_radio_page(radio_app):
+    page = radio_app.test_client().get("/radio")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    for marker in ('id="radio-play"', 'id="radio-bpm"', 'id="radio-pace"', "radio.js",
+                   'value="rock"'):
+        assert marker in text
