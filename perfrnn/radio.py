@@ -20,6 +20,7 @@ no system package and no FFmpeg.
 from __future__ import annotations
 
 import collections
+import io
 import math
 from dataclasses import dataclass
 
@@ -162,6 +163,8 @@ class Radio:
                                 config.steps_per_second * 60.0 / metadata.default_bpm)
         self._pending: dict = {}
         self.heard: collections.deque[HeardNote] = collections.deque()
+        # (second, beat, bpm) where each tempo began: the MIDI file's tempo map
+        self.tempo_map: list[tuple[float, float, float]] = [(0.0, 0.0, self.stream.bpm)]
 
     @property
     def bpm(self) -> float:
@@ -198,6 +201,9 @@ class Radio:
         hold some back until the next call)."""
         if self._pending:
             self.stream.change(**self._pending)
+            if self._pending.get("bpm") not in (None, self.tempo_map[-1][2]):
+                self.tempo_map.append((self.decoder.seconds, self.decoder.beats,
+                                       self.stream.bpm))
             self._pending = {}
         events = self.stream.extend(self._chunk_steps)
         messages, ended = self.decoder.feed(events, self.stream.steps_per_file_second(),
@@ -221,11 +227,15 @@ class Radio:
         self.heard.extend(ended)
         while self.heard and self.heard[0].end < self.seconds - MAX_HISTORY_SECONDS:
             self.heard.popleft()
+        while len(self.tempo_map) > 1 and \
+                self.tempo_map[1][0] < self.seconds - MAX_HISTORY_SECONDS:
+            self.tempo_map.pop(0)
 
     def midi(self, minutes: float | None = None) -> bytes:
         """What was heard so far (the last `minutes`, at most
-        MAX_HISTORY_SECONDS) as a MIDI file at the current tempo, starting on
-        the bar line before its first note, so it sits on its bars.
+        MAX_HISTORY_SECONDS) as a MIDI file that starts on the bar line before
+        its first note, with the stream's tempo changes in its tempo map, so
+        it plays as it was heard and sits on its bars.
 
         Raises:
           PerfRNNError: nothing was heard yet in that span.
@@ -241,7 +251,11 @@ class Radio:
             raise PerfRNNError("nothing has played yet; listen a little first")
         bar_beats = self.metre.quarters_per_bar
         first = math.floor(min(note.start_beat for note in notes) / bar_beats) * bar_beats
-        seconds_per_beat = 60.0 / self.bpm
+        tempos = [(max(beat - first, 0.0), bpm) for _, beat, bpm in self.tempo_map
+                  if beat > first] or []
+        earlier = [bpm for _, beat, bpm in self.tempo_map if beat <= first]
+        tempos.insert(0, (0.0, earlier[-1] if earlier else self.tempo_map[0][2]))
+        seconds_per_beat = 60.0 / tempos[0][1]  # the notes are placed by beats
         sequence = music_pb2.NoteSequence()
         for note in notes:
             sequence.notes.add(
@@ -251,6 +265,31 @@ class Radio:
                 end_time=max(note.end_beat - first, note.start_beat - first + 1e-3)
                 * seconds_per_beat)
         sequence.total_time = (self.decoder.beats - first) * seconds_per_beat
-        return midi_bytes(sequence, self.tracks, bpm=self.bpm, native_bpm=self.bpm,
+        data = midi_bytes(sequence, self.tracks, bpm=tempos[0][1], native_bpm=tempos[0][1],
                           title=f"{self.style} radio",
                           time_signature=(self.metre.numerator, self.metre.denominator))
+        return with_tempo_map(data, tempos)
+
+
+def with_tempo_map(data: bytes, tempos: list[tuple[float, float]]) -> bytes:
+    """A MIDI file (ours: its first track the conductor) with its tempo
+    replaced by `tempos`, (beat, bpm) in order from beat 0. Notes stay on
+    their beats; only their times change."""
+    midi = mido.MidiFile(file=io.BytesIO(data))
+    conductor = midi.tracks[0]
+    timed, tick = [], 0
+    for message in conductor:
+        tick += message.time
+        if message.type != "set_tempo":
+            timed.append((tick, message))
+    timed += [(round(beat * midi.ticks_per_beat),
+               mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))) for beat, bpm in tempos]
+    timed.sort(key=lambda item: (item[0], item[1].type == "end_of_track"))
+    conductor.clear()
+    previous = 0
+    for tick, message in timed:
+        conductor.append(message.copy(time=tick - previous))
+        previous = tick
+    out = io.BytesIO()
+    midi.save(file=out)
+    return out.getvalue()

@@ -98,9 +98,16 @@ def test_a_tempo_change_lands_on_a_bar_line_within_a_bar(rock_sampler):
             break
     assert change_beat is not None
     assert seconds_per_beat < 0.6  # faster than 100 BPM's 0.6 s a beat
+    # the MIDI file plays as it was heard: its tempo changes on that bar line
     midi = mido.MidiFile(file=io.BytesIO(radio.midi()))
-    tempos = [m.tempo for m in midi.tracks[0] if m.type == "set_tempo"]
-    assert tempos == [mido.bpm2tempo(150.0)]  # the file at the current tempo, on its bars
+    tempos, tick = [], 0
+    for message in midi.tracks[0]:
+        tick += message.time
+        if message.type == "set_tempo":
+            tempos.append((tick / midi.ticks_per_beat, round(mido.tempo2bpm(message.tempo))))
+    assert [bpm for _, bpm in tempos] == [100, 150]
+    assert tempos[1][0] % 4 == 0 and tempos[1][0] == pytest.approx(change_beat, abs=1e-6)
+    assert abs(midi.length - radio.seconds) < 0.05  # as long as what was made
     onsets = [note.start_beat for note in radio.heard if note.track == 0]  # drums
     assert onsets and all(abs(beat * 12 - round(beat * 12)) < 1e-6 for beat in onsets)
 

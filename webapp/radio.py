@@ -30,7 +30,9 @@ from collections.abc import Iterator
 
 from perfrnn.errors import PerfRNNError
 
-LEAD_SECONDS = 4.0  # music made ahead of what the listener has heard
+# Music made ahead of what the listener has heard: a change is heard after this
+# plus the rest of the bar (a chunk); a slow server eats into it before an underrun.
+LEAD_SECONDS = 1.5
 RING_CHUNKS = 16  # MP3 chunks kept for listeners (a few seconds a chunk)
 IDLE_SECONDS = 10.0  # a stream nobody listens to stops after this
 WAIT_SECONDS = 0.25  # how often a waiting producer or listener looks again
@@ -68,6 +70,14 @@ class LiveStream:
 
     def start(self) -> None:
         self._thread.start()
+
+    def heard_seconds(self) -> float:
+        """About where the listener is in the stream (seconds of audio), by the
+        wall clock since they started listening (0 before)."""
+        if self._listening_since is None:
+            return 0.0
+        return min(self._heard_seconds + time.monotonic() - self._listening_since,
+                   self.radio.seconds)
 
     def _ahead(self) -> float:
         """Seconds of audio made beyond what the listener has had time to hear."""
@@ -168,6 +178,7 @@ class LiveStream:
             return {"id": self.id, "style": self.style, "state":
                     "stopped" if self.stopped else "playing",
                     "seconds": round(self.radio.seconds, 3), "listeners": self.listeners,
+                    "heard_seconds": round(self.heard_seconds(), 3),
                     # what was asked for: the music takes it at its next chunk or bar
                     "bpm": self.settings.get("bpm", self.radio.bpm),
                     "temperature": self.settings.get("temperature", self.radio.temperature),

@@ -243,6 +243,8 @@ SCHEMAS: dict = {
             "style": {"type": "string"},
             "state": {"type": "string", "enum": ["playing", "stopped"]},
             "seconds": {"type": "number", "minimum": 0, "description": "audio made so far"},
+            "heard_seconds": {"type": "number", "minimum": 0,
+                              "description": "about where the listener is (wall clock)"},
             "listeners": {"type": "integer", "minimum": 0},
             "bpm": {"type": "number", "description": "the tempo asked for"},
             "temperature": {"type": "number"},
