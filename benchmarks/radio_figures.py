@@ -160,16 +160,16 @@ def capacity(registry, count: int, seconds: float) -> dict:
     for reader in readers:
         reader.join(10)
     least = min((min(low) for low in lows if low), default=float("nan"))
-    return {"streams": count, "least_lead_seconds": least, "underrun": least < 0,
+    return {"streams": count, "least_lead_seconds": least, "underrun": bool(least < 0),
             "cpu_per_audio_second": cpu / max(made, 1e-9),
             "cores_busy": cpu / seconds}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--minutes", type=float, default=10.0, help="each capture (0: none)")
     parser.add_argument("--styles", default="piano,rock,drums,electronic")
-    parser.add_argument("--trials", type=int, default=6)
+    parser.add_argument("--trials", type=int, default=6, help="tempo changes (0: none)")
     parser.add_argument("--seconds", type=float, default=30.0, help="each capacity run")
     parser.add_argument("--counts", default="2,4,6,8,10,12")
     parser.add_argument("--out", default=None)
@@ -182,7 +182,7 @@ def main() -> int:
 
     registry = StyleRegistry([StyleSource(ROOT / "bundles", "shipped")])
     figures: dict = {"captures": {}, "capacity": []}
-    for style in args.styles.split(","):
+    for style in args.styles.split(",") if args.minutes > 0 else ():
         row = capture(registry.sampler(style), args.minutes * 60, seed=7)
         figures["captures"][style] = row
         print(f"{style}: {row['seconds'] / 60:.1f} min in {row['chunks']} chunks, decoded "
@@ -190,12 +190,13 @@ def main() -> int:
               f"(longest rest in its notes {row['longest_rest']:.2f} s); chunked against "
               f"one go: {row['chunked_vs_whole']:.4f} at most (peak {row['peak']:.2f}); "
               f"CPU {row['cpu_per_audio_second']:.3f} s a second of audio", flush=True)
-    latencies = tempo_latency(registry, args.trials)
+    latencies = tempo_latency(registry, args.trials) if args.trials else []
     figures["tempo_latency"] = latencies
-    print(f"tempo change heard after {statistics.median(latencies):.2f} s median, "
-          f"{max(latencies):.2f} s at most ({len(latencies)} changes, rock at 110-150 BPM)",
-          flush=True)
-    for count in (int(n) for n in args.counts.split(",")):
+    if latencies:
+        print(f"tempo change heard after {statistics.median(latencies):.2f} s median, "
+              f"{max(latencies):.2f} s at most ({len(latencies)} changes, rock at 110-150 BPM)",
+              flush=True)
+    for count in (int(n) for n in args.counts.split(",") if n):
         row = capacity(registry, count, args.seconds)
         figures["capacity"].append(row)
         print(f"{count} streams: least lead {row['least_lead_seconds']:.2f} s "

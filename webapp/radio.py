@@ -57,7 +57,8 @@ class LiveStream:
         self.settings = dict(settings)
         self.created = time.time()
         self._lock = threading.Condition()
-        self._ring: collections.deque[tuple[int, bytes]] = collections.deque()
+        # (number, MP3 bytes, the second of audio the chunk starts at)
+        self._ring: collections.deque[tuple[int, bytes, float]] = collections.deque()
         self._next = 0  # sequence number of the next chunk
         self._listening_since: float | None = None  # when the first listener came
         self._heard_seconds = 0.0  # audio made when the current listening began
@@ -98,9 +99,10 @@ class LiveStream:
                         self._lock.wait(WAIT_SECONDS)
                     if self.stopped:
                         break
+                start = self.radio.seconds
                 chunk = self.radio.next_chunk()  # outside the lock: listeners read meanwhile
                 with self._lock:
-                    self._ring.append((self._next, chunk))
+                    self._ring.append((self._next, chunk, start))
                     self._next += 1
                     while len(self._ring) > RING_CHUNKS:
                         self._ring.popleft()
@@ -122,11 +124,13 @@ class LiveStream:
             if self.listeners >= LISTENERS_PER_STREAM:
                 raise StreamsFull()
             self.listeners += 1
+            # start at the newest chunk: the player fills its buffer with it, and
+            # a change is heard after it (a reconnection does not replay the ring)
+            cursor, start = ((self._ring[-1][0], self._ring[-1][2]) if self._ring
+                             else (self._next, self.radio.seconds))
             if self._listening_since is None or self.listeners == 1:
                 self._listening_since = time.monotonic()
-                self._heard_seconds = max(self.radio.seconds - LEAD_SECONDS, 0.0)
-            # start a little behind the live edge, so the player can fill its buffer
-            cursor = self._ring[0][0] if self._ring else self._next
+                self._heard_seconds = start
             self._lock.notify_all()
         return self._read(cursor)
 
@@ -140,7 +144,7 @@ class LiveStream:
                         return
                     oldest = self._ring[0][0]
                     cursor = max(cursor, oldest)  # fell behind: skip to what is kept
-                    chunks = [data for number, data in self._ring if number >= cursor]
+                    chunks = [data for number, data, _ in self._ring if number >= cursor]
                     cursor = self._ring[-1][0] + 1
                 yield b"".join(chunks)
         finally:
