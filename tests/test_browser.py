@@ -339,3 +339,41 @@ def test_the_radio_plays_and_its_tempo_slider_changes_it(server, browser):
         return False
 
     poll_until(gone, 15, "the stopped stream to be freed")
+
+
+def test_follow_my_pace_glides_the_tempo_towards_the_steps(server, browser):
+    """Steps at 160 a minute from the motion sensor (synthetic events) move
+    the tempo up smoothly, and the stream follows."""
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(server + "/radio")
+    Select(find(browser, "#radio-style")).select_by_value("drums")
+    start = int(find(browser, "#radio-bpm").get_attribute("value"))
+    click_in_view(browser, find(browser, "#radio-play"))
+    audio = find(browser, "#radio-audio")
+    poll_until(lambda: browser.execute_script("return arguments[0].src", audio), 30,
+               "the stream to start")
+    stream_url = browser.execute_script("return arguments[0].src", audio).rsplit("/audio", 1)[0]
+    click_in_view(browser, find(browser, "#radio-pace"))
+    browser.execute_script("""
+        const shake = (z) => window.dispatchEvent(new DeviceMotionEvent('devicemotion',
+            {accelerationIncludingGravity: {x: 0, y: 0, z: z}}));
+        window.paceTimer = setInterval(() => { shake(15); setTimeout(() => shake(9.8), 100); },
+                                       375);  // 160 steps a minute""")
+    tempos = []
+
+    def risen() -> bool:
+        tempos.append(int(find(browser, "#radio-bpm").get_attribute("value")))
+        return tempos[-1] >= start + 10
+
+    poll_until(risen, 20, "the tempo to follow the steps")
+    browser.execute_script("clearInterval(window.paceTimer)")
+    assert max(b - a for a, b in zip(tempos, tempos[1:])) <= 8  # it glides, no jump
+    assert tempos[-1] < 160  # smoothed: still on its way after a few seconds
+
+    def followed() -> bool:
+        with urllib.request.urlopen(stream_url, timeout=10) as response:
+            return json.loads(response.read())["bpm"] >= start + 8
+
+    poll_until(followed, 10, "the stream to take the new tempo")
+    click_in_view(browser, find(browser, "#radio-stop"))

@@ -110,8 +110,8 @@
     const now = performance.now() / 1000;
     const dt = lastUpdate ? now - lastUpdate : SMOOTHING_SECONDS;
     lastUpdate = now;
-    smoothed = smoothed === null ? target
-      : smoothed + (target - smoothed) * (1 - Math.exp(-dt / SMOOTHING_SECONDS));
+    const current = smoothed === null ? Number(bpm.value) : smoothed;
+    smoothed = current + (target - current) * (1 - Math.exp(-dt / SMOOTHING_SECONDS));
     if (Math.abs(smoothed - Number(bpm.value)) >= 2) setTempo(smoothed);
   }
   function onMotion(event) {
@@ -140,7 +140,9 @@
       watch = null;
       return;
     }
-    smoothed = null;
+    smoothed = Number(bpm.value);  // glide from the tempo playing now
+    lastUpdate = performance.now() / 1000;
+    steps = [];
     try {
       if (window.DeviceMotionEvent && typeof DeviceMotionEvent.requestPermission === "function") {
         await DeviceMotionEvent.requestPermission();  // iOS asks the user
