@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import mido
@@ -211,6 +212,28 @@ def test_the_limit_answers_503_and_a_listener_who_leaves_frees_the_stream(radio_
     assert not stream._thread.is_alive()
     assert not hasattr(stream.radio, "synth")  # the synthesizer and the row are let go
     assert client.post(f"{API}/streams", json={"style": "rock"}).status_code == 201
+
+
+def test_a_stalled_listener_never_holds_the_music_back(rock_sampler, monkeypatch):
+    import webapp.radio
+    from perfrnn.radio import Radio
+    from webapp.radio import StreamHub
+
+    monkeypatch.setattr(webapp.radio, "LEAD_SECONDS", 0.5)
+    hub = StreamHub(2)
+    stream = hub.open(Radio(rock_sampler, GenerationOptions(seed=8)), "rock", {})
+    stalled = stream.listen()
+    next(stalled)  # reads once, then never again
+    made = stream.radio.seconds
+    time.sleep(4.0)
+    assert stream.radio.seconds >= made + 3.0  # the music goes on in real time
+    assert len(stream._ring) <= webapp.radio.RING_CHUNKS  # and what is kept stays bounded
+    fresh = stream.listen()
+    assert len(next(fresh)) > 0  # another listener gets the live edge at once
+    stalled.close()
+    fresh.close()
+    hub.stop_all()
+    assert stream.stopped
 
 
 def test_the_radio_page(radio_app):

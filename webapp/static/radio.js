@@ -23,6 +23,9 @@
       choice.textContent = entry.label || entry.name;
       type.appendChild(choice);
     }
+    const conditioned = option.dataset.conditioned === "true";
+    $("radio-controls").classList.toggle("d-none", !conditioned);
+    $("radio-controls").disabled = !conditioned;
     const tempo = Math.round(Number(option.dataset.defaultBpm) || 120);
     bpm.value = tempo;
     $("radio-bpm-value").textContent = tempo;
@@ -160,6 +163,13 @@
   temperature.addEventListener("input", () => {
     $("radio-temperature-value").textContent = Number(temperature.value).toFixed(2);
     change({temperature: Number(temperature.value)});
+  });
+  $("radio-key").addEventListener("change", () => {
+    if ($("radio-key").value.trim()) change({key: $("radio-key").value.trim()});
+  });
+  $("radio-density").addEventListener("input", () => {
+    $("radio-density-value").textContent = $("radio-density").value + " notes a second";
+    change({density: Number($("radio-density").value)});
   });
   play.addEventListener("click", start);
   stop.addEventListener("click", end);
