@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import io
 import math
+import threading
 from dataclasses import dataclass
 
 import mido
@@ -162,6 +163,9 @@ class Radio:
         self._steps_per_beat = (float(config.steps_per_quarter) if self._metric else
                                 config.steps_per_second * 60.0 / metadata.default_bpm)
         self._pending: dict = {}
+        # guards what next_chunk changes and others read: pending changes, the
+        # notes heard, the tempo map and the decoder's clock and sounding notes
+        self._lock = threading.Lock()
         self.heard: collections.deque[HeardNote] = collections.deque()
         # (second, beat, bpm) where each tempo began: the MIDI file's tempo map
         self.tempo_map: list[tuple[float, float, float]] = [(0.0, 0.0, self.stream.bpm)]
@@ -169,6 +173,11 @@ class Radio:
     @property
     def bpm(self) -> float:
         return self.stream.bpm
+
+    @property
+    def conditioned(self) -> bool:
+        """Whether the style takes note density and key."""
+        return bool(self.stream.sampler.encoding.control_signals)
 
     @property
     def temperature(self) -> float:
@@ -188,26 +197,29 @@ class Radio:
         """
         check_radio_settings(bpm, temperature)
         if (notes_per_second is not None or pitch_histogram is not None) \
-                and not self.stream.sampler.encoding.control_signals:
+                and not self.conditioned:
             raise PerfRNNError(f"style {self.style!r} is not conditioned: it takes no note "
                                "density or key")
         updates = {"bpm": bpm, "temperature": temperature,
                    "notes_per_second": notes_per_second, "pitch_histogram": pitch_histogram}
-        self._pending.update({name: value for name, value in updates.items()
-                              if value is not None})
+        with self._lock:
+            self._pending.update({name: value for name, value in updates.items()
+                                  if value is not None})
 
     def next_chunk(self) -> bytes:
         """Makes the next chunk of music and returns its MP3 bytes (LAME may
         hold some back until the next call)."""
-        if self._pending:
-            self.stream.change(**self._pending)
-            if self._pending.get("bpm") not in (None, self.tempo_map[-1][2]):
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if pending:
+            self.stream.change(**pending)
+        events = self.stream.extend(self._chunk_steps)
+        with self._lock:
+            if pending.get("bpm") not in (None, self.tempo_map[-1][2]):
                 self.tempo_map.append((self.decoder.seconds, self.decoder.beats,
                                        self.stream.bpm))
-            self._pending = {}
-        events = self.stream.extend(self._chunk_steps)
-        messages, ended = self.decoder.feed(events, self.stream.steps_per_file_second(),
-                                            self._steps_per_beat)
+            messages, ended = self.decoder.feed(events, self.stream.steps_per_file_second(),
+                                                self._steps_per_beat)
         channel_messages = []
         for seconds, key, velocity in messages:
             channel, pitch = self.channels[key // 128], key % 128
@@ -215,7 +227,8 @@ class Radio:
             channel_messages.append((seconds, mido.Message(kind, channel=channel, note=pitch,
                                                            velocity=velocity)))
         audio = self.synth.render(channel_messages, self.decoder.seconds)
-        self._remember(ended)
+        with self._lock:
+            self._remember(ended)
         pcm = np.round(audio * 32767.0).astype("<i2")
         return bytes(self.encoder.encode(pcm.tobytes()))
 
@@ -240,21 +253,23 @@ class Radio:
         Raises:
           PerfRNNError: nothing was heard yet in that span.
         """
-        since = self.seconds - (MAX_HISTORY_SECONDS if minutes is None
-                                else min(minutes * 60.0, MAX_HISTORY_SECONDS))
-        notes = [note for note in self.heard if note.end > since]
-        notes += [HeardNote(key // 128, key % 128, velocity, start, self.seconds, beat,
-                            self.decoder.beats)
-                  for key, (start, beat, velocity) in self.decoder.sounding.items()]
+        with self._lock:  # a copy; the file is built while the music goes on
+            now, beats = self.decoder.seconds, self.decoder.beats
+            heard, sounding = list(self.heard), dict(self.decoder.sounding)
+            tempo_map = list(self.tempo_map)
+        since = now - (MAX_HISTORY_SECONDS if minutes is None
+                       else min(minutes * 60.0, MAX_HISTORY_SECONDS))
+        notes = [note for note in heard if note.end > since]
+        notes += [HeardNote(key // 128, key % 128, velocity, start, now, beat, beats)
+                  for key, (start, beat, velocity) in sounding.items()]
         notes = [note for note in notes if note.start >= since]
         if not notes:
             raise PerfRNNError("nothing has played yet; listen a little first")
         bar_beats = self.metre.quarters_per_bar
         first = math.floor(min(note.start_beat for note in notes) / bar_beats) * bar_beats
-        tempos = [(max(beat - first, 0.0), bpm) for _, beat, bpm in self.tempo_map
-                  if beat > first] or []
-        earlier = [bpm for _, beat, bpm in self.tempo_map if beat <= first]
-        tempos.insert(0, (0.0, earlier[-1] if earlier else self.tempo_map[0][2]))
+        tempos = [(max(beat - first, 0.0), bpm) for _, beat, bpm in tempo_map if beat > first]
+        earlier = [bpm for _, beat, bpm in tempo_map if beat <= first]
+        tempos.insert(0, (0.0, earlier[-1] if earlier else tempo_map[0][2]))
         seconds_per_beat = 60.0 / tempos[0][1]  # the notes are placed by beats
         sequence = music_pb2.NoteSequence()
         for note in notes:
@@ -264,7 +279,7 @@ class Radio:
                 start_time=(note.start_beat - first) * seconds_per_beat,
                 end_time=max(note.end_beat - first, note.start_beat - first + 1e-3)
                 * seconds_per_beat)
-        sequence.total_time = (self.decoder.beats - first) * seconds_per_beat
+        sequence.total_time = (beats - first) * seconds_per_beat
         data = midi_bytes(sequence, self.tracks, bpm=tempos[0][1], native_bpm=tempos[0][1],
                           title=f"{self.style} radio",
                           time_signature=(self.metre.numerator, self.metre.denominator))

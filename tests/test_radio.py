@@ -159,6 +159,12 @@ def test_the_streams_api(radio_app):
     assert created.status_code == 201, created.get_json()
     stream = created.get_json()
     assert stream["state"] == "playing" and stream["seed"] == 5 and stream["bpm"] == 120
+    for _ in range(3):  # a HEAD takes no listener's slot
+        assert client.head(stream["audio_url"]).status_code == 200
+    assert radio_app.extensions["perfrnn_radio"].get(stream["id"]).listeners == 0
+    unread = radio_app.extensions["perfrnn_radio"].get(stream["id"]).listen()
+    del unread  # a listener dropped before it read anything gives its slot back
+    assert radio_app.extensions["perfrnn_radio"].get(stream["id"]).listeners == 0
     data, response = listen(client, stream["audio_url"], 64_000)  # 4 s at 128 kbit/s
     samples, rate = decode(data)
     assert rate == 44100 and len(samples) / rate > 3.5 and np.abs(samples).max() > 0.01

@@ -66,6 +66,7 @@ class LiveStream:
         self.listeners = 0
         self.stopped = False
         self.error: str | None = None
+        self.conditioned = radio.conditioned  # fixed for the stream's life
         self._thread = threading.Thread(target=self._produce, name=f"radio-{self.id}",
                                         daemon=True)
 
@@ -91,12 +92,14 @@ class LiveStream:
         try:
             while True:
                 with self._lock:
-                    while not self.stopped and self._ahead() >= LEAD_SECONDS:
+                    while not self.stopped:
                         if self.listeners == 0 and \
                                 time.monotonic() - self._last_listener > IDLE_SECONDS:
-                            self.stopped = True
+                            self.stopped = True  # nobody listens, even if it lags behind
+                        elif self._ahead() >= LEAD_SECONDS:
+                            self._lock.wait(WAIT_SECONDS)
+                        else:
                             break
-                        self._lock.wait(WAIT_SECONDS)
                     if self.stopped:
                         break
                 start = self.radio.seconds
@@ -117,9 +120,11 @@ class LiveStream:
                 self._lock.notify_all()
             self.radio = _Ended(self.radio)  # free the row, synthesizer and encoder
 
-    def listen(self) -> Iterator[bytes]:
+    def listen(self) -> Listener:
         """The MP3 bytes from the live edge on, as they are made; ends when the
-        stream stops. Raises StreamsFull when the stream has all its listeners."""
+        stream stops. The listener's slot is given back when the iterator is
+        closed or dropped, even if it was never read (a HEAD request).
+        Raises StreamsFull when the stream has all its listeners."""
         with self._lock:
             if self.listeners >= LISTENERS_PER_STREAM:
                 raise StreamsFull()
@@ -132,26 +137,26 @@ class LiveStream:
                 self._listening_since = time.monotonic()
                 self._heard_seconds = start
             self._lock.notify_all()
-        return self._read(cursor)
+        return Listener(self, cursor)
 
     def _read(self, cursor: int) -> Iterator[bytes]:
-        try:
-            while True:
-                with self._lock:
-                    while not self.stopped and (not self._ring or self._ring[-1][0] < cursor):
-                        self._lock.wait(WAIT_SECONDS)
-                    if self.stopped and (not self._ring or self._ring[-1][0] < cursor):
-                        return
-                    oldest = self._ring[0][0]
-                    cursor = max(cursor, oldest)  # fell behind: skip to what is kept
-                    chunks = [data for number, data, _ in self._ring if number >= cursor]
-                    cursor = self._ring[-1][0] + 1
-                yield b"".join(chunks)
-        finally:
+        while True:
             with self._lock:
-                self.listeners -= 1
-                self._last_listener = time.monotonic()
-                self._lock.notify_all()
+                while not self.stopped and (not self._ring or self._ring[-1][0] < cursor):
+                    self._lock.wait(WAIT_SECONDS)
+                if self.stopped and (not self._ring or self._ring[-1][0] < cursor):
+                    return
+                if cursor < self._ring[0][0]:  # fell behind: skip to the live edge
+                    cursor = self._ring[-1][0]
+                chunks = [data for number, data, _ in self._ring if number >= cursor]
+                cursor = self._ring[-1][0] + 1
+            yield b"".join(chunks)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.listeners -= 1
+            self._last_listener = time.monotonic()
+            self._lock.notify_all()
 
     def change(self, **settings) -> None:
         """New tempo, creativity or controls (see `perfrnn.radio.Radio.change`)."""
@@ -166,8 +171,7 @@ class LiveStream:
                                   if value is not None and name in named})
 
     def midi(self, minutes: float | None) -> bytes:
-        with self._lock:
-            return self.radio.midi(minutes)
+        return self.radio.midi(minutes)  # the Radio copies what it needs under its lock
 
     def stop(self) -> None:
         with self._lock:
@@ -190,13 +194,43 @@ class LiveStream:
                     **{name: self.settings.get(name) for name in ("type", "key", "density")}}
 
 
+class Listener:
+    """One listener's MP3 bytes (see `LiveStream.listen`): an iterator whose
+    slot is given back exactly once, on `close()`, at its end, or when it is
+    dropped unread."""
+
+    def __init__(self, stream: LiveStream, cursor: int):
+        self._stream = stream
+        self._chunks = stream._read(cursor)
+        self._open = True
+
+    def __iter__(self) -> Listener:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            return next(self._chunks)
+        except StopIteration:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._chunks.close()
+            self._stream._leave()
+
+    def __del__(self):
+        self.close()
+
+
 class _Ended:
     """What is left of a Radio once its stream stopped: its figures, without
     the row, the synthesizer, the encoder or the notes."""
 
     def __init__(self, radio):
         self.seconds, self.bpm, self.temperature = radio.seconds, radio.bpm, radio.temperature
-        self.seed = radio.seed
+        self.seed, self.conditioned = radio.seed, radio.conditioned
 
     def midi(self, minutes):
         raise PerfRNNError("the stream has stopped")
@@ -211,29 +245,38 @@ class StreamHub:
     def __init__(self, limit: int):
         self.limit = int(limit)
         self._streams: dict[str, LiveStream] = {}
+        self._opening = 0  # slots reserved for streams being made
         self._lock = threading.Lock()
 
     def open(self, radio, style: str, settings: dict) -> LiveStream:
-        """Starts a stream. Raises StreamsFull at the limit."""
+        """Starts a stream in the slot `reserve` kept for it."""
         with self._lock:
-            self._forget_stopped()
-            if len(self._streams) >= self.limit:
-                raise StreamsFull()
+            self._opening -= 1
             stream = LiveStream(radio, style, settings)
             self._streams[stream.id] = stream
         stream.start()
         return stream
 
     def reserve(self) -> None:
-        """Raises StreamsFull at the limit (before the costly making of a Radio)."""
+        """Keeps a slot for a stream about to be made (before the costly making
+        of its Radio); `open` fills it, `release` gives it back.
+        Raises StreamsFull at the limit."""
         with self._lock:
             self._forget_stopped()
-            if len(self._streams) >= self.limit:
+            if len(self._streams) + self._opening >= self.limit:
                 raise StreamsFull()
+            self._opening += 1
+
+    def release(self) -> None:
+        """Gives back a slot `reserve` kept, for a stream that was not made."""
+        with self._lock:
+            self._opening -= 1
 
     def get(self, stream_id: str) -> LiveStream | None:
+        """The playing stream with this id (None once it stopped)."""
         with self._lock:
-            return self._streams.get(stream_id)
+            stream = self._streams.get(stream_id)
+            return stream if stream is not None and not stream.stopped else None
 
     def close(self, stream_id: str) -> bool:
         with self._lock:

@@ -451,6 +451,9 @@ def create_stream():
         return response, status
     try:
         hub.reserve()
+    except StreamsFull:
+        return _streams_full()
+    try:
         options = GenerationOptions(
             seed=params["seed"], temperature=float(params["temperature"]),
             bpm=float(params["bpm"]), notes_per_second=params.get("density"),
@@ -458,16 +461,19 @@ def create_stream():
             else None)
         radio = Radio(registry.sampler(params["style"]), options,
                       program=params.get("program"), track=params.get("part"))
-        stream = hub.open(radio, params["style"], params)
-    except StreamsFull:
-        return _streams_full()
     except AudioUnavailable as error:
+        hub.release()
         response, status = api_error(503, f"audio is unavailable on this server: {error}",
                                      "busy", retry_after=3600)
         response.headers["Retry-After"] = "3600"
         return response, status
     except PerfRNNError as error:
+        hub.release()
         raise _Problem(str(error), 422, "invalid") from None
+    except BaseException:
+        hub.release()
+        raise
+    stream = hub.open(radio, params["style"], params)
     response = jsonify(stream_json(stream))
     response.status_code = 201
     response.headers["Location"] = url_for("api.get_stream", stream_id=stream.id)
@@ -487,9 +493,7 @@ def change_stream(stream_id: str):
 
     stream = _stream_or_404(stream_id)
     values, unknown = _values(STREAM_CHANGE.api_fields)
-    conditioned = bool(get_services().registry.get(stream.style).bundle.encoding
-                       .control_signals)
-    params = _checked(unknown, lambda: stream_change(values, conditioned))
+    params = _checked(unknown, lambda: stream_change(values, stream.conditioned))
     try:
         stream.change(bpm=params.get("bpm"), temperature=params.get("temperature"),
                       notes_per_second=params.get("density"), key=params.get("key"),
@@ -512,11 +516,15 @@ def stream_audio(stream_id: str):
     from webapp.radio import StreamsFull
 
     stream = _stream_or_404(stream_id)
+    if request.method == "HEAD":  # the headers alone: no listener's slot taken
+        response = Response(mimetype="audio/mpeg")
+        response.headers["Cache-Control"] = "no-cache, no-store"
+        return response
     try:
-        chunks = stream.listen()
+        chunks = stream.listen()  # werkzeug closes it when the client goes
     except StreamsFull:
         return _streams_full()
-    response = Response(stream_with_context(chunks), mimetype="audio/mpeg")
+    response = Response(chunks, mimetype="audio/mpeg")
     response.headers["Cache-Control"] = "no-cache, no-store"
     response.headers["X-Accel-Buffering"] = "no"
     return response
