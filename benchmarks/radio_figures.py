@@ -34,32 +34,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SILENT = 10 ** (-60 / 20)
-
-
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def longest_quiet(samples: np.ndarray, rate: int) -> float:
-    window = rate // 100
-    frames = samples[:len(samples) // window * window].reshape(-1, window)
-    quiet = np.abs(frames).max(axis=1) < SILENT
-    longest = run = 0
-    for value in quiet:
-        run = run + 1 if value else 0
-        longest = max(longest, run)
-    return longest / 100
-
-
-def longest_rest(notes) -> float:
-    spans = sorted((note.start, note.end) for note in notes)
-    longest, covered = spans[0][0], 0.0
-    for start, end in spans:
-        longest = max(longest, start - covered)
-        covered = max(covered, end)
-    return longest
 
 
 def capture(sampler, seconds: float, seed: int) -> dict:
@@ -67,7 +44,7 @@ def capture(sampler, seconds: float, seed: int) -> dict:
 
     from perfrnn.audio import StreamSynth
     from perfrnn.options import GenerationOptions
-    from perfrnn.radio import Radio
+    from perfrnn.radio import Radio, longest_quiet, longest_rest
 
     radio = Radio(sampler, GenerationOptions(seed=seed))
     played, rendered = [], []
@@ -85,9 +62,7 @@ def capture(sampler, seconds: float, seed: int) -> dict:
         data.append(radio.next_chunk())
     data.append(radio.close())
     took, cpu = time.perf_counter() - started, cpu_seconds() - cpu
-    whole = StreamSynth({channel: radio.tracks[index].program
-                         for index, channel in radio.channels.items()
-                         if not radio.tracks[index].is_drum}).render(played, radio.seconds)
+    whole = StreamSynth(radio.programs).render(played, radio.seconds)
     difference = float(np.abs(np.concatenate(rendered) - whole).max())
     audio, rate = soundfile.read(io.BytesIO(b"".join(data)), dtype="float32")
     samples = audio.mean(axis=1)

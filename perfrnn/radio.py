@@ -145,9 +145,11 @@ class Radio:
         self.seed = self.stream.plan.seed
         self.tracks = tracks_for_program(metadata.tracks, program, track, metadata.parts)
         self.channels = assign_channels(self.tracks, list(range(len(self.tracks))))
-        self.synth = StreamSynth({channel: self.tracks[index].program
-                                  for index, channel in self.channels.items()
-                                  if not self.tracks[index].is_drum}, sample_rate)
+        # GM program per pitched channel (channel 9 plays the kits)
+        self.programs = {channel: self.tracks[index].program
+                         for index, channel in self.channels.items()
+                         if not self.tracks[index].is_drum}
+        self.synth = StreamSynth(self.programs, sample_rate)
         self.encoder = lameenc.Encoder()
         self.encoder.set_bit_rate(MP3_BITRATE)
         self.encoder.set_in_sample_rate(sample_rate)
@@ -155,12 +157,11 @@ class Radio:
         self.encoder.set_quality(MP3_QUALITY)
         self.decoder = StreamDecoder(bundle.encoding)
         config = bundle.encoding.config
-        self._metric = config.is_metric
-        metre = sampler.metre
-        self.metre = metre
-        self._chunk_steps = (metre.steps_per_bar(config.steps_per_quarter) if self._metric
+        self.metre = sampler.metre
+        self._chunk_steps = (self.metre.steps_per_bar(config.steps_per_quarter)
+                             if config.is_metric
                              else round(CHUNK_SECONDS * config.steps_per_second))
-        self._steps_per_beat = (float(config.steps_per_quarter) if self._metric else
+        self._steps_per_beat = (float(config.steps_per_quarter) if config.is_metric else
                                 config.steps_per_second * 60.0 / metadata.default_bpm)
         self._pending: dict = {}
         # guards what next_chunk changes and others read: pending changes, the
@@ -284,6 +285,34 @@ class Radio:
                           title=f"{self.style} radio",
                           time_signature=(self.metre.numerator, self.metre.denominator))
         return with_tempo_map(data, tempos)
+
+
+QUIET = 10 ** (-60 / 20)  # -60 dBFS: near-silence in the audio
+
+
+def longest_quiet(samples: np.ndarray, rate: int, start: float = 0.0) -> float:
+    """Seconds of the longest run of near-silence (under QUIET in every 10 ms
+    window) in mono `samples` at `rate` Hz, from `start` seconds on: a gap in
+    a stream's audio shows here."""
+    window = rate // 100
+    frames = samples[int(start * rate):]
+    frames = frames[:len(frames) // window * window].reshape(-1, window)
+    longest = run = 0
+    for quiet in np.abs(frames).max(axis=1) < QUIET:
+        run = run + 1 if quiet else 0
+        longest = max(longest, run)
+    return longest / 100
+
+
+def longest_rest(notes, after: float = 0.0) -> float:
+    """Seconds of the longest time no note of `notes` (HeardNotes) sounds,
+    from the first note after `after` on: the rest a stream's audio may have."""
+    spans = sorted((note.start, note.end) for note in notes if note.end > after)
+    longest, covered = 0.0, max(after, spans[0][0]) if spans else after
+    for start, end in spans:
+        longest = max(longest, start - covered)
+        covered = max(covered, end)
+    return longest
 
 
 def with_tempo_map(data: bytes, tempos: list[tuple[float, float]]) -> bytes:

@@ -474,7 +474,7 @@ class Sampler:
             rows=options.variations * candidates * (LOOP_CANDIDATES if options.loop else 1),
             candidates=candidates,
             state=state, controls=controls, row_gates=self._row_gates(controls, style),
-            silence_cap=self._silence_cap(bpm, length),
+            silence_cap=self._silence_cap(bpm),
             quiet_since=-self._closing_silence(primer_events),
             first_position=primer_steps % self._cycle,
             sounding=self._sounding_after(primer_events),
@@ -532,24 +532,24 @@ class Sampler:
         return self.scorer.score(sequence, plan.request.options.blend,
                                  after=self._file_seconds(plan.primer_steps, plan))
 
-    def _model_steps_per_file_second(self, bpm: float, length: LengthPlan) -> float:
-        """Model steps in one second of the file at `bpm` (a time-based style is
-        sampled at its own tempo and stretched to `bpm`)."""
-        stretch = (1.0 if self.encoding.config.is_metric
-                   else bpm / self.bundle.metadata.default_bpm)
-        return stretch * length.steps_per_second
+    def steps_per_file_second(self, bpm: float) -> float:
+        """Model steps in one second of the file at `bpm`: a metric style counts
+        its steps in beats; a time-based one is sampled at its own tempo and
+        stretched to `bpm`."""
+        if self.encoding.config.is_metric:
+            return float(self.encoding.steps_per_second(bpm))
+        return self.encoding.config.steps_per_second * bpm / self.bundle.metadata.default_bpm
 
     def _file_seconds(self, steps: int, plan: _Plan) -> float:
-        return steps / self._model_steps_per_file_second(plan.bpm, plan.length)
+        return steps / self.steps_per_file_second(plan.bpm)
 
-    def _silence_cap(self, bpm: float, length: LengthPlan) -> int:
+    def _silence_cap(self, bpm: float) -> int:
         """The longest silence the style's own music has (its 99th percentile),
         in model steps of a request at `bpm`; 0 (no cap) without references."""
         references = self.scorer.references
         if references is None:
             return 0
-        return max(int(references.silence_limit
-                       * self._model_steps_per_file_second(bpm, length)), 1)
+        return max(int(references.silence_limit * self.steps_per_file_second(bpm)), 1)
 
     def _closing_silence(self, events: np.ndarray) -> int:
         """Steps of silence at the end of `events` (0 when a note still sounds)."""
@@ -568,7 +568,7 @@ class Sampler:
         ends the defect or moves it later, or scores better.
 
         Returns (events, sequence, score, tries kept)."""
-        rate = self._model_steps_per_file_second(plan.bpm, plan.length)
+        rate = self.steps_per_file_second(plan.bpm)
         accepted = 0
         for attempt in range(1, REPAIR_ATTEMPTS + 1):
             defect = score.defect  # it ends in the new music (see `_score`)
@@ -1020,17 +1020,9 @@ class SampleStream:
         self.target = 0  # steps asked for so far
         self.notes_per_second, self.pitch_histogram = sampler._controls(plan.request.options)
 
-    @property
-    def metric(self) -> bool:
-        return self.sampler.encoding.config.is_metric
-
-    def steps_per_file_second(self, bpm: float | None = None) -> float:
-        """Model steps in one second of audio at `bpm` (default: the stream's)."""
-        bpm = self.bpm if bpm is None else bpm
-        encoding = self.sampler.encoding
-        if self.metric:
-            return float(encoding.steps_per_second(bpm))
-        return encoding.config.steps_per_second * bpm / self.sampler.bundle.metadata.default_bpm
+    def steps_per_file_second(self) -> float:
+        """Model steps in one second of audio at the stream's tempo."""
+        return self.sampler.steps_per_file_second(self.bpm)
 
     def extend(self, steps: int) -> np.ndarray:
         """The event indices of the next `steps` steps of music. The last time
@@ -1062,10 +1054,7 @@ class SampleStream:
             row.temperature = float(temperature)
         if bpm is not None:
             self.bpm = float(bpm)
-            references = sampler.scorer.references
-            if references is not None:
-                row.silence_cap = max(int(references.silence_limit
-                                          * self.steps_per_file_second()), 1)
+            row.silence_cap = sampler._silence_cap(self.bpm)
         if notes_per_second is not None or pitch_histogram is not None:
             if not sampler.encoding.control_signals:
                 raise PerfRNNError(f"style {sampler.bundle.metadata.style!r} is not "

@@ -16,7 +16,6 @@ from tests.conftest import GENEROUS_LIMITS, poll_until
 
 ROOT = Path(__file__).resolve().parent.parent
 API = "/api/v1"
-SILENT = 10 ** (-60 / 20)  # -60 dBFS
 
 
 @pytest.fixture(scope="module")
@@ -33,32 +32,9 @@ def decode(mp3: bytes) -> tuple[np.ndarray, int]:
     return audio.mean(axis=1), rate
 
 
-def longest_quiet_run(samples: np.ndarray, rate: int, start: float = 0.5) -> float:
-    """Seconds of the longest run under -60 dBFS (in 10 ms windows), after `start`."""
-    window = rate // 100
-    frames = samples[int(start * rate):]
-    frames = frames[:len(frames) // window * window].reshape(-1, window)
-    quiet = np.abs(frames).max(axis=1) < SILENT
-    longest = run = 0
-    for value in quiet:
-        run = run + 1 if value else 0
-        longest = max(longest, run)
-    return longest / 100
-
-
-def longest_rest(notes, after: float) -> float:
-    """The longest time no note of the stream's own notes sounds, after `after` s."""
-    spans = sorted((note.start, note.end) for note in notes if note.end > after)
-    longest, covered = 0.0, max(after, spans[0][0]) if spans else after
-    for start, end in spans:
-        longest = max(longest, start - covered)
-        covered = max(covered, end)
-    return longest
-
-
 def test_a_stream_has_no_gap_or_click_at_its_joins(rock_sampler):
     from perfrnn.audio import StreamSynth
-    from perfrnn.radio import Radio
+    from perfrnn.radio import Radio, longest_quiet, longest_rest
 
     radio = Radio(rock_sampler, GenerationOptions(seed=2))
     played, rendered = [], []
@@ -76,9 +52,7 @@ def test_a_stream_has_no_gap_or_click_at_its_joins(rock_sampler):
     data += radio.close()
     assert len(rendered) >= 10  # one chunk a bar
     # the joins add nothing: the chunks are the audio of all the notes rendered in one go
-    whole = StreamSynth({channel: radio.tracks[index].program
-                         for index, channel in radio.channels.items()
-                         if not radio.tracks[index].is_drum}).render(played, radio.seconds)
+    whole = StreamSynth(radio.programs).render(played, radio.seconds)
     chunks = np.concatenate(rendered)
     assert chunks.shape == whole.shape
     assert np.abs(chunks - whole).max() < 0.01  # -40 dBFS: the synthesizer's block updates
@@ -86,7 +60,7 @@ def test_a_stream_has_no_gap_or_click_at_its_joins(rock_sampler):
     # than the music's own longest rest, plus 50 ms
     samples, rate = decode(data)
     assert abs(len(samples) / rate - radio.seconds) < 0.2  # MP3 frames: a few ms either way
-    assert longest_quiet_run(samples, rate) <= longest_rest(radio.heard, 0.5) + 0.05
+    assert longest_quiet(samples, rate, start=0.5) <= longest_rest(radio.heard, 0.5) + 0.05
 
 
 def test_a_tempo_change_lands_on_a_bar_line_within_a_bar(rock_sampler):

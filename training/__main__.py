@@ -320,6 +320,16 @@ def _add_references_parser(commands) -> None:
                             help="the file to write (default: bundles/scoring.json)")
 
 
+def _reference_corpora(items: list[str], corpora: dict) -> dict[str, list[Path]]:
+    """--reference NAME=DATA_DIR options, by style, each style one of `corpora`."""
+    references: dict[str, list[Path]] = {}
+    for name, data in _named_dirs(items, "--reference"):
+        if name not in corpora:
+            raise PerfRNNError(f"--reference {name}={data}: no --style {name}=... to add it to")
+        references.setdefault(name, []).append(data)
+    return references
+
+
 def _named_dirs(items: list[str], option: str) -> list[tuple[str, Path]]:
     """NAME=DATA_DIR pairs of a repeated option."""
 
@@ -520,17 +530,10 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _references(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from training.classify import build_scoring
 
     corpora = dict(_named_dirs(args.style, "--style"))
-    references: dict[str, list[Path]] = {}
-    for name, data in _named_dirs(args.reference, "--reference"):
-        if name not in corpora:
-            raise PerfRNNError(f"--reference {name}={data}: no --style {name}=... to add it to")
-        references.setdefault(name, []).append(data)
-    written = build_scoring(corpora, references, Path(args.out),
+    written = build_scoring(corpora, _reference_corpora(args.reference, corpora), Path(args.out),
                             progress=lambda text: print(text, file=sys.stderr))
     for style, norms in written.items():
         match = ("-" if norms.real_style_match is None
@@ -558,14 +561,7 @@ def _classify(args: argparse.Namespace) -> int:
         corpora[name] = Path(data)
         if bundle:
             bundles[name] = Path(bundle)
-    references: dict[str, list[Path]] = {}
-    for item in args.reference:
-        name, _, data = item.partition("=")
-        if not name or not data:
-            raise PerfRNNError(f"--reference {item!r}: write NAME=DATA_DIR")
-        if name not in corpora:
-            raise PerfRNNError(f"--reference {item!r}: no --style {name}=... to add it to")
-        references.setdefault(name, []).append(Path(data))
+    references = _reference_corpora(args.reference, corpora)
     bars: dict = {}
 
     def progress(style: str, done: int, total: int) -> None:

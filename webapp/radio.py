@@ -73,20 +73,20 @@ class LiveStream:
     def start(self) -> None:
         self._thread.start()
 
-    def heard_seconds(self) -> float:
-        """About where the listener is in the stream (seconds of audio), by the
-        wall clock since they started listening (0 before)."""
+    def _position(self) -> float:
+        """Where the listener's wall clock says they are in the stream, in
+        seconds of audio (0 before anyone listens); may pass what was made."""
         if self._listening_since is None:
             return 0.0
-        return min(self._heard_seconds + time.monotonic() - self._listening_since,
-                   self.radio.seconds)
+        return self._heard_seconds + time.monotonic() - self._listening_since
+
+    def heard_seconds(self) -> float:
+        """About where the listener is in the stream (seconds of audio)."""
+        return min(self._position(), self.radio.seconds)
 
     def _ahead(self) -> float:
         """Seconds of audio made beyond what the listener has had time to hear."""
-        if self._listening_since is None:
-            return self.radio.seconds
-        return self.radio.seconds - self._heard_seconds \
-            - (time.monotonic() - self._listening_since)
+        return self.radio.seconds - self._position()
 
     def _produce(self) -> None:
         try:

@@ -31,6 +31,7 @@ from flask import (
 from perfrnn.errors import PerfRNNError
 from webapp.jobs.queues import QueueFull
 from webapp.jobs.store import CANCELLED, DONE, EXPIRED
+from webapp.radio import StreamsFull
 from webapp.services import get_queue, get_services
 from webapp.web.errors import api_error
 from webapp.web.events import job_events
@@ -65,11 +66,22 @@ def _invalid(error: ValidationError):
                      "invalid" if error.status == 422 else "too_large", fields=error.errors)
 
 
+def _retry_later(message: str, retry_after: int):
+    """503 with Retry-After (seconds), in the body too."""
+    response, status = api_error(503, message, "busy", retry_after=retry_after)
+    response.headers["Retry-After"] = str(retry_after)
+    return response, status
+
+
 @bp.errorhandler(QueueFull)
 def _busy(error: QueueFull):
-    response, status = api_error(503, str(error), "busy", retry_after=error.retry_after)
-    response.headers["Retry-After"] = str(error.retry_after)
-    return response, status
+    return _retry_later(str(error), error.retry_after)
+
+
+@bp.errorhandler(StreamsFull)
+def _streams_full(error: StreamsFull):
+    return _retry_later("every radio stream is taken; try again in a moment",
+                        error.retry_after)
 
 
 class _Problem(Exception):
@@ -400,6 +412,7 @@ def create_bundle():
 # ----- radio streams -------------------------------------------------------------
 
 STREAM_ID = re.compile(r"[0-9a-f]{16}")
+NO_AUDIO_RETRY_SECONDS = 3600  # audio is off or broken here: an operator must act
 
 
 def _hub():
@@ -414,16 +427,6 @@ def _stream_or_404(stream_id: str):
     return stream
 
 
-def _streams_full(error=None):
-    from webapp.radio import StreamsFull
-
-    retry = StreamsFull.retry_after
-    response, status = api_error(503, "every radio stream is taken; try again in a moment",
-                                 "busy", retry_after=retry)
-    response.headers["Retry-After"] = str(retry)
-    return response, status
-
-
 def stream_json(stream) -> dict:
     return {**stream.to_dict(),
             "audio_url": url_for("api.stream_audio", stream_id=stream.id),
@@ -435,7 +438,6 @@ def create_stream():
     from perfrnn.audio import AudioUnavailable
     from perfrnn.options import GenerationOptions, pitch_histogram_for_key
     from perfrnn.radio import Radio
-    from webapp.radio import StreamsFull
     from webapp.web.schema import STREAM
     from webapp.web.validation import stream_params
 
@@ -444,15 +446,9 @@ def create_stream():
     params = _checked(unknown, lambda: stream_params(values, registry))
     hub = _hub()
     if not current_app.config["RENDER_AUDIO"]:
-        response, status = api_error(503, "this server renders no audio (RENDER_AUDIO is "
-                                          "off), so it plays no radio", "busy",
-                                     retry_after=3600)
-        response.headers["Retry-After"] = "3600"
-        return response, status
-    try:
-        hub.reserve()
-    except StreamsFull:
-        return _streams_full()
+        return _retry_later("this server renders no audio (RENDER_AUDIO is off), so it plays "
+                            "no radio", NO_AUDIO_RETRY_SECONDS)
+    hub.reserve()  # StreamsFull: 503
     try:
         options = GenerationOptions(
             seed=params["seed"], temperature=float(params["temperature"]),
@@ -461,17 +457,13 @@ def create_stream():
             else None)
         radio = Radio(registry.sampler(params["style"]), options,
                       program=params.get("program"), track=params.get("part"))
-    except AudioUnavailable as error:
+    except BaseException as error:  # the slot kept for it goes back
         hub.release()
-        response, status = api_error(503, f"audio is unavailable on this server: {error}",
-                                     "busy", retry_after=3600)
-        response.headers["Retry-After"] = "3600"
-        return response, status
-    except PerfRNNError as error:
-        hub.release()
-        raise _Problem(str(error), 422, "invalid") from None
-    except BaseException:
-        hub.release()
+        if isinstance(error, AudioUnavailable):
+            return _retry_later(f"audio is unavailable on this server: {error}",
+                                NO_AUDIO_RETRY_SECONDS)
+        if isinstance(error, PerfRNNError):
+            raise _Problem(str(error), 422, "invalid") from None
         raise
     stream = hub.open(radio, params["style"], params)
     response = jsonify(stream_json(stream))
@@ -513,17 +505,12 @@ def delete_stream(stream_id: str):
 
 @bp.get("/streams/<stream_id>/audio")
 def stream_audio(stream_id: str):
-    from webapp.radio import StreamsFull
-
     stream = _stream_or_404(stream_id)
     if request.method == "HEAD":  # the headers alone: no listener's slot taken
         response = Response(mimetype="audio/mpeg")
         response.headers["Cache-Control"] = "no-cache, no-store"
         return response
-    try:
-        chunks = stream.listen()  # werkzeug closes it when the client goes
-    except StreamsFull:
-        return _streams_full()
+    chunks = stream.listen()  # StreamsFull: 503; werkzeug closes it when the client goes
     response = Response(chunks, mimetype="audio/mpeg")
     response.headers["Cache-Control"] = "no-cache, no-store"
     response.headers["X-Accel-Buffering"] = "no"

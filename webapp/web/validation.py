@@ -80,6 +80,18 @@ def _field_number(value, field: Field, errors: dict, name: str | None = None):
                    field.label, whole=field.type == "integer")
 
 
+def _numbers(values, request, names: tuple[str, ...], params: dict, errors: dict) -> None:
+    """Sets params[name] for each of `names` given (or with a default) in
+    `values`, checked against its field in `request`; errors name the others."""
+    for name in names:
+        field, value = request[name], values.get(name)
+        if _blank(value) and field.default is None:
+            continue
+        number = _field_number(field.default if _blank(value) else value, field, errors)
+        if number is not None:
+            params[name] = number
+
+
 def _flag(value) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "on", "yes", "y")
@@ -126,11 +138,7 @@ def generation_params(values, registry: StyleRegistry) -> dict:
             errors[name] = f"{name} must be one of: {', '.join(field.choices)}"
         else:
             params[name] = choice
-    for name in ("temperature", "variations"):
-        field, value = GENERATION[name], values.get(name)
-        number = _field_number(field.default if _blank(value) else value, field, errors)
-        if number is not None:
-            params[name] = number
+    _numbers(values, GENERATION, ("temperature", "variations"), params, errors)
     if _blank(values.get("seed")):
         params["seed"] = random.SystemRandom().randrange(MAX_SEED)
     else:
@@ -153,13 +161,7 @@ def stream_params(values, registry: StyleRegistry) -> dict:
     errors: dict[str, str] = {}
     params: dict = {}
     bundle = _style(values.get("style"), registry, params, errors)
-    for name in ("bpm", "temperature", "seed"):
-        field, value = STREAM[name], values.get(name)
-        if _blank(value) and field.default is None:
-            continue
-        number = _field_number(field.default if _blank(value) else value, field, errors)
-        if number is not None:
-            params[name] = number
+    _numbers(values, STREAM, ("bpm", "temperature", "seed"), params, errors)
     if "seed" not in params and "seed" not in errors:
         params["seed"] = random.SystemRandom().randrange(MAX_SEED)
     if bundle is not None:
@@ -175,11 +177,7 @@ def stream_change(values, conditioned: bool) -> dict:
     """Clean new settings of a playing stream (`webapp.web.schema.STREAM_CHANGE`)."""
     errors: dict[str, str] = {}
     params: dict = {}
-    for name in ("bpm", "temperature", "density"):
-        if not _blank(values.get(name)):
-            number = _field_number(values.get(name), STREAM_CHANGE[name], errors)
-            if number is not None:
-                params[name] = number
+    _numbers(values, STREAM_CHANGE, ("bpm", "temperature", "density"), params, errors)
     if not _blank(values.get("key")):
         try:
             pitch_histogram_for_key(str(values.get("key")))
