@@ -8,9 +8,9 @@ For each bundle it prints:
 - **grid**: the share of drum hits of default 30 s pieces (quantise off)
   within 1/24 beat of the 1/16 or triplet grid of the file's own tempo map,
   read back from the MIDI bytes with note-seq's reader (random onsets give
-  0.5; `perfrnn.metric.onset_grid_fit`);
+  0.5; `perfrnn.metre.onset_grid_fit`);
 - **downbeats**: the share of bars whose beat 1 carries the kick
-  (`perfrnn.metric.downbeat_share`);
+  (`perfrnn.metre.downbeat_share`);
 - **bars**: `--bars 8` at 60, 97 and 180 BPM: the tick of the last note-off and
   of each track's end, against bar 8's tick (read with mido);
 - **loops**: 4-bar loops repeated four times: the onsets within half a bar of
@@ -79,7 +79,7 @@ def main() -> None:
 
     from perfrnn.bundle import read_bundle
     from perfrnn.generate import generate_midi
-    from perfrnn.metric import downbeat_share, onset_grid_fit
+    from perfrnn.metre import downbeat_share, onset_grid_fit
     from perfrnn.options import GenerationOptions
     from perfrnn.sampler import Sampler
 

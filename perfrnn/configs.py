@@ -82,7 +82,7 @@ class ModelConfig:
     # Pitch-class-histogram ("key") control: window in seconds (None: off).
     pitch_histogram_window_seconds: float | None = None
     # Metric encodings: time moves in steps of 1/steps_per_quarter of a quarter
-    # note (None: in steps of 1/steps_per_second seconds; see perfrnn.metric).
+    # note (None: in steps of 1/steps_per_second seconds; see perfrnn.metre).
     steps_per_quarter: int | None = None
     # A base model's style input: the styles it learned, in input order (empty:
     # none). A metric encoding then ends each control block with one weight per
@@ -107,7 +107,7 @@ class ModelConfig:
 
     @property
     def is_metric(self) -> bool:
-        """True when time is counted in beats, so bars line up at any tempo (perfrnn.metric)."""
+        """True when time is counted in beats, so bars line up at any tempo (perfrnn.metre)."""
         return self.steps_per_quarter is not None
 
     @property

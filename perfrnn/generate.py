@@ -15,7 +15,7 @@ from note_seq.protobuf import music_pb2
 from perfrnn.bundle import Bundle
 from perfrnn.configs import TrackRole, played_tracks
 from perfrnn.errors import PerfRNNError
-from perfrnn.metric import Metre
+from perfrnn.metre import Metre
 from perfrnn.midi_writer import midi_bytes
 from perfrnn.multitrack import ROLE_DRUMS, ROLE_HARMONY
 from perfrnn.options import FEELS, GenerationOptions, ProgressCallback

@@ -9,7 +9,7 @@ note-off per role, time shifts and velocities. What differs is time:
   music was played at;
 - each model input row starts with the position after its event: step in the
   beat, beat in the bar, bar in an 8-bar phrase and the metre
-  (`perfrnn.metric.position_features`), then, for a base model and the
+  (`perfrnn.metre.position_features`), then, for a base model and the
   styles made from it, the style input (one weight per style the base
   learned, summing to 1: a one-hot for one style, a blend for several),
   then the event one-hot.
@@ -29,7 +29,7 @@ from note_seq.protobuf import music_pb2
 
 from perfrnn.configs import ModelConfig
 from perfrnn.errors import PerfRNNError
-from perfrnn.metric import (
+from perfrnn.metre import (
     COMMON_TIME,
     ONSET_GRID,
     Metre,

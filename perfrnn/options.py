@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from perfrnn.errors import PerfRNNError
-from perfrnn.metric import Metre
+from perfrnn.metre import Metre
 
 if TYPE_CHECKING:  # importing note-seq here would import it before the CLI quiets it
     from note_seq.protobuf import music_pb2

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from perfrnn.bundle import Bundle, read_bundle
 from perfrnn.errors import PerfRNNError
-from perfrnn.metric import parse_metre
+from perfrnn.metre import parse_metre
 from perfrnn.note_lengths import QUANTILES
 
 BUNDLE_SUFFIX = ".mag"

@@ -38,7 +38,7 @@ from note_seq.protobuf import music_pb2
 
 from perfrnn.bundle import Bundle
 from perfrnn.errors import PerfRNNError
-from perfrnn.metric import COMMON_TIME, Metre, parse_metre
+from perfrnn.metre import COMMON_TIME, Metre, parse_metre
 from perfrnn.model import PerformanceRNN, lstm_cell, lstm_update
 from perfrnn.multitrack import PITCHES, assign_roles
 from perfrnn.note_lengths import QUANTILES, length_table

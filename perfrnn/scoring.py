@@ -8,7 +8,7 @@ recorded at export from its corpus (`style_references`):
   (`perfrnn.style_classifier`) gives the style asked for (a blend: its
   styles, weighted);
 - **on the beat:** the share of onsets on the sixteenth or triplet grid, for
-  metric styles (`perfrnn.metric.beat_grid_fit`);
+  metric styles (`perfrnn.metre.beat_grid_fit`);
 - **in key:** the share of pitched notes in the best major or minor scale;
 - **longest silence**, against the 99th percentile of the corpus's silences;
 - **stuck repetition:** one pitch repeated alone, or one short pattern of
@@ -38,7 +38,7 @@ from note_seq.protobuf import music_pb2
 
 from perfrnn import music_metrics
 from perfrnn.errors import PerfRNNError
-from perfrnn.metric import beat_grid_fit
+from perfrnn.metre import beat_grid_fit
 from perfrnn.style_classifier import StyleClassifier, features
 
 REFERENCES_FORMAT = 1

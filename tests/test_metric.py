@@ -19,7 +19,7 @@ from perfrnn.configs import BAND_TRACKS, TrackRole, get_config
 from perfrnn.encoding import encoding_for
 from perfrnn.errors import PerfRNNError
 from perfrnn.generate import MidiOptions, apply_feel, generate_midi
-from perfrnn.metric import (
+from perfrnn.metre import (
     COMMON_TIME,
     Metre,
     downbeat_share,

@@ -84,7 +84,7 @@ def beat_figures(real: list, generated: list) -> dict:
     pieces (means; None without drums)."""
     import numpy as np
 
-    from perfrnn.metric import downbeat_share, onset_grid_fit
+    from perfrnn.metre import downbeat_share, onset_grid_fit
 
     def mean(values):
         values = [value for value in values if math.isfinite(value)]

@@ -326,7 +326,7 @@ def bundle_from_run(run: Run, style: str | None = None, description: str = "",
                     if evaluation.get(key) is not None})
     metre = corpus_metre(pieces) if config.is_metric else "4/4"
     if config.is_metric:
-        from perfrnn.metric import parse_metre
+        from perfrnn.metre import parse_metre
 
         try:
             parse_metre(metre)

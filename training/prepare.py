@@ -707,7 +707,7 @@ def _on_its_beat(sequence: music_pb2.NoteSequence,
     Returns:
       The (possibly cut) sequence, and why the file must be skipped (None: fine).
     """
-    from perfrnn.metric import beat_grid_fit, first_metre_change, metre_of
+    from perfrnn.metre import beat_grid_fit, first_metre_change, metre_of
 
     change = first_metre_change(sequence)
     if change is not None:

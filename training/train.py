@@ -164,7 +164,7 @@ class ExampleMaker:
         """The metre a metric encoding reads the sequence in (None for time-based ones)."""
         if not self.config.is_metric:
             return None
-        from perfrnn.metric import metre_of
+        from perfrnn.metre import metre_of
 
         return metre_of(sequence)
 

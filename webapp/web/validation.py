@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 
 from perfrnn.errors import PerfRNNError
-from perfrnn.metric import parse_metre
+from perfrnn.metre import parse_metre
 from perfrnn.options import (
     MAX_SEED,
     GenerationOptions,

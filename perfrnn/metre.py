@@ -1,4 +1,4 @@
-"""Metric time: beats, bars and phrases for drum and band styles.
+"""Metre: beats, bars and phrases for the drum and band (metric) styles.
 
 A metric style counts time in steps of 1/steps_per_quarter of a quarter note
 instead of 10 ms steps, so its music sits on the bar lines a DAW draws at any
