@@ -68,7 +68,7 @@ def main() -> None:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     from perfrnn.bundle import Bundle, BundleMetadata, read_bundle
     from perfrnn.configs import get_config
-    from perfrnn.encoding import encoding_for
+    from perfrnn.encodings import encoding_for
     from perfrnn.model import PerformanceRNN
     from perfrnn.options import GenerationOptions
     from perfrnn.sampler import Sampler

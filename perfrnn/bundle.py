@@ -27,7 +27,7 @@ from google.protobuf.message import DecodeError
 from note_seq.protobuf import generator_pb2
 
 from perfrnn.configs import DEFAULT_CONFIGS, ModelConfig, TrackRole, get_config, played_tracks
-from perfrnn.encoding import PerformanceEncoding, encoding_for
+from perfrnn.encodings import encoding_for
 from perfrnn.errors import PerfRNNError
 from perfrnn.model import (
     OUTPUT_BIASES,
@@ -38,6 +38,7 @@ from perfrnn.model import (
     lstm_kernel_name,
 )
 from perfrnn.multitrack import MultiTrackEncoding
+from perfrnn.performance_encoding import PerformanceEncoding
 
 METADATA_FORMAT = "perfrnn-bundle/1"
 DEFAULT_BPM = 120.0

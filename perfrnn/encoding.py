@@ -1,280 +1,246 @@
-"""Event encoding: NoteSequences to Performance events and model inputs, and back.
+"""The Encoding protocol: what every event encoding declares, and nothing more.
 
-A thin layer over note-seq's own classes so that the encoding is exactly
-Magenta's `performance_with_dynamics` family: 128 note-on, 128 note-off,
-`max_shift_steps` time shifts of 1/steps_per_second seconds and
-`num_velocity_bins` velocity events, plus the optional note-density and
-pitch-class-histogram control signals placed *before* the event one-hot in the
-model input, as Magenta's `ConditionalEventSequenceEncoderDecoder` does.
+An encoding turns music into the events a model reads and writes, and back.
+Three implement this protocol (`perfrnn.encodings.encoding_for` picks one):
+
+- `PerformanceEncoding` (`perfrnn.performance_encoding`): Magenta's, for one
+  part, time in 10 ms steps, with optional note-density and key controls;
+- `MultiTrackEncoding` (`perfrnn.multitrack`): the same in several parts;
+- `MetricEncoding` (`perfrnn.metric_encoding`): the parts of a band or kit,
+  time in steps of a beat, with the position in the bar as an input.
+
+The sampler, training, scoring and streaming use only what is declared here.
+
+It declares:
+
+- the event vocabulary: `num_classes`, `start_event`, `velocities`;
+- the note grammar, what may follow what: which note each event starts or
+  ends (`note_keys`) and the steps a note may start on (`onset_allowed`);
+- the time unit (`time_unit`) and how an event moves time
+  (`time_shift_steps`, `time_shift_events`, `steps_per_second`,
+  `follows_tempo`);
+- the model inputs. A model input row is laid out as
+
+      [ step inputs | row inputs | history inputs | event one-hot ]
+
+  and the first three are the model's inputs besides the event:
+
+  - **planned inputs**, known before sampling for every step, from an
+    `InputPlan`. *Step inputs* change with the step within a cycle (a
+    metric style's position in the beat, bar and phrase; next: the chord
+    and the song section), `step_table`; *row inputs* stay the same for a
+    whole request (note density and key; a style blend), `row_inputs`. The
+    sampler folds both into layer 0's gate table, so they cost nothing per
+    event.
+  - **history inputs**, computed from the events generated so far
+    (`history_inputs`, each a `HistoryInput`; next: what each part played
+    one, two and four bars ago). The compiled loop moves their state on by
+    each event it makes, and `history_rows` computes the same rows for
+    teacher-forced training by running the same `update` over the same
+    events. With none declared, the compiled loop is the one without them.
+
+Where a new input goes: a value known in advance for every step is a step
+input (widen `step_table` and `inputs`); a value that depends on what the
+model played is a history input (add a `HistoryInput`). Either way the
+layer-0 kernel gets the rows, and nothing in the sampler changes.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
 
-import note_seq
 import numpy as np
-from note_seq import performance_controls, performance_lib, sequences_lib
 from note_seq.protobuf import music_pb2
 
-from perfrnn.configs import MAX_NOTE_DURATION_SECONDS, ModelConfig
+from perfrnn.configs import ModelConfig, TrackRole
 from perfrnn.errors import PerfRNNError
-from perfrnn.fast_controls import control_inputs
-from perfrnn.metric_encoding import MetricEncoding
-from perfrnn.multitrack import MultiTrackEncoding
+from perfrnn.metre import COMMON_TIME, Metre
 
-NOTES_PER_OCTAVE = 12
-
-
-def encoding_for(config: ModelConfig) -> PerformanceEncoding | MultiTrackEncoding:
-    """The encoding of a configuration: Magenta's for one part, multi-track for a
-    band, metric (time in beats) for drum and band styles that ask for it."""
-    if config.is_metric:
-        return MetricEncoding(config)
-    if config.is_multitrack:
-        return MultiTrackEncoding(config)
-    return PerformanceEncoding(config)
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
-class PerformanceEncoding:
-    """The event vocabulary and model-input layout of one ModelConfig."""
+@dataclasses.dataclass(frozen=True)
+class InputPlan:
+    """A request's planned inputs: what it asks the model for, known before sampling.
 
-    def __init__(self, config: ModelConfig):
-        self.config = config
-        self.event_encoding = note_seq.PerformanceOneHotEncoding(
-            num_velocity_bins=config.num_velocity_bins,
-            max_shift_steps=config.max_shift_steps,
-        )
-        self.control_signals: list[performance_controls.PerformanceControlSignal] = []
-        if config.has_density_control:
-            self.control_signals.append(
-                performance_controls.NoteDensityPerformanceControlSignal(
-                    window_size_seconds=config.density_window_seconds,
-                    density_bin_ranges=list(config.density_bin_ranges),
-                )
-            )
-        if config.has_pitch_histogram_control:
-            self.control_signals.append(
-                performance_controls.PitchHistogramPerformanceControlSignal(
-                    window_size_seconds=config.pitch_histogram_window_seconds
-                )
-            )
+    Attributes:
+      metre: The metre the music is in (a metric style's bars and phrases).
+      controls: The encoded note density and key of a conditioned style
+        (`encode_controls`), empty for none.
+      style: The style input of a model that has one (`style_vector`), empty
+        for none.
+    """
 
-    # ----- sizes -------------------------------------------------------------
+    metre: Metre = COMMON_TIME
+    controls: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
+    style: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
+
+
+class HistoryInput(Protocol):
+    """A model input computed from the events so far.
+
+    Its state is a float32 vector per row. `update` moves it on by one event
+    (TensorFlow ops over a batch: the compiled loop traces it), `features`
+    gives the input row from it. Training computes the same rows from the
+    same events with `history_rows`, which runs the same `update`, so
+    sampling and teacher forcing cannot disagree.
+    """
+
+    width: int  # columns of the model input
+    state_size: int  # floats of state per row
+
+    def initial_state(self) -> np.ndarray:
+        """The state before any event: [state_size] float32."""
+
+    def update(self, state: tf.Tensor, event: tf.Tensor, position: tf.Tensor) -> tf.Tensor:
+        """The state after `event` ([batch] int32), made at the step `position`
+        ([batch] int32, the step of the position cycle after the event);
+        `state` is [batch, state_size]."""
+
+    def features(self, state: tf.Tensor) -> tf.Tensor:
+        """The input row of each state: [batch, width] float32."""
+
+
+class Encoding(Protocol):
+    """What the sampler, training, scoring and streaming know of an encoding."""
+
+    config: ModelConfig
+    tracks: tuple[TrackRole, ...]  # the parts, in the order of the roles
+    time_unit: str  # what one step is, for people
+    # True: steps are fractions of a beat, played at the file's tempo; False:
+    # steps are fractions of a second at the style's own tempo, stretched.
+    follows_tempo: bool
+    history_inputs: tuple[HistoryInput, ...]
+
+    # ----- vocabulary and grammar -----
 
     @property
-    def num_classes(self) -> int:
-        """Number of distinct events (388 for performance_with_dynamics)."""
-        return self.event_encoding.num_classes
+    def num_classes(self) -> int: ...
+
+    def start_event(self) -> int:
+        """The event fed first when there is no primer (it takes no time)."""
+
+    def velocities(self) -> np.ndarray:
+        """Per event, the MIDI velocity it sets (0: not a velocity event)."""
+
+    def note_keys(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """Per event, the note (role * 128 + pitch) it starts and the one it
+        ends (-1: none), and the number of notes."""
+
+    def onset_allowed(self, metre: Metre) -> np.ndarray:
+        """Per step of the position cycle, whether a note may start there
+        ([cycle] bool; one True for an encoding without positions)."""
+
+    # ----- time -----
+
+    def time_shift_steps(self) -> np.ndarray:
+        """Per event, the steps it moves time by (0 for most)."""
+
+    def time_shift_events(self, steps: int) -> list[int]:
+        """Time-shift events that together move `steps` steps."""
+
+    def steps_per_second(self, bpm: float) -> float:
+        """Steps per second of model time when the music plays at `bpm`."""
+
+    def steps_per_file_second(self, bpm: float, native_bpm: float) -> float:
+        """Steps per second of a file at `bpm`, for a style whose own tempo
+        is `native_bpm`."""
+
+    def steps_at(self, sequence: music_pb2.NoteSequence, seconds) -> np.ndarray:
+        """The step nearest each time in `seconds` of `sequence`."""
+
+    # ----- music -----
+
+    def primer_sequence(self, primer: music_pb2.NoteSequence) -> music_pb2.NoteSequence:
+        """The parts of `primer` this encoding continues, on its roles.
+
+        Raises:
+          PerfRNNError: the primer has nothing this encoding plays.
+        """
+
+    def events_from_sequence(self, sequence: music_pb2.NoteSequence,
+                             total_steps: int | None = None) -> np.ndarray: ...
+
+    def sequence_from_events(self, events: np.ndarray, total_seconds: float,
+                             steps_per_second: float) -> music_pb2.NoteSequence:
+        """The notes of `events`, with `steps_per_second` steps a second."""
+
+    # ----- model inputs -----
+
+    @property
+    def input_size(self) -> int: ...
+
+    @property
+    def step_input_size(self) -> int: ...
+
+    @property
+    def row_input_size(self) -> int: ...
 
     @property
     def control_size(self) -> int:
-        """Width of the control part of each input row (0 when unconditioned)."""
-        return sum(signal.encoder.input_size for signal in self.control_signals)
+        """The columns before the event one-hot: step, row and history inputs."""
 
-    @property
-    def input_size(self) -> int:
-        return self.control_size + self.num_classes
+    def encode_controls(self, notes_per_second: float | None = None,
+                        pitch_histogram: Sequence[float] | None = None) -> np.ndarray: ...
 
-    # ----- event tables used by the compiled sampler -------------------------
+    def style_vector(self, mix: Mapping[str, float] | None = None) -> np.ndarray: ...
 
-    def time_shift_steps(self) -> np.ndarray:
-        """Steps each event index advances time by (0 for non-time-shift events)."""
-        return np.array(
-            [self.event_encoding.event_to_num_steps(self.event_encoding.decode_event(i))
-             for i in range(self.num_classes)],
-            dtype=np.int32,
-        )
+    def step_table(self, plan: InputPlan) -> np.ndarray:
+        """The step inputs of each step of the position cycle: [cycle, step_input_size]."""
 
-    def encode_event(self, event: performance_lib.PerformanceEvent) -> int:
-        return self.event_encoding.encode_event(event)
+    def row_inputs(self, plan: InputPlan) -> np.ndarray:
+        """The row inputs of a request: [row_input_size]."""
 
-    def note_keys(self) -> tuple[np.ndarray, np.ndarray, int]:
-        """For each event index, the note it starts and the note it ends (-1: none),
-        and the number of notes (128 pitches)."""
-        on_keys = np.full(self.num_classes, -1, np.int32)
-        off_keys = np.full(self.num_classes, -1, np.int32)
-        for pitch in range(128):
-            on_keys[self.encode_event(performance_lib.PerformanceEvent(
-                performance_lib.PerformanceEvent.NOTE_ON, pitch))] = pitch
-            off_keys[self.encode_event(performance_lib.PerformanceEvent(
-                performance_lib.PerformanceEvent.NOTE_OFF, pitch))] = pitch
-        return on_keys, off_keys, 128
+    def inputs(self, events: np.ndarray, plan: InputPlan) -> np.ndarray:
+        """Model input rows [len(events), input_size] for `events` from the
+        start of a piece, planned inputs from `plan`: row t is what the model
+        reads when event t is the last one made."""
 
-    def velocities(self) -> np.ndarray:
-        """For each event index, the MIDI velocity it sets for the notes after it
-        (0: not a velocity event)."""
-        table = np.zeros(self.num_classes, np.int32)
-        for index in range(self.num_classes):
-            event = self.event_encoding.decode_event(index)
-            if event.event_type == performance_lib.PerformanceEvent.VELOCITY:
-                table[index] = performance_lib.velocity_bin_to_velocity(
-                    event.event_value, self.config.num_velocity_bins)
-        return table
 
-    def steps_at(self, sequence: music_pb2.NoteSequence, seconds) -> np.ndarray:
-        """The step (int) nearest each time in `seconds` of `sequence`."""
-        return np.rint(np.asarray(seconds, np.float64)
-                       * self.config.steps_per_second).astype(np.int64)
+def no_style(mix: Mapping[str, float] | None) -> np.ndarray:
+    """The style input of a model without one: empty, and no blend accepted."""
+    if mix:
+        raise PerfRNNError("this style has no style input, so it cannot blend styles")
+    return np.zeros(0, np.float32)
 
-    def time_shift_events(self, steps: int) -> list[int]:
-        """Time-shift events that together advance `steps` steps."""
-        events = []
-        while steps > 0:
-            shift = min(self.config.max_shift_steps, steps)
-            events.append(self.encode_event(performance_lib.PerformanceEvent(
-                performance_lib.PerformanceEvent.TIME_SHIFT, shift)))
-            steps -= shift
-        return events
 
-    def start_event(self) -> int:
-        """The event fed first when there is no primer: a mid-range velocity.
+def history_size(history: Sequence[HistoryInput]) -> int:
+    """Columns of the model input that `history` takes."""
+    return sum(int(item.width) for item in history)
 
-        A velocity event takes no time, so output starts at 0 s; without
-        velocity bins, the shortest time shift is used instead.
-        """
-        if self.config.num_velocity_bins:
-            event = performance_lib.PerformanceEvent(
-                performance_lib.PerformanceEvent.VELOCITY,
-                (self.config.num_velocity_bins + 1) // 2)
-        else:
-            event = performance_lib.PerformanceEvent(
-                performance_lib.PerformanceEvent.TIME_SHIFT, 1)
-        return self.encode_event(event)
 
-    # ----- sequences <-> performances ---------------------------------------
+def history_rows(history: Sequence[HistoryInput], events: np.ndarray,
+                 positions: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The history inputs of teacher-forced events, as the compiled loop makes them.
 
-    def performance_from_sequence(
-        self, sequence: music_pb2.NoteSequence, instrument: int | None = None
-    ) -> performance_lib.Performance:
-        """Quantises a NoteSequence (times in seconds) to a Performance.
+    Args:
+      history: The encoding's history inputs.
+      events: Event indices from the start of a piece.
+      positions: The step of the position cycle after each event.
 
-        Sustain-pedal control changes are applied first, as Magenta's data
-        pipeline does, so pedalled notes keep their sounding length.
-        """
-        sustained = sequences_lib.apply_sustain_control_changes(sequence)
-        quantized = sequences_lib.quantize_note_sequence_absolute(
-            sustained, self.config.steps_per_second)
-        return performance_lib.Performance(
-            quantized,
-            num_velocity_bins=self.config.num_velocity_bins,
-            max_shift_steps=self.config.max_shift_steps,
-            instrument=instrument,
-        )
+    Returns:
+      The rows [len(events), history_size] (row t: after event t), and each
+      input's state after the last event ([state_size] each).
+    """
+    import tensorflow as tf
 
-    def events_from_performance(self, performance: performance_lib.Performance) -> np.ndarray:
-        """Event indices (int32, one per performance event)."""
-        return np.array([self.encode_event(event) for event in performance], dtype=np.int32)
+    events = np.asarray(events, np.int32)
+    rows = np.zeros((len(events), history_size(history)), np.float32)
+    states, column = [], 0
+    for item in history:
+        state = tf.constant(item.initial_state()[None])
+        if len(events):
+            def step(state, inputs, item=item):
+                event, position = inputs
+                return item.update(state, event[None], position[None])
 
-    def events_from_sequence(self, sequence: music_pb2.NoteSequence,
-                             total_steps: int | None = None) -> np.ndarray:
-        """Event indices of a NoteSequence, padded with time shifts to `total_steps`."""
-        performance = self.performance_from_sequence(sequence)
-        if total_steps is not None and performance.num_steps < total_steps:
-            performance.set_length(total_steps)
-        return self.events_from_performance(performance)
-
-    def performance_from_events(self, events: np.ndarray) -> performance_lib.Performance:
-        performance = performance_lib.Performance(
-            steps_per_second=self.config.steps_per_second,
-            num_velocity_bins=self.config.num_velocity_bins,
-            max_shift_steps=self.config.max_shift_steps,
-        )
-        for index in events:
-            performance.append(self.event_encoding.decode_event(int(index)))
-        return performance
-
-    def sequence_from_events(
-        self, events: np.ndarray, total_seconds: float | None = None
-    ) -> music_pb2.NoteSequence:
-        """Decodes event indices to a NoteSequence (times in seconds).
-
-        Notes still sounding at the end are ended there, notes longer than
-        MAX_NOTE_DURATION_SECONDS are cut to that length, and note-offs without
-        a matching note-on are dropped, as in Magenta. `total_seconds`, when
-        given, sets the sequence's length and cuts anything past it.
-        """
-        performance = self.performance_from_events(events)
-        sequence = performance.to_sequence(max_note_duration=MAX_NOTE_DURATION_SECONDS)
-        if total_seconds is not None:
-            sequence = sequences_lib.trim_note_sequence(sequence, 0.0, total_seconds)
-            sequence.total_time = total_seconds
-        return sequence
-
-    # ----- model inputs -----------------------------------------------------
-
-    def control_values(self, performance: performance_lib.Performance) -> list[list]:
-        """Per-event control values extracted from a performance (one list per signal)."""
-        return [signal.extract(performance) for signal in self.control_signals]
-
-    def inputs_with_controls(self, events: np.ndarray) -> np.ndarray:
-        """Model inputs [len(events), input_size] with the controls extracted from
-        the events themselves: the same rows as `inputs_from_events(events,
-        control_values(performance_from_events(events)))`, computed with numpy
-        prefix sums (perfrnn.fast_controls) instead of note-seq's per-event loops.
-        """
-        events = np.asarray(events, dtype=np.int64)
-        inputs = np.zeros((len(events), self.input_size), dtype=np.float32)
-        inputs[np.arange(len(events)), self.control_size + events] = 1.0
-        if self.control_size and len(events):
-            config = self.config
-            controls = control_inputs(
-                events, config.steps_per_second, config.max_shift_steps,
-                config.density_bin_ranges, config.density_window_seconds,
-                config.pitch_histogram_window_seconds)
-            inputs[:-1, :self.control_size] = controls[1:]
-            inputs[-1, :self.control_size] = controls[-1]
-        return inputs
-
-    def encode_controls(
-        self,
-        notes_per_second: float | None = None,
-        pitch_histogram: list[float] | None = None,
-    ) -> np.ndarray:
-        """The control part of an input row for constant user-chosen controls.
-
-        Args:
-          notes_per_second: Desired note density; None for the signal's default.
-          pitch_histogram: 12 non-negative weights for C, C#, ..., B; None for
-            the default (all equal).
-        """
-        values = []
-        for signal in self.control_signals:
-            if isinstance(signal, performance_controls.NoteDensityPerformanceControlSignal):
-                value = signal.default_value if notes_per_second is None else notes_per_second
-                if not signal.validate(value) or not math.isfinite(value):
-                    raise PerfRNNError(
-                        f"note density must be a number of notes per second >= 0, got {value!r}")
-            else:
-                value = signal.default_value if pitch_histogram is None else list(pitch_histogram)
-                if (not signal.validate(value) or not all(map(math.isfinite, value))
-                        or min(value) < 0 or sum(value) <= 0):
-                    raise PerfRNNError(
-                        "key must be 12 non-negative pitch-class weights (C to B) "
-                        f"that are not all zero, got {value!r}")
-            values.append(signal.encoder.events_to_input([value], 0))
-        return np.array(sum(values, []), dtype=np.float32)
-
-    def inputs_from_events(
-        self, events: np.ndarray, control_values: list[list] | None = None
-    ) -> np.ndarray:
-        """Model inputs [len(events), input_size] for an event sequence.
-
-        Row t holds the controls for event t+1 (or event t's when it is the
-        last one) followed by the one-hot of event t, exactly as Magenta's
-        conditional encoder builds them.
-        """
-        events = np.asarray(events, dtype=np.int64)
-        length = len(events)
-        inputs = np.zeros((length, self.input_size), dtype=np.float32)
-        inputs[np.arange(length), self.control_size + events] = 1.0
-        offset = 0
-        for signal, values in zip(self.control_signals, control_values or []):
-            width = signal.encoder.input_size
-            for t in range(length):
-                inputs[t, offset:offset + width] = signal.encoder.events_to_input(
-                    values, min(t + 1, len(values) - 1))
-            offset += width
-        if self.control_signals and control_values is None:
-            raise PerfRNNError("this model is conditioned: control values are required")
-        return inputs
+            scanned = tf.scan(step, (tf.constant(events), tf.constant(positions, tf.int32)),
+                              initializer=state)  # [len(events), 1, state_size]
+            rows[:, column:column + item.width] = item.features(scanned[:, 0]).numpy()
+            state = scanned[-1]
+        states.append(state.numpy()[0])
+        column += item.width
+    return rows, states

@@ -28,6 +28,7 @@ import numpy as np
 from note_seq.protobuf import music_pb2
 
 from perfrnn.configs import ModelConfig
+from perfrnn.encoding import HistoryInput, InputPlan, history_rows, history_size, no_style
 from perfrnn.errors import PerfRNNError
 from perfrnn.metre import (
     COMMON_TIME,
@@ -42,23 +43,40 @@ from perfrnn.multitrack import MultiTrackEncoding
 
 
 class MetricEncoding(MultiTrackEncoding):
-    """Events and model inputs of a metric ModelConfig (`config.is_metric`)."""
+    """Events and model inputs of a metric ModelConfig (`config.is_metric`):
+    time in steps of a beat, played at the file's tempo; the position as step
+    inputs, the style blend as row inputs, and room for history inputs
+    (`perfrnn.encoding`)."""
+
+    follows_tempo = True
+    history_inputs: tuple[HistoryInput, ...] = ()
 
     def __init__(self, config: ModelConfig):
         if not config.is_metric:
             raise PerfRNNError(f"configuration {config.id!r} is not metric")
         super().__init__(config)
         self.steps_per_quarter = int(config.steps_per_quarter)
+        self.time_unit = f"1/{self.steps_per_quarter} quarter note"
         # For each step within a beat, the nearest onset of the 16th or 8th-triplet grid.
         grid = np.array(sorted({round(self.steps_per_quarter * p) for p in ONSET_GRID}))
         within = np.arange(self.steps_per_quarter)
         self._snap = grid[np.argmin(np.abs(within[:, None] - grid[None, :]), axis=1)]
 
     @property
+    def step_input_size(self) -> int:
+        """The position in the beat, bar and phrase, and the metre."""
+        return position_size(self.steps_per_quarter)
+
+    @property
+    def row_input_size(self) -> int:
+        """The style input: one weight per style the base model learned."""
+        return len(self.config.style_names)
+
+    @property
     def control_size(self) -> int:
         """Width of the part of each input row before the event: the position,
-        then the style input."""
-        return position_size(self.steps_per_quarter) + len(self.config.style_names)
+        then the style input, then the history inputs."""
+        return self.step_input_size + self.row_input_size + history_size(self.history_inputs)
 
     def style_vector(self, mix: Mapping[str, float] | None = None) -> np.ndarray:
         """The style input [len(style_names)]: each style's share of `mix`
@@ -71,9 +89,7 @@ class MetricEncoding(MultiTrackEncoding):
         """
         names = self.config.style_names
         if not names:
-            if mix:
-                raise PerfRNNError("this style has no style input, so it cannot blend styles")
-            return np.zeros(0, np.float32)
+            return no_style(mix)
         if not mix:
             raise PerfRNNError(f"this model plays a blend of its styles "
                                f"({', '.join(names)}); name at least one")
@@ -112,6 +128,29 @@ class MetricEncoding(MultiTrackEncoding):
         """Steps per second when quarter notes go at `bpm` per minute."""
         return self.steps_per_quarter * bpm / 60.0
 
+    def steps_per_file_second(self, bpm: float, native_bpm: float) -> float:
+        """Steps per second of a file at `bpm`: the grid plays at the file's tempo."""
+        return self.steps_per_second(bpm)
+
+    def primer_sequence(self, primer: music_pb2.NoteSequence) -> music_pb2.NoteSequence:
+        """A band's primer on its roles; a kit's primer, its drums.
+
+        Raises:
+          PerfRNNError: the primer has nothing this style plays.
+        """
+        if len(self.tracks) > 1:
+            return super().primer_sequence(primer)
+        if not self.tracks[0].is_drum:
+            return primer
+        drums = music_pb2.NoteSequence()
+        drums.CopyFrom(primer)
+        del drums.notes[:]
+        drums.notes.extend(note for note in primer.notes if note.is_drum)
+        if not drums.notes:
+            raise PerfRNNError("the primer has no drums (MIDI channel 10) for this "
+                               "drum style to continue")
+        return drums
+
     def steps_at(self, sequence: music_pb2.NoteSequence, seconds) -> np.ndarray:
         """The grid step nearest each time, by the sequence's own tempo map."""
         return np.rint(quarters_at(sequence, seconds)
@@ -136,32 +175,31 @@ class MetricEncoding(MultiTrackEncoding):
         within = np.arange(cycle) % self.steps_per_quarter
         return self._snap[within] == within
 
-    def position_table(self, metre: Metre = COMMON_TIME,
-                       style: np.ndarray | None = None) -> np.ndarray:
-        """Position (and style) inputs for the steps of one phrase
-        [cycle, control_size]; step t's row is `table[t % cycle]`. `style` is a
-        `style_vector` for a model with a style input."""
-        cycle = position_cycle(metre, self.steps_per_quarter)
-        return self._control_rows(np.arange(cycle), metre, style)
-
     def inputs_from_events(self, events: np.ndarray, control_values: list | None = None,
                            first_step: int = 0, metre: Metre = COMMON_TIME,
                            style: np.ndarray | None = None) -> np.ndarray:
         """Model inputs [len(events), input_size]: row t is the position after
         event t (`first_step` is the step before the first event), then the
-        style input (`style_vector`), then event t's one-hot."""
+        style input (`style_vector`), then the history inputs after event t
+        (`perfrnn.encoding.history_rows`), then event t's one-hot."""
         events = np.asarray(events, np.int64)
         inputs = np.zeros((len(events), self.input_size), np.float32)
-        inputs[:, :self.control_size] = self.controls_from_events(events, first_step, metre,
-                                                                  style)
+        planned = self.step_input_size + self.row_input_size
+        inputs[:, :planned] = self.controls_from_events(events, first_step, metre, style)
+        if self.history_inputs:
+            cycle = position_cycle(metre, self.steps_per_quarter)
+            after = first_step + np.cumsum(self.time_shift_steps()[events])
+            inputs[:, planned:self.control_size] = history_rows(
+                self.history_inputs, events, after % cycle)[0]
         inputs[np.arange(len(events)), self.control_size + events] = 1.0
         return inputs
 
     def controls_from_events(self, events: np.ndarray, first_step: int = 0,
                              metre: Metre = COMMON_TIME,
                              style: np.ndarray | None = None) -> np.ndarray:
-        """The control part of `inputs_from_events` [len(events), control_size]
-        alone: the position after each event, then the style input."""
+        """The planned part of `inputs_from_events` [len(events),
+        step_input_size + row_input_size] alone: the position after each
+        event, then the style input."""
         after = first_step + np.cumsum(self.time_shift_steps()[np.asarray(events, np.int64)])
         return self._control_rows(after, metre, style)
 
@@ -176,3 +214,16 @@ class MetricEncoding(MultiTrackEncoding):
         if notes_per_second is not None or pitch_histogram is not None:
             raise PerfRNNError("metric styles take no note density or key; leave them out")
         return np.zeros(0, np.float32)
+
+    def step_table(self, plan: InputPlan) -> np.ndarray:
+        """The position inputs of each step of one phrase: [cycle, step_input_size]."""
+        cycle = position_cycle(plan.metre, self.steps_per_quarter)
+        return position_features(np.arange(cycle), plan.metre, self.steps_per_quarter)
+
+    def row_inputs(self, plan: InputPlan) -> np.ndarray:
+        """The request's style blend (empty for a model without a style input)."""
+        return np.asarray(plan.style if self.row_input_size else (), np.float32)
+
+    def inputs(self, events: np.ndarray, plan: InputPlan) -> np.ndarray:
+        """`inputs_from_events` from the start of the piece, in `plan`'s metre and style."""
+        return self.inputs_from_events(events, metre=plan.metre, style=plan.style)

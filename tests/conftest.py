@@ -81,7 +81,7 @@ def small_band_bundle(seed: int = 5, metadata=None,
 
     from perfrnn.bundle import Bundle, BundleMetadata
     from perfrnn.configs import BAND_TRACKS, get_config
-    from perfrnn.encoding import encoding_for
+    from perfrnn.encodings import encoding_for
     from perfrnn.model import PerformanceRNN
 
     if metadata is None:

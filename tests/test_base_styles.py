@@ -20,7 +20,7 @@ import pytest
 
 from perfrnn.bundle import read_bundle
 from perfrnn.configs import get_config
-from perfrnn.encoding import encoding_for
+from perfrnn.encodings import encoding_for
 from perfrnn.errors import PerfRNNError
 from perfrnn.note_lengths import QUANTILES, note_lengths
 from perfrnn.options import GenerationOptions, parse_blend

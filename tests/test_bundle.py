@@ -12,9 +12,9 @@ from note_seq.protobuf import generator_pb2
 
 from perfrnn.bundle import Bundle, BundleMetadata, read_bundle, write_bundle
 from perfrnn.configs import TrackRole, get_config
-from perfrnn.encoding import PerformanceEncoding
 from perfrnn.errors import PerfRNNError
 from perfrnn.model import PerformanceRNN, lstm_kernel_name
+from perfrnn.performance_encoding import PerformanceEncoding
 
 METADATA = BundleMetadata(
     style="test-style",

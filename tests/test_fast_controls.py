@@ -7,8 +7,8 @@ import pytest
 from conftest import magenta_reference_path
 
 from perfrnn.configs import get_config
-from perfrnn.encoding import PerformanceEncoding
 from perfrnn.fast_controls import control_inputs, note_densities, pitch_histograms
+from perfrnn.performance_encoding import PerformanceEncoding
 
 CONDITIONED = ("multiconditioned_performance_with_dynamics",
                "density_conditioned_performance_with_dynamics",

@@ -14,7 +14,7 @@ from conftest import MAGENTA_IDS, magenta_bundle_path, magenta_reference_path
 
 from perfrnn.bundle import read_bundle
 from perfrnn.configs import get_config
-from perfrnn.encoding import PerformanceEncoding
+from perfrnn.performance_encoding import PerformanceEncoding
 
 
 @pytest.mark.parametrize("generator_id", MAGENTA_IDS)

@@ -15,8 +15,10 @@ from conftest import small_band_bundle
 from note_seq.protobuf import music_pb2
 
 from perfrnn.bundle import BundleMetadata, read_bundle, write_bundle
+from perfrnn.candidates import loop_join_nll
 from perfrnn.configs import BAND_TRACKS, TrackRole, get_config
-from perfrnn.encoding import encoding_for
+from perfrnn.encoding import InputPlan
+from perfrnn.encodings import encoding_for
 from perfrnn.errors import PerfRNNError
 from perfrnn.generate import MidiOptions, apply_feel, generate_midi
 from perfrnn.metre import (
@@ -29,7 +31,8 @@ from perfrnn.metre import (
     quarters_at,
 )
 from perfrnn.options import GenerationOptions
-from perfrnn.sampler import LOOP_CANDIDATES, Sampler, loop_join_nll
+from perfrnn.request_plan import LOOP_CANDIDATES
+from perfrnn.sampler import Sampler
 from training.train import ExampleMaker
 
 TICKS_PER_STEP = 480 // 12  # a metric step (1/12 quarter note) in the writer's ticks
@@ -168,7 +171,7 @@ def test_a_loop_is_the_candidate_whose_end_leads_back_best(metric_band):
     candidates = [events[1:] for events in sampler.generate(batch).events]
     start = np.array([sampler.encoding.start_event()])
     scores = loop_join_nll(metric_band.model, sampler.encoding, start, candidates, 48,
-                           COMMON_TIME)
+                           InputPlan(metre=COMMON_TIME))
     assert len(set(scores)) > 1
     best = candidates[int(np.argmin(scores))]
     assert looped.events[0][1:].tolist() == best.tolist()

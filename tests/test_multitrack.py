@@ -14,7 +14,7 @@ from note_seq.protobuf import music_pb2
 
 from perfrnn.bundle import Bundle, BundleMetadata, read_bundle, write_bundle
 from perfrnn.configs import BAND_TRACKS, TrackRole, get_config
-from perfrnn.encoding import encoding_for
+from perfrnn.encodings import encoding_for
 from perfrnn.errors import PerfRNNError
 from perfrnn.generate import MidiOptions, generate_midi
 from perfrnn.multitrack import MultiTrackEncoding, assign_roles

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from perfrnn.configs import get_config
-from perfrnn.encoding import encoding_for
+from perfrnn.encodings import encoding_for
 from perfrnn.note_lengths import (
     QUANTILES,
     UNLIMITED_STEPS,

@@ -17,19 +17,14 @@ from test_midi_writer import (
 )
 
 from perfrnn.bundle import read_bundle
-from perfrnn.encoding import MAX_NOTE_DURATION_SECONDS
+from perfrnn.configs import MAX_NOTE_DURATION_SECONDS
 from perfrnn.errors import PerfRNNError
 from perfrnn.generate import MidiOptions, generate_midi
 from perfrnn.midi_writer import midi_bytes
 from perfrnn.note_lengths import QUANTILES, note_lengths
 from perfrnn.options import GenerationOptions, pitch_histogram_for_key
-from perfrnn.sampler import (
-    EVENT_STREAM,
-    MAX_BATCH_ROWS,
-    Sampler,
-    SampleRequest,
-    block_uniforms,
-)
+from perfrnn.sampler import Sampler, SampleRequest
+from perfrnn.sampling_loop import EVENT_STREAM, MAX_BATCH_ROWS, block_uniforms
 
 GREEDY = 1e-9  # a temperature this low makes sampling pick the most likely event
 
@@ -127,7 +122,7 @@ def test_primer_sets_the_state_the_continuation_starts_from(sharp_piano):
     generation = piano_sampler.generate(
         GenerationOptions(seconds=2, temperature=GREEDY, seed=1), primer=primer)
 
-    primer_events, primer_steps = piano_sampler._primer_events(primer)
+    primer_events, primer_steps = piano_sampler.planner.primer_events(primer)
     plain_events = piano_sampler.encoding.events_from_performance(
         piano_sampler.encoding.performance_from_sequence(primer))
     assert list(primer_events[:len(plain_events)]) == list(plain_events)
@@ -159,15 +154,15 @@ def test_generation_stops_at_the_requested_musical_time(piano_sampler, seconds):
 def test_loop_runs_in_few_compiled_calls_not_one_per_event(piano_bundle):
     sampler = Sampler(piano_bundle, block_events=256)
     calls = []
-    compiled = sampler._sample_block
-    sampler._sample_block = lambda *args: calls.append(1) or compiled(*args)
+    compiled = sampler.loop.sample_block
+    sampler.loop.sample_block = lambda *args: calls.append(1) or compiled(*args)
 
     generation = sampler.generate(GenerationOptions(seconds=30, seed=2))
 
     events = len(generation.events[0])
     assert events > 300
     assert len(calls) == -(-events // 256)  # one call per block of 256 events
-    hlo = compiled.experimental_get_compiler_ir(*sampler.idle_block_arguments(2))(stage="hlo")
+    hlo = compiled.experimental_get_compiler_ir(*sampler.loop.idle_block_arguments(2))(stage="hlo")
     assert "while" in hlo  # the whole event loop is inside the XLA program
 
 

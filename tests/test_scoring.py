@@ -221,7 +221,7 @@ def test_repair_resamples_from_before_a_silence(drums):
     bundle, scorer = drums
     sampler = Sampler(bundle, block_events=512, scorer=scorer)
     # no silence cap: the silences beyond the norm are left for repair to find
-    sampler._silence_cap = lambda bpm: 0
+    sampler.planner.silence_cap = lambda bpm: 0
     options = GenerationOptions(seconds=30.0, seed=0, variations=8)
     kept = sampler.generate(dataclasses.replace(options, repair=False))
     repaired = sampler.generate(options)

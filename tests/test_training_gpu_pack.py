@@ -11,7 +11,7 @@ import pretty_midi
 import pytest
 
 from perfrnn.configs import get_config
-from perfrnn.encoding import encoding_for
+from perfrnn.encodings import encoding_for
 from perfrnn.errors import PerfRNNError
 from perfrnn.model import PerformanceRNN
 from training.__main__ import main as training_main

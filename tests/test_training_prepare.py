@@ -21,8 +21,8 @@ from test_music_io import MXL_CONTAINER, XML_NOTE, XML_TEMPLATE
 
 from perfrnn import archives
 from perfrnn.configs import get_config
-from perfrnn.encoding import PerformanceEncoding
 from perfrnn.errors import PerfRNNError
+from perfrnn.performance_encoding import PerformanceEncoding
 from training import prepare as prepare_module
 from training.__main__ import main
 from training.prepare import (

@@ -112,8 +112,8 @@ def test_resume_continues_the_step_counter(corpus, tmp_path):
     assert int(final.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE")) == 20
 
     # The checkpoint written at step 10 holds the weights the second run started from.
-    from perfrnn.encoding import PerformanceEncoding
     from perfrnn.model import PerformanceRNN
+    from perfrnn.performance_encoding import PerformanceEncoding
 
     encoding = PerformanceEncoding(get_config("performance_with_dynamics"))
     fresh = PerformanceRNN(encoding.input_size, encoding.num_classes, [16, 16], seed=99)

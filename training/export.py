@@ -112,7 +112,7 @@ def corpus_note_lengths(pieces: list, config: ModelConfig) -> list[list[float]]:
     configuration's encoding (`BundleMetadata.note_length_steps`): what the
     sampler draws each generated note's length from. A track without notes
     gets []."""
-    from perfrnn.encoding import encoding_for
+    from perfrnn.encodings import encoding_for
     from perfrnn.multitrack import PITCHES
     from perfrnn.note_lengths import length_quantiles, note_lengths
 

@@ -137,7 +137,7 @@ def import_weights(weights_path: str | Path, run_dir: str | Path,
     """
     import tensorflow as tf
 
-    from perfrnn.encoding import encoding_for
+    from perfrnn.encodings import encoding_for
     from perfrnn.model import PerformanceRNN
     from training.runs import BEST_DIR, HISTORY_NAME, TRAIN_CONFIG_NAME
     from training.train import _write_json

@@ -40,7 +40,8 @@ from note_seq.protobuf import music_pb2
 
 from perfrnn.archives import UnsafeArchiveError, check_zip, unpack_zip
 from perfrnn.configs import DEFAULT_CONFIGS, ModelConfig, get_config
-from perfrnn.encoding import PerformanceEncoding, encoding_for
+from perfrnn.encodings import encoding_for
+from perfrnn.performance_encoding import PerformanceEncoding
 from perfrnn.errors import PATH, Fix, PerfRNNError
 from perfrnn.folders import swap_into_place
 from perfrnn.multitrack import MultiTrackEncoding, assign_roles

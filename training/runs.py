@@ -81,7 +81,7 @@ def load_run(run_dir: str | Path, style: str | None = None) -> Run:
     """
     import tensorflow as tf
 
-    from perfrnn.encoding import encoding_for
+    from perfrnn.encodings import encoding_for
     from perfrnn.model import PerformanceRNN
 
     run_dir = Path(run_dir)

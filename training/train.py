@@ -136,7 +136,7 @@ class ExampleMaker:
     """Draws augmented training windows and fixed validation windows."""
 
     def __init__(self, config: ModelConfig, sequence_length: int):
-        from perfrnn.encoding import encoding_for
+        from perfrnn.encodings import encoding_for
 
         self.config = config
         self.encoding = encoding_for(config)
