@@ -18,13 +18,10 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from perfrnn.errors import Fix, PerfRNNError
+from webapp.jobs.services import Services
 from webapp.jobs.store import CANCELLED
-
-if TYPE_CHECKING:  # services builds the queue that runs these
-    from webapp.services import Services
 
 log = logging.getLogger(__name__)
 
