@@ -28,8 +28,8 @@ from flask import (
 from markupsafe import Markup, escape
 
 from perfrnn.errors import PerfRNNError
+from training.kinds import KIND_DESCRIPTIONS
 from webapp.jobs.queues import QueueFull
-from webapp.jobs.runner import KIND_LABELS
 from webapp.jobs.store import CANCELLED
 from webapp.services import get_queue, get_services
 from webapp.web.owner import may_see, owner_id
@@ -44,17 +44,8 @@ bp = Blueprint("pages", __name__)
 
 API = "/api/v1"
 HISTORY_LIMIT = 10
-KIND_NOTES = {
-    "auto": "the default: one instrument (as below) unless the files come with a dataset "
-            "manifest that says otherwise",
-    "pitched": "every pitched part merged into one performance, like a piano; drum notes "
-               "are dropped",
-    "drums": "only the drum notes (MIDI channel 10) are kept, learnt on the beat: files need "
-             "a steady tempo",
-    "band": "each part on its own track: drums, bass, harmony and lead, learnt on the beat: "
-            "files need a steady tempo",
-}
-KINDS = tuple((kind, KIND_LABELS[kind], KIND_NOTES[kind]) for kind in TRAINING["kind"].choices)
+KINDS = tuple((kind, KIND_DESCRIPTIONS[kind].label, KIND_DESCRIPTIONS[kind].page_note)
+              for kind in TRAINING["kind"].choices)
 KEYS = ("C", "G", "D", "A", "E", "B", "F#", "Db", "Ab", "Eb", "Bb", "F",
         "Am", "Em", "Bm", "F#m", "C#m", "G#m", "Ebm", "Bbm", "Fm", "Cm", "Gm", "Dm")
 
