@@ -22,7 +22,8 @@ FLASK_HOMES = ("webapp", "webapp.__main__", "webapp.services", "webapp.web")
 # Modules a worker imports: importing them must not load Flask, even indirectly.
 FLASK_FREE_MODULES = ("webapp.jobs.worker", "webapp.jobs.store", "webapp.jobs.services",
                       "webapp.jobs.runner", "webapp.jobs.expiry", "webapp.jobs.queues",
-                      "webapp.jobs.remote", "webapp.jobs.sqs", "webapp.jobs.rendering")
+                      "webapp.jobs.remote", "webapp.jobs.sqs", "webapp.jobs.rendering",
+                      "webapp.jobs.server", "webapp")
 # perfrnn modules that import quickly (no TensorFlow at import time).
 LIGHT_PERFRNN_MODULES = ("perfrnn", "perfrnn.cli", "perfrnn.errors", "perfrnn.options",
                          "perfrnn.console", "perfrnn.folders", "perfrnn.configs")
