@@ -643,8 +643,25 @@ def test_eta_and_markdown_helpers():
     assert "&lt;script&gt;" in html and "<script>" not in html
     assert "<ul>\n<li><strong>bold</strong> and <code>code</code></li>\n<li>two</li>\n</ul>" in html
     table = str(markdown_html("| source | licence |\n|---|---|\n| <b>x</b> | CC0 |"))
-    assert "<th>source</th><th>licence</th>" in table
-    assert "<td>&lt;b&gt;x&lt;/b&gt;</td><td>CC0</td>" in table
+    assert '<table class="table table-sm">' in table
+    assert "<th>source</th>\n<th>licence</th>" in table
+    assert "<td>&lt;b&gt;x&lt;/b&gt;</td>\n<td>CC0</td>" in table
+
+
+def test_a_model_card_cannot_run_script_or_link_to_it():
+    """An imported bundle's card is anyone's text: its HTML shows as text, and
+    links go only to web and mail addresses."""
+    from webapp.web.pages import markdown_html
+
+    html = str(markdown_html(
+        "<script>alert(1)</script>\n\n<img src=x onerror=alert(1)>\n\n"
+        "A [click](javascript:alert(1)), a [shout](JavaScript:alert(2)), "
+        "a [file](file:///etc/passwd), an ![image](javascript:alert(3)), "
+        "<javascript:alert(4)> and [the data](https://example.org/data)."))
+    assert "<script" not in html and "<img" not in html and "&lt;script&gt;" in html
+    assert "href" not in html.replace('href="https://example.org/data"', "")
+    assert '<a href="https://example.org/data" rel="nofollow noopener noreferrer">the data</a>' \
+        in html
 
 
 # ----- styles --------------------------------------------------------------------------

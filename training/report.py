@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from training.kinds import KIND_DESCRIPTIONS
+
 if TYPE_CHECKING:  # prepare calls these views; they only read its result
     from training.prepare import FileRecord, PrepareResult
-
-_KIND_NOTES = {
-    "pitched": "pitched parts merged into one performance; drum notes (MIDI channel 10) dropped",
-    "drums": "only drum notes (MIDI channel 10) kept",
-    "band": "every part mapped onto the roles drums, bass, harmony and lead",
-}
 
 
 def format_summary(result: PrepareResult) -> str:
@@ -44,7 +40,7 @@ def render_report(result: PrepareResult) -> str:
         f"# Prepared corpus: {result.name}",
         "",
         f"- Model configuration: `{result.config_id}`",
-        f"- Kind: {result.kind} ({_KIND_NOTES[result.kind]})",
+        f"- Kind: {result.kind} ({KIND_DESCRIPTIONS[result.kind].report_note})",
         f"- Inputs: {', '.join(f'`{item}`' for item in result.inputs)}",
         f"- Split: by source file, validation fraction {result.validation_fraction:g}, "
         f"seed {result.seed}",

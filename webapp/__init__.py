@@ -1,6 +1,8 @@
 """The website: `create_app` builds it (Flask's application factory).
 
-Run it with `python -m webapp` or `flask --app webapp run`.
+Run it with `python -m webapp` or `flask --app webapp run`. Importing this
+package loads no Flask (a worker imports webapp.jobs without it); `create_app`
+does.
 """
 
 from __future__ import annotations
@@ -8,10 +10,12 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-
-from flask import Flask
+from typing import TYPE_CHECKING
 
 from webapp.config import DEFAULTS, PROJECT_ROOT, from_environment
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -22,6 +26,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     The instance folder (database, results, trained styles) is `instance/`
     in the project, or $PERFRNN_INSTANCE.
     """
+    from flask import Flask
+
     instance = os.environ.get("PERFRNN_INSTANCE") or str(PROJECT_ROOT / "instance")
     if test_config and test_config.get("INSTANCE_PATH"):
         instance = test_config["INSTANCE_PATH"]

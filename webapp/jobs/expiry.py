@@ -8,10 +8,8 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from webapp.services import Services
+from webapp.jobs.services import Services
 
 
 def remove_expired(services: Services, retention_hours: float) -> int:

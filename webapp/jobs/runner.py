@@ -18,13 +18,11 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from perfrnn.errors import Fix, PerfRNNError
+from training.kinds import KIND_DESCRIPTIONS
+from webapp.jobs.services import Services
 from webapp.jobs.store import CANCELLED
-
-if TYPE_CHECKING:  # services builds the queue that runs these
-    from webapp.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -451,11 +449,6 @@ def _parent_style(services: Services, kind: str | None) -> Path | None:
     return style.path if style.origin == "shipped" else None
 
 
-KIND_LABELS = {"auto": "Auto", "pitched": "One instrument", "drums": "Drums only",
-               "band": "Band"}
-"""The train page's name for each kind of training (the command line's --kind)."""
-
-
 def _for_users(error: PerfRNNError, work_dir: Path, inputs: Path) -> str:
     """A training error in the website's words: the uploads and the style's
     folder by name, never the server's paths, and a setting as the train page
@@ -463,8 +456,8 @@ def _for_users(error: PerfRNNError, work_dir: Path, inputs: Path) -> str:
     def page_fix(fix: Fix) -> str:
         if fix.option != "kind":
             return fix.command_line()
-        action = (f'choose the kind "{fix.value}" ("{KIND_LABELS[fix.value]}" on the train '
-                  "page)")
+        label = KIND_DESCRIPTIONS[fix.value].label
+        action = f'choose the kind "{fix.value}" ("{label}" on the train page)'
         return f"{fix.purpose}, {action}" if fix.purpose else action
 
     name = None

@@ -113,7 +113,7 @@ class SpotNotice:
 
 class Worker:
     def __init__(self, config: dict, instance: str | Path):
-        from webapp.services import build_services, limit_sampler_threads
+        from webapp.jobs.services import build_services, limit_sampler_threads
         from webapp.storage.s3 import aws_client
 
         self.config = config

@@ -7,6 +7,7 @@ JSON API (/api/v1/jobs/<id> and its /events stream).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import math
@@ -25,16 +26,17 @@ from flask import (
     session,
     url_for,
 )
-from markupsafe import Markup, escape
+from markdown_it import MarkdownIt
+from markupsafe import Markup
 
 from perfrnn.errors import PerfRNNError
+from training.kinds import KIND_DESCRIPTIONS
 from webapp.jobs.queues import QueueFull
-from webapp.jobs.runner import KIND_LABELS
 from webapp.jobs.store import CANCELLED
 from webapp.services import get_queue, get_services
 from webapp.web.owner import may_see, owner_id
 from webapp.web.schema import BUNDLE_IMPORT, GENERATION, STREAM, TRAINING
-from webapp.web.security import check_token_attempt, client_key
+from webapp.web.security import training_token_is_right
 from webapp.web.validation import (
     ValidationError,
     style_types,
@@ -44,17 +46,8 @@ bp = Blueprint("pages", __name__)
 
 API = "/api/v1"
 HISTORY_LIMIT = 10
-KIND_NOTES = {
-    "auto": "the default: one instrument (as below) unless the files come with a dataset "
-            "manifest that says otherwise",
-    "pitched": "every pitched part merged into one performance, like a piano; drum notes "
-               "are dropped",
-    "drums": "only the drum notes (MIDI channel 10) are kept, learnt on the beat: files need "
-             "a steady tempo",
-    "band": "each part on its own track: drums, bass, harmony and lead, learnt on the beat: "
-            "files need a steady tempo",
-}
-KINDS = tuple((kind, KIND_LABELS[kind], KIND_NOTES[kind]) for kind in TRAINING["kind"].choices)
+KINDS = tuple((kind, KIND_DESCRIPTIONS[kind].label, KIND_DESCRIPTIONS[kind].page_note)
+              for kind in TRAINING["kind"].choices)
 KEYS = ("C", "G", "D", "A", "E", "B", "F#", "Db", "Ab", "Eb", "Bb", "F",
         "Am", "Em", "Bm", "F#m", "C#m", "G#m", "Ebm", "Bbm", "Fm", "Cm", "Gm", "Dm")
 
@@ -139,86 +132,43 @@ def format_timestamp(value) -> str:
     return datetime.fromtimestamp(float(value), UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _inline_markdown(text: str) -> str:
-    """Escapes a line, then turns `code` and **bold** into tags."""
-    html = str(escape(text))
-    html = re.sub(r"`([^`]+)`", r"<code>\1</code>", html)
-    html = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", html)
-    return html
+CARD_LINK_SCHEMES = ("http", "https", "mailto")
+"""The schemes a model card's links and images may use (others are left as text)."""
+
+
+@functools.cache
+def _card_markdown() -> MarkdownIt:
+    """CommonMark with tables, raw HTML off (it is shown as text), and links
+    only to CARD_LINK_SCHEMES or within the site."""
+    markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
+    refuses_by_default = markdown.validateLink
+
+    def safe_link(url: str) -> bool:
+        scheme = re.match(r"([a-z][a-z0-9+.-]*):", url.strip().lower())
+        return refuses_by_default(url) and (scheme is None
+                                            or scheme.group(1) in CARD_LINK_SCHEMES)
+
+    markdown.validateLink = safe_link
+    return markdown
 
 
 def markdown_html(text: str | None) -> Markup:
-    """A small, safe markdown: headings, lists, tables, paragraphs, `code` and **bold**.
-
-    Every piece of text is escaped first, so a model card cannot inject HTML.
-    Headings are demoted (# becomes <h3>) to sit inside a card.
-    """
-    out: list[str] = []
-    paragraph: list[str] = []
-    table: list[list[str]] = []
-    in_list = False
-
-    def flush_paragraph():
-        if paragraph:
-            out.append("<p>" + " ".join(paragraph) + "</p>")
-            paragraph.clear()
-
-    def close_list():
-        nonlocal in_list
-        if in_list:
-            out.append("</ul>")
-            in_list = False
-
-    def close_table():
-        if not table:
-            return
-        rows = list(table)
-        table.clear()
-        header = None
-        if len(rows) > 1 and all(re.fullmatch(r":?-+:?", cell) for cell in rows[1]):
-            header, rows = rows[0], rows[2:]
-        html = ['<table class="table table-sm">']
-        if header:
-            html.append("<thead><tr>" + "".join(f"<th>{_inline_markdown(cell)}</th>"
-                                                for cell in header) + "</tr></thead>")
-        html.append("<tbody>" + "".join(
-            "<tr>" + "".join(f"<td>{_inline_markdown(cell)}</td>" for cell in row) + "</tr>"
-            for row in rows) + "</tbody></table>")
-        out.append("".join(html))
-
-    for line in (text or "").splitlines():
-        stripped = line.strip()
-        if stripped.startswith("|") and stripped.endswith("|") and len(stripped) > 1:
-            flush_paragraph()
-            close_list()
-            table.append([cell.strip() for cell in stripped[1:-1].split("|")])
-            continue
-        close_table()
-        heading = re.fullmatch(r"(#{1,6})\s+(.*)", stripped)
-        item = re.fullmatch(r"[-*+]\s+(.*)", stripped)
-        if not stripped:
-            flush_paragraph()
-            close_list()
-        elif heading:
-            flush_paragraph()
-            close_list()
-            level = min(len(heading.group(1)) + 2, 6)
-            out.append(f"<h{level}>{_inline_markdown(heading.group(2))}</h{level}>")
-        elif item:
-            flush_paragraph()
-            if not in_list:
-                out.append("<ul>")
-                in_list = True
-            out.append(f"<li>{_inline_markdown(item.group(1))}</li>")
-        elif in_list and line[:1].isspace():
-            out[-1] = out[-1][:-len("</li>")] + " " + _inline_markdown(stripped) + "</li>"
-        else:
-            close_list()
-            paragraph.append(_inline_markdown(stripped))
-    flush_paragraph()
-    close_list()
-    close_table()
-    return Markup("\n".join(out))
+    """A model card (markdown, from the bundle: anyone's text) as safe HTML,
+    rendered by markdown-it-py: raw HTML is escaped, links go only to
+    CARD_LINK_SCHEMES, headings are demoted (# becomes <h3>) to sit inside a
+    card, and tables take Bootstrap's look."""
+    markdown = _card_markdown()
+    tokens = markdown.parse(text or "")
+    for token in tokens:
+        if token.type in ("heading_open", "heading_close"):
+            token.tag = f"h{min(int(token.tag[1:]) + 2, 6)}"
+        elif token.type == "table_open":
+            token.attrSet("class", "table table-sm")
+        elif token.type == "inline":
+            for child in token.children or ():
+                if child.type == "link_open":
+                    child.attrSet("rel", "nofollow noopener noreferrer")
+    return Markup(markdown.renderer.render(tokens, markdown.options, {}))
 
 
 # ----- styles ---------------------------------------------------------------------
@@ -355,19 +305,13 @@ def check_token(form) -> str | None:
     else the message to show next to the token field."""
     if not token_needed():
         return None
-    expected = str(current_app.config["TRAINING_TOKEN"])
     given = str(form.get("token") or "").strip()
     if not given:
         return "this server asks for its training token; enter it here"
-    check_token_attempt(client_key())
-    right = hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
-    check_token_attempt(client_key(), right)
-    if not right:
+    if not training_token_is_right(given):
         return "that is not this server's training token"
-    session["training_token"] = _token_digest(expected)
+    session["training_token"] = _token_digest(given)
     return None
-
-
 
 
 # ----- generate (home) ------------------------------------------------------------

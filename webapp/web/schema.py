@@ -23,7 +23,7 @@ from perfrnn.options import (
     MIN_BPM,
     QUALITIES,
 )
-from training.pipeline import KINDS as TRAINING_KINDS
+from training.kinds import KINDS as TRAINING_KINDS
 
 MIN_LENGTH_SECONDS = 5
 MAX_LENGTH_SECONDS = 600

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import hmac
 import math
 import threading
 import time
@@ -154,19 +155,30 @@ def client_key() -> str:
     return request.remote_addr or "unknown"
 
 
-def check_token_attempt(key: str, right: bool | None = None) -> None:
-    """Before a training-token check (`right` None): raises Refused (429) while
-    `key` must wait after wrong tokens. After it: records the outcome."""
+def training_token_is_right(given: str) -> bool:
+    """Whether `given` is this server's TRAINING_TOKEN (compared in constant
+    time), for the pages and the API alike. A wrong token counts against the
+    client, which must then wait longer and longer before its next try; an
+    empty one is not a try and counts for nothing.
+
+    Raises:
+      Refused: (429) the client is still waiting after wrong tokens.
+    """
     backoff: FailureBackoff = current_app.extensions["perfrnn_token_backoff"]
-    if right is None:
-        wait = backoff.wait(key)
-        if wait:
-            raise Refused(429, "too many wrong training tokens from this address; wait and "
-                               "try again", wait)
-    elif right:
+    key = client_key()
+    wait = backoff.wait(key)
+    if wait:
+        raise Refused(429, "too many wrong training tokens from this address; wait and "
+                           "try again", wait)
+    if not given:
+        return False
+    expected = str(current_app.config["TRAINING_TOKEN"])
+    right = hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    if right:
         backoff.succeeded(key)
     else:
         backoff.failed(key)
+    return right
 
 
 def cross_site_problem() -> str | None:

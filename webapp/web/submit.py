@@ -11,8 +11,8 @@ from pathlib import Path
 
 from perfrnn.errors import PerfRNNError
 from webapp.jobs.queues import QueueFull
+from webapp.jobs.services import Services
 from webapp.jobs.store import QUEUED, RUNNING, Job
-from webapp.services import Services
 from webapp.web.schema import (
     BUNDLE_IMPORT,
     GENERATION,

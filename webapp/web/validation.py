@@ -21,7 +21,7 @@ from perfrnn.options import (
     pitch_histogram_for_key,
 )
 from perfrnn.registry import StyleRegistry, check_style_name
-from training.pipeline import KINDS as TRAINING_KINDS
+from training.kinds import KINDS as TRAINING_KINDS
 from webapp.web.schema import (
     BARS_UNIT,
     GENERATION,
