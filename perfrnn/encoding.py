@@ -20,10 +20,9 @@ from note_seq.protobuf import music_pb2
 from perfrnn.configs import MAX_NOTE_DURATION_SECONDS, ModelConfig
 from perfrnn.errors import PerfRNNError
 from perfrnn.fast_controls import control_inputs
+from perfrnn.layout import NOTES_PER_OCTAVE as NOTES_PER_OCTAVE
 from perfrnn.metric_encoding import MetricEncoding
 from perfrnn.multitrack import MultiTrackEncoding
-
-NOTES_PER_OCTAVE = 12
 
 
 def encoding_for(config: ModelConfig) -> PerformanceEncoding | MultiTrackEncoding:

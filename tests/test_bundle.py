@@ -14,7 +14,8 @@ from perfrnn.bundle import Bundle, BundleMetadata, read_bundle, write_bundle
 from perfrnn.configs import TrackRole, get_config
 from perfrnn.encoding import PerformanceEncoding
 from perfrnn.errors import PerfRNNError
-from perfrnn.model import PerformanceRNN, lstm_kernel_name
+from perfrnn.layout import lstm_kernel_name
+from perfrnn.model import PerformanceRNN
 
 METADATA = BundleMetadata(
     style="test-style",
