@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # prepare calls these views; they only read its result
-    from training.prepare import FileRecord, PrepareResult
+from training.prepared import FileRecord, PrepareResult
 
 _KIND_NOTES = {
     "pitched": "pitched parts merged into one performance; drum notes (MIDI channel 10) dropped",
@@ -35,7 +32,7 @@ def format_summary(result: PrepareResult) -> str:
     return "\n".join(lines)
 
 
-def render_report(result: PrepareResult) -> str:
+def render_prepare_report(result: PrepareResult) -> str:
     """report.md: summary table, run warnings, skipped files, files with warnings, all files."""
     totals = result.totals
     low, high = result.augmentation.get("transpose_semitones", [0, 0])

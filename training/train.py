@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from perfrnn.configs import DEFAULT_CONFIGS, ModelConfig, get_config
+from perfrnn.configs import DEFAULT_CONFIG_ID, DEFAULT_CONFIGS, ModelConfig, get_config
 from perfrnn.errors import PATH, PerfRNNError
 from perfrnn.layout import (
     MAX_VALIDATION_WINDOWS,
@@ -45,7 +45,6 @@ from perfrnn.layout import (
 from training import base
 from training.runs import BEST_DIR, CHECKPOINT_DIR, HISTORY_NAME, LOG_DIR, TRAIN_CONFIG_NAME
 
-DEFAULT_CONFIG_ID = "performance_with_dynamics"
 DEFAULT_STEPS = 20000
 DEFAULT_SEQUENCE_LENGTH = 512
 DEFAULT_EVAL_EVERY = 500

@@ -54,7 +54,9 @@ KIND_NOTES = {
     "band": "each part on its own track: drums, bass, harmony and lead, learnt on the beat: "
             "files need a steady tempo",
 }
-KINDS = tuple((kind, KIND_LABELS[kind], KIND_NOTES[kind]) for kind in TRAINING["kind"].choices)
+KIND_CHOICES = tuple((kind, KIND_LABELS[kind], KIND_NOTES[kind])
+                     for kind in TRAINING["kind"].choices)
+"""The train page's kind menu: (value, label, note) for auto and each corpus kind."""
 KEYS = ("C", "G", "D", "A", "E", "B", "F#", "Db", "Ab", "Eb", "Bb", "F",
         "Am", "Em", "Bm", "F#m", "C#m", "G#m", "Ebm", "Bbm", "Fm", "Cm", "Gm", "Dm")
 
@@ -545,7 +547,7 @@ def _train_page(values: dict, errors: dict | None = None, status: int = 200,
     other_errors = {field: message for field, message in errors.items()
                     if field not in TRAINING.page_fields}
     return render_template(
-        "train.html", presets=presets, kinds=KINDS, values=values, errors=errors,
+        "train.html", presets=presets, kinds=KIND_CHOICES, values=values, errors=errors,
         other_errors=other_errors, busy=busy, history=history,
         token_required=bool(current_app.config.get("TRAINING_TOKEN")),
         token_needed=token_needed(), files_accept=",".join(TRAINING["files"].suffixes)), status
