@@ -1,6 +1,6 @@
 """The build engine shared by all styles: make each piece, check it, split, write.
 
-A builder (see :mod:`datasets.styles`) lists :class:`Piece` objects, each a
+A builder (see :mod:`datasets.styles`) lists :class:`CorpusPiece` objects, each a
 picklable recipe that returns MIDI bytes. :func:`build_corpus` runs them (in
 worker processes), reads every result back with mido and pretty_midi, keeps
 those with notes of the corpus kind, splits whole families between train and
@@ -38,7 +38,7 @@ from perfrnn.folders import swap_into_place
 
 
 @dataclass(frozen=True)
-class Piece:
+class CorpusPiece:
     """One source piece and the recipe that turns it into one MIDI file."""
 
     path: str
@@ -68,7 +68,8 @@ class BuildResult:
     seconds_taken: float = 0.0
 
 
-def select_pieces(pieces: Sequence[Piece], limit: int | None, seed: int) -> list[Piece]:
+def select_pieces(pieces: Sequence[CorpusPiece], limit: int | None,
+                  seed: int) -> list[CorpusPiece]:
     """Up to ``limit`` pieces, taken in turn from each source group (all when no limit).
 
     Each group's order is shuffled with ``seed`` first, so a small limit still
@@ -78,12 +79,12 @@ def select_pieces(pieces: Sequence[Piece], limit: int | None, seed: int) -> list
         return list(pieces)
     if limit < 1:
         raise DatasetError(f"--limit must be at least 1, not {limit}")
-    groups: dict[str, list[Piece]] = {}
+    groups: dict[str, list[CorpusPiece]] = {}
     for piece in pieces:
         groups.setdefault(piece.group, []).append(piece)
     for name, members in groups.items():
         random.Random(f"{seed}:{name}:limit").shuffle(members)
-    chosen: list[Piece] = []
+    chosen: list[CorpusPiece] = []
     while len(chosen) < limit and any(groups.values()):
         for name in list(groups):
             if groups[name] and len(chosen) < limit:
@@ -91,7 +92,7 @@ def select_pieces(pieces: Sequence[Piece], limit: int | None, seed: int) -> list
     return chosen
 
 
-def make_checked(piece: Piece) -> tuple[bytes, dict[str, Any]]:
+def make_checked(piece: CorpusPiece) -> tuple[bytes, dict[str, Any]]:
     """Runs a piece's recipe and checks the MIDI it returns (in a worker process).
 
     Returns the bytes and the manifest facts (tempo_bpm, seconds, notes); raises
@@ -119,7 +120,7 @@ def make_checked(piece: Piece) -> tuple[bytes, dict[str, Any]]:
     return data, facts
 
 
-def _attempt(piece: Piece) -> tuple[bytes | None, dict[str, Any] | str]:
+def _attempt(piece: CorpusPiece) -> tuple[bytes | None, dict[str, Any] | str]:
     try:
         return make_checked(piece)
     except SkipPiece as exc:
@@ -149,7 +150,7 @@ def _progress(total: int, description: str):
 
 def build_corpus(
     name: str,
-    pieces: Sequence[Piece],
+    pieces: Sequence[CorpusPiece],
     out: str | os.PathLike[str],
     *,
     builder: str,
@@ -168,7 +169,7 @@ def build_corpus(
     check_out_dir(out_dir)
     if not pieces:
         raise DatasetError(f"no source pieces for {name}; nothing to build")
-    made: dict[str, tuple[Piece, dict[str, Any]]] = {}
+    made: dict[str, tuple[CorpusPiece, dict[str, Any]]] = {}
     skipped: list[dict[str, str]] = []
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.parent / f".{out_dir.name}.partial-{secrets.token_hex(4)}"

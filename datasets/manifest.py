@@ -28,7 +28,9 @@ from datasets.licences import licence_meaning
 MANIFEST_FORMAT = "perfrnn-corpus/1"
 MANIFEST_NAME = "manifest.json"
 SPLITS = ("train", "validation")
-KINDS = ("pitched", "drums", "band")
+CORPUS_KINDS = ("pitched", "drums", "band")
+"""What a corpus holds (and `python -m training prepare --kind` keeps): pitched
+parts merged into one performance, drums alone, or a band of parts."""
 
 
 @dataclass
@@ -45,7 +47,7 @@ class CorpusFile:
     family: str
     """Group kept whole by the split (groove family, source song, composer, ...)."""
     kind: str
-    """``pitched``, ``drums`` or ``band``."""
+    """One of ``CORPUS_KINDS``: ``pitched``, ``drums`` or ``band``."""
     extra: dict[str, Any] = field(default_factory=dict)
     """More facts about the file (tempo_bpm, seconds, notes, title, ...)."""
 

@@ -1,4 +1,5 @@
-"""Source readers for the offline builders: each returns :class:`~datasets.build.Piece` lists.
+"""Source readers for the offline builders: each returns lists of
+:class:`~datasets.build.CorpusPiece`.
 
 Every function here only *plans* (reads catalogues, finds files); the work of
 rendering or converting happens in the pieces' ``make`` recipes, which are
@@ -20,7 +21,7 @@ from pathlib import Path
 import mido
 
 from datasets import mma, wad
-from datasets.build import Piece
+from datasets.build import CorpusPiece
 from datasets.errors import DatasetError, SkipPiece
 from datasets.lmms import convert_project
 from datasets.midi_tools import (
@@ -53,7 +54,8 @@ projects not listed are GPL-2.0-or-later like the rest of LMMS."""
 
 # ---------------------------------------------------------------- mma grooves
 
-def mma_pieces(style: str, takes: int, seed: int, drums_only: bool, kind: str) -> list[Piece]:
+def mma_pieces(style: str, takes: int, seed: int, drums_only: bool,
+               kind: str) -> list[CorpusPiece]:
     """Takes of the mma grooves of a style family (``rock``, ``electronic``, or ``all``).
 
     For ``all`` (the drums corpus) only the plain main grooves are used: the
@@ -75,7 +77,7 @@ def mma_pieces(style: str, takes: int, seed: int, drums_only: bool, kind: str) -
                 continue
             for number in range(1, takes + 1):
                 take = mma.plan_take(groove, grooves, number, seed, progressions)
-                pieces.append(Piece(
+                pieces.append(CorpusPiece(
                     path=f"mma/{family}/{groove.name.lower()}-take{number}.mid",
                     group="mma", family=f"mma:{family}", source=source,
                     licence="GPL-2.0-or-later", kind=kind,
@@ -115,7 +117,7 @@ def freedoom_song(wad_path: str, lump_name: str, drums_only: bool) -> bytes:
     raise SkipPiece(f"no lump {lump_name} in {wad_path}")
 
 
-def freedoom_pieces(kind: str, want: str) -> list[Piece]:
+def freedoom_pieces(kind: str, want: str) -> list[CorpusPiece]:
     """Freedoom songs, one per distinct music lump, chosen by their instruments.
 
     ``want``: ``drums`` (songs with a drum kit; only the kit is kept), ``rock``
@@ -148,7 +150,7 @@ def freedoom_pieces(kind: str, want: str) -> list[Piece]:
             if not keep:
                 continue
             stem = Path(wad_path).stem
-            pieces.append(Piece(
+            pieces.append(CorpusPiece(
                 path=f"freedoom/{stem}/{lump.name.lower()}.mid", group="freedoom",
                 family=f"freedoom:{lump.name}", source=source, licence="BSD-3-Clause", kind=kind,
                 make=partial(freedoom_song, wad_path, lump.name, want == "drums"),
@@ -174,14 +176,15 @@ def blupi_song(path: str) -> bytes:
     return midi_bytes(truncate(mid, BLUPI_MAX_SECONDS))
 
 
-def blupi_pieces(kind: str) -> list[Piece]:
+def blupi_pieces(kind: str) -> list[CorpusPiece]:
     """The Planet Blupi game soundtrack (10 synth-heavy General MIDI songs, first 4 minutes)."""
     ensure_debian_package("planetblupi-music-midi")
     source = f"debian:planetblupi-music-midi {debian_version('planetblupi-music-midi')}"
     return [
-        Piece(path=f"planetblupi/{path.stem}.mid", group="planetblupi",
-              family=f"planetblupi:{path.stem}", source=source, licence="GPL-3.0-or-later",
-              kind=kind, make=partial(blupi_song, str(path)), title=f"Planet Blupi {path.stem}")
+        CorpusPiece(path=f"planetblupi/{path.stem}.mid", group="planetblupi",
+                    family=f"planetblupi:{path.stem}", source=source,
+                    licence="GPL-3.0-or-later", kind=kind, make=partial(blupi_song, str(path)),
+                    title=f"Planet Blupi {path.stem}")
         for path in sorted(BLUPI_MUSIC.glob("*.mid"))
     ]
 
@@ -194,7 +197,7 @@ def lmms_licence(name: str) -> str:
     return "GPL-2.0-or-later"
 
 
-def lmms_pieces(kind: str) -> list[Piece]:
+def lmms_pieces(kind: str) -> list[CorpusPiece]:
     """LMMS's demo projects, converted from their note patterns (see :mod:`datasets.lmms`)."""
     ensure_debian_package("lmms-common")
     source = f"debian:lmms-common {debian_version('lmms-common')}"
@@ -204,7 +207,7 @@ def lmms_pieces(kind: str) -> list[Piece]:
         relative = path.relative_to(LMMS_PROJECTS).with_suffix("")
         if relative.parts[0] == "templates":
             continue
-        pieces.append(Piece(
+        pieces.append(CorpusPiece(
             path=f"lmms/{relative.as_posix()}.mid", group="lmms", family=f"lmms:{path.stem}",
             source=source, licence=lmms_licence(path.name), kind=kind,
             make=partial(convert_project, str(path)), title=path.stem,
@@ -285,7 +288,7 @@ def music21_to_midi(path: str, default_bpm: int) -> bytes:
     return midi_bytes(mid)
 
 
-def music21_pieces(kind: str = "pitched") -> list[Piece]:
+def music21_pieces(kind: str = "pitched") -> list[CorpusPiece]:
     """Keyboard-friendly works of music21's bundled corpus (see :data:`PIANO_WORKS`)."""
     import music21
 
@@ -299,7 +302,7 @@ def music21_pieces(kind: str = "pitched") -> list[Piece]:
                 continue
             seen.add(path)
             relative = path.relative_to(root).as_posix()
-            pieces.append(Piece(
+            pieces.append(CorpusPiece(
                 path="music21/" + str(Path(relative).with_suffix(".mid")), group="music21",
                 family=_music21_family(relative), source=source, licence="music21-corpus",
                 kind=kind, make=partial(music21_to_midi, str(path), default_bpm),
@@ -320,7 +323,7 @@ def tar_member(archive: str, member: str) -> bytes:
 
 
 def maestro_sdist_pieces(cache: Path, kind: str = "pitched",
-                         sdist: Path | None = None) -> list[Piece]:
+                         sdist: Path | None = None) -> list[CorpusPiece]:
     """The 10 MAESTRO performances in the miditok 3.1.0 source archive (CC BY-NC-SA 4.0)."""
     try:
         archive = sdist or pypi_sdist(MIDITOK_SDIST, cache)
@@ -338,10 +341,11 @@ def maestro_sdist_pieces(cache: Path, kind: str = "pitched",
         ) from exc
     source = f"pypi:{MIDITOK_SDIST.replace('==', ' ')} (tests/MIDIs_one_track)"
     return [
-        Piece(path=f"maestro/{Path(name).stem.lower()}.mid", group="maestro",
-              family=f"maestro:{Path(name).stem}", source=source, licence="CC-BY-NC-SA-4.0",
-              kind=kind, make=partial(tar_member, str(archive), name),
-              title=f"MAESTRO performance {Path(name).stem}")
+        CorpusPiece(path=f"maestro/{Path(name).stem.lower()}.mid", group="maestro",
+                    family=f"maestro:{Path(name).stem}", source=source,
+                    licence="CC-BY-NC-SA-4.0", kind=kind,
+                    make=partial(tar_member, str(archive), name),
+                    title=f"MAESTRO performance {Path(name).stem}")
         for name in names
     ]
 

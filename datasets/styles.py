@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datasets import sources
-from datasets.build import Piece
+from datasets.build import CorpusPiece
 from datasets.errors import DatasetError
 
 
@@ -18,12 +18,12 @@ class Source:
     name: str
     description: str
     licence: str
-    plan: Callable[[int, int, Path], list[Piece]]
+    plan: Callable[[int, int, Path], list[CorpusPiece]]
     """(takes, seed, cache folder) -> pieces."""
 
 
 @dataclass(frozen=True)
-class Style:
+class CorpusStyle:
     """An offline style corpus: its kind, default takes per groove and sources."""
 
     name: str
@@ -34,12 +34,12 @@ class Style:
     sources: tuple[Source, ...]
 
 
-def _mma(style: str, kind: str, drums_only: bool) -> Callable[[int, int, Path], list[Piece]]:
+def _mma(style: str, kind: str, drums_only: bool) -> Callable[[int, int, Path], list[CorpusPiece]]:
     return lambda takes, seed, cache: sources.mma_pieces(style, takes, seed, drums_only, kind)
 
 
-STYLES: dict[str, Style] = {
-    "piano": Style(
+STYLES: dict[str, CorpusStyle] = {
+    "piano": CorpusStyle(
         "piano", "pitched",
         "Piano: classical scores from music21's corpus written as piano MIDI, and real "
         "MAESTRO piano performances.",
@@ -54,7 +54,7 @@ STYLES: dict[str, Style] = {
                    lambda takes, seed, cache: sources.maestro_sdist_pieces(cache, "pitched")),
         ),
     ),
-    "drums": Style(
+    "drums": CorpusStyle(
         "drums", "drums",
         "Drums: the drum kit (MIDI channel 10) of mma's grooves and Freedoom's songs.",
         2,
@@ -66,7 +66,7 @@ STYLES: dict[str, Style] = {
                    lambda takes, seed, cache: sources.freedoom_pieces("drums", "drums")),
         ),
     ),
-    "rock": Style(
+    "rock": CorpusStyle(
         "rock", "band",
         "Rock: full-band MIDI (drums, bass, guitars, keys) from mma's rock-family grooves "
         "and Freedoom's songs with drums, bass and guitar.",
@@ -79,7 +79,7 @@ STYLES: dict[str, Style] = {
                    lambda takes, seed, cache: sources.freedoom_pieces("band", "rock")),
         ),
     ),
-    "electronic": Style(
+    "electronic": CorpusStyle(
         "electronic", "band",
         "Electronic: full-band MIDI from mma's electronic-family grooves, the Planet Blupi "
         "soundtrack, LMMS's demo projects and Freedoom's synth songs.",
@@ -100,11 +100,11 @@ STYLES: dict[str, Style] = {
         ),
     ),
     **{
-        name: Style(name, "band", f"{title}: full-band MIDI from mma's {families} grooves, "
-                    "rendered with seeds, tempos, keys and the style's chord progressions.",
-                    takes,
-                    (Source("mma", f"{families} grooves with {progressions}",
-                            "GPL-2.0-or-later", _mma(name, "band", False)),))
+        name: CorpusStyle(name, "band", f"{title}: full-band MIDI from mma's {families} grooves, "
+                          "rendered with seeds, tempos, keys and the style's chord progressions.",
+                          takes,
+                          (Source("mma", f"{families} grooves with {progressions}",
+                                  "GPL-2.0-or-later", _mma(name, "band", False)),))
         for name, title, families, progressions, takes in (
             ("jazz", "Jazz", "swing, bebop, big-band, combo and trio",
              "ii-V-I progressions", 2),
@@ -120,7 +120,7 @@ STYLES: dict[str, Style] = {
 """The offline styles by name."""
 
 
-def get_style(name: str) -> Style:
+def get_style(name: str) -> CorpusStyle:
     """The style called ``name``; raises :class:`DatasetError` naming the known ones."""
     try:
         return STYLES[name]
@@ -130,15 +130,15 @@ def get_style(name: str) -> Style:
         ) from None
 
 
-def plan_style(style: Style, chosen: Sequence[str] | None, takes: int | None, seed: int,
-               cache: Path) -> list[Piece]:
+def plan_style(style: CorpusStyle, chosen: Sequence[str] | None, takes: int | None,
+               seed: int, cache: Path) -> list[CorpusPiece]:
     """All pieces of a style's sources (or of the ``chosen`` ones)."""
     names = [s.name for s in style.sources]
     if chosen:
         sources.check_sources(chosen, names, style.name)
     if takes is not None and takes < 1:
         raise DatasetError(f"--takes must be at least 1, not {takes}")
-    pieces: list[Piece] = []
+    pieces: list[CorpusPiece] = []
     for source in style.sources:
         if not chosen or source.name in chosen:
             pieces += source.plan(takes or style.takes, seed, cache)

@@ -29,14 +29,8 @@ from note_seq.protobuf import generator_pb2
 from perfrnn.configs import DEFAULT_CONFIGS, ModelConfig, TrackRole, get_config, played_tracks
 from perfrnn.encodings import encoding_for
 from perfrnn.errors import PerfRNNError
-from perfrnn.model import (
-    OUTPUT_BIASES,
-    OUTPUT_WEIGHTS,
-    PerformanceRNN,
-    lstm_bias_name,
-    lstm_cell,
-    lstm_kernel_name,
-)
+from perfrnn.layout import OUTPUT_BIASES, OUTPUT_WEIGHTS, lstm_bias_name, lstm_kernel_name
+from perfrnn.model import PerformanceRNN, lstm_cell
 from perfrnn.multitrack import MultiTrackEncoding
 from perfrnn.performance_encoding import PerformanceEncoding
 

@@ -135,6 +135,10 @@ _DENSITY_BINS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 # Stretching time is meaningless when time is counted in beats.
 _METRIC = dict(steps_per_quarter=12, max_shift_steps=48, stretch_factors=(1.0,))
 
+DEFAULT_CONFIG_ID = "performance_with_dynamics"
+"""The configuration a corpus is prepared and trained for when none is named
+(Magenta's default Performance RNN)."""
+
 DEFAULT_CONFIGS: dict[str, ModelConfig] = {
     config.id: config
     for config in (

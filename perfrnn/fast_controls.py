@@ -8,18 +8,17 @@ prefix sums, so training a conditioned model is not held up by its input
 pipeline. numpy only: the GPU trainer (`training/gpu_train.py`) uses them on
 machines without TensorFlow or note-seq.
 
-Event indices are Magenta's Performance one-hot layout: 0-127 note-on,
-128-255 note-off, then `max_shift_steps` time shifts of 1.. steps, then
-velocities.
+Event indices are Magenta's Performance one-hot layout (`perfrnn.layout`):
+0-127 note-on, 128-255 note-off, then `max_shift_steps` time shifts of 1..
+steps, then velocities.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-NOTE_OFF_BASE = 128
-SHIFT_BASE = 256
-NOTES_PER_OCTAVE = 12
+from perfrnn.layout import NOTE_OFF_BASE, NOTES_PER_OCTAVE, SHIFT_BASE, controls_of_next_events
+
 HISTOGRAM_PRIOR = 0.01  # note-seq's prior count per pitch class
 
 
@@ -65,6 +64,23 @@ def note_densities(events: np.ndarray, steps_per_second: int, max_shift_steps: i
     return _hold_after_non_shifts(density, events, max_shift_steps)
 
 
+def _sounding_classes(events: np.ndarray) -> np.ndarray:
+    """Distinct pitches of each pitch class sounding just before each event
+    (int64 [n, 12]). A note-on starts its pitch sounding, a note-off stops it,
+    so a pitch sounds when its last note-on or note-off before the event was a
+    note-on; note-seq counts it the same way, event by event."""
+    rows = np.flatnonzero(events < SHIFT_BASE)
+    pitches = events[rows] % NOTE_OFF_BASE
+    is_on = (events[rows] < NOTE_OFF_BASE).astype(np.int64)
+    order = np.lexsort((rows, pitches))  # each pitch's note-ons and note-offs in time
+    same_pitch = pitches[order][1:] == pitches[order][:-1]
+    was_on = np.zeros(len(rows), np.int64)
+    was_on[order[1:]] = np.where(same_pitch, is_on[order][:-1], 0)
+    changes = np.zeros((len(events), NOTES_PER_OCTAVE), np.int64)
+    changes[rows, pitches % NOTES_PER_OCTAVE] = is_on - was_on
+    return np.cumsum(changes, axis=0) - changes
+
+
 def pitch_histograms(events: np.ndarray, steps_per_second: int, max_shift_steps: int,
                      window_seconds: float, prior: float = HISTOGRAM_PRIOR) -> np.ndarray:
     """Seconds each pitch class sounds in the window starting at each event, plus
@@ -75,27 +91,7 @@ def pitch_histograms(events: np.ndarray, steps_per_second: int, max_shift_steps:
         return np.zeros((0, NOTES_PER_OCTAVE))
     window = int(round(window_seconds * steps_per_second))
     shifts, before = _event_times(events, max_shift_steps)
-    # Distinct sounding pitches per class just before each event.
-    sounding = np.zeros(128, bool)
-    classes = np.zeros(NOTES_PER_OCTAVE, np.int64)
-    active = np.zeros((count, NOTES_PER_OCTAVE), np.int64)
-    shift_rows = np.flatnonzero(shifts)
-    on_off = events < SHIFT_BASE
-    row_list = shift_rows.tolist()
-    next_shift = 0
-    for index in range(count):
-        if next_shift < len(row_list) and row_list[next_shift] == index:
-            active[index] = classes
-            next_shift += 1
-        elif on_off[index]:
-            event = int(events[index])
-            pitch = event % NOTE_OFF_BASE
-            if event < NOTE_OFF_BASE and not sounding[pitch]:
-                sounding[pitch] = True
-                classes[pitch % NOTES_PER_OCTAVE] += 1
-            elif event >= NOTE_OFF_BASE and sounding[pitch]:
-                sounding[pitch] = False
-                classes[pitch % NOTES_PER_OCTAVE] -= 1
+    active = _sounding_classes(events)
     seconds = active * (shifts / steps_per_second)[:, None]
     prefix = np.concatenate([np.zeros((1, NOTES_PER_OCTAVE)), np.cumsum(seconds, axis=0)])
     ends = _window_ends(before, window)
@@ -109,7 +105,8 @@ def control_inputs(events: np.ndarray, steps_per_second: int, max_shift_steps: i
                    histogram_window_seconds: float | None) -> np.ndarray:
     """The control part of each input row (float32 [n, width]), as Magenta's
     conditional encoder builds it: the density bin one-hot, then the
-    normalised pitch-class histogram. Row t holds the controls of event t."""
+    normalised pitch-class histogram. Row t holds the controls of event t
+    (`input_controls` gives the model's input rows)."""
     events = np.asarray(events, np.int64)
     parts = []
     if density_bin_ranges is not None:
@@ -128,3 +125,17 @@ def control_inputs(events: np.ndarray, steps_per_second: int, max_shift_steps: i
     if not parts:
         return np.zeros((len(events), 0), np.float32)
     return np.concatenate(parts, axis=1)
+
+
+def input_controls(events: np.ndarray, steps_per_second: int, max_shift_steps: int,
+                   density_bin_ranges: tuple[float, ...] | None,
+                   density_window_seconds: float,
+                   histogram_window_seconds: float | None) -> np.ndarray:
+    """The control part of the model's input rows for `events` (float32 [n,
+    width]), extracted from these events alone: row t holds the controls of
+    event t+1, the last row its own (`perfrnn.layout.controls_of_next_events`).
+    A training window passes its own events, the label event included, as
+    Magenta extracts controls from each performance it cuts out."""
+    return controls_of_next_events(control_inputs(
+        events, steps_per_second, max_shift_steps, density_bin_ranges,
+        density_window_seconds, histogram_window_seconds))

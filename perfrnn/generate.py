@@ -145,7 +145,7 @@ def apply_feel(sequence: music_pb2.NoteSequence, feel: str, bpm: float,
 
 
 @dataclass
-class Piece:
+class GeneratedPiece:
     """One variation, with everything a front end shows or saves.
 
     Attributes:
@@ -173,7 +173,7 @@ class Generated:
     seed: int
     bpm: float  # quarter notes per minute, as written in the files
     metre: Metre
-    pieces: list[Piece]  # best first when they were scored
+    pieces: list[GeneratedPiece]  # best first when they were scored
     repairs: int = 0  # passages resampled (see `GenerationOptions.repair`)
 
     @property
@@ -282,8 +282,9 @@ def _midi_files(generation: Generation, request: MidiRequest, tracks: tuple[Trac
                           title=style,
                           time_signature=(generation.metre.numerator,
                                           generation.metre.denominator))
-        pieces.append(Piece(midi_file_name(style, request.options, generation.seed, index),
-                            data, sequence, tracks, score))
+        pieces.append(GeneratedPiece(
+            midi_file_name(style, request.options, generation.seed, index),
+            data, sequence, tracks, score))
     return Generated(style=style, seed=generation.seed, bpm=generation.bpm,
                      metre=generation.metre, pieces=pieces, repairs=generation.repairs)
 

@@ -1,7 +1,7 @@
 """The Performance RNN network: a stack of LSTMs and a softmax layer.
 
-Magenta's exact math and variable layout, so a Magenta checkpoint's weights
-drop straight in:
+Magenta's exact math and variable layout (`perfrnn.layout`), so a Magenta
+checkpoint's weights drop straight in:
 
 - each layer is TF1's `BasicLSTMCell`: `gates = [x, h] @ kernel + bias`, split
   in the order i, j, f, o; `c' = c * sigmoid(f + 1.0) + sigmoid(i) * tanh(j)`,
@@ -19,20 +19,18 @@ import numpy as np
 import tensorflow as tf
 
 from perfrnn.errors import PerfRNNError
-
-FORGET_BIAS = 1.0
-OUTPUT_WEIGHTS = "fully_connected/weights"
-OUTPUT_BIASES = "fully_connected/biases"
+from perfrnn.layout import (
+    FORGET_BIAS,
+    GATE_ORDER,
+    OUTPUT_BIASES,
+    OUTPUT_WEIGHTS,
+    event_rows,
+    lstm_bias_name,
+    lstm_kernel_name,
+    lstm_layer_count,
+)
 
 LSTMState = tuple[tuple[tf.Tensor, tf.Tensor], ...]  # ((c, h) per layer)
-
-
-def lstm_kernel_name(layer: int) -> str:
-    return f"rnn/multi_rnn_cell/cell_{layer}/basic_lstm_cell/kernel"
-
-
-def lstm_bias_name(layer: int) -> str:
-    return f"rnn/multi_rnn_cell/cell_{layer}/basic_lstm_cell/bias"
 
 
 def lstm_cell(
@@ -52,9 +50,9 @@ def lstm_update(
     matrix-vector path instead of fusing the addition into it, which made a
     batch-1 sampling step half again slower.
     """
-    i, j, f, o = tf.split(gates, 4, axis=1)
+    i, j, f, o = tf.split(gates, len(GATE_ORDER), axis=1)
     if addend is not None:
-        add_i, add_j, add_f, add_o = tf.split(addend, 4, axis=-1)
+        add_i, add_j, add_f, add_o = tf.split(addend, len(GATE_ORDER), axis=-1)
         i, j, f, o = i + add_i, j + add_j, f + add_f, o + add_o
     new_c = c * tf.sigmoid(f + FORGET_BIAS) + tf.sigmoid(i) * tf.tanh(j)
     new_h = tf.tanh(new_c) * tf.sigmoid(o)
@@ -133,9 +131,8 @@ class PerformanceRNN(tf.Module):
     @classmethod
     def from_weights(cls, weights: Mapping[str, np.ndarray]) -> PerformanceRNN:
         """Builds a model whose shape is read off Magenta-named weights."""
-        layer_sizes = []
-        while lstm_bias_name(len(layer_sizes)) in weights:
-            layer_sizes.append(np.shape(weights[lstm_bias_name(len(layer_sizes))])[0] // 4)
+        layer_sizes = [np.shape(weights[lstm_bias_name(layer)])[0] // len(GATE_ORDER)
+                       for layer in range(lstm_layer_count(weights))]
         if not layer_sizes or OUTPUT_WEIGHTS not in weights:
             raise PerfRNNError(
                 "checkpoint does not hold a Performance RNN (no "
@@ -198,7 +195,7 @@ class PerformanceRNN(tf.Module):
         events = tf.convert_to_tensor(events, dtype=tf.int32)
         width = controls.shape[-1]
         kernel = self.kernels[0]
-        gates = tf.gather(kernel[width:self.input_size], tf.reshape(events, [-1]))
+        gates = tf.gather(kernel[event_rows(width, self.num_classes)], tf.reshape(events, [-1]))
         if width:
             gates += tf.matmul(tf.reshape(controls, [-1, width]), kernel[:width])
         return self._logits_from_gates(gates + self.biases[0], tf.shape(events)[0],

@@ -3,8 +3,9 @@
 Pure functions over note-seq `NoteSequence` protobufs (times in seconds). The
 per-piece metrics follow MusPy's definitions (`muspy.metrics`, Dong et al.
 2020); where MusPy works on a tick grid we quantize to `resolution` steps per
-beat (default 24, MusPy's default), with the beat from the sequence's first
-tempo (120 quarter notes per minute when it has none). Metrics that are
+beat (default 24, MusPy's default), with the beat read from the sequence's
+tempo map as `perfrnn.metre.quarters_at` reads it (120 quarter notes per
+minute when it has none). Metrics that are
 undefined for a piece (no pitched notes, no drum notes, too short) are nan.
 
 The set-level comparison is the "overlapping area" of Yang & Lerch (2018), "On
@@ -21,7 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 from note_seq.protobuf import music_pb2
 
-DEFAULT_QPM = 120.0
+from perfrnn.metre import DEFAULT_QPM, quarters_at
+
 DEFAULT_RESOLUTION = 24  # grid steps per beat (quarter note), as MusPy
 DEFAULT_CHORD_SECONDS = 0.01  # onsets closer than this are one onset (one RNN time step)
 
@@ -47,12 +49,6 @@ _MINOR_SCALE = np.array([1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 1, 0], bool)  # C natural
 # Grid helpers
 
 
-def seconds_per_beat(sequence: music_pb2.NoteSequence) -> float:
-    """Seconds per quarter note from the first tempo; 0.5 (120 qpm) when there is none."""
-    qpm = sequence.tempos[0].qpm if sequence.tempos else 0.0
-    return 60.0 / (qpm if qpm > 0 else DEFAULT_QPM)
-
-
 def beats_per_bar(sequence: music_pb2.NoteSequence) -> float:
     """Quarter notes per bar from the first time signature; 4.0 when there is none."""
     if sequence.time_signatures:
@@ -73,10 +69,12 @@ def _notes(sequence: music_pb2.NoteSequence, *, drums: bool | None = None):
 
 def _to_steps(sequence: music_pb2.NoteSequence, starts: np.ndarray, ends: np.ndarray,
               resolution: int) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end grid steps; every note lasts at least one step."""
-    step_seconds = seconds_per_beat(sequence) / resolution
-    start_steps = np.round(starts / step_seconds).astype(np.int64)
-    end_steps = np.maximum(np.round(ends / step_seconds).astype(np.int64), start_steps + 1)
+    """Start and end grid steps (`resolution` per quarter note, by the tempo
+    map) of notes starting and ending at `starts` and `ends` seconds; every
+    note lasts at least one step."""
+    start_steps = np.round(quarters_at(sequence, starts) * resolution).astype(np.int64)
+    end_steps = np.maximum(np.round(quarters_at(sequence, ends) * resolution).astype(np.int64),
+                           start_steps + 1)
     return start_steps, end_steps
 
 
@@ -195,21 +193,28 @@ def inter_onset_intervals(sequence: music_pb2.NoteSequence, *, include_drums: bo
     onset (the notes of a chord), so a chord adds no zero intervals. A piece
     with fewer than two distinct onsets gives an empty list.
     """
+    return np.diff(_onsets(sequence, include_drums, chord_seconds)).tolist()
+
+
+def _onsets(sequence: music_pb2.NoteSequence, include_drums: bool,
+            chord_seconds: float) -> np.ndarray:
+    """Distinct onsets in seconds, in order: a note starting less than
+    `chord_seconds` after the previous onset joins it."""
     _, starts, _ = _notes(sequence, drums=None if include_drums else False)
     onsets = np.sort(starts)
     if len(onsets) < 2:
-        return []
-    new_onset = np.concatenate([[True], np.diff(onsets) >= chord_seconds])
-    return np.diff(onsets[new_onset]).tolist()
+        return onsets
+    return onsets[np.concatenate([[True], np.diff(onsets) >= chord_seconds])]
 
 
 def median_ioi_beats(sequence: music_pb2.NoteSequence, *,
                      chord_seconds: float = DEFAULT_CHORD_SECONDS) -> float:
-    """Median inter-onset interval (drums included) in beats; nan under two onsets."""
-    intervals = inter_onset_intervals(sequence, chord_seconds=chord_seconds)
-    if not intervals:
+    """Median inter-onset interval (drums included) in quarter notes of the
+    tempo map; nan under two onsets."""
+    onsets = _onsets(sequence, True, chord_seconds)
+    if len(onsets) < 2:
         return math.nan
-    return float(np.median(intervals) / seconds_per_beat(sequence))
+    return float(np.median(np.diff(quarters_at(sequence, onsets))))
 
 
 def empty_beat_rate(sequence: music_pb2.NoteSequence,

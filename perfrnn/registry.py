@@ -120,7 +120,7 @@ class StyleSource:
 
 
 @dataclass
-class Style:
+class StyleEntry:
     """A style as listed: its file and, once read, its bundle."""
 
     name: str
@@ -174,17 +174,17 @@ class StyleRegistry:
             self._bundles[path] = (stamp, bundle, error)
         return bundle, error
 
-    def styles(self, load: bool = True) -> list[Style]:
+    def styles(self, load: bool = True) -> list[StyleEntry]:
         """Every style; with `load`, each one's bundle (or why it does not load)."""
         styles = []
         for name, (path, origin) in self._files().items():
-            style = Style(name, path, origin, path.stat().st_size)
+            style = StyleEntry(name, path, origin, path.stat().st_size)
             if load:
                 style.bundle, style.error = self._load(path)
             styles.append(style)
         return styles
 
-    def get(self, name: str) -> Style:
+    def get(self, name: str) -> StyleEntry:
         """The style called `name`, loaded.
 
         Raises:
@@ -195,7 +195,7 @@ class StyleRegistry:
             known = ", ".join(files) or "none"
             raise PerfRNNError(f"there is no style {name!r}; the styles are: {known}")
         path, origin = files[name]
-        style = Style(name, path, origin, path.stat().st_size)
+        style = StyleEntry(name, path, origin, path.stat().st_size)
         style.bundle, style.error = self._load(path)
         if style.bundle is None:
             raise PerfRNNError(f"style {name!r} cannot be loaded: {style.error}")

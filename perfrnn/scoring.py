@@ -160,12 +160,6 @@ def on_beat_share(sequence: music_pb2.NoteSequence) -> float | None:
     return None if math.isnan(value) else value
 
 
-def polyphony(sequence: music_pb2.NoteSequence) -> float | None:
-    """Mean pitches sounding when any sounds (MusPy); None without pitched notes."""
-    value = music_metrics.polyphony(sequence)
-    return None if math.isnan(value) else value
-
-
 # ---------------------------------------------------------------------------
 # References: what the style's real music does
 
@@ -296,7 +290,7 @@ def style_references(excerpts: Sequence[music_pb2.NoteSequence], metric: bool
     if not excerpts:
         raise PerfRNNError("no real music to measure the style's norms on")
     gaps = [seconds for excerpt in excerpts for _, seconds in silences(excerpt)]
-    poly = [polyphony(excerpt) for excerpt in excerpts]
+    poly = [music_metrics.polyphony(excerpt) for excerpt in excerpts]
     low, high = _percentile(poly, 1), _percentile(poly, 99)
     return StyleReferences(
         excerpts=len(excerpts),
@@ -411,7 +405,7 @@ def score_piece(sequence: music_pb2.NoteSequence, references: StyleReferences | 
     one_pitch_start, one_pitch = longest_one_pitch(sequence, after)
     repetition_start, repetition = longest_repetition(sequence, after=after)
     in_key = in_key_share(sequence)
-    poly = polyphony(sequence)
+    poly = music_metrics.polyphony(sequence)  # nan without pitched notes
     on_beat = None
     if references is not None and references.on_beat_p5 is not None:
         on_beat = on_beat_share(sequence)
@@ -422,7 +416,7 @@ def score_piece(sequence: music_pb2.NoteSequence, references: StyleReferences | 
             factors.append(_share_at_least(on_beat, references.on_beat_p5))
         if in_key is not None and references.in_key_p5 is not None:
             factors.append(_share_at_least(in_key, references.in_key_p5))
-        if poly is not None and references.polyphony_range is not None:
+        if not math.isnan(poly) and references.polyphony_range is not None:
             low, high = references.polyphony_range
             factors.append(_within(poly, high) * _within(low, poly))
         limits = (("silence", silence_start, silence, references.silence_limit),
@@ -443,7 +437,7 @@ def score_piece(sequence: music_pb2.NoteSequence, references: StyleReferences | 
         one_pitch_limit=None if references is None else references.one_pitch_limit,
         longest_repetition=repetition,
         repetition_limit=None if references is None else references.repetition_limit,
-        polyphony=poly,
+        polyphony=None if math.isnan(poly) else poly,
         polyphony_range=None if references is None else references.polyphony_range,
         defect=defect)
 

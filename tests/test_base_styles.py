@@ -357,7 +357,8 @@ def test_a_base_packs_for_the_gpu_trainer_and_comes_back(base_run, corpora, tmp_
     controls, inputs, _, _ = maker.window(events, 0, maker.metre(
         read_prepared(corpora["backbeat"], "train")[0]), np.eye(3, dtype=np.float32)[1])
     np.testing.assert_array_equal(first_backbeat.events[:-1], inputs)
-    np.testing.assert_array_equal(gpu_train.piece_controls(meta, first_backbeat)[:-1], controls)
+    np.testing.assert_array_equal(
+        gpu_train.window_controls(meta, first_backbeat, 0, len(first_backbeat) - 1), controls)
     batches = gpu_train.Batches(meta, train, validation, 16, 30, seed=0)
     events, rows, labels = batches.next()
     assert rows.shape == (30, 16, meta["control_size"]) and rows.sum(axis=2).max() == 5
@@ -376,7 +377,7 @@ def test_a_base_packs_for_the_gpu_trainer_and_comes_back(base_run, corpora, tmp_
 
 def test_the_fidelity_classifier_can_learn_from_reference_music(corpora, tmp_path, capsys):
     from training.__main__ import main
-    from training.classify import genre_fidelity, render_report
+    from training.classify import genre_fidelity, render_fidelity_report
 
     styles = {name: corpora[name] for name in ("floor", "backbeat")}
     plain = genre_fidelity(styles, {}, pieces=1, seconds=2.0)
@@ -385,8 +386,8 @@ def test_the_fidelity_classifier_can_learn_from_reference_music(corpora, tmp_pat
     # both splits of the reference: the training takes join the held-out one
     assert referenced.real_excerpts["floor"] > plain.real_excerpts["floor"]
     assert referenced.real_excerpts["backbeat"] == plain.real_excerpts["backbeat"]
-    assert f"floor {corpora['floor']}" in render_report(referenced)
-    assert "reference" not in render_report(plain)
+    assert f"floor {corpora['floor']}" in render_fidelity_report(referenced)
+    assert "reference" not in render_fidelity_report(plain)
     with pytest.raises(PerfRNNError, match="which have no corpus"):
         genre_fidelity(styles, {}, references={"jazz": [corpora["kit"]]})
     assert main(["classify", "--style", f"floor={corpora['floor']}",

@@ -13,7 +13,8 @@ from note_seq.protobuf import generator_pb2
 from perfrnn.bundle import Bundle, BundleMetadata, read_bundle, write_bundle
 from perfrnn.configs import TrackRole, get_config
 from perfrnn.errors import PerfRNNError
-from perfrnn.model import PerformanceRNN, lstm_kernel_name
+from perfrnn.layout import lstm_kernel_name
+from perfrnn.model import PerformanceRNN
 from perfrnn.performance_encoding import PerformanceEncoding
 
 METADATA = BundleMetadata(

@@ -14,7 +14,7 @@ import pretty_midi
 import pytest
 from test_datasets_fetch import tiny_midi
 
-from datasets.build import Piece, build_corpus, select_pieces
+from datasets.build import CorpusPiece, build_corpus, select_pieces
 from datasets.errors import DatasetError, SkipPiece
 from datasets.lmms import convert_project
 from datasets.manifest import read_manifest, split_families
@@ -183,8 +183,8 @@ def test_build_engine_skips_bad_pieces_and_refuses_foreign_out(tmp_path):
     bad = tmp_path / "bad.mid"
     bad.write_bytes(b"not midi")
     pieces = [
-        Piece(f"x/{i}.mid", "g", f"g:{i}", "test", "BSD-2-Clause", "pitched",
-              make=__import__("functools").partial(read_bytes, str(good if i else bad)))
+        CorpusPiece(f"x/{i}.mid", "g", f"g:{i}", "test", "BSD-2-Clause", "pitched",
+                    make=__import__("functools").partial(read_bytes, str(good if i else bad)))
         for i in range(4)
     ]
     assert len(select_pieces(pieces, 2, seed=0)) == 2

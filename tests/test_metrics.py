@@ -151,6 +151,18 @@ def rock_beat(bars: int) -> list:
     return notes
 
 
+def test_beats_follow_the_whole_tempo_map():
+    # Quarter notes at 120 qpm for 2 s, then at 60 qpm: one beat apart all through.
+    sequence = make_sequence(melody([60] * 4, seconds=0.5) + melody([62] * 6, 1.0, 2.0))
+    sequence.tempos.add(qpm=120.0, time=0.0)
+    sequence.tempos.add(qpm=60.0, time=2.0)
+    assert metrics.median_ioi_beats(sequence) == pytest.approx(1.0)
+    assert metrics.empty_beat_rate(sequence) == 0.0
+    # A beat left silent after the change is one empty beat of ten.
+    del sequence.notes[5]
+    assert metrics.empty_beat_rate(sequence) == pytest.approx(1 / 10)
+
+
 def test_repeating_sixteenth_note_drum_pattern_is_fully_consistent():
     sequence = make_sequence(rock_beat(4))
     assert metrics.drum_pattern_consistency(sequence) == 1.0

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pretty_midi
 import pytest
+from conftest import magenta_reference_path
 
 from perfrnn.configs import get_config
 from perfrnn.encodings import encoding_for
 from perfrnn.errors import PerfRNNError
+from perfrnn.metre import COMMON_TIME
 from perfrnn.model import PerformanceRNN
+from training import gpu_train
 from training.__main__ import main as training_main
 from training.evaluate import held_out_nll
+from training.pack import control_ones, encoding_meta
 from training.prepare import prepare_corpus
 from training.runs import load_run
+from training.train import ExampleMaker
 
 REPO = Path(__file__).resolve().parents[1]
 CONDITIONED = "multiconditioned_performance_with_dynamics"
@@ -110,9 +116,6 @@ def test_weights_for_another_configuration_are_refused(corpus, tmp_path):
 def test_gpu_trainer_conversion_matches_magentas_cell(corpus, tmp_path):
     """Runs only where PyTorch is installed (the GPU machines); CI has no PyTorch."""
     torch = pytest.importorskip("torch")
-    sys.path.insert(0, str(REPO / "training"))
-    import gpu_train
-
     net = gpu_train.build_model(torch, 30, 12, [8, 8])
     with torch.no_grad():
         for parameter in net.parameters():
@@ -176,3 +179,49 @@ def test_big_models_weights_in_two_files_are_joined(corpus, tmp_path):
     for name, value in model.get_weights().items():
         np.testing.assert_array_equal(loaded.model.get_weights()[name],
                                       value.astype(np.float16).astype(np.float32))
+
+
+@pytest.mark.parametrize("config_id", [CONDITIONED, "performance_with_dynamics", "metric_band"])
+@pytest.mark.parametrize("length", [64, 512])
+def test_both_trainers_build_the_same_input_rows(config_id, length):
+    """`train` (TensorFlow) and gpu_train (PyTorch, from a pack) give a window
+    the same events, labels and control rows: a conditioned window's density
+    and key come from its own events, a metric window's position counts from
+    the start of the piece."""
+    config = get_config(config_id)
+    maker = ExampleMaker(config, length)
+    metre = COMMON_TIME if config.is_metric else None
+    if config.is_metric:
+        events = np.random.default_rng(2).integers(0, maker.encoding.num_classes, 700)
+        ones = control_ones(maker.encoding.controls_from_events(events, metre=metre))
+    else:
+        events, ones = np.load(magenta_reference_path(CONDITIONED))["events"], None
+    batches = gpu_train.Batches(encoding_meta(config), [], [], length, batch=1, seed=0)
+    piece = gpu_train.PackedPiece(events.astype(np.int64), ones=ones)
+    for start in [*range(0, len(events) - 1, 37), len(events) - 2]:
+        expected = maker.window(events, start, metre)
+        used = int(expected.mask.sum())
+        got_events, got_rows, got_labels = batches.window(piece, start)
+        np.testing.assert_array_equal(got_events[:used], expected.events[:used])
+        np.testing.assert_array_equal(got_labels, np.where(expected.mask > 0, expected.labels,
+                                                           -100))
+        np.testing.assert_array_equal(got_rows, expected.controls.astype(np.float16))
+
+
+def test_gpu_trainer_reads_a_conditioned_pack_without_tensorflow(corpus, tmp_path):
+    out = tmp_path / "packed.npz"
+    assert training_main(["pack", "--data", str(corpus), "--out", str(out), "--config",
+                          CONDITIONED, "--augmentations", "1"]) == 0
+    script = (
+        "import sys\n"
+        "sys.modules['tensorflow'] = sys.modules['note_seq'] = None\n"
+        f"sys.path.insert(0, {str(REPO / 'training')!r})\n"
+        "import gpu_train\n"
+        f"meta, train, validation = gpu_train.load_pack(gpu_train.Path({str(out)!r}))\n"
+        "batches = gpu_train.Batches(meta, train, validation, 32, 4, 0)\n"
+        "events, rows, labels = batches.next()\n"
+        "print(rows.shape, rows.dtype, len(batches.validation))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("(")[1].startswith("4, 32, 20) float16")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 _ENTRY_POINTS = {
-    "PrepareResult": "training.prepare",
+    "PrepareResult": "training.prepared",
     "prepare_corpus": "training.prepare",
     "read_manifest": "training.prepare",
     "read_prepared": "training.prepare",

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import NoReturn
 
-from perfrnn.configs import DEFAULT_CONFIGS
+from perfrnn.configs import DEFAULT_CONFIG_ID, DEFAULT_CONFIGS
 from perfrnn.console import import_libraries_quietly
 from perfrnn.errors import PerfRNNError
 
@@ -54,13 +54,8 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The `python -m training` parser with its subcommands."""
-    from training.prepare import (
-        DEFAULT_CONFIG_ID,
-        DEFAULT_KIND,
-        DEFAULT_SEED,
-        DEFAULT_VALIDATION_FRACTION,
-        KINDS,
-    )
+    from datasets.manifest import CORPUS_KINDS
+    from training.prepare import DEFAULT_KIND, DEFAULT_SEED, DEFAULT_VALIDATION_FRACTION
 
     parser = _Parser(
         prog="python -m training",
@@ -86,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"model configuration that fixes the event encoding "
                               f"(default: {DEFAULT_CONFIG_ID}; one of: "
                               f"{', '.join(DEFAULT_CONFIGS)})")
-    prepare.add_argument("--kind", default=None, metavar="|".join(KINDS),
+    prepare.add_argument("--kind", default=None, metavar="|".join(CORPUS_KINDS),
                          help="pitched: drum notes dropped, pitched parts merged; drums: only "
                               "drum notes (MIDI channel 10) kept; band: every part mapped onto "
                               "the roles drums, bass, harmony, lead (default: band for a "
@@ -148,7 +143,7 @@ def _add_train_parser(commands) -> None:
                        help="run folder: checkpoints, best weights, logs, history.json")
     train.add_argument("--config", default=None,
                        help=f"model configuration (default: the parent's with --init-from, "
-                            f"else {defaults.DEFAULT_CONFIG_ID}; one of: "
+                            f"else {DEFAULT_CONFIG_ID}; one of: "
                             f"{', '.join(DEFAULT_CONFIGS)})")
     train.add_argument("--layers", type=int, nargs="+", default=None, metavar="N",
                        help="LSTM layer sizes (default: the configuration's, 512 512 512)")
@@ -259,8 +254,8 @@ def _add_gpu_parsers(commands) -> None:
     pack.add_argument("--data", required=True, metavar="DIR", nargs="+",
                       help="prepared corpus folder; several (metric) pack a base model")
     pack.add_argument("--out", required=True, metavar="FILE.npz", help="pack to write")
-    pack.add_argument("--config", default="performance_with_dynamics",
-                      help="model configuration (default: performance_with_dynamics)")
+    pack.add_argument("--config", default=DEFAULT_CONFIG_ID,
+                      help=f"model configuration (default: {DEFAULT_CONFIG_ID})")
     pack.add_argument("--augmentations", type=int, default=DEFAULT_AUGMENTATIONS, metavar="N",
                       help=f"augmented copies of each training piece (default: "
                            f"{DEFAULT_AUGMENTATIONS})")

@@ -230,7 +230,7 @@ def genre_fidelity(corpora: dict[str, Path], bundles: dict[str, Path], pieces: i
                           real_accuracy=recall_by_style(labels, real_predicted))
 
 
-def render_report(result: FidelityResult) -> str:
+def render_fidelity_report(result: FidelityResult) -> str:
     styles = result.styles
     lines = [
         "# Genre fidelity",
@@ -269,7 +269,7 @@ def write_report(result: FidelityResult, out_dir: str | Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "fidelity.json").write_text(json.dumps(result.to_json(), indent=1) + "\n")
     path = out_dir / "fidelity.md"
-    path.write_text(render_report(result), encoding="utf-8")
+    path.write_text(render_fidelity_report(result), encoding="utf-8")
     return path
 
 

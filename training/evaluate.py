@@ -277,7 +277,7 @@ def evaluate_run(
         seconds=float(seconds), temperature=float(temperature), seed=int(seed),
         warnings=warnings, beat=beat, part_polyphony=parts)
     _write_json(out_dir / "metrics.json", _plain(result.to_json()))
-    result.report_path.write_text(render_report(result, bundle.metadata.style, run),
+    result.report_path.write_text(render_evaluation_report(result, bundle.metadata.style, run),
                                   encoding="utf-8")
     return result
 
@@ -302,7 +302,7 @@ def _format(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def render_report(result: EvaluationResult, style: str, run) -> str:
+def render_evaluation_report(result: EvaluationResult, style: str, run) -> str:
     """report.md: the figures, the plots and the samples."""
     from perfrnn.music_metrics import METRICS
 

@@ -35,12 +35,29 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perfrnn.fast_controls import control_inputs  # noqa: E402  (numpy only)
+# numpy only: these run where TensorFlow is not installed.
+from perfrnn.fast_controls import input_controls  # noqa: E402
+from perfrnn.layout import (  # noqa: E402
+    FORGET_BIAS,
+    GATE_ORDER,
+    OUTPUT_BIASES,
+    OUTPUT_WEIGHTS,
+    gate_permutation,
+    gate_slice,
+    join_inputs,
+    lstm_bias_name,
+    lstm_kernel_name,
+    lstm_layer_count,
+    random_window_start,
+    validation_share,
+    validation_window_starts,
+)
 
-MAX_VALIDATION_WINDOWS = 256
+TORCH_GATE_ORDER = ("i", "f", "j", "o")
+"""cuDNN's gates [i, f, g, o] under Magenta's names (g is Magenta's j)."""
 
 
-class Piece:
+class PackedPiece:
     """A packed piece: its events, the corpus (style) it comes from, and for a
     metric configuration the columns where each input row's controls are 1."""
 
@@ -51,7 +68,7 @@ class Piece:
         return len(self.events)
 
 
-def load_pack(path: Path) -> tuple[dict, list[Piece], list[Piece]]:
+def load_pack(path: Path) -> tuple[dict, list[PackedPiece], list[PackedPiece]]:
     stored = np.load(path, allow_pickle=False)
     meta = json.loads(str(stored["meta"]))
 
@@ -61,30 +78,32 @@ def load_pack(path: Path) -> tuple[dict, list[Piece], list[Piece]]:
         corpus = stored[f"{name}_corpus"] if f"{name}_corpus" in stored.files else \
             np.zeros(count, np.int16)
         ones = stored[f"{name}_ones"] if meta.get("control_ones") else None
-        return [Piece(events[offsets[i]:offsets[i + 1]].astype(np.int64), int(corpus[i]),
-                      ones[offsets[i]:offsets[i + 1]] if ones is not None else None)
+        return [PackedPiece(events[offsets[i]:offsets[i + 1]].astype(np.int64), int(corpus[i]),
+                            ones[offsets[i]:offsets[i + 1]] if ones is not None else None)
                 for i in range(count)]
 
     return meta, split("train"), split("validation")
 
 
-def piece_controls(meta: dict, piece: Piece) -> np.ndarray:
-    """Rows of controls for a whole piece (float16): a metric piece's packed
-    ones as they are (row t: the position after event t, and the style); a
-    conditioned piece's density and key, row t holding event t+1's."""
-    events = piece.events
+def window_controls(meta: dict, piece: PackedPiece, start: int, used: int) -> np.ndarray:
+    """The controls of the `used` input rows of the window from event `start`
+    (float16 [used, control_size]), as `python -m training train` builds them:
+    a metric piece's packed ones as they are (row t: the position after event
+    t, counted from the start of the piece, and the style); a conditioned
+    piece's density and key extracted from the window's own events, the label
+    event included, row t holding event t+1's."""
     if not meta["control_size"]:
-        return np.zeros((len(events), 0), np.float16)
+        return np.zeros((used, 0), np.float16)
     if piece.ones is not None:
-        rows = np.zeros((len(events), meta["control_size"]), np.float16)
-        rows[np.arange(len(events))[:, None], piece.ones] = 1.0
+        rows = np.zeros((used, meta["control_size"]), np.float16)
+        rows[np.arange(used)[:, None], piece.ones[start:start + used]] = 1.0
         return rows
-    controls = control_inputs(
-        events, meta["steps_per_second"], meta["max_shift_steps"],
+    controls = input_controls(
+        piece.events[start:start + used + 1], meta["steps_per_second"],
+        meta["max_shift_steps"],
         tuple(meta["density_bin_ranges"]) if meta["density_bin_ranges"] else None,
         meta["density_window_seconds"], meta["pitch_histogram_window_seconds"])
-    shifted = np.concatenate([controls[1:], controls[-1:]])
-    return shifted.astype(np.float16)
+    return controls[:used].astype(np.float16)
 
 
 class Batches:
@@ -93,43 +112,43 @@ class Batches:
     def __init__(self, meta, train, validation, length, batch, seed):
         self.meta, self.length, self.batch = meta, length, batch
         self.train = [piece for piece in train if len(piece) >= 2]
-        self.train_controls = [piece_controls(meta, piece) for piece in self.train]
         # A base's windows come from a corpus drawn evenly, as `python -m training train`.
         corpora = sorted({piece.corpus for piece in self.train})
         self.by_corpus = [[i for i, piece in enumerate(self.train) if piece.corpus == corpus]
                           for corpus in corpora]
         self.rng = np.random.default_rng(seed)
         self.validation = []
-        share = MAX_VALIDATION_WINDOWS // max(len(corpora), 1)
+        share = validation_share(len(corpora))
         for corpus in corpora:
             taken = 0
             for piece in (piece for piece in validation if piece.corpus == corpus):
-                controls = piece_controls(meta, piece)
-                for start in range(0, max(len(piece) - 1, 0), length):
+                for start in validation_window_starts(len(piece), length):
                     if taken < share:
-                        self.validation.append(self.window(piece.events, controls, start))
+                        self.validation.append(self.window(piece, start))
                         taken += 1
 
-    def window(self, piece, controls, start):
+    def window(self, piece: PackedPiece, start: int):
+        """(events [L], control rows [L, C] float16, labels [L] with -100 for
+        padding) of the window of `sequence_length + 1` events from `start`."""
         length = self.length
         events = np.zeros(length, np.int64)
         labels = np.full(length, -100, np.int64)
-        rows = np.zeros((length, controls.shape[1]), np.float16)
-        part = piece[start:start + length + 1]
+        rows = np.zeros((length, self.meta["control_size"]), np.float16)
+        part = piece.events[start:start + length + 1]
         used = max(len(part) - 1, 0)
         events[:used] = part[:-1]
         labels[:used] = part[1:]
-        rows[:used] = controls[start:start + used]
+        if used:
+            rows[:used] = window_controls(self.meta, piece, start, used)
         return events, rows, labels
 
     def next(self):
         windows = []
         for _ in range(self.batch):
             corpus = self.by_corpus[int(self.rng.integers(len(self.by_corpus)))]
-            index = corpus[int(self.rng.integers(len(corpus)))]
-            piece = self.train[index]
-            start = int(self.rng.integers(max(len(piece) - self.length - 1, 0) + 1))
-            windows.append(self.window(piece.events, self.train_controls[index], start))
+            piece = self.train[corpus[int(self.rng.integers(len(corpus)))]]
+            start = random_window_start(self.rng, len(piece), self.length)
+            windows.append(self.window(piece, start))
         return [np.stack(parts) for parts in zip(*windows)]
 
 
@@ -151,7 +170,7 @@ def build_model(torch, input_size, num_classes, layer_sizes, dropout: float = 0.
                     units = lstm.hidden_size
                     lstm.bias_ih_l0.zero_()
                     lstm.bias_hh_l0.zero_()
-                    lstm.bias_ih_l0[units:2 * units] = 1.0  # Magenta's forget bias
+                    lstm.bias_ih_l0[gate_slice("f", units, TORCH_GATE_ORDER)] = FORGET_BIAS
 
         def forward(self, x):
             for lstm in self.lstms:
@@ -167,21 +186,18 @@ def load_magenta_weights(torch, net, weights: dict[str, np.ndarray]) -> None:
     with torch.no_grad():
         for layer, lstm in enumerate(net.lstms):
             units = lstm.hidden_size
-            prefix = f"rnn/multi_rnn_cell/cell_{layer}/basic_lstm_cell/"
-            kernel = weights[prefix + "kernel"].astype(np.float32)
-            bias = weights[prefix + "bias"].astype(np.float32).copy()
-            bias[2 * units:3 * units] += 1.0
-            i, j, f, o = (slice(k * units, (k + 1) * units) for k in range(4))
-            order = np.r_[i, f, j, o]  # torch's i, f, g, o
+            kernel = weights[lstm_kernel_name(layer)].astype(np.float32)
+            bias = weights[lstm_bias_name(layer)].astype(np.float32).copy()
+            bias[gate_slice("f", units)] += FORGET_BIAS
+            order = gate_permutation(units, GATE_ORDER, TORCH_GATE_ORDER)
             in_size = kernel.shape[0] - units
             lstm.weight_ih_l0.copy_(torch.from_numpy(kernel[:in_size, order].T.copy()))
             lstm.weight_hh_l0.copy_(torch.from_numpy(kernel[in_size:, order].T.copy()))
             lstm.bias_ih_l0.copy_(torch.from_numpy(bias[order]))
             lstm.bias_hh_l0.zero_()
         net.output.weight.copy_(torch.from_numpy(
-            weights["fully_connected/weights"].astype(np.float32).T.copy()))
-        net.output.bias.copy_(torch.from_numpy(
-            weights["fully_connected/biases"].astype(np.float32)))
+            weights[OUTPUT_WEIGHTS].astype(np.float32).T.copy()))
+        net.output.bias.copy_(torch.from_numpy(weights[OUTPUT_BIASES].astype(np.float32)))
 
 
 def read_weights(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
@@ -203,16 +219,14 @@ def magenta_weights(net) -> dict[str, np.ndarray]:
         w_ih = lstm.weight_ih_l0.detach().float().cpu().numpy()  # [4u, in], rows i f g o
         w_hh = lstm.weight_hh_l0.detach().float().cpu().numpy()
         bias = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach().float().cpu().numpy()
-        i, f, g, o = (slice(k * units, (k + 1) * units) for k in range(4))
-        order = np.r_[i, g, f, o]  # Magenta's i, j, f, o
+        order = gate_permutation(units, TORCH_GATE_ORDER, GATE_ORDER)
         kernel = np.concatenate([w_ih[order].T, w_hh[order].T], axis=0)
         magenta_bias = bias[order].copy()
-        magenta_bias[2 * units:3 * units] -= 1.0  # the cell adds 1.0 itself
-        prefix = f"rnn/multi_rnn_cell/cell_{layer}/basic_lstm_cell/"
-        weights[prefix + "kernel"] = kernel
-        weights[prefix + "bias"] = magenta_bias
-    weights["fully_connected/weights"] = net.output.weight.detach().float().cpu().numpy().T
-    weights["fully_connected/biases"] = net.output.bias.detach().float().cpu().numpy()
+        magenta_bias[gate_slice("f", units)] -= FORGET_BIAS  # the cell adds it itself
+        weights[lstm_kernel_name(layer)] = kernel
+        weights[lstm_bias_name(layer)] = magenta_bias
+    weights[OUTPUT_WEIGHTS] = net.output.weight.detach().float().cpu().numpy().T
+    weights[OUTPUT_BIASES] = net.output.bias.detach().float().cpu().numpy()
     return weights
 
 
@@ -222,25 +236,22 @@ def numpy_nll(weights: dict[str, np.ndarray], inputs: np.ndarray, labels: np.nda
     def sigmoid(x):
         return 1.0 / (1.0 + np.exp(-x))
 
-    layer = 0
     x = inputs.astype(np.float64)
-    while f"rnn/multi_rnn_cell/cell_{layer}/basic_lstm_cell/kernel" in weights:
-        prefix = f"rnn/multi_rnn_cell/cell_{layer}/basic_lstm_cell/"
-        kernel, bias = weights[prefix + "kernel"], weights[prefix + "bias"]
-        units = bias.shape[0] // 4
+    for layer in range(lstm_layer_count(weights)):
+        kernel, bias = weights[lstm_kernel_name(layer)], weights[lstm_bias_name(layer)]
+        units = bias.shape[0] // len(GATE_ORDER)
         batch, steps, _ = x.shape
         c = np.zeros((batch, units))
         h = np.zeros((batch, units))
         outputs = np.zeros((batch, steps, units))
         for t in range(steps):
             gates = np.concatenate([x[:, t], h], axis=1) @ kernel + bias
-            i, j, f, o = np.split(gates, 4, axis=1)
-            c = c * sigmoid(f + 1.0) + sigmoid(i) * np.tanh(j)
+            i, j, f, o = np.split(gates, len(GATE_ORDER), axis=1)
+            c = c * sigmoid(f + FORGET_BIAS) + sigmoid(i) * np.tanh(j)
             h = np.tanh(c) * sigmoid(o)
             outputs[:, t] = h
         x = outputs
-        layer += 1
-    logits = x @ weights["fully_connected/weights"] + weights["fully_connected/biases"]
+    logits = x @ weights[OUTPUT_WEIGHTS] + weights[OUTPUT_BIASES]
     logits -= logits.max(axis=-1, keepdims=True)
     log_probs = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
     mask = labels >= 0
@@ -296,7 +307,7 @@ def train_pack(torch, pack: Path, out_dir: Path, args) -> dict:
         one_hot = torch.nn.functional.one_hot(events, classes).float()
         if control_size:
             rows = torch.from_numpy(rows).to(device, non_blocking=True).float()
-            return torch.cat([rows, one_hot], dim=-1)
+            return join_inputs(rows, one_hot, torch.cat)
         return one_hot
 
     def loss_of(events, rows, labels, reduction="mean"):
@@ -372,7 +383,7 @@ def train_pack(torch, pack: Path, out_dir: Path, args) -> dict:
         with torch.no_grad():
             torch_nll = float(loss_of(events, rows, labels))
         one_hot = np.eye(classes, dtype=np.float32)[events]
-        inputs = np.concatenate([rows.astype(np.float32), one_hot], axis=-1)
+        inputs = join_inputs(rows.astype(np.float32), one_hot)
         check = {"torch_nll": torch_nll, "magenta_numpy_nll": numpy_nll(weights, inputs, labels),
                  "magenta_numpy_nll_float16": numpy_nll(
                      {k: v.astype(np.float16).astype(np.float32) for k, v in weights.items()},

@@ -8,12 +8,15 @@
 "auto" is the train page's choice to let the files (a dataset manifest) say.
 Each kind's row holds what the train page calls it, what the page tells a
 user choosing it, and what prepare's report.md says was done with the files.
-This module imports nothing, so the website reads it without loading training.
+The kinds themselves are `datasets.manifest.CORPUS_KINDS`; this module
+imports nothing else, so the website reads it without loading training.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from datasets.manifest import CORPUS_KINDS
 
 AUTO = "auto"
 
@@ -51,5 +54,4 @@ KIND_DESCRIPTIONS: dict[str, KindDescription] = {
         report_note="every part mapped onto the roles drums, bass, harmony and lead"),
 }
 
-KINDS = tuple(kind for kind in KIND_DESCRIPTIONS if kind != AUTO)
-"""What prepare can prepare a corpus as ("auto" picks one of these)."""
+assert set(KIND_DESCRIPTIONS) == {AUTO, *CORPUS_KINDS}, "describe every corpus kind"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from perfrnn.configs import get_config
+from perfrnn.configs import ModelConfig, get_config
 from perfrnn.errors import PerfRNNError
 
 PACK_FORMAT = "perfrnn-event-pack/1"
@@ -69,7 +69,7 @@ def pack_corpus(data_dir: str | Path | list, out_path: str | Path, config_id: st
                     split_events[split].append(events)
                     split_corpus[split].append(index)
                     if config.is_metric:
-                        split_ones[split].append(_ones(encoding.controls_from_events(
+                        split_ones[split].append(control_ones(encoding.controls_from_events(
                             events, metre=maker.metre(piece), style=styles[index])))
     train_events, validation_events = split_events["train"], split_events["validation"]
     meta = {
@@ -77,17 +77,7 @@ def pack_corpus(data_dir: str | Path | list, out_path: str | Path, config_id: st
         "name": names[0] if len(names) == 1 else "base",
         "data": str(data_dirs[0]) if len(data_dirs) == 1 else [str(p) for p in data_dirs],
         "style_names": list(config.style_names),
-        "control_ones": bool(config.is_metric),
-        "config": config.id,
-        "num_classes": encoding.num_classes,
-        "input_size": encoding.input_size,
-        "control_size": encoding.control_size,
-        "steps_per_second": config.steps_per_second,
-        "max_shift_steps": config.max_shift_steps,
-        "density_bin_ranges": (list(config.density_bin_ranges)
-                               if config.density_bin_ranges is not None else None),
-        "density_window_seconds": config.density_window_seconds,
-        "pitch_histogram_window_seconds": config.pitch_histogram_window_seconds,
+        **encoding_meta(config),
         "augmentations": augmentations,
         "train_pieces": len(train_events),
         "train_events": int(sum(len(e) for e in train_events)),
@@ -118,7 +108,30 @@ def pack_corpus(data_dir: str | Path | list, out_path: str | Path, config_id: st
     return meta
 
 
-def _ones(controls: np.ndarray) -> np.ndarray:
+def encoding_meta(config: ModelConfig) -> dict:
+    """What `training/gpu_train.py` reads of a configuration: its sizes, whether
+    the controls are packed as ones (metric), and the control signals'
+    settings (steps per second, shift steps, density bins in notes per
+    second, window lengths in seconds), so it extracts them without note-seq."""
+    from perfrnn.encodings import encoding_for
+
+    encoding = encoding_for(config)
+    return {
+        "control_ones": bool(config.is_metric),
+        "config": config.id,
+        "num_classes": encoding.num_classes,
+        "input_size": encoding.input_size,
+        "control_size": encoding.control_size,
+        "steps_per_second": config.steps_per_second,
+        "max_shift_steps": config.max_shift_steps,
+        "density_bin_ranges": (list(config.density_bin_ranges)
+                               if config.density_bin_ranges is not None else None),
+        "density_window_seconds": config.density_window_seconds,
+        "pitch_histogram_window_seconds": config.pitch_histogram_window_seconds,
+    }
+
+
+def control_ones(controls: np.ndarray) -> np.ndarray:
     """The columns where each binary control row is 1 [rows, ones per row] (uint8)."""
     rows, columns = np.nonzero(controls)
     per_row = np.bincount(rows, minlength=len(controls))

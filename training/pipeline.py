@@ -20,10 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from datasets.manifest import CORPUS_KINDS
+from perfrnn.configs import DEFAULT_CONFIG_ID
 from perfrnn.errors import PerfRNNError
-from training.prepare import KINDS
 
-__all__ = ["KINDS", "PRESETS", "BASE_STYLES", "Preset", "discard_other_run", "get_preset",
+__all__ = ["CORPUS_KINDS", "PRESETS", "BASE_STYLES", "Preset", "discard_other_run", "get_preset",
            "run_shape", "train_style"]
 
 
@@ -84,7 +85,7 @@ def run_shape(preset: Preset, kind: str | None, parent: str | Path | None = None
       PerfRNNError: the parent cannot be read or has another configuration.
     """
     if parent is None:
-        return RunShape(config_id or METRIC_CONFIGS.get(kind, "performance_with_dynamics"),
+        return RunShape(config_id or METRIC_CONFIGS.get(kind, DEFAULT_CONFIG_ID),
                         tuple(preset.layer_sizes), preset.steps)
     from training.base import read_parent
 
@@ -128,7 +129,7 @@ PipelineProgress = Callable[[str, float, dict], None]
 @dataclass
 class PipelineResult:
     bundle_path: Path
-    prepare: object  # training.prepare.PrepareResult
+    prepare: object  # training.prepared.PrepareResult
     train: object  # training.train.TrainResult
     evaluation: object | None  # training.evaluate.EvaluationResult
 

@@ -32,35 +32,40 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from note_seq import sequences_lib
 from note_seq.protobuf import music_pb2
 
+from datasets.manifest import CORPUS_KINDS, SPLITS
+from datasets.manifest import MANIFEST_FORMAT as CORPUS_MANIFEST_FORMAT
+from datasets.manifest import MANIFEST_NAME as CORPUS_MANIFEST_NAME
 from perfrnn.archives import UnsafeArchiveError, check_zip, unpack_zip
-from perfrnn.configs import DEFAULT_CONFIGS, ModelConfig, get_config
+from perfrnn.configs import DEFAULT_CONFIG_ID, DEFAULT_CONFIGS, ModelConfig, get_config
 from perfrnn.encodings import encoding_for
-from perfrnn.performance_encoding import PerformanceEncoding
 from perfrnn.errors import PATH, Fix, PerfRNNError
 from perfrnn.folders import swap_into_place
 from perfrnn.multitrack import MultiTrackEncoding, assign_roles
 from perfrnn.music_io import ABC_SUFFIXES, MUSIC_SUFFIXES, MUSICXML_SUFFIXES, read_music_file
+from perfrnn.performance_encoding import PerformanceEncoding
+from training.prepared import (
+    MANIFEST_NAME,
+    PREPARED_MANIFEST_FORMAT,
+    REPORT_NAME,
+    FileRecord,
+    PrepareResult,
+    check_split,
+)
+from training.report import render_prepare_report
 
-KINDS = ("pitched", "drums", "band")
-SPLITS = ("train", "validation")
-DEFAULT_CONFIG_ID = "performance_with_dynamics"
+# A folder built by `python -m datasets build` holds a corpus manifest
+# (CORPUS_MANIFEST_NAME, format CORPUS_MANIFEST_FORMAT): its splits (whole
+# groove families held out) and per-file licences are taken over.
 DEFAULT_KIND = "pitched"  # "band" when the configuration is multi-track
-# The manifest `python -m datasets build` writes beside a corpus: its splits
-# (whole groove families held out) and per-file licences are taken over.
-CORPUS_MANIFEST_FORMAT = "perfrnn-corpus/1"
 DEFAULT_VALIDATION_FRACTION = 0.1
 DEFAULT_SEED = 0
 
-MANIFEST_NAME = "manifest.json"
-REPORT_NAME = "report.md"
-MANIFEST_FORMAT = "perfrnn-prepared-corpus"
-MANIFEST_FORMAT_VERSION = 1
 ARCHIVE_SUFFIXES = (".zip",)
 
 NO_TEMPO_WARNING = "no tempo in file; read at 120 BPM"
@@ -97,175 +102,6 @@ _IGNORED_WARNING_CATEGORIES = (DeprecationWarning, PendingDeprecationWarning, Fu
 
 ProgressCallback = Callable[[int, int, str], None]
 """Called after each music file with (files done, files in all, source path)."""
-
-
-@dataclass
-class FileRecord:
-    """What became of one source file.
-
-    Attributes:
-      input: The --input argument the file was found under, as given.
-      source: The file's path relative to that input (for a file given
-        directly, its name; inside an archive, "archive.zip/inner/path").
-      status: "used" or "skipped".
-      split: "train" or "validation" for a used file, None for a skipped one.
-      reason: Why the file was skipped (None when used).
-      reason_code: One of the SKIP_* codes (None when used).
-      warnings: Things worth knowing about a used file (e.g. a missing tempo).
-      seconds: Length of the kept music in seconds.
-      notes: Number of notes kept.
-      events: Number of Performance events of the kept notes (no augmentation).
-      dropped_notes: Notes of the other kind (drums for a pitched corpus,
-        pitched notes for a drum corpus) that were left out.
-      sha1: SHA-1 of the file's bytes (None for an archive that was refused).
-      origin: Where the file came from, per the corpus manifest (e.g. "debian:mma").
-      licence: The file's licence, per the corpus manifest.
-      roles: For a band corpus, how many source parts went to each role.
-      grid_fit: Share of drum hits (of onsets, without drums) on the 1/16 or
-        triplet grid of the file's own tempo map (None when not measured).
-      metre: The time signature a metric style reads the file in.
-    """
-
-    input: str
-    source: str
-    status: str = "used"
-    split: str | None = None
-    reason: str | None = None
-    reason_code: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    notes: int = 0
-    events: int = 0
-    dropped_notes: int = 0
-    sha1: str | None = None
-    origin: str | None = None
-    licence: str | None = None
-    roles: dict = field(default_factory=dict)
-    grid_fit: float | None = None
-    metre: str | None = None
-
-    @property
-    def used(self) -> bool:
-        return self.status == "used"
-
-    def skip(self, reason: str, code: str) -> FileRecord:
-        """Marks the file skipped; returns self."""
-        self.status, self.split = "skipped", None
-        self.reason, self.reason_code = reason, code
-        self.seconds, self.notes, self.events = 0.0, 0, 0
-        return self
-
-    def to_dict(self) -> dict:
-        return {
-            "input": self.input,
-            "source": self.source,
-            "status": self.status,
-            "split": self.split,
-            "reason": self.reason,
-            "reason_code": self.reason_code,
-            "warnings": list(self.warnings),
-            "seconds": round(self.seconds, 3),
-            "notes": self.notes,
-            "events": self.events,
-            "dropped_notes": self.dropped_notes,
-            "sha1": self.sha1,
-            "origin": self.origin,
-            "licence": self.licence,
-            "roles": dict(self.roles),
-            "grid_fit": None if self.grid_fit is None else round(self.grid_fit, 4),
-            "metre": self.metre,
-        }
-
-
-@dataclass
-class SplitTotals:
-    """Sums over the files of one split. Seconds of music, counts of notes and events."""
-
-    files: int = 0
-    seconds: float = 0.0
-    notes: int = 0
-    events: int = 0
-
-    @property
-    def minutes(self) -> float:
-        return self.seconds / 60.0
-
-    def to_dict(self) -> dict:
-        return {"files": self.files, "seconds": round(self.seconds, 3),
-                "minutes": round(self.minutes, 3), "notes": self.notes, "events": self.events}
-
-
-@dataclass
-class PrepareResult:
-    """The outcome of `prepare_corpus`: what was written where, and why."""
-
-    name: str
-    out_dir: Path
-    config_id: str
-    kind: str
-    seed: int
-    validation_fraction: float
-    inputs: list[str]
-    files: list[FileRecord]
-    warnings: list[str] = field(default_factory=list)
-    ignored_files: int = 0
-    augmentation: dict = field(default_factory=dict)
-
-    @property
-    def used(self) -> list[FileRecord]:
-        return [record for record in self.files if record.used]
-
-    @property
-    def skipped(self) -> list[FileRecord]:
-        return [record for record in self.files if not record.used]
-
-    @property
-    def with_warnings(self) -> list[FileRecord]:
-        return [record for record in self.files if record.used and record.warnings]
-
-    @property
-    def totals(self) -> dict[str, SplitTotals]:
-        """Per split ("train", "validation"): files, seconds, notes, events."""
-        totals = {split: SplitTotals() for split in SPLITS}
-        for record in self.used:
-            split_totals = totals[record.split]
-            split_totals.files += 1
-            split_totals.seconds += record.seconds
-            split_totals.notes += record.notes
-            split_totals.events += record.events
-        return totals
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.out_dir / MANIFEST_NAME
-
-    @property
-    def report_path(self) -> Path:
-        return self.out_dir / REPORT_NAME
-
-    def tfrecord_path(self, split: str) -> Path:
-        return self.out_dir / f"{_check_split(split)}.tfrecord"
-
-    def to_manifest(self) -> dict:
-        """The contents of manifest.json."""
-        totals = {split: value.to_dict() for split, value in self.totals.items()}
-        totals["skipped"] = {"files": len(self.skipped)}
-        return {
-            "format": MANIFEST_FORMAT,
-            "format_version": MANIFEST_FORMAT_VERSION,
-            "name": self.name,
-            "config": self.config_id,
-            "kind": self.kind,
-            "seed": self.seed,
-            "validation_fraction": self.validation_fraction,
-            "inputs": list(self.inputs),
-            "records": {split: f"{split}.tfrecord" for split in SPLITS},
-            "augmentation": dict(self.augmentation),
-            "totals": totals,
-            "ignored_files": self.ignored_files,
-            "warnings": list(self.warnings),
-            "files": [record.to_dict() for record in self.files],
-        }
 
 
 @dataclass
@@ -356,7 +192,7 @@ def read_prepared(out_dir: str | os.PathLike, split: str) -> list[music_pb2.Note
     Raises:
       PerfRNNError: unknown split, or no readable prepared data in `out_dir`.
     """
-    path = Path(out_dir) / f"{_check_split(split)}.tfrecord"
+    path = Path(out_dir) / f"{check_split(split)}.tfrecord"
     if not path.is_file():
         raise PerfRNNError(
             f"no {split} data in {PATH} ({path.name} is missing); "
@@ -388,7 +224,7 @@ def read_manifest(out_dir: str | os.PathLike) -> dict:
             "run `python -m training prepare` first") from None
     except (OSError, ValueError) as error:
         raise PerfRNNError(f"cannot read {path} ({_one_line(str(error))})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != PREPARED_MANIFEST_FORMAT:
         raise PerfRNNError(f"{path} is not a prepared-corpus manifest")
     return manifest
 
@@ -432,8 +268,8 @@ def kind_problem(kind: str, config: ModelConfig) -> str | None:
 def _check_kind(kind: str | None, config: ModelConfig) -> str:
     if kind is None:
         return "band" if config.is_multitrack else DEFAULT_KIND
-    if kind not in KINDS:
-        raise PerfRNNError(f"unknown kind {kind!r}; use one of: {', '.join(KINDS)}")
+    if kind not in CORPUS_KINDS:
+        raise PerfRNNError(f"unknown kind {kind!r}; use one of: {', '.join(CORPUS_KINDS)}")
     problem = kind_problem(kind, config)
     if problem:
         raise PerfRNNError(problem)
@@ -449,12 +285,6 @@ def _check_fraction(fraction: float) -> float:
         raise PerfRNNError(
             f"validation fraction must be at least 0 and below 1 (e.g. 0.1), got {fraction}")
     return fraction
-
-
-def _check_split(split: str) -> str:
-    if split not in SPLITS:
-        raise PerfRNNError(f"unknown split {split!r}; use one of: {', '.join(SPLITS)}")
-    return split
 
 
 def _check_paths(inputs: list[Path], out_dir: Path) -> None:
@@ -539,7 +369,7 @@ def _collect(inputs: list[Path], unpack_root: Path, result: PrepareResult) -> li
 
 def _corpus_manifest_entries(folder: Path, result: PrepareResult) -> dict[str, dict]:
     """The file entries of a `datasets` corpus manifest in `folder`, by relative path."""
-    path = folder / MANIFEST_NAME
+    path = folder / CORPUS_MANIFEST_NAME
     if not path.is_file():
         return {}
     try:
@@ -913,8 +743,6 @@ def _assign_splits(used: list[FileRecord], fraction: float, seed: int) -> list[s
 
 def _write_output(result: PrepareResult, spooled: dict[int, Path]) -> None:
     """Writes the TFRecords, manifest and report into a hidden sibling, then renames it."""
-    from training.report import render_report
-
     out_dir = result.out_dir
     created = _make_parents(out_dir.parent)
     staging = out_dir.parent / f".{out_dir.name}.partial-{secrets.token_hex(4)}"
@@ -924,7 +752,7 @@ def _write_output(result: PrepareResult, spooled: dict[int, Path]) -> None:
         (staging / MANIFEST_NAME).write_text(
             json.dumps(result.to_manifest(), indent=2, ensure_ascii=False) + "\n",
             encoding="utf-8")
-        (staging / REPORT_NAME).write_text(render_report(result), encoding="utf-8")
+        (staging / REPORT_NAME).write_text(render_prepare_report(result), encoding="utf-8")
         swap_into_place(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from training.kinds import KIND_DESCRIPTIONS
-
-if TYPE_CHECKING:  # prepare calls these views; they only read its result
-    from training.prepare import FileRecord, PrepareResult
+from training.prepared import FileRecord, PrepareResult
 
 
 def format_summary(result: PrepareResult) -> str:
@@ -31,7 +27,7 @@ def format_summary(result: PrepareResult) -> str:
     return "\n".join(lines)
 
 
-def render_report(result: PrepareResult) -> str:
+def render_prepare_report(result: PrepareResult) -> str:
     """report.md: summary table, run warnings, skipped files, files with warnings, all files."""
     totals = result.totals
     low, high = result.augmentation.get("transpose_semitones", [0, 0])

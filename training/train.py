@@ -34,19 +34,23 @@ from typing import NamedTuple
 
 import numpy as np
 
-from perfrnn.configs import DEFAULT_CONFIGS, ModelConfig, get_config
+from perfrnn.configs import DEFAULT_CONFIG_ID, DEFAULT_CONFIGS, ModelConfig, get_config
 from perfrnn.errors import PATH, PerfRNNError
+from perfrnn.layout import (
+    MAX_VALIDATION_WINDOWS,
+    random_window_start,
+    validation_share,
+    validation_window_starts,
+)
 from training import base
 from training.runs import BEST_DIR, CHECKPOINT_DIR, HISTORY_NAME, LOG_DIR, TRAIN_CONFIG_NAME
 
-DEFAULT_CONFIG_ID = "performance_with_dynamics"
 DEFAULT_STEPS = 20000
 DEFAULT_SEQUENCE_LENGTH = 512
 DEFAULT_EVAL_EVERY = 500
 DEFAULT_CHECKPOINT_EVERY = 500
 DEFAULT_PATIENCE = 10
 DEFAULT_SEED = 0
-MAX_VALIDATION_WINDOWS = 256
 CLOSEST_STYLE_WINDOWS = 16
 """Training windows scored under each parent style to choose a new corpus's style."""
 
@@ -218,7 +222,7 @@ class ExampleMaker:
             events = self.encode(self.augment(sequence, rng))
             if len(events) < 2:
                 continue
-            start = int(rng.integers(max(len(events) - self.sequence_length - 1, 0) + 1))
+            start = random_window_start(rng, len(events), self.sequence_length)
             yield tuple(self.window(events, start, self.metre(sequence), styles[corpus]))
 
     def validation_windows(self, sequences: list, limit: int = MAX_VALIDATION_WINDOWS,
@@ -228,7 +232,7 @@ class ExampleMaker:
         for sequence in sequences:
             events = self.encode(sequence)
             metre = self.metre(sequence)
-            for start in range(0, max(len(events) - 1, 0), self.sequence_length):
+            for start in validation_window_starts(len(events), self.sequence_length):
                 if len(windows) >= limit:
                     return windows
                 windows.append(self.window(events, start, metre, style))
@@ -299,7 +303,7 @@ def closest_style(model, maker, sequences: list, seed: int = 0) -> dict[str, flo
     for index in rng.integers(len(sequences), size=CLOSEST_STYLE_WINDOWS):
         events = maker.encode(sequences[index])
         if len(events) >= 2:
-            start = int(rng.integers(max(len(events) - maker.sequence_length - 1, 0) + 1))
+            start = random_window_start(rng, len(events), maker.sequence_length)
             picks.append((events, start, maker.metre(sequences[index])))
     eval_step = make_eval_step(model)
     scores = {}
@@ -578,7 +582,7 @@ def train_model(
     best, since_best = checkpoints.best, checkpoints.since_best
 
     # Validation: the same windows every time, each style's share alike.
-    share = max(MAX_VALIDATION_WINDOWS // len(corpora), 1)
+    share = validation_share(len(corpora))
     validation = {corpus.name: windows for corpus, style in zip(corpora, styles)
                   if (windows := maker.validation_windows(corpus.validation, share, style))}
     if not validation:

@@ -17,7 +17,7 @@ QUEUED, RUNNING, DONE, FAILED, CANCELLED, EXPIRED = (
     "queued", "running", "done", "failed", "cancelled", "expired")
 STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED, EXPIRED)
 FINISHED_STATES = (DONE, FAILED, CANCELLED, EXPIRED)
-KINDS = ("generation", "training")
+JOB_KINDS = ("generation", "training")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -136,7 +136,7 @@ class JobStore:
                client: str | None = None) -> Job:
         """A new queued job; `owner` sees it in their history, and `client` (who
         sent it: a key of their address) counts it against their share."""
-        if kind not in KINDS:
+        if kind not in JOB_KINDS:
             raise ValueError(f"unknown job kind {kind!r}")
         now = time.time()
         job_id = uuid.uuid4().hex[:16]

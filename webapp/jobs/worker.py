@@ -32,11 +32,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from webapp.config import PROJECT_ROOT, load_settings
+from webapp.jobs.store import JOB_KINDS
 
 log = logging.getLogger("webapp.jobs.worker")
 
 IMDS = "http://169.254.169.254/latest"
-KINDS = ("generation", "training")
 
 
 class Heartbeat:
@@ -122,7 +122,7 @@ class Worker:
         self.spot = SpotNotice(config.get("SPOT_NOTICE_URL"), config["SPOT_CHECK_SECONDS"])
         self.services.interrupted = self.spot
         self.sqs = aws_client("sqs", config)
-        self.queues = {kind: config.get(f"SQS_{kind.upper()}_QUEUE_URL") for kind in KINDS}
+        self.queues = {kind: config.get(f"SQS_{kind.upper()}_QUEUE_URL") for kind in JOB_KINDS}
         self.queues = {kind: url for kind, url in self.queues.items() if url}
         if not self.queues:
             raise ValueError("set SQS_GENERATION_QUEUE_URL and/or SQS_TRAINING_QUEUE_URL")

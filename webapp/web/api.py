@@ -185,7 +185,7 @@ def _accepted(job):
 
 
 def style_json(style, card: bool = False) -> dict:
-    """A style (perfrnn.registry.Style) as the API shows it."""
+    """A style (perfrnn.registry.StyleEntry) as the API shows it."""
     bundle = style.bundle
     metadata = bundle.metadata if bundle is not None else None
     body = {

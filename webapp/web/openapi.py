@@ -11,7 +11,7 @@ import re
 
 from markupsafe import Markup, escape
 
-from webapp.jobs.store import KINDS, STATES
+from webapp.jobs.store import JOB_KINDS, STATES
 from webapp.web.schema import BUNDLE_IMPORT, GENERATION, STREAM, STREAM_CHANGE, TRAINING
 
 PREFIX = "/api/v1"
@@ -143,7 +143,7 @@ SCHEMAS: dict = {
                      "result", "error", "created_at", "links"],
         "properties": {
             "id": {"type": "string", "pattern": "^[0-9a-f]+$", "example": "3f2a9c0d1e4b5a67"},
-            "kind": {"type": "string", "enum": list(KINDS)},
+            "kind": {"type": "string", "enum": list(JOB_KINDS)},
             "state": {"type": "string", "enum": list(STATES)},
             "progress": {"type": "number", "minimum": 0, "maximum": 1},
             "stage": {"type": "string", "example": "generating"},

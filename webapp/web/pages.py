@@ -46,8 +46,9 @@ bp = Blueprint("pages", __name__)
 
 API = "/api/v1"
 HISTORY_LIMIT = 10
-KINDS = tuple((kind, KIND_DESCRIPTIONS[kind].label, KIND_DESCRIPTIONS[kind].page_note)
-              for kind in TRAINING["kind"].choices)
+KIND_CHOICES = tuple((kind, KIND_DESCRIPTIONS[kind].label, KIND_DESCRIPTIONS[kind].page_note)
+                     for kind in TRAINING["kind"].choices)
+"""The train page's kind menu: (value, label, note) for auto and each corpus kind."""
 KEYS = ("C", "G", "D", "A", "E", "B", "F#", "Db", "Ab", "Eb", "Bb", "F",
         "Am", "Em", "Bm", "F#m", "C#m", "G#m", "Ebm", "Bbm", "Fm", "Cm", "Gm", "Dm")
 
@@ -489,7 +490,7 @@ def _train_page(values: dict, errors: dict | None = None, status: int = 200,
     other_errors = {field: message for field, message in errors.items()
                     if field not in TRAINING.page_fields}
     return render_template(
-        "train.html", presets=presets, kinds=KINDS, values=values, errors=errors,
+        "train.html", presets=presets, kinds=KIND_CHOICES, values=values, errors=errors,
         other_errors=other_errors, busy=busy, history=history,
         token_required=bool(current_app.config.get("TRAINING_TOKEN")),
         token_needed=token_needed(), files_accept=",".join(TRAINING["files"].suffixes)), status

@@ -23,7 +23,7 @@ from perfrnn.options import (
     MIN_BPM,
     QUALITIES,
 )
-from training.kinds import KINDS as TRAINING_KINDS
+from training.pipeline import CORPUS_KINDS
 
 MIN_LENGTH_SECONDS = 5
 MAX_LENGTH_SECONDS = 600
@@ -239,7 +239,7 @@ TRAINING = Request("TrainingForm", required=("name", "files"), fields=(
     Field("name", "string", "name", "the new style's name (not taken yet)",
           pattern=STYLE_NAME_PATTERN),
     Field("preset", "string", "preset", "GET /trainings/presets", default="quick"),
-    Field("kind", "string", "kind", choices=("auto", *TRAINING_KINDS), default="auto"),
+    Field("kind", "string", "kind", choices=("auto", *CORPUS_KINDS), default="auto"),
     Field("start", "string", "start", "base: fine-tune the shipped style of the kind (piano, "
           "drums or rock), so a handful of files is enough; scratch: a new model of the "
           "preset's size", choices=TRAINING_STARTS, default="base"),

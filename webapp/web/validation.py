@@ -21,7 +21,7 @@ from perfrnn.options import (
     pitch_histogram_for_key,
 )
 from perfrnn.registry import StyleRegistry, check_style_name
-from training.kinds import KINDS as TRAINING_KINDS
+from training.pipeline import CORPUS_KINDS
 from webapp.web.schema import (
     BARS_UNIT,
     GENERATION,
@@ -359,8 +359,8 @@ def training_params(values, registry: StyleRegistry, presets) -> dict:
     kind = str(values.get("kind") or "").strip().lower()
     if kind in ("", "auto"):
         params["kind"] = None
-    elif kind not in TRAINING_KINDS:
-        errors["kind"] = f"kind must be auto, {', '.join(TRAINING_KINDS)}"
+    elif kind not in CORPUS_KINDS:
+        errors["kind"] = f"kind must be auto, {', '.join(CORPUS_KINDS)}"
     else:
         params["kind"] = kind
     start = str(values.get("start") or TRAINING["start"].default).strip().lower()
