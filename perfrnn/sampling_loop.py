@@ -44,7 +44,7 @@ from perfrnn.note_lengths import QUANTILES, length_table
 
 PAD_EVENT = -1
 # The batch sizes the compiled loop runs at (rows, padded up to one of them).
-BATCH_SIZES = (2, 4, 8, 16, 32)
+BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 MAX_BATCH_ROWS = BATCH_SIZES[-1]
 # A row's two random streams: its events', and its note lengths'.
 EVENT_STREAM, LENGTH_STREAM = 0, 1
@@ -54,7 +54,7 @@ NEVER = -1e9  # the logit of an event the grammar rules out
 def rowwise_matmul(rows: tf.Tensor, matrix: tf.Tensor) -> tf.Tensor:
     """rows @ matrix, each row as its own matrix-vector product: the same
     bits for a row whatever the batch ([batch, k] @ [k, n] -> [batch, n])."""
-    return tf.matmul(rows, matrix)
+    return tf.concat([tf.matmul(rows[b:b + 1], matrix) for b in range(rows.shape[0])], axis=0)
 
 
 @dataclass
