@@ -1,121 +1,130 @@
-"""Generation speed of the compiled sampler: ms per event, and seconds per 30 s piece.
+"""Generation speed of the sampler: ms per second of music, ms per event, s per piece.
 
-    .venv/bin/python benchmarks/generate_speed.py                 # 3x512, CPU
-    .venv/bin/python benchmarks/generate_speed.py --layers 256 256 256
-    .venv/bin/python benchmarks/generate_speed.py --bundle bundles/piano.mag
-    .venv/bin/python benchmarks/generate_speed.py --config metric_band --layers 256 256
+    .venv/bin/python benchmarks/generate_speed.py                  # 30 s and 600 s of piano
+    .venv/bin/python benchmarks/generate_speed.py --bundle bundles/rock.mag --seconds 30 \\
+        --batches 1 8
+    .venv/bin/python benchmarks/generate_speed.py --code /tmp/old-checkout --code .
 
-Prints figures; it asserts nothing. Each figure is the median of --repeats
-runs, since a shared machine is noisy. "Loop" figures time the compiled
-event loop alone (a fixed number of events, the stop test disabled);
-"piece" figures time `Sampler.generate` end to end (primer, loop, decoding
-to a NoteSequence). Without --bundle the weights are random, and a random
-model moves time forward much faster than real music, so the 30 s piece
-figure is also projected at a realistic event rate (--events-per-second,
-about what dense piano playing needs).
+`Sampler.generate` is timed end to end (primer, compiled loop, decoding,
+scoring) on a shipped bundle after compiling, with 30 s and 600 s of music
+and one and eight variations. Each figure is the median of --rounds x
+--repeats runs, since a shared machine is noisy:
+
+- **ms per second of music**: wall time over the seconds of music made
+  (variations x length): what a user waits for, whatever the encoding;
+- **ms per event**: wall time over the events made (note-ons, note-offs,
+  velocities and time shifts, forced note-offs and split shifts included);
+  a change in how many events a second of music takes shows here and not
+  in the figure above;
+- **s per piece**: wall time of one request.
+
+`--code DIR` (repeatable) times the `perfrnn` of another checkout (for
+example `git worktree add /tmp/old 65b432b^`) in the same run: each round
+runs each code in turn, each in a process of its own, so a busy machine
+slows them alike. Without --code it times this checkout. Prints
+figures; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
-import time
-import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-warnings.filterwarnings("ignore", message="Couldn't find ffmpeg")
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bundle", help="time this bundle instead of random weights")
-    parser.add_argument("--config", default="performance_with_dynamics",
-                        help="configuration for random weights, e.g. metric_band "
-                             "(default: performance_with_dynamics)")
-    parser.add_argument("--layers", type=int, nargs="+", default=[512, 512, 512],
-                        help="LSTM sizes for random weights (default: Magenta's 512 512 512)")
+    parser.add_argument("--bundle", action="append", default=None,
+                        help="bundle to time (repeatable; default bundles/piano.mag)")
+    parser.add_argument("--seconds", type=float, nargs="+", default=[30.0, 600.0],
+                        help="lengths of music to time (default: 30 600)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8],
-                        help="batch sizes (variations) to time (default: 1 8)")
-    parser.add_argument("--events", type=int, default=2000,
-                        help="events per timed loop run (default: 2000)")
-    parser.add_argument("--repeats", type=int, default=7, help="runs per figure (default: 7)")
-    parser.add_argument("--events-per-second", type=float, default=100.0,
-                        help="event rate of real music for the projection (default: 100)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="TensorFlow intra-op threads (default: all cores)")
-    return parser.parse_args()
+                        help="variations per request (default: 1 8)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="processes per code and figure, in turn with the other codes "
+                             "(default: 3)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed runs per process, after a warm-up (default: 3)")
+    parser.add_argument("--code", action="append", default=None,
+                        help="a checkout whose perfrnn to time (repeatable; default: this one)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # one timing, as JSON
+    return parser.parse_args(argv)
 
 
-def median_seconds(run, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def time_in_this_process(code: str, bundle_path: str, seconds: float, batch: int,
+                         runs: int, seed: int) -> dict:
+    """Times `runs` requests with the perfrnn of `code` (after a warm-up that
+    compiles); returns the wall times and events made."""
+    import time
 
-
-def main() -> None:
-    args = parse_args()
-    import tensorflow as tf
-
-    if args.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    from perfrnn.bundle import Bundle, BundleMetadata, read_bundle
-    from perfrnn.configs import get_config
-    from perfrnn.encodings import encoding_for
-    from perfrnn.model import PerformanceRNN
+    sys.path.insert(0, str(Path(code).resolve()))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from perfrnn.bundle import read_bundle
     from perfrnn.options import GenerationOptions
     from perfrnn.sampler import Sampler
 
-    if args.bundle:
-        bundle = read_bundle(args.bundle)
-        label = f"{args.bundle} ({'x'.join(map(str, bundle.config.rnn_layer_sizes))})"
-    else:
-        config = get_config(args.config).replace(rnn_layer_sizes=args.layers)
-        encoding = encoding_for(config)
-        model = PerformanceRNN(encoding.input_size, encoding.num_classes, args.layers)
-        bundle = Bundle(config=config, model=model,
-                        metadata=BundleMetadata(style="benchmark", tracks=config.tracks))
-        label = f"random weights, {args.config}, {'x'.join(map(str, args.layers))}"
-    sampler = Sampler(bundle, block_events=args.events)
-    model = bundle.model
-    print(f"model: {label}; TensorFlow {tf.__version__}; "
-          f"devices: {', '.join(d.device_type for d in tf.config.list_physical_devices())}; "
-          f"cpu cores: {os.cpu_count()}; median of {args.repeats}")
-    print(f"{'batch':>5}  {'compile s':>9}  {'ms/step':>8}  {'ms/event':>8}  "
-          f"{'30 s piece s':>12}  {'events/30 s':>11}  {'projected 30 s piece s':>22}")
-    for batch in args.batches:
-        state = model.zero_state(batch)
-        controls = sampler.encoding.encode_controls()
-        position_gates, _ = sampler._position_gates(controls, sampler.metre,
-                                                    sampler._style(GenerationOptions()))
-        onset_allowed = (sampler.encoding.onset_allowed(sampler.metre)
-                         if bundle.config.is_metric else [True])
-        args_for_loop = (
-            state, tf.fill([batch], sampler.encoding.start_event()), tf.zeros([batch], tf.int32),
-            (tf.zeros([batch, sampler._num_keys]), tf.zeros([batch, sampler._num_keys], tf.int32),
-             tf.zeros([batch], tf.int32)), tf.constant(2**30), position_gates,
-            tf.constant(onset_allowed), tf.constant(0), tf.constant(1.0),
-            tf.constant(1, tf.int64), tf.constant(0, tf.int64))
+    sampler = Sampler(read_bundle(bundle_path))
+    sampler.generate(GenerationOptions(seconds=min(seconds, 5.0), seed=1, variations=batch))
+    times, events = [], []
+    for run in range(runs):
+        options = GenerationOptions(seconds=seconds, seed=seed + run, variations=batch)
+        start = time.perf_counter()
+        generation = sampler.generate(options)
+        times.append(time.perf_counter() - start)
+        events.append(sum(len(made) for made in generation.events))
+    return {"times": times, "events": events}
 
-        def run_loop(loop_args=args_for_loop):
-            int(sampler._sample_block(*loop_args)[1])
 
-        compile_seconds = median_seconds(run_loop, 1)
-        step_ms = median_seconds(run_loop, args.repeats) / args.events * 1000
-        options = GenerationOptions(seconds=30, seed=1, variations=batch)
-        sampler.generate(options)
-        piece = median_seconds(lambda options=options: sampler.generate(options), args.repeats)
-        events = max(len(e) for e in sampler.generate(options).events)
-        projected = step_ms * args.events_per_second * 30 / 1000
-        print(f"{batch:>5}  {compile_seconds:>9.2f}  {step_ms:>8.3f}  {step_ms / batch:>8.3f}  "
-              f"{piece:>12.2f}  {events:>11}  {projected:>22.2f}")
+def time_in_child(code: str, bundle: str, seconds: float, batch: int, runs: int,
+                  seed: int) -> dict:
+    """`runs` timed requests in a fresh process running `code`'s perfrnn."""
+    job = json.dumps({"code": code, "bundle": bundle, "seconds": seconds, "batch": batch,
+                      "runs": runs, "seed": seed})
+    result = subprocess.run([sys.executable, __file__, "--child", job], capture_output=True,
+                            text=True, check=False, cwd=ROOT)
+    if result.returncode:
+        raise SystemExit(f"timing {code} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.child:
+        job = json.loads(args.child)
+        print(json.dumps(time_in_this_process(job["code"], job["bundle"], job["seconds"],
+                                              job["batch"], job["runs"], job["seed"])))
+        return
+    bundles = args.bundle or [str(ROOT / "bundles" / "piano.mag")]
+    codes = args.code or [str(ROOT)]
+    print(f"median of {args.rounds} x {args.repeats} runs, each code in its own process in turn; "
+          f"cpu cores: {os.cpu_count()}")
+    print(f"{'code':<28} {'bundle':<12} {'seconds':>7} {'batch':>5} {'ms/s music':>10} "
+          f"{'ms/event':>8} {'s/piece':>8} {'events':>7}")
+    for bundle in bundles:
+        for seconds in args.seconds:
+            for batch in args.batches:
+                runs = {code: {"times": [], "events": []} for code in codes}
+                for round_ in range(args.rounds):
+                    for code in codes:
+                        timing = time_in_child(code, bundle, seconds, batch, args.repeats,
+                                               100 + round_ * args.repeats)
+                        runs[code]["times"] += timing["times"]
+                        runs[code]["events"] += timing["events"]
+                for code in codes:
+                    times, events = runs[code]["times"], runs[code]["events"]
+                    wall = statistics.median(times)
+                    per_event = statistics.median(t / e for t, e in zip(times, events))
+                    print(f"{str(code)[-28:]:<28} {Path(bundle).stem:<12} {seconds:>7g} "
+                          f"{batch:>5} {wall * 1000 / (seconds * batch):>10.2f} "
+                          f"{per_event * 1000:>8.3f} {wall:>8.3f} "
+                          f"{statistics.median(events):>7g}", flush=True)
 
 
 if __name__ == "__main__":
