@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 from note_seq.protobuf import music_pb2
@@ -104,6 +104,7 @@ class HistoryInput(Protocol):
         """The input row of each state: [batch, width] float32."""
 
 
+@runtime_checkable
 class Encoding(Protocol):
     """What the sampler, training, scoring and streaming know of an encoding."""
 
