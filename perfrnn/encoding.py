@@ -200,6 +200,15 @@ class Encoding(Protocol):
         start of a piece, planned inputs from `plan`: row t is what the model
         reads when event t is the last one made."""
 
+    def training_controls(self, window: np.ndarray, first_step: int,
+                          plan: InputPlan) -> np.ndarray:
+        """The inputs before the event one-hot of a training window
+        ([len(window) - 1, control_size]): `window` is the events fed and the
+        label after them, `first_step` the step of the piece before its first
+        event. Planned inputs a user chooses when sampling (note density,
+        key) are read from the window's own events, as Magenta's pipeline
+        does; the others come from `plan` and the position."""
+
 
 def no_style(mix: Mapping[str, float] | None) -> np.ndarray:
     """The style input of a model without one: empty, and no blend accepted."""

@@ -278,7 +278,7 @@ def _midi_files(generation: Generation, request: MidiRequest, tracks: tuple[Trac
         sequence = apply_feel(sequence, request.midi.feel, generation.bpm,
                               generation.seed + index)
         data = midi_bytes(sequence, tracks, bpm=generation.bpm, native_bpm=generation.bpm,
-                          quantize=request.midi.quantize and not bundle.config.is_metric,
+                          quantize=request.midi.quantize and not bundle.encoding.follows_tempo,
                           title=style,
                           time_signature=(generation.metre.numerator,
                                           generation.metre.denominator))

@@ -227,3 +227,11 @@ class MetricEncoding(MultiTrackEncoding):
     def inputs(self, events: np.ndarray, plan: InputPlan) -> np.ndarray:
         """`inputs_from_events` from the start of the piece, in `plan`'s metre and style."""
         return self.inputs_from_events(events, metre=plan.metre, style=plan.style)
+
+    def training_controls(self, window: np.ndarray, first_step: int,
+                          plan: InputPlan) -> np.ndarray:
+        """The position after each event fed (counted from `first_step`, so the
+        window knows where its bars are), the style and the history inputs."""
+        fed = np.asarray(window[:len(window) - 1], np.int64)
+        return self.inputs_from_events(fed, first_step=first_step, metre=plan.metre,
+                                       style=plan.style)[:, :self.control_size]

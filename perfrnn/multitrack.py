@@ -338,6 +338,11 @@ class MultiTrackEncoding:
         """The one-hot rows (`inputs_from_events`)."""
         return self.inputs_from_events(events)
 
+    def training_controls(self, window: np.ndarray, first_step: int,
+                          plan: InputPlan) -> np.ndarray:
+        """No inputs before the event: [len(window) - 1, 0]."""
+        return np.zeros((max(len(window) - 1, 0), 0), np.float32)
+
 
 # ----- parts of real music onto roles ---------------------------------------------------
 

@@ -216,12 +216,12 @@ def length_plan(options: GenerationOptions, bpm: float, native_bpm: float, metre
                            f"seconds, over the maximum of {MAX_SECONDS:g} s (10 minutes); at "
                            f"this tempo the longest is {longest} bars")
     config = encoding.config
-    if config.is_metric:
+    if encoding.follows_tempo:  # steps are beats: the grid plays at `bpm`
         rate = encoding.steps_per_second(bpm)
         bar_steps = metre.steps_per_bar(config.steps_per_quarter)
         steps = options.bars * bar_steps if options.bars else max(1, round(file_seconds * rate))
-    else:
-        rate = float(config.steps_per_second)
+    else:  # steps are seconds at the style's own tempo, stretched to `bpm`
+        rate = encoding.steps_per_second(bpm)
         model_seconds = file_seconds * bpm / native_bpm
         if model_seconds > MAX_SECONDS + 1e-9:
             raise PerfRNNError(

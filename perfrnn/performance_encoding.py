@@ -320,3 +320,9 @@ class PerformanceEncoding:
         inputs[:, :self.control_size] = plan.controls
         inputs[np.arange(len(events)), self.control_size + events] = 1.0
         return inputs
+
+    def training_controls(self, window: np.ndarray, first_step: int,
+                          plan: InputPlan) -> np.ndarray:
+        """The controls of a training window, read from its own events (the
+        label included), as Magenta's data pipeline reads them."""
+        return self.inputs_with_controls(window)[:len(window) - 1, :self.control_size]

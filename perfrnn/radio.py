@@ -156,13 +156,16 @@ class Radio:
         self.encoder.set_channels(2)
         self.encoder.set_quality(MP3_QUALITY)
         self.decoder = StreamDecoder(bundle.encoding)
-        config = bundle.encoding.config
+        encoding = bundle.encoding
         self.metre = sampler.metre
-        self._chunk_steps = (self.metre.steps_per_bar(config.steps_per_quarter)
-                             if config.is_metric
-                             else round(CHUNK_SECONDS * config.steps_per_second))
-        self._steps_per_beat = (float(config.steps_per_quarter) if config.is_metric else
-                                config.steps_per_second * 60.0 / metadata.default_bpm)
+        # model steps in a beat of the stream (at the style's own tempo for one
+        # that is stretched to the stream's): a chunk is a bar of a style whose
+        # steps are beats, else about CHUNK_SECONDS
+        self._steps_per_beat = encoding.steps_per_file_second(60.0, metadata.default_bpm)
+        self._chunk_steps = (round(self._steps_per_beat * self.metre.quarters_per_bar)
+                             if encoding.follows_tempo
+                             else round(CHUNK_SECONDS * encoding.steps_per_second(
+                                 metadata.default_bpm)))
         self._pending: dict = {}
         # guards what next_chunk changes and others read: pending changes, the
         # notes heard, the tempo map and the decoder's clock and sounding notes
@@ -178,7 +181,7 @@ class Radio:
     @property
     def conditioned(self) -> bool:
         """Whether the style takes note density and key."""
-        return bool(self.stream.sampler.encoding.control_signals)
+        return bool(self.stream.planner.encoding.control_signals)
 
     @property
     def temperature(self) -> float:

@@ -35,6 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from perfrnn.configs import DEFAULT_CONFIG_ID, DEFAULT_CONFIGS, ModelConfig, get_config
+from perfrnn.encoding import InputPlan
 from perfrnn.errors import PATH, PerfRNNError
 from perfrnn.layout import (
     MAX_VALIDATION_WINDOWS,
@@ -42,6 +43,7 @@ from perfrnn.layout import (
     validation_share,
     validation_window_starts,
 )
+from perfrnn.metre import COMMON_TIME
 from training import base
 from training.runs import BEST_DIR, CHECKPOINT_DIR, HISTORY_NAME, LOG_DIR, TRAIN_CONFIG_NAME
 
@@ -166,7 +168,7 @@ class ExampleMaker:
 
     def metre(self, sequence):
         """The metre a metric encoding reads the sequence in (None for time-based ones)."""
-        if not self.config.is_metric:
+        if not self.encoding.follows_tempo:
             return None
         from perfrnn.metre import metre_of
 
@@ -193,12 +195,12 @@ class ExampleMaker:
         labels = np.zeros(length, np.int32)
         mask = np.zeros(length, np.float32)
         if used:
-            if width and metre is not None:
+            if width:
                 first_step = int(self._shift_steps[events[:start]].sum())
-                controls[:used] = self.encoding.controls_from_events(
-                    piece[:used], first_step, metre, style)
-            elif width:
-                controls[:used] = self.encoding.inputs_with_controls(piece)[:used, :width]
+                plan = InputPlan(metre=metre or COMMON_TIME,
+                                 style=np.zeros(0, np.float32) if style is None else style)
+                controls[:used] = self.encoding.training_controls(piece[:used + 1], first_step,
+                                                                  plan)
             inputs[:used] = piece[:used]
             labels[:used] = piece[1:]
             mask[:used] = 1.0
