@@ -573,6 +573,7 @@ def _try(call):
         return None
 
 
+@pytest.mark.slow
 def test_render_processes_end_with_a_killed_server(tmp_path, web_bundles_dir):
     with RealServer(tmp_path, web_bundles_dir, RENDER_PROCESSES="1",
                     RENDER_AUDIO="0") as server:
@@ -594,6 +595,7 @@ def test_render_processes_end_with_a_killed_server(tmp_path, web_bundles_dir):
 LOAD_RSS_LIMIT_MIB = 600
 
 
+@pytest.mark.slow
 def test_memory_stays_bounded_under_load_and_cancelling_stops_the_work(
         tmp_path, web_bundles_dir):
     import threading
