@@ -148,9 +148,12 @@ def make_app(tmp_path, web_bundles_dir):
         shutdown(app)
 
 
-def poll_until(condition, timeout: float, what: str, interval: float = 0.2):
+def poll_until(condition, timeout: float, what: str, interval: float = 0.2,
+               on_timeout=None):
     """condition()'s first true value, asked every `interval` seconds; fails
-    the test after `timeout` seconds."""
+    the test after `timeout` seconds. `on_timeout()`, if given, is called
+    then (to save a screenshot, stop a process...) and what it returns is
+    added to the failure's message."""
     import time
 
     deadline = time.monotonic() + timeout
@@ -159,7 +162,9 @@ def poll_until(condition, timeout: float, what: str, interval: float = 0.2):
         if value:
             return value
         time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    detail = on_timeout() if on_timeout is not None else None
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}"
+                + (f"; {detail}" if detail else ""))
 
 
 def wait_for_job(app, job_id: str, timeout: float = 60.0):

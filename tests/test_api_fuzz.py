@@ -30,6 +30,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.conftest import GENEROUS_LIMITS
 
+pytestmark = pytest.mark.slow  # a fuzzing campaign over every operation: about half a minute
+
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
 FUZZ_URL = os.environ.get("FUZZ_URL")
 CASES = {"count": 0, "statuses": {}}

@@ -36,6 +36,10 @@ SPOT_CHECK_SECONDS = 0.2
 """
 
 
+# moto's server, real worker processes and training jobs: minutes in all
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def moto_endpoint():
     from moto.server import ThreadedMotoServer

@@ -93,6 +93,7 @@ def base_run(corpora, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_a_base_learns_each_corpus_as_a_style_and_reports_each(base_run):
     settings = json.loads((base_run / "train_config.json").read_text())
     assert settings["style_names"] == ["floor", "backbeat", "kit"]
@@ -104,6 +105,7 @@ def test_a_base_learns_each_corpus_as_a_style_and_reports_each(base_run):
     assert last["validation_nll"] < math.log(encoding_for(get_config("metric_band")).num_classes)
 
 
+@pytest.mark.slow
 def test_the_style_input_tells_the_base_which_style_to_play(base_run, corpora):
     """Each corpus is likelier under its own style than under the others."""
     from training.prepare import read_prepared
@@ -122,6 +124,7 @@ def test_the_style_input_tells_the_base_which_style_to_play(base_run, corpora):
         assert int(np.argmin(scores)) == own, (name, scores)
 
 
+@pytest.mark.slow
 def test_a_style_exported_from_the_base_plays_its_style_and_blends(base_run, tmp_path):
     path = export_bundle(base_run, tmp_path / "floor.mag", style="floor")
     bundle = read_bundle(path)
@@ -153,6 +156,7 @@ def test_a_style_exported_from_the_base_plays_its_style_and_blends(base_run, tmp
         export_bundle(base_run, tmp_path / "nope.mag", style="nope")
 
 
+@pytest.mark.slow
 def test_an_exported_style_ends_its_notes_as_its_corpus_does(base_run, tmp_path):
     bundle = read_bundle(export_bundle(base_run, tmp_path / "backbeat.mag", style="backbeat"))
     drums, bass, harmony, lead = bundle.metadata.note_length_steps
@@ -174,6 +178,7 @@ def test_an_exported_style_ends_its_notes_as_its_corpus_does(base_run, tmp_path)
         assert sequence.total_time == pytest.approx(16.0)
 
 
+@pytest.mark.slow
 def test_a_drum_style_of_a_band_base_plays_only_its_kit(base_run, tmp_path):
     bundle = read_bundle(export_bundle(base_run, tmp_path / "kit.mag", style="kit"))
     assert bundle.metadata.parts == ["drums"]
@@ -192,6 +197,7 @@ def test_a_bad_blend_is_refused(text):
         parse_blend(text)
 
 
+@pytest.mark.slow
 def test_a_user_style_starts_from_the_base(base_run, corpora, tmp_path):
     """Fine-tuned on a corpus the base never saw: the parent is recorded, the
     nearest parent style is its style input, and its first step's loss is the
@@ -228,6 +234,7 @@ def test_a_user_style_starts_from_the_base(base_run, corpora, tmp_path):
     assert "| the base's kit corpus |" in bundle.metadata.card
 
 
+@pytest.mark.slow
 def test_fine_tuning_refuses_what_does_not_fit_its_parent(base_run, corpora, tmp_path):
     with pytest.raises(PerfRNNError, match="keeps its parent's layer sizes"):
         train_model(corpora["floor"], tmp_path / "a", steps=1, init_from=base_run,
@@ -259,6 +266,7 @@ def test_a_kit_alone_prepares_into_a_band_bases_drum_part(tmp_path):
         train_model(tmp_path / "one-part", tmp_path / "run", steps=1, **TINY)
 
 
+@pytest.mark.slow
 def test_the_website_blends_styles_of_one_base(base_run, tmp_path, make_app):
     """The API's `blend` and the page's "blend with" and amount reach the
     sampler; a blend a style cannot play is refused on its field."""
@@ -311,6 +319,7 @@ def test_the_website_blends_styles_of_one_base(base_run, tmp_path, make_app):
     assert client.get(f"/api/v1/generations/{job_id}/midi").data == blended
 
 
+@pytest.mark.slow
 def test_each_style_of_a_base_is_evaluated_on_its_own_corpus(base_run, tmp_path):
     from training.evaluate import evaluate_run
 
@@ -332,6 +341,7 @@ def test_each_style_of_a_base_is_evaluated_on_its_own_corpus(base_run, tmp_path)
     assert "in the bass part" in bundle.metadata.card
 
 
+@pytest.mark.slow
 def test_a_base_packs_for_the_gpu_trainer_and_comes_back(base_run, corpora, tmp_path):
     """The GPU path (numpy side): a pack of several corpora carries each input
     row's controls as the columns that are 1 and each piece's corpus; the GPU

@@ -14,7 +14,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -28,9 +27,12 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or \
     shutil.which("google-chrome")
 CHROMEDRIVER = shutil.which("chromedriver")
 
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="needs Chromium and chromedriver: bash webapp/install_test_browser.sh")
+pytestmark = [
+    pytest.mark.slow,  # a real server and a real browser, minutes in all
+    pytest.mark.skipif(
+        not (CHROMIUM and CHROMEDRIVER),
+        reason="needs Chromium and chromedriver: bash webapp/install_test_browser.sh"),
+]
 
 # A training preset small enough for a test: one 16-unit layer, 6 steps.
 INSTANCE_CONFIG = """
@@ -64,18 +66,25 @@ def server(tmp_path_factory):
     process = subprocess.Popen([sys.executable, "-m", "webapp", "--port", str(port)],
                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
+
+    def server_log() -> str:
+        return (instance / "server.log").read_text()[-3000:]
+
+    def answers() -> bool:
         try:
             with urllib.request.urlopen(f"{base}/api/v1/styles", timeout=5) as response:
                 assert response.status == 200
-            break
+            return True
         except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail("the server did not start:\n"
-                            + (instance / "server.log").read_text()[-3000:])
-            time.sleep(0.5)
+            if process.poll() is not None:
+                pytest.fail("the server did not start:\n" + server_log())
+            return False
+
+    def give_up() -> str:
+        process.kill()
+        return "the server did not start:\n" + server_log()
+
+    poll_until(answers, 120, "the server to answer", interval=0.5, on_timeout=give_up)
     yield base
     process.terminate()
     try:
@@ -141,16 +150,19 @@ def watch_job(browser, timeout: float, shot: str) -> list[float]:
     from selenium.common.exceptions import StaleElementReferenceException
 
     seen: list[float] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def result_shows() -> bool:
         try:
-            if _job_page_state(browser, seen, shot):
-                return seen
+            return _job_page_state(browser, seen, shot)
         except StaleElementReferenceException:
-            pass  # the page reloaded itself (it does when the job ends)
-        time.sleep(0.2)
-    browser.save_screenshot(str(output_dir() / f"{shot}-timeout.png"))
-    pytest.fail(f"no result within {timeout:.0f} s; progress seen: {seen}")
+            return False  # the page reloaded itself (it does when the job ends)
+
+    def give_up() -> str:
+        browser.save_screenshot(str(output_dir() / f"{shot}-timeout.png"))
+        return f"progress seen: {seen}"
+
+    poll_until(result_shows, timeout, "a result on the job page", on_timeout=give_up)
+    return seen
 
 
 def _job_page_state(browser, seen: list[float], shot: str) -> bool:

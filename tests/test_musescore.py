@@ -25,9 +25,12 @@ BUNDLES = Path(__file__).resolve().parent.parent / "bundles"
 MSCORE = shutil.which("mscore3") or shutil.which("musescore3")
 XVFB_RUN = shutil.which("xvfb-run")
 
-pytestmark = pytest.mark.skipif(
-    not (MSCORE and XVFB_RUN),
-    reason="musescore3 or xvfb-run is not installed (bash tests/install_musescore.sh)")
+pytestmark = [
+    pytest.mark.slow,  # MuseScore under Xvfb, started once per style
+    pytest.mark.skipif(
+        not (MSCORE and XVFB_RUN),
+        reason="musescore3 or xvfb-run is not installed (bash tests/install_musescore.sh)"),
+]
 
 
 def musescore_metre_and_tempo(midi_path: Path, out_dir: Path) -> tuple[str, float]:

@@ -573,6 +573,7 @@ def _try(call):
         return None
 
 
+@pytest.mark.slow
 def test_render_processes_end_with_a_killed_server(tmp_path, web_bundles_dir):
     with RealServer(tmp_path, web_bundles_dir, RENDER_PROCESSES="1",
                     RENDER_AUDIO="0") as server:
@@ -594,6 +595,7 @@ def test_render_processes_end_with_a_killed_server(tmp_path, web_bundles_dir):
 LOAD_RSS_LIMIT_MIB = 600
 
 
+@pytest.mark.slow
 def test_memory_stays_bounded_under_load_and_cancelling_stops_the_work(
         tmp_path, web_bundles_dir):
     import threading
@@ -625,7 +627,7 @@ def test_memory_stays_bounded_under_load_and_cancelling_stops_the_work(
         for thread in clients:
             thread.start()
         peak = baseline
-        while any(thread.is_alive() for thread in clients):
+        while any(thread.is_alive() for thread in clients):  # RSS sampled every 0.2 s
             peak = max(peak, server.rss_mib())
             time.sleep(0.2)
         for _ in range(25):  # the queue works on the heaviest pieces for 5 s
@@ -636,6 +638,9 @@ def test_memory_stays_bounded_under_load_and_cancelling_stops_the_work(
         poll_until(lambda: all(server.call("GET", f"/api/v1/jobs/{job_id}")[1]["state"]
                                in ("cancelled", "done", "failed") for job_id in accepted),
                    30, "every job to stop")
+        # Fixed times on purpose: what is measured is the CPU the server spends
+        # in a 2 s window, 1 s after its jobs reported stopped (a poll for
+        # "idle" would make the check true by construction).
         time.sleep(1.0)
         before = server.cpu_seconds()
         time.sleep(2.0)

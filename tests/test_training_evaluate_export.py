@@ -84,6 +84,7 @@ def evaluation(run):
     return result
 
 
+@pytest.mark.slow
 def test_evaluation_figures(evaluation, run):
     assert evaluation.step == 30
     assert evaluation.generated_pieces == 5 and evaluation.real_pieces == 5
@@ -104,12 +105,14 @@ def test_evaluation_figures(evaluation, run):
     assert saved["metrics"]["drum_pattern_consistency"]["real_mean"] is None  # nan -> null
 
 
+@pytest.mark.slow
 def test_held_out_nll_is_the_validation_loss_of_the_best_weights(evaluation, run):
     history = json.loads((run / "history.json").read_text())
     best = min(point["validation_nll"] for point in history)
     assert evaluation.validation_nll_per_event == pytest.approx(best, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_report_links_plots_that_exist(evaluation, run):
     folder = run / "evaluation"
     report = evaluation.report_path.read_text()
@@ -138,6 +141,7 @@ def test_excerpts_are_cut_round_robin():
     assert all(piece.total_time == 5.0 for piece in cut)
 
 
+@pytest.mark.slow
 def test_export_then_generate(evaluation, run, tmp_path, capsys):
     path = tmp_path / "bundles" / "tunes.mag"
     assert training_main(["export", "--run", str(run), "--out", str(path), "--style",
@@ -177,6 +181,7 @@ def test_export_then_generate(evaluation, run, tmp_path, capsys):
     assert abs(mido.MidiFile(str(midi_path)).length - 8.0) < 0.05
 
 
+@pytest.mark.slow
 def test_drum_corpus_exports_a_kit(tmp_path):
     music = tmp_path / "grooves"
     music.mkdir()
@@ -202,6 +207,7 @@ def test_drum_corpus_exports_a_kit(tmp_path):
     (["export", "--run", "{run}", "--out", "{tmp}/x.mag", "--types", "{tmp}/none.json"],
      "cannot read --types"),
 ])
+@pytest.mark.slow
 def test_errors_are_one_line(run, tmp_path, capsys, argv, message):
     argv = [item.format(tmp=tmp_path, run=run) for item in argv]
     assert training_main(argv) == 2
@@ -226,6 +232,7 @@ def test_no_checkpoint_yet(corpus, tmp_path):
         load_run(tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_the_pipeline_as_a_library_call(corpus, tmp_path):
     tunes = tmp_path / "tunes"
     tunes.mkdir()

@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ import pretty_midi
 import pytest
 
 from perfrnn.configs import get_config
+from tests.conftest import poll_until
 from training.__main__ import main
 from training.prepare import prepare_corpus
 from training.train import (
@@ -61,6 +61,7 @@ def corpus(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_loss_goes_down(corpus, tmp_path):
     losses = []
     result = train_model(corpus, tmp_path / "run", steps=60, eval_every=30,
@@ -85,6 +86,7 @@ def test_loss_goes_down(corpus, tmp_path):
     assert (tmp_path / "run" / "best" / "checkpoint").is_file()
 
 
+@pytest.mark.slow
 def test_resume_continues_the_step_counter(corpus, tmp_path):
     import tensorflow as tf
 
@@ -127,6 +129,7 @@ def test_resume_continues_the_step_counter(corpus, tmp_path):
     assert third.steps == 20 and third.events_seen == 0
 
 
+@pytest.mark.slow
 def test_a_resumed_run_takes_a_new_learning_rate(corpus, tmp_path):
     import tensorflow as tf
 
@@ -158,6 +161,7 @@ def test_a_resumed_run_takes_a_new_learning_rate(corpus, tmp_path):
     assert np.abs(kernel(moved) - kernel(first)).max() > 1e-4
 
 
+@pytest.mark.slow
 def test_should_stop_saves_a_checkpoint(corpus, tmp_path):
     calls = []
     result = train_model(corpus, tmp_path / "run", steps=1000, eval_every=1000,
@@ -181,6 +185,7 @@ def test_patience_helpers():
     assert (best, since, improved) == (2.0, 0, True)
 
 
+@pytest.mark.slow
 def test_early_stopping_with_a_learning_rate_of_zero(corpus, tmp_path, monkeypatch):
     from training import train as train_module
 
@@ -257,6 +262,7 @@ def test_no_training_sequences(tmp_path, capsys, corpus):
     assert "no training sequences" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_other_encoding_warns(corpus, tmp_path):
     messages = []
     result = train_model(corpus, tmp_path / "run",
@@ -266,6 +272,7 @@ def test_other_encoding_warns(corpus, tmp_path):
     assert result.steps == 2 and math.isfinite(result.final_train_loss)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_saves_and_resumes(corpus, tmp_path, signum):
     out = tmp_path / "run"
@@ -277,11 +284,13 @@ def test_signal_saves_and_resumes(corpus, tmp_path, signum):
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while not list((out / "checkpoints").glob("ckpt-*.index")):
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "no checkpoint within 60 s"
-            time.sleep(0.2)
+        def saved_checkpoints():
+            saved = list((out / "checkpoints").glob("ckpt-*.index"))
+            if not saved:
+                assert process.poll() is None, process.communicate()[1]
+            return saved
+
+        poll_until(saved_checkpoints, 60, "a first checkpoint")
         process.send_signal(signum)
         _, stderr = process.communicate(timeout=30)
     finally:
@@ -300,12 +309,14 @@ def test_signal_saves_and_resumes(corpus, tmp_path, signum):
     assert resumed.start_step == stopped_at and resumed.steps == stopped_at + 2
 
 
+@pytest.mark.slow
 def test_the_training_step_compiles_with_xla(corpus, tmp_path):
     result = train_model(corpus, tmp_path / "run", steps=2, eval_every=2, patience=0,
                          jit_compile=True, **TINY)
     assert result.steps == 2 and math.isfinite(result.final_train_loss)
 
 
+@pytest.mark.slow
 def test_resuming_with_other_layers_is_refused(corpus, tmp_path, capsys):
     out = tmp_path / "run"
     train_model(corpus, out, steps=1, patience=0, **TINY)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import threading
 import time
 
 import mido
@@ -84,8 +85,9 @@ def test_a_restart_fails_running_jobs_with_a_reason_and_requeues_waiting_ones(
 
 
 def test_the_queue_refuses_work_beyond_its_limit():
-    started = []
-    queue = LocalQueue(lambda job_ids, more: (started.extend(job_ids), time.sleep(0.5)),
+    started, finish = [], threading.Event()
+    # a job that runs until the test lets it finish, so "b" waits behind it for sure
+    queue = LocalQueue(lambda job_ids, more: (started.extend(job_ids), finish.wait(30)),
                        {"generation": 1}, limit=1)
 
     def job(job_id):
@@ -100,6 +102,7 @@ def test_the_queue_refuses_work_beyond_its_limit():
             queue.submit(job("c"))
         assert full.value.retry_after > 0
     finally:
+        finish.set()
         queue.stop()
 
 
