@@ -254,3 +254,36 @@ def history_rows(history: Sequence[HistoryInput], events: np.ndarray,
         states.append(state.numpy()[0])
         column += item.width
     return rows, states
+
+
+class SecondsTime:
+    """What the encodings whose steps are seconds share (Magenta's and the
+    multi-track one): music made at the style's own tempo and stretched to
+    the file's, a note may start at any step, no step, style or history
+    inputs. They inherit it; a metric encoding overrides all of it."""
+
+    follows_tempo = False
+    history_inputs: tuple[HistoryInput, ...] = ()
+    step_input_size = 0
+    config: ModelConfig
+
+    def onset_allowed(self, metre: Metre = COMMON_TIME) -> np.ndarray:
+        """A note may start at any step: one position, always allowed."""
+        return np.ones(1, bool)
+
+    def steps_per_second(self, bpm: float) -> float:
+        """Steps per second of model time (the same at any tempo)."""
+        return float(self.config.steps_per_second)
+
+    def steps_per_file_second(self, bpm: float, native_bpm: float) -> float:
+        """Steps per second of a file at `bpm`: the music is made at the
+        style's own tempo `native_bpm` and stretched to `bpm`."""
+        return self.config.steps_per_second * bpm / native_bpm
+
+    def style_vector(self, mix: Mapping[str, float] | None = None) -> np.ndarray:
+        """No style input (see `perfrnn.encoding.no_style`)."""
+        return no_style(mix)
+
+    def step_table(self, plan: InputPlan) -> np.ndarray:
+        """No step inputs: one position of width 0."""
+        return np.zeros((1, 0), np.float32)

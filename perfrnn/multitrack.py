@@ -21,16 +21,13 @@ program, channel (drums) and shape (chords or single lines, register).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 from note_seq import performance_lib, sequences_lib
 from note_seq.protobuf import music_pb2
 
 from perfrnn.configs import MAX_NOTE_DURATION_SECONDS, ModelConfig, TrackRole
-from perfrnn.encoding import InputPlan, no_style
+from perfrnn.encoding import InputPlan, SecondsTime
 from perfrnn.errors import PerfRNNError
-from perfrnn.metre import COMMON_TIME, Metre
 
 PITCHES = 128
 EVENTS_PER_ROLE = 2 * PITCHES
@@ -48,7 +45,7 @@ CHORD_ONSET_SHARE = 0.25
 BASS_MEAN_PITCH = 48  # C3: a single line mostly below this is a bass line
 
 
-class MultiTrackEncoding:
+class MultiTrackEncoding(SecondsTime):
     """The event vocabulary and model-input layout of a multi-track ModelConfig.
 
     It offers the same methods as `PerformanceEncoding` that the sampler and
@@ -57,10 +54,7 @@ class MultiTrackEncoding:
 
     control_signals: list = []
     control_size = 0
-    step_input_size = 0
     row_input_size = 0
-    follows_tempo = False
-    history_inputs = ()
 
     def __init__(self, config: ModelConfig):
         if config.has_density_control or config.has_pitch_histogram_control:
@@ -130,19 +124,6 @@ class MultiTrackEncoding:
     def start_event(self) -> int:
         """A mid-range velocity: takes no time, so output starts at 0 s."""
         return self.velocity((self.config.num_velocity_bins + 1) // 2)
-
-    def onset_allowed(self, metre: Metre = COMMON_TIME) -> np.ndarray:
-        """A note may start at any step: one position, always allowed."""
-        return np.ones(1, bool)
-
-    def steps_per_second(self, bpm: float) -> float:
-        """Steps per second of model time (the same at any tempo)."""
-        return float(self.config.steps_per_second)
-
-    def steps_per_file_second(self, bpm: float, native_bpm: float) -> float:
-        """Steps per second of a file at `bpm`: the music is made at the
-        style's own tempo `native_bpm` and stretched to `bpm`."""
-        return self.config.steps_per_second * bpm / native_bpm
 
     def time_shift_events(self, steps: int) -> list[int]:
         """Time-shift events that together advance `steps` steps."""
@@ -321,14 +302,6 @@ class MultiTrackEncoding:
         if not primer.notes:
             raise PerfRNNError("the primer has no part this style plays")
         return primer
-
-    def style_vector(self, mix: Mapping[str, float] | None = None) -> np.ndarray:
-        """No style input (see `perfrnn.encoding.no_style`)."""
-        return no_style(mix)
-
-    def step_table(self, plan: InputPlan) -> np.ndarray:
-        """No step inputs: one position of width 0."""
-        return np.zeros((1, 0), np.float32)
 
     def row_inputs(self, plan: InputPlan) -> np.ndarray:
         """No row inputs."""

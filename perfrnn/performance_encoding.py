@@ -11,7 +11,6 @@ model input, as Magenta's `ConditionalEventSequenceEncoderDecoder` does.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
 import note_seq
 import numpy as np
@@ -19,20 +18,16 @@ from note_seq import performance_controls, performance_lib, sequences_lib
 from note_seq.protobuf import music_pb2
 
 from perfrnn.configs import MAX_NOTE_DURATION_SECONDS, ModelConfig
-from perfrnn.encoding import InputPlan, no_style
+from perfrnn.encoding import InputPlan, SecondsTime
 from perfrnn.errors import PerfRNNError
 from perfrnn.fast_controls import control_inputs
-from perfrnn.metre import COMMON_TIME, Metre
 
 
-class PerformanceEncoding:
+class PerformanceEncoding(SecondsTime):
     """Magenta's encoding of one ModelConfig (`perfrnn.encoding.Encoding`):
     time in steps of 1/steps_per_second seconds at the style's own tempo,
     the note density and key as row inputs, no step or history inputs."""
 
-    follows_tempo = False
-    history_inputs = ()
-    step_input_size = 0
 
     def __init__(self, config: ModelConfig):
         self.config = config
@@ -113,19 +108,6 @@ class PerformanceEncoding:
                 table[index] = performance_lib.velocity_bin_to_velocity(
                     event.event_value, self.config.num_velocity_bins)
         return table
-
-    def onset_allowed(self, metre: Metre = COMMON_TIME) -> np.ndarray:
-        """A note may start at any step: one position, always allowed."""
-        return np.ones(1, bool)
-
-    def steps_per_second(self, bpm: float) -> float:
-        """Steps per second of model time (the same at any tempo)."""
-        return float(self.config.steps_per_second)
-
-    def steps_per_file_second(self, bpm: float, native_bpm: float) -> float:
-        """Steps per second of a file at `bpm`: the music is made at the
-        style's own tempo `native_bpm` and stretched to `bpm`."""
-        return self.config.steps_per_second * bpm / native_bpm
 
     def steps_at(self, sequence: music_pb2.NoteSequence, seconds) -> np.ndarray:
         """The step (int) nearest each time in `seconds` of `sequence`."""
@@ -299,14 +281,6 @@ class PerformanceEncoding:
         if self.control_signals and control_values is None:
             raise PerfRNNError("this model is conditioned: control values are required")
         return inputs
-
-    def style_vector(self, mix: Mapping[str, float] | None = None) -> np.ndarray:
-        """No style input (see `perfrnn.encoding.no_style`)."""
-        return no_style(mix)
-
-    def step_table(self, plan: InputPlan) -> np.ndarray:
-        """No step inputs: one position of width 0."""
-        return np.zeros((1, 0), np.float32)
 
     def row_inputs(self, plan: InputPlan) -> np.ndarray:
         """The request's encoded note density and key."""

@@ -18,16 +18,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" = "$wanted" ]; then
   exit 0
 fi
 
-python=""
-for candidate in python3.11 python3; do
-  if command -v "$candidate" >/dev/null 2>&1 &&
-     "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
-    python="$candidate"; break
-  fi
-done
-if [ -z "$python" ]; then
-  echo "error: Python 3.11 is needed for $venv (TensorFlow 2.21 and note-seq are pinned for it)." >&2
-  echo "       Install it (e.g. 'apt-get install python3.11 python3.11-venv') and rerun." >&2
+# The project's own environment was made from Python 3.11 (webapp/setup.sh
+# finds it); this one is made from the same interpreter.
+python=.venv/bin/python
+if [ ! -x "$python" ]; then
+  echo "error: $venv is made from the project's .venv: run 'bash webapp/setup.sh' first." >&2
   exit 1
 fi
 
