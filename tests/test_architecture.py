@@ -29,11 +29,6 @@ LIGHT_PERFRNN_MODULES = ("perfrnn", "perfrnn.cli", "perfrnn.errors", "perfrnn.op
                          "perfrnn.console", "perfrnn.folders", "perfrnn.configs")
 WEB_AND_CLOUD = ("flask", "boto3", "botocore")
 CYCLE_FREE_PACKAGES = ("perfrnn", "webapp", "training", "datasets", "infra")
-KNOWN_CYCLES = {
-    ("training.prepare", "training.report"),  # fixed on branch hb-training
-}
-
-
 def module_files() -> dict[str, Path]:
     """Every module of the project's packages by dotted name."""
     modules = {}
@@ -193,18 +188,8 @@ def test_there_are_no_import_cycles():
                for name, path in files.items()}
     graph = {name: {target for target in targets if target in imports and target != name}
              for name, targets in imports.items()}
-    cycles = [cycle for cycle in import_cycles(graph) if tuple(cycle) not in KNOWN_CYCLES]
+    cycles = import_cycles(graph)
     assert not cycles, "import cycles: " + "; ".join(" <-> ".join(cycle) for cycle in cycles)
-
-
-def test_the_library_training_and_corpora_have_no_cycles_even_for_type_checking():
-    """A cycle through `if TYPE_CHECKING:` is still two modules that need each other."""
-    imports = {name: runtime_imports(name, path, type_checking=True)
-               for name, path in module_files().items()
-               if within(name, ("perfrnn", "training", "datasets"))}
-    graph = {name: {target for target in targets if target in imports and target != name}
-             for name, targets in imports.items()}
-    assert import_cycles(graph) == []
 
 
 def test_no_long_functions_without_a_reason():
