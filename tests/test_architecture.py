@@ -29,6 +29,8 @@ LIGHT_PERFRNN_MODULES = ("perfrnn", "perfrnn.cli", "perfrnn.errors", "perfrnn.op
                          "perfrnn.console", "perfrnn.folders", "perfrnn.configs")
 WEB_AND_CLOUD = ("flask", "boto3", "botocore")
 CYCLE_FREE_PACKAGES = ("perfrnn", "webapp", "training", "datasets", "infra")
+
+
 def module_files() -> dict[str, Path]:
     """Every module of the project's packages by dotted name."""
     modules = {}
