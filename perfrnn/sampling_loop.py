@@ -15,11 +15,15 @@ batch. (Gumbel-max sampling needs 388 random numbers per event and cost a
 quarter of the step time.) A second stream per row draws the length of the
 note an event starts, if it starts one (see `perfrnn.note_lengths`).
 
-Each row of a batch is its own matrix-vector product (`rowwise_matmul`), so
-a row's arithmetic, and hence its music, does not depend on the other rows
-nor on the batch size: XLA's CPU matrix product of several rows takes
-another path than that of one, with other roundings (checked by
-`tests/test_sampler.py`).
+A batch runs at one of BATCH_SIZES rows, padded up. One row is a
+matrix-vector product, which XLA's CPU backend runs on its fast path (a
+lone request is the common case); several rows are a matrix product, whose
+rounding in the last bit differs from the matrix-vector path's. Each row's
+random numbers are its own, and a sampled event moves only when its random
+number falls within a rounding error of a boundary of the cumulative
+distribution, so a request's music is, in practice, the same batched or alone
+(`tests/test_sampler.py` checks it, and `benchmarks/batch_invariance.py`
+counts the pieces that differ).
 
 What the loop reads besides the event comes from the encoding
 (`perfrnn.encoding`): the planned inputs as layer 0's gate table (one row per
@@ -49,12 +53,6 @@ MAX_BATCH_ROWS = BATCH_SIZES[-1]
 # A row's two random streams: its events', and its note lengths'.
 EVENT_STREAM, LENGTH_STREAM = 0, 1
 NEVER = -1e9  # the logit of an event the grammar rules out
-
-
-def rowwise_matmul(rows: tf.Tensor, matrix: tf.Tensor) -> tf.Tensor:
-    """rows @ matrix, each row as its own matrix-vector product: the same
-    bits for a row whatever the batch ([batch, k] @ [k, n] -> [batch, n])."""
-    return tf.concat([tf.matmul(rows[b:b + 1], matrix) for b in range(rows.shape[0])], axis=0)
 
 
 @dataclass
@@ -346,7 +344,7 @@ class SamplingLoop:
         """Layer 0's gate input from the history inputs' features."""
         features = tf.concat([item.features(part) for item, part in zip(self.history, history)],
                              axis=1)
-        return rowwise_matmul(features, tf.convert_to_tensor(self._history_kernel))
+        return tf.matmul(features, tf.convert_to_tensor(self._history_kernel))
 
     def _advance_history(self, history, sample, active, position):
         """Each history input's state after `sample`, for the rows still active."""
@@ -358,16 +356,16 @@ class SamplingLoop:
         layer 0's input gates (its input rows @ kernel)."""
         model = self.bundle.model
         (c, h), upper = state[0], state[1:]
-        c, h = lstm_update(rowwise_matmul(h, tf.convert_to_tensor(self._recurrent_kernel0)),
+        c, h = lstm_update(tf.matmul(h, tf.convert_to_tensor(self._recurrent_kernel0)),
                            c, input_gates)
         new_state = [(c, h)]
         x = h
         for (c, h), kernel, bias in zip(upper, model.kernels[1:], model.biases[1:]):
-            gates = rowwise_matmul(tf.concat([x, h], axis=1), tf.convert_to_tensor(kernel))
+            gates = tf.matmul(tf.concat([x, h], axis=1), tf.convert_to_tensor(kernel))
             c, h = lstm_update(gates, c, tf.convert_to_tensor(bias))
             new_state.append((c, h))
             x = h
-        logits = rowwise_matmul(x, tf.convert_to_tensor(model.output_weights)) \
+        logits = tf.matmul(x, tf.convert_to_tensor(model.output_weights)) \
             + tf.convert_to_tensor(model.output_biases)
         return tuple(new_state), logits
 
