@@ -115,6 +115,9 @@ class Encoding(Protocol):
     # steps are fractions of a second at the style's own tempo, stretched.
     follows_tempo: bool
     history_inputs: tuple[HistoryInput, ...]
+    # the note density and key signals of a conditioned style (note-seq's
+    # PerformanceControlSignal), empty for others
+    control_signals: list
 
     # ----- vocabulary and grammar -----
 

@@ -18,7 +18,7 @@ from note_seq import sequences_lib
 from note_seq.protobuf import music_pb2
 
 from perfrnn.bundle import Bundle
-from perfrnn.encoding import InputPlan
+from perfrnn.encoding import InputPlan, history_rows
 from perfrnn.errors import PerfRNNError
 from perfrnn.metre import COMMON_TIME, Metre
 from perfrnn.multitrack import PITCHES
@@ -248,8 +248,7 @@ class RequestPlanner:
         return self.loop.primer_state(rows[:-1]), history
 
     def _history_states(self, events: np.ndarray, inputs: InputPlan) -> list[np.ndarray]:
-        from perfrnn.encoding import history_rows
-
+        """Each history input's state after `events` (`history_rows`)."""
         positions = np.cumsum(self.loop.time_shift_table[events]) % self.loop.cycle
         return history_rows(self.loop.history, events, positions)[1]
 

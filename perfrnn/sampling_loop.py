@@ -40,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from perfrnn.bundle import Bundle
-from perfrnn.encoding import InputPlan, history_size
+from perfrnn.encoding import InputPlan
 from perfrnn.metre import Metre
 from perfrnn.model import lstm_update
 from perfrnn.multitrack import PITCHES
@@ -141,7 +141,9 @@ class SamplingLoop:
         self.longest_seconds = lengths.max(axis=1) / native_rate
         self.position_gates = self._position_gates(InputPlan(metre=metre))
         self.cycle = int(self.position_gates.shape[0])
-        self.onset_allowed = tf.constant(encoding.onset_allowed(metre))
+        allowed = encoding.onset_allowed(metre)
+        self.onset_allowed = tf.constant(allowed)
+        self._onsets_restricted = not bool(np.all(allowed))  # some steps take no note-on
         self.sample_block = tf.function(self._sample_block_graph, jit_compile=True)
         self._run_primer = tf.function(self._run_primer_graph, reduce_retracing=True)
 
@@ -389,7 +391,7 @@ class SamplingLoop:
             logits = tf.where(allowed > 0, logits, NEVER)
         if self._silent_onsets is not None:  # no note of a part the style leaves out
             logits = tf.where(self._silent_onsets[None, :], NEVER, logits)
-        on_the_grid = grammar and not bool(np.all(self.encoding.onset_allowed(self.metre)))
+        on_the_grid = grammar and self._onsets_restricted
         if on_the_grid:  # a note-on only where the encoding lets one start
             here = tf.gather(onset_allowed, position)  # [batch]: may a note start now?
             is_onset = tf.constant(self.on_keys_table >= 0)
@@ -517,7 +519,3 @@ def block_uniforms(streams: Sequence[tuple[int, int, int]], kind: int,
         uniforms[:, column] = ((raw >> np.uint64(41)) * 2 + 1).astype(np.float32) * 2.0 ** -24
     return uniforms
 
-
-def history_width(loop: SamplingLoop) -> int:
-    """Columns of the model input the loop's history inputs take."""
-    return history_size(loop.history)
