@@ -6,7 +6,9 @@ each runs its script as a person would (`python benchmarks/NAME.py ...` from
 the project root, in a process of its own, with a timeout), on arguments just
 large enough to take its whole path, and checks that it ends well and prints
 the lines of figures it should. The figures' values are not checked. Servers
-stay on 127.0.0.1; temporary folders go under the test's own.
+stay on 127.0.0.1; temporary folders go under the test's own. Those that
+take over about 20 s (a server, training, corpora, a radio stream in real
+time) are marked slow.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -39,17 +42,26 @@ def run_benchmark(name: str, *args, tmp_path: Path, timeout: float = 300,
     server's instance folder) go under `tmp_path`; `env` adds to its
     environment."""
     environment = dict(os.environ, TMPDIR=str(tmp_path), **(env or {}))
+    # In a process group of its own, so that a server it started goes with it
+    # if it has to be stopped.
+    process = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"),
+                                *map(str, args)], cwd=ROOT, env=environment, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
     try:
-        result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"),
-                                 *map(str, args)], cwd=ROOT, env=environment,
-                                capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as error:
-        pytest.fail(f"{name}.py ran past {timeout:.0f} s; it printed:\n{error.stdout}")
-    if result.returncode and unavailable and unavailable in result.stderr:
-        pytest.skip(result.stderr.strip().splitlines()[-1])
-    assert result.returncode == 0, (f"{name}.py exited with {result.returncode}:\n"
-                                    f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
-    return result.stdout
+        stdout, stderr = process.communicate(timeout=timeout)
+    except BaseException as error:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        if isinstance(error, subprocess.TimeoutExpired):
+            pytest.fail(f"{name}.py ran past {timeout:.0f} s; it printed:\n{stdout[-3000:]}\n"
+                        f"{stderr[-3000:]}")
+        raise
+    if process.returncode and unavailable and unavailable in stderr:
+        pytest.skip(stderr.strip().splitlines()[-1])
+    assert process.returncode == 0, (f"{name}.py exited with {process.returncode}:\n"
+                                     f"{stdout[-3000:]}\n{stderr[-5000:]}")
+    return stdout
 
 
 def assert_printed(output: str, *patterns: str) -> None:
@@ -163,6 +175,7 @@ def test_beat_figures(tmp_path):
                    r"across a join$")
 
 
+@pytest.mark.slow
 def test_score_figures(tmp_path, tiny_corpus):
     """With the independent classifier, trained on tiny corpora of every style
     the script names."""
@@ -183,6 +196,7 @@ def test_score_figures(tmp_path, tiny_corpus):
     assert {"raw", "N=1", "N=8", "scorer_ms_median"} <= set(figures["drums"])
 
 
+@pytest.mark.slow
 def test_radio_figures(tmp_path):
     output = run_benchmark("radio_figures", "--minutes", 0.1, "--styles", "rock", "--trials", 1,
                            "--seconds", 2, "--counts", 1, "--out", tmp_path / "radio.json",
@@ -223,6 +237,7 @@ needs_mma = pytest.mark.skipif(
     reason="Debian's mma is missing: run datasets/install_system_packages.sh")
 
 
+@pytest.mark.slow
 @needs_mma
 def test_user_style(tmp_path, tiny_corpus):
     """Fine-tunes the shipped rock for two steps on one ragtime take."""
@@ -242,6 +257,7 @@ def test_user_style(tmp_path, tiny_corpus):
 # ----- the website on 127.0.0.1 ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_web_latency(tmp_path, tiny_web_bundles):
     output = run_benchmark("web_latency", "--port", free_port(), "--seconds", 5,
                            "--requests", 1, "--users", 2, "--requests-per-user", 1,
@@ -257,6 +273,7 @@ def test_web_latency(tmp_path, tiny_web_bundles):
                    r"^server RSS after the run: \d+ MiB$")
 
 
+@pytest.mark.slow
 def test_web_load(tmp_path, tiny_web_bundles):
     output = run_benchmark("web_load", "--clients", 2, "--seconds", 5, tmp_path=tmp_path,
                            env={"BUNDLES_DIR": str(tiny_web_bundles)})
@@ -268,6 +285,7 @@ def test_web_load(tmp_path, tiny_web_bundles):
                    r"server still up: (True|False)$")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["local", "sqs"])
 def test_kill_recovery(tmp_path, tiny_web_bundles, backend):
     """One kill of the server (local) or of a worker (sqs, on moto); seed 3
@@ -282,6 +300,7 @@ def test_kill_recovery(tmp_path, tiny_web_bundles, backend):
                    r"^result (files|objects): \{.*\}$")
 
 
+@pytest.mark.slow
 def test_fuzz_api(tmp_path, tiny_web_bundles):
     output = run_benchmark("fuzz_api", "--examples", 1, tmp_path=tmp_path,
                            env={"BUNDLES_DIR": str(tiny_web_bundles)})
