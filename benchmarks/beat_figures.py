@@ -5,7 +5,7 @@
 
 For each bundle it prints:
 
-- **grid**: the share of drum hits of default 30 s pieces (quantise off)
+- **grid**: the share of drum hits of default pieces of --seconds (30 s; quantise off)
   within 1/24 beat of the 1/16 or triplet grid of the file's own tempo map,
   read back from the MIDI bytes with note-seq's reader (random onsets give
   0.5; `perfrnn.metre.onset_grid_fit`);
@@ -42,7 +42,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bundles", nargs="+", help="metric .mag bundles")
-    parser.add_argument("--pieces", type=int, default=20, help="30 s pieces per style")
+    parser.add_argument("--pieces", type=int, default=20, help="pieces per style (default: 20)")
+    parser.add_argument("--seconds", type=float, default=30.0,
+                        help="length of each piece for the grid figures (default: 30)")
     parser.add_argument("--loops", type=int, default=20, help="4-bar loops per style")
     parser.add_argument("--temperature", type=float, default=1.0)
     return parser.parse_args()
@@ -92,7 +94,7 @@ def main() -> None:
         on_grid, downbeats = [], []
         for seed in range(args.pieces):
             files = generate_midi(sampler, GenerationOptions(
-                seconds=30, seed=seed, temperature=args.temperature)).files
+                seconds=args.seconds, seed=seed, temperature=args.temperature)).files
             # The file as a MIDI reader sees it: its own tempo map and time signature.
             played = note_seq.midi_to_note_sequence(files[0][1])
             if not any(note.is_drum for note in played.notes):
@@ -101,7 +103,7 @@ def main() -> None:
             downbeats.append(downbeat_share(played))
         print(f"{name}: grid {statistics.mean(on_grid):.3f} "
               f"(min {min(on_grid):.3f}), downbeat kick {statistics.mean(downbeats):.3f} "
-              f"over {len(on_grid)} pieces of 30 s")
+              f"over {len(on_grid)} pieces of {args.seconds:g} s")
 
         for bpm in (60, 97, 180):
             files = generate_midi(sampler, GenerationOptions(bars=8, bpm=bpm, seed=1)).files

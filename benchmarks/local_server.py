@@ -28,13 +28,14 @@ def free_port() -> int:
 def wait_ready(base: str, server: subprocess.Popen | None = None,
                timeout: float = 600) -> None:
     """Until the API at `base` answers; SystemExit if `server` ends first or
-    `timeout` seconds pass."""
+    `timeout` seconds pass. A server busy loading its styles may take a
+    connection and answer late: that is waited for too."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             with urllib.request.urlopen(f"{base}/api/v1/styles", timeout=5):
                 return
-        except (urllib.error.URLError, ConnectionError):
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
             if (server is not None and server.poll() is not None) \
                     or time.monotonic() > deadline:
                 raise SystemExit(f"the server at {base} did not start") from None
@@ -50,7 +51,11 @@ def start_server(instance: Path, port: int, **settings: str) -> subprocess.Popen
     with (Path(instance) / "server.log").open("a") as log:
         server = subprocess.Popen([sys.executable, "-m", "webapp", "--port", str(port)],
                                   cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    wait_ready(f"http://127.0.0.1:{port}", server)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", server)
+    except BaseException:  # never leave a server behind
+        stop_server(server)
+        raise
     return server
 
 

@@ -4,7 +4,7 @@
         --style rock=data/rock:BUNDLE ... [--real piano=data/piano ...] [--pieces 24]
 
 The classifier of `python -m training classify` is trained on held-out real
-music of every --style and --real corpus. Each bundle's generated 30 s pieces
+music of every --style and --real corpus. Each bundle's generated pieces (30 s)
 are labelled twice: as generated, and with every pitched note cut at the
 given percentile of its part's note lengths in the style's training music
 (a blunt stand-in for a model that ends its notes). Prints, per style, the
@@ -34,6 +34,8 @@ def parse_args() -> argparse.Namespace:
                         help="another style the classifier knows (no bundle)")
     parser.add_argument("--percentile", type=float, default=75.0)
     parser.add_argument("--pieces", type=int, default=24, help="pieces per style")
+    parser.add_argument("--seconds", type=float, default=30.0,
+                        help="length of each generated piece and real excerpt (default: 30)")
     return parser.parse_args()
 
 
@@ -59,7 +61,7 @@ def main() -> None:
     rows, labels = [], []
     for name, data in corpora.items():
         held_out = [piece for piece in read_prepared(data, "validation") if piece.notes]
-        for excerpt in excerpts(held_out, 30.0, 10**6):
+        for excerpt in excerpts(held_out, args.seconds, 10**6):
             rows.append(features(excerpt))
             labels.append(name)
     model = fit(np.array(rows), labels)
@@ -79,7 +81,7 @@ def main() -> None:
         while len(raw) < args.pieces:
             count = min(8, args.pieces - len(raw))
             for sequence in sampler.generate(GenerationOptions(
-                    seconds=30, seed=seed, variations=count)).sequences:
+                    seconds=args.seconds, seed=seed, variations=count)).sequences:
                 sequence.tempos.add(qpm=bundle.metadata.default_bpm)
                 raw += model.predict(features(sequence))
                 for note in sequence.notes:

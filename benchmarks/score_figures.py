@@ -20,8 +20,9 @@ than 4 s where the corpus never does that. Then the scorer's own time.
 
     python benchmarks/score_figures.py --pieces 100 --out /tmp/score_figures.json
 
-Needs the prepared corpora in data/ (see bundles/README.md) for the
-independent classifier; give --no-independent without them.
+Needs the prepared corpora in data/ (see bundles/README.md; --data for
+another folder) for the independent classifier; give --no-independent
+without them.
 """
 
 from __future__ import annotations
@@ -37,15 +38,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-STYLES = {"piano": "data/piano", "drums": "data/drums-band", "rock": "data/rock",
-          "electronic": "data/electronic", "jazz": "data/jazz", "latin": "data/latin",
-          "blues": "data/blues"}
-OTHER_STYLES = {"funk": "data/funk", "country": "data/country"}  # known to the classifier
+STYLES = {"piano": "piano", "drums": "drums-band", "rock": "rock", "electronic": "electronic",
+          "jazz": "jazz", "latin": "latin", "blues": "blues"}  # their corpora in --data
+OTHER_STYLES = {"funk": "funk", "country": "country"}  # known to the classifier
 ONE_PITCH_SECONDS = 4.0
 
 
-def independent_classifier(seconds: float):
-    """A classifier trained on the training splits' excerpts (at most 300 per style)."""
+def independent_classifier(seconds: float, data: Path):
+    """A classifier trained on the training splits' excerpts (at most 300 per
+    style) of the prepared corpora in `data`."""
     import numpy as np
 
     from perfrnn.style_classifier import features
@@ -55,7 +56,7 @@ def independent_classifier(seconds: float):
 
     rows, labels = [], []
     for style, folder in {**STYLES, **OTHER_STYLES}.items():
-        for excerpt in excerpts(read_prepared(ROOT / folder, "train"), seconds, limit=300):
+        for excerpt in excerpts(read_prepared(data / folder, "train"), seconds, limit=300):
             rows.append(features(excerpt))
             labels.append(style)
     return fit(np.array(rows), labels)
@@ -91,6 +92,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--styles", default=",".join(STYLES))
     parser.add_argument("--no-independent", action="store_true")
+    parser.add_argument("--data", type=Path, default=ROOT / "data",
+                        help="folder of the prepared corpora for the independent classifier "
+                             "(default: data/)")
     parser.add_argument("--out", default=None, help="also write the figures as JSON")
     args = parser.parse_args()
 
@@ -102,7 +106,7 @@ def main() -> int:
     from perfrnn.scoring import scorer_for
     from perfrnn.style_classifier import features
 
-    other = None if args.no_independent else independent_classifier(args.seconds)
+    other = None if args.no_independent else independent_classifier(args.seconds, args.data)
     figures = {}
     for style in args.styles.split(","):
         bundle = read_bundle(ROOT / "bundles" / f"{style}.mag")
@@ -152,7 +156,8 @@ def main() -> int:
         figures[style]["scorer_ms_median"] = 1000 * statistics.median(timings)
         figures[style]["scorer_ms_max"] = 1000 * max(timings)
         print(f"{style:<10} scorer {figures[style]['scorer_ms_median']:.1f} ms median, "
-              f"{figures[style]['scorer_ms_max']:.1f} ms max a 30 s piece", flush=True)
+              f"{figures[style]['scorer_ms_max']:.1f} ms max a {args.seconds:g} s piece",
+              flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(figures, indent=1) + "\n")
     return 0

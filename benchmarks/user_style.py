@@ -24,6 +24,7 @@ datasets/install_system_packages.sh`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -49,6 +50,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--held-out", type=int, default=12, help="held-out takes")
     parser.add_argument("--pieces", type=int, default=20, help="generated pieces to label")
     parser.add_argument("--preset", default="quick")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training steps (default: the preset's)")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="pieces the evaluation generates (default: the preset's)")
     parser.add_argument("--work", default=None, help="working folder (default: a temporary one)")
     return parser.parse_args()
 
@@ -80,10 +85,15 @@ def main() -> None:
     args = parse_args()
     from perfrnn.bundle import read_bundle
     from training.classify import genre_fidelity
-    from training.pipeline import train_style
+    from training.pipeline import get_preset, train_style
     from training.prepare import prepare_corpus, read_prepared
     from training.train import ExampleMaker, closest_style
 
+    preset = get_preset(args.preset)
+    if args.steps is not None:
+        preset = dataclasses.replace(preset, steps=args.steps, tune_steps=args.steps)
+    if args.samples is not None:
+        preset = dataclasses.replace(preset, samples=args.samples)
     corpora = {}
     for item in args.style:
         name, _, data = item.partition("=")
@@ -99,7 +109,7 @@ def main() -> None:
 
         started = time.perf_counter()
         result = train_style(STYLE, [uploads], work / "train", work / f"{STYLE}.mag",
-                             preset=args.preset, kind="band", parent=args.parent,
+                             preset=preset, kind="band", parent=args.parent,
                              log=lambda text: print(f"  {text}", file=sys.stderr))
         seconds = time.perf_counter() - started
         print(f"{args.files} uploaded takes, {args.preset} preset from {args.parent}: "
