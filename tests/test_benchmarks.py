@@ -155,6 +155,13 @@ def test_generate_speed(tmp_path):
                    rf"^\S+\s+piano\s+2\s+1(\s+{NUMBER}){{4}}$")
 
 
+def test_batch_invariance(tmp_path):
+    output = run_benchmark("batch_invariance", "--bundle", BUNDLES / "drums.mag", "--pieces", 3,
+                           "--seconds", 2, "--batch", 2, tmp_path=tmp_path)
+    assert_printed(output, r"^bundle\s+pieces\s+differ\s+events compared$",
+                   r"^drums\s+3\s+\d+\s+\d+$")
+
+
 def test_render_speed(tmp_path):
     output = run_benchmark("render_speed", "--seconds", 2, "--repeats", 1, tmp_path=tmp_path,
                            unavailable="audio rendering is unavailable")
@@ -306,3 +313,13 @@ def test_fuzz_api(tmp_path, tiny_web_bundles):
                            env={"BUNDLES_DIR": str(tiny_web_bundles)})
     assert_printed(output, r"^fuzzed \d+ cases of \d+ operations; statuses: \{.*\}$",
                    r"^\d+ s; server RSS at the end: \d+ MiB; server still up: (True|False)$")
+
+
+def test_every_benchmark_has_a_tiny_run_here():
+    """A script added to benchmarks/ without a run in this file fails here
+    (local_server.py is the servers' helper module, not a benchmark)."""
+    scripts = {path.stem for path in (ROOT / "benchmarks").glob("*.py")} - {"local_server",
+                                                                           "__init__"}
+    source = Path(__file__).read_text(encoding="utf-8")
+    missing = sorted(name for name in scripts if f'run_benchmark("{name}"' not in source)
+    assert not missing, f"benchmarks without a tiny run in tests/test_benchmarks.py: {missing}"
