@@ -27,12 +27,11 @@ from google.protobuf.message import DecodeError
 from note_seq.protobuf import generator_pb2
 
 from perfrnn.configs import DEFAULT_CONFIGS, ModelConfig, TrackRole, get_config, played_tracks
+from perfrnn.encoding import Encoding
 from perfrnn.encodings import encoding_for
 from perfrnn.errors import PerfRNNError
 from perfrnn.layout import OUTPUT_BIASES, OUTPUT_WEIGHTS, lstm_bias_name, lstm_kernel_name
 from perfrnn.model import PerformanceRNN, lstm_cell
-from perfrnn.multitrack import MultiTrackEncoding
-from perfrnn.performance_encoding import PerformanceEncoding
 
 METADATA_FORMAT = "perfrnn-bundle/1"
 DEFAULT_BPM = 120.0
@@ -139,7 +138,7 @@ class Bundle:
     path: Path | None = None
 
     @property
-    def encoding(self) -> PerformanceEncoding | MultiTrackEncoding:
+    def encoding(self) -> Encoding:
         return encoding_for(self.config)
 
     @property

@@ -94,7 +94,7 @@ def best_loops(planner: RequestPlanner, plan: RequestPlan,
     leads back into its start: the lowest mean NLL of its own first bar fed
     right after its last event (the model's judgement of the join)."""
     scores = loop_join_nll(planner.bundle.model, planner.encoding, plan.primer_events, rows,
-                           plan.length.bar_steps, plan.inputs)
+                           plan.length.bar_steps, plan.input_plan)
     best = []
     for variation in range(plan.request.options.variations):
         group = range(variation * LOOP_CANDIDATES, (variation + 1) * LOOP_CANDIDATES)
@@ -108,7 +108,8 @@ def loop_join_nll(model: PerformanceRNN, encoding: Encoding, prefix: np.ndarray,
     primer's events), the mean NLL (nats/event) of the row's own first bar
     played again right after its end: low when the end leads back into the
     start. Rows are scored in one batch, positions counted from the prefix's
-    start as in sampling, with the request's planned `inputs`."""
+    start as in sampling, read as teacher forcing reads them
+    (`Encoding.teacher_inputs`, with the request's `inputs`)."""
     shifts = encoding.time_shift_steps()
     sequences, scored = [], []
     for row in rows:
@@ -119,7 +120,7 @@ def loop_join_nll(model: PerformanceRNN, encoding: Encoding, prefix: np.ndarray,
     longest = max(len(sequence) for sequence in sequences)
     batch = np.zeros((len(rows), longest - 1, encoding.input_size), np.float32)
     for index, sequence in enumerate(sequences):
-        batch[index, :len(sequence) - 1] = encoding.inputs(sequence[:-1], inputs)
+        batch[index, :len(sequence) - 1] = encoding.teacher_inputs(sequence[:-1], inputs)
     logits = model.sequence_logits(tf.constant(batch))[0].numpy()
     log_probs = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
     scores = []

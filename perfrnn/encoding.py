@@ -23,21 +23,25 @@ It declares:
 
       [ step inputs | row inputs | history inputs | event one-hot ]
 
-  and the first three are the model's inputs besides the event:
+  and the first three are the model's inputs besides the event (their
+  widths: `step_input_size`, `row_input_size`, `history_size`; together
+  `control_size`):
 
   - **planned inputs**, known before sampling for every step, from an
     `InputPlan`. *Step inputs* change with the step within a cycle (a
     metric style's position in the beat, bar and phrase; next: the chord
     and the song section), `step_table`; *row inputs* stay the same for a
     whole request (note density and key; a style blend), `row_inputs`. The
-    sampler folds both into layer 0's gate table, so they cost nothing per
-    event.
+    sampler folds both into layer 0's gate table, so they cost one gather
+    per event.
   - **history inputs**, computed from the events generated so far
     (`history_inputs`, each a `HistoryInput`; next: what each part played
     one, two and four bars ago). The compiled loop moves their state on by
     each event it makes, and `history_rows` computes the same rows for
     teacher-forced training by running the same `update` over the same
-    events. With none declared, the compiled loop is the one without them.
+    events, from the start of the piece. With none declared, the compiled
+    loop is the one without them. (Only the metric encoding lays out history
+    columns; the others declare none.)
 
 Where a new input goes: a value known in advance for every step is a step
 input (widen `step_table` and `inputs`); a value that depends on what the
@@ -203,14 +207,20 @@ class Encoding(Protocol):
         start of a piece, planned inputs from `plan`: row t is what the model
         reads when event t is the last one made."""
 
-    def training_controls(self, window: np.ndarray, first_step: int,
+    def teacher_inputs(self, events: np.ndarray, plan: InputPlan) -> np.ndarray:
+        """Model input rows [len(events), input_size] as teacher forcing reads
+        `events` from the start of a piece: the inputs a user chooses when
+        sampling (note density, key) read from the events themselves, as
+        Magenta's pipeline does; the rest as `inputs`."""
+
+    def training_controls(self, events: np.ndarray, start: int, used: int,
                           plan: InputPlan) -> np.ndarray:
-        """The inputs before the event one-hot of a training window
-        ([len(window) - 1, control_size]): `window` is the events fed and the
-        label after them, `first_step` the step of the piece before its first
-        event. Planned inputs a user chooses when sampling (note density,
-        key) are read from the window's own events, as Magenta's pipeline
-        does; the others come from `plan` and the position."""
+        """The inputs before the event one-hot of the training window that
+        feeds events[start:start + used] (its labels follow each):
+        [used, control_size]. Note density and key are read from the
+        window's own events and its last label, as Magenta's pipeline does;
+        the position and the history count from the start of the piece, so
+        the window knows where its bars are and what came before it."""
 
 
 def no_style(mix: Mapping[str, float] | None) -> np.ndarray:
@@ -225,14 +235,17 @@ def history_size(history: Sequence[HistoryInput]) -> int:
     return sum(int(item.width) for item in history)
 
 
-def history_rows(history: Sequence[HistoryInput], events: np.ndarray,
-                 positions: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+def history_rows(history: Sequence[HistoryInput], events: np.ndarray, positions: np.ndarray,
+                 initial: Sequence[np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """The history inputs of teacher-forced events, as the compiled loop makes them.
 
     Args:
       history: The encoding's history inputs.
-      events: Event indices from the start of a piece.
+      events: Event indices, from the start of a piece or after `initial`.
       positions: The step of the position cycle after each event.
+      initial: Each input's state before the first event (default: its
+        `initial_state`, the start of a piece).
 
     Returns:
       The rows [len(events), history_size] (row t: after event t), and each
@@ -243,8 +256,9 @@ def history_rows(history: Sequence[HistoryInput], events: np.ndarray,
     events = np.asarray(events, np.int32)
     rows = np.zeros((len(events), history_size(history)), np.float32)
     states, column = [], 0
-    for item in history:
-        state = tf.constant(item.initial_state()[None])
+    for index, item in enumerate(history):
+        first = item.initial_state() if initial is None else initial[index]
+        state = tf.constant(np.asarray(first, np.float32)[None])
         if len(events):
             def step(state, inputs, item=item):
                 event, position = inputs

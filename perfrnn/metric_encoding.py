@@ -28,7 +28,7 @@ import numpy as np
 from note_seq.protobuf import music_pb2
 
 from perfrnn.configs import ModelConfig
-from perfrnn.encoding import HistoryInput, InputPlan, history_rows, history_size, no_style
+from perfrnn.encoding import InputPlan, history_rows, history_size, no_style
 from perfrnn.errors import PerfRNNError
 from perfrnn.metre import (
     COMMON_TIME,
@@ -49,7 +49,6 @@ class MetricEncoding(MultiTrackEncoding):
     (`perfrnn.encoding`)."""
 
     follows_tempo = True
-    history_inputs: tuple[HistoryInput, ...] = ()
 
     def __init__(self, config: ModelConfig):
         if not config.is_metric:
@@ -187,12 +186,17 @@ class MetricEncoding(MultiTrackEncoding):
         planned = self.step_input_size + self.row_input_size
         inputs[:, :planned] = self.controls_from_events(events, first_step, metre, style)
         if self.history_inputs:
-            cycle = position_cycle(metre, self.steps_per_quarter)
-            after = first_step + np.cumsum(self.time_shift_steps()[events])
             inputs[:, planned:self.control_size] = history_rows(
-                self.history_inputs, events, after % cycle)[0]
+                self.history_inputs, events, self.positions_after(events, first_step, metre))[0]
         inputs[np.arange(len(events)), self.control_size + events] = 1.0
         return inputs
+
+    def positions_after(self, events: np.ndarray, first_step: int = 0,
+                        metre: Metre = COMMON_TIME) -> np.ndarray:
+        """The step of the position cycle after each event (`first_step`: the
+        step before the first one)."""
+        after = first_step + np.cumsum(self.time_shift_steps()[np.asarray(events, np.int64)])
+        return after % position_cycle(metre, self.steps_per_quarter)
 
     def controls_from_events(self, events: np.ndarray, first_step: int = 0,
                              metre: Metre = COMMON_TIME,
@@ -228,10 +232,23 @@ class MetricEncoding(MultiTrackEncoding):
         """`inputs_from_events` from the start of the piece, in `plan`'s metre and style."""
         return self.inputs_from_events(events, metre=plan.metre, style=plan.style)
 
-    def training_controls(self, window: np.ndarray, first_step: int,
+    def teacher_inputs(self, events: np.ndarray, plan: InputPlan) -> np.ndarray:
+        """The same rows as `inputs` (nothing here is read from the events
+        differently when sampling)."""
+        return self.inputs(events, plan)
+
+    def training_controls(self, events: np.ndarray, start: int, used: int,
                           plan: InputPlan) -> np.ndarray:
-        """The position after each event fed (counted from `first_step`, so the
-        window knows where its bars are), the style and the history inputs."""
-        fed = np.asarray(window[:len(window) - 1], np.int64)
-        return self.inputs_from_events(fed, first_step=first_step, metre=plan.metre,
-                                       style=plan.style)[:, :self.control_size]
+        """The position after each event fed and the style, then the history
+        inputs, run from the start of the piece."""
+        events = np.asarray(events, np.int64)
+        first_step = int(self.time_shift_steps()[events[:start]].sum())
+        controls = np.zeros((used, self.control_size), np.float32)
+        planned = self.step_input_size + self.row_input_size
+        controls[:, :planned] = self.controls_from_events(events[start:start + used], first_step,
+                                                          plan.metre, plan.style)
+        if self.history_inputs:
+            fed = events[:start + used]
+            controls[:, planned:] = history_rows(
+                self.history_inputs, fed, self.positions_after(fed, 0, plan.metre))[0][start:]
+        return controls

@@ -311,10 +311,14 @@ class MultiTrackEncoding(SecondsTime):
         """The one-hot rows (`inputs_from_events`)."""
         return self.inputs_from_events(events)
 
-    def training_controls(self, window: np.ndarray, first_step: int,
+    def teacher_inputs(self, events: np.ndarray, plan: InputPlan) -> np.ndarray:
+        """The one-hot rows, as `inputs`."""
+        return self.inputs_from_events(events)
+
+    def training_controls(self, events: np.ndarray, start: int, used: int,
                           plan: InputPlan) -> np.ndarray:
-        """No inputs before the event: [len(window) - 1, 0]."""
-        return np.zeros((max(len(window) - 1, 0), 0), np.float32)
+        """No inputs before the event: [used, 0]."""
+        return np.zeros((used, 0), np.float32)
 
 
 # ----- parts of real music onto roles ---------------------------------------------------

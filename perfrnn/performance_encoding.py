@@ -190,13 +190,16 @@ class PerformanceEncoding(SecondsTime):
         steps_per_second: float | None = None,
     ) -> music_pb2.NoteSequence:
         """Decodes event indices to a NoteSequence (times in seconds of model
-        time: `steps_per_second` is always the configuration's own).
+        time: `steps_per_second`, if given, must be the configuration's own).
 
         Notes still sounding at the end are ended there, notes longer than
         MAX_NOTE_DURATION_SECONDS are cut to that length, and note-offs without
         a matching note-on are dropped, as in Magenta. `total_seconds`, when
         given, sets the sequence's length and cuts anything past it.
         """
+        if steps_per_second is not None and steps_per_second != self.config.steps_per_second:
+            raise PerfRNNError(f"this encoding's steps are 1/{self.config.steps_per_second} "
+                               f"second, not 1/{steps_per_second:g}")
         performance = self.performance_from_events(events)
         sequence = performance.to_sequence(max_note_duration=MAX_NOTE_DURATION_SECONDS)
         if total_seconds is not None:
@@ -295,8 +298,13 @@ class PerformanceEncoding(SecondsTime):
         inputs[np.arange(len(events)), self.control_size + events] = 1.0
         return inputs
 
-    def training_controls(self, window: np.ndarray, first_step: int,
+    def teacher_inputs(self, events: np.ndarray, plan: InputPlan) -> np.ndarray:
+        """`inputs_with_controls`: the controls read from the events themselves."""
+        return self.inputs_with_controls(events)
+
+    def training_controls(self, events: np.ndarray, start: int, used: int,
                           plan: InputPlan) -> np.ndarray:
         """The controls of a training window, read from its own events (the
-        label included), as Magenta's data pipeline reads them."""
-        return self.inputs_with_controls(window)[:len(window) - 1, :self.control_size]
+        last label included), as Magenta's data pipeline reads them."""
+        window = events[start:start + used + 1]
+        return self.inputs_with_controls(window)[:used, :self.control_size]

@@ -85,7 +85,7 @@ class RequestPlan:
     seed: int
     bpm: float
     length: LengthPlan
-    inputs: InputPlan  # its planned inputs: metre, controls, style
+    input_plan: InputPlan  # its planned inputs: metre, controls, style
     primer_events: np.ndarray
     primer_steps: int
     rows: int
@@ -103,7 +103,7 @@ class RequestPlan:
 
     @property
     def metre(self) -> Metre:
-        return self.inputs.metre
+        return self.input_plan.metre
 
 
 class RequestPlanner:
@@ -132,15 +132,15 @@ class RequestPlanner:
         candidates = (1 if self.scorer.neutral else  # nothing to choose with
                       candidates_within_budget(options.candidates, options.variations,
                                                length.file_seconds))
-        inputs = InputPlan(metre=self.metre, controls=controls, style=self.style(options))
-        state, history = self.primer_state(primer_events, inputs)
+        input_plan = InputPlan(metre=self.metre, controls=controls, style=self.style(options))
+        state, history = self.primer_state(primer_events, input_plan)
         request.check_cancelled()  # the primer took time
         return RequestPlan(
-            request=request, seed=seed, bpm=bpm, length=length, inputs=inputs,
+            request=request, seed=seed, bpm=bpm, length=length, input_plan=input_plan,
             primer_events=primer_events, primer_steps=primer_steps,
             rows=options.variations * candidates * (LOOP_CANDIDATES if options.loop else 1),
             candidates=candidates, state=state, history=history,
-            row_gates=self.loop.row_gates(self.encoding.row_inputs(inputs)),
+            row_gates=self.loop.row_gates(self.encoding.row_inputs(input_plan)),
             silence_cap=self.silence_cap(bpm),
             quiet_since=-self.loop.closing_silence(primer_events),
             first_position=primer_steps % self.loop.cycle,
@@ -154,7 +154,7 @@ class RequestPlanner:
         (its first `done` steps of new music)."""
         events = np.concatenate([plan.primer_events, prefix])
         steps = plan.primer_steps + done
-        state, history = self.primer_state(events, plan.inputs)
+        state, history = self.primer_state(events, plan.input_plan)
         return dataclasses.replace(
             plan, primer_events=events, primer_steps=steps,
             length=dataclasses.replace(plan.length, steps=plan.length.steps - done),
@@ -195,9 +195,9 @@ class RequestPlanner:
 
     def style(self, options: GenerationOptions) -> np.ndarray:
         """The style input: the request's blend, else the bundle's own style
-        (empty for a model without a style input)."""
-        mix = dict(options.blend or ()) or self.bundle.metadata.style_mix
-        return self.encoding.style_vector(mix)
+        (empty for a model without a style input, which takes no blend)."""
+        own = self.bundle.metadata.style_mix if self.encoding.config.style_names else None
+        return self.encoding.style_vector(dict(options.blend or ()) or own)
 
     def steps_per_file_second(self, bpm: float) -> float:
         """Model steps in one second of the file at `bpm` (see
@@ -238,19 +238,22 @@ class RequestPlanner:
         events = encoding.events_from_sequence(primer, total_steps=steps)
         return events, int(shifts[events].sum())
 
-    def primer_state(self, events: np.ndarray, inputs: InputPlan) -> tuple[tuple, list]:
+    def primer_state(self, events: np.ndarray, input_plan: InputPlan) -> tuple[tuple, list]:
         """The LSTM state after `events` but the last (which the loop feeds
         first), and each history input's state after all of them."""
-        rows = self.encoding.inputs(events, inputs)
+        rows = self.encoding.inputs(events, input_plan)
         history = []
         if self.loop.history:
-            history = self._history_states(events, inputs)
-        return self.loop.primer_state(rows[:-1]), history
+            history = self.history_after(events, 0, self.loop.initial_history())
+        return self.loop.lstm_state_after(rows[:-1]), history
 
-    def _history_states(self, events: np.ndarray, inputs: InputPlan) -> list[np.ndarray]:
-        """Each history input's state after `events` (`history_rows`)."""
-        positions = np.cumsum(self.loop.time_shift_table[events]) % self.loop.cycle
-        return history_rows(self.loop.history, events, positions)[1]
+    def history_after(self, events: np.ndarray, first_step: int,
+                      states: list[np.ndarray]) -> list[np.ndarray]:
+        """Each history input's state after `events`, from `states` at
+        `first_step` (`perfrnn.encoding.history_rows`)."""
+        positions = (first_step + np.cumsum(self.loop.time_shift_table[events])) \
+            % self.loop.cycle
+        return history_rows(self.loop.history, events, positions, states)[1]
 
     # ----- back to music ---------------------------------------------------------------
 

@@ -44,8 +44,12 @@ class SampleStream:
         events = list(row.events)
         row.events.clear()  # the stream keeps no history
         if row.elapsed < self.target:  # the model stopped moving time: the rest is silence
-            shifts = self.planner.encoding.time_shift_events(self.target - row.elapsed)
-            events.append(np.asarray(shifts, np.int32))
+            shifts = np.asarray(self.planner.encoding.time_shift_events(
+                self.target - row.elapsed), np.int32)
+            events.append(shifts)
+            if loop.history:  # the history goes on through the silence, as it would in the loop
+                row.history = self.planner.history_after(
+                    shifts, row.first_position + row.elapsed, row.history)
             row.elapsed, row.last_event = self.target, int(shifts[-1])
         return np.concatenate(events) if events else np.zeros(0, np.int32)
 
@@ -69,5 +73,5 @@ class SampleStream:
                 self.pitch_histogram = tuple(pitch_histogram)
             controls = planner.encoding.encode_controls(self.notes_per_second,
                                                         self.pitch_histogram)
-            inputs = dataclasses.replace(self.plan.inputs, controls=controls)
-            row.gates = planner.loop.row_gates(planner.encoding.row_inputs(inputs))
+            input_plan = dataclasses.replace(self.plan.input_plan, controls=controls)
+            row.gates = planner.loop.row_gates(planner.encoding.row_inputs(input_plan))

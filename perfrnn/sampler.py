@@ -81,9 +81,9 @@ class Sampler:
                  scorer: StyleScorer | None = None):
         self.bundle = bundle
         self.scorer = scorer if scorer is not None else scorer_for(bundle)
-        self.encoding = bundle.encoding
         self.loop = SamplingLoop(bundle, self.metre, block_events, note_grammar,
                                  silence_capped=self.scorer.references is not None)
+        self.encoding = self.loop.encoding
         self.planner = RequestPlanner(bundle, self.scorer, self.loop)
 
     def generate(

@@ -40,9 +40,10 @@ import numpy as np
 import tensorflow as tf
 
 from perfrnn.bundle import Bundle
-from perfrnn.encoding import InputPlan
+from perfrnn.encoding import InputPlan, history_size
+from perfrnn.errors import PerfRNNError
 from perfrnn.metre import Metre
-from perfrnn.model import lstm_update
+from perfrnn.model import lstm_cell, lstm_update
 from perfrnn.multitrack import PITCHES
 from perfrnn.note_lengths import QUANTILES, length_table
 
@@ -112,6 +113,9 @@ class SamplingLoop:
         # Layer 0's kernel, split by the input layout: the one-hot event input
         # becomes a row gather, the planned inputs a gate table.
         steps, rows = encoding.step_input_size, encoding.row_input_size
+        if steps + rows + history_size(self.history) != encoding.control_size:
+            raise PerfRNNError(f"encoding {type(encoding).__name__}: its step, row and history "
+                               f"inputs do not add up to its {encoding.control_size} columns")
         self._step_kernel = kernel0[:steps]
         self._row_kernel = kernel0[steps:steps + rows]
         self._history_kernel = kernel0[steps + rows:encoding.control_size]
@@ -175,7 +179,11 @@ class SamplingLoop:
 
     # ----- the state a primer leaves -------------------------------------------------
 
-    def primer_state(self, inputs: np.ndarray) -> tuple:
+    def initial_history(self) -> list[np.ndarray]:
+        """Each history input's state at the start of a piece."""
+        return [item.initial_state() for item in self.history]
+
+    def lstm_state_after(self, inputs: np.ndarray) -> tuple:
         """The LSTM state after model input rows [time, input_size], as numpy
         arrays (c, h) per layer, each [1, units]."""
         model = self.bundle.model
@@ -363,8 +371,7 @@ class SamplingLoop:
         new_state = [(c, h)]
         x = h
         for (c, h), kernel, bias in zip(upper, model.kernels[1:], model.biases[1:]):
-            gates = tf.matmul(tf.concat([x, h], axis=1), tf.convert_to_tensor(kernel))
-            c, h = lstm_update(gates, c, tf.convert_to_tensor(bias))
+            c, h = lstm_cell(x, c, h, tf.convert_to_tensor(kernel), tf.convert_to_tensor(bias))
             new_state.append((c, h))
             x = h
         logits = tf.matmul(x, tf.convert_to_tensor(model.output_weights)) \

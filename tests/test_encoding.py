@@ -13,7 +13,7 @@ from note_seq.protobuf import music_pb2
 
 from perfrnn.bundle import Bundle, BundleMetadata
 from perfrnn.configs import BAND_TRACKS, DEFAULT_CONFIGS
-from perfrnn.encoding import Encoding, InputPlan, history_rows
+from perfrnn.encoding import Encoding, InputPlan, history_rows, history_size
 from perfrnn.encodings import encoding_for
 from perfrnn.metre import COMMON_TIME, position_cycle
 from perfrnn.metric_encoding import MetricEncoding
@@ -35,7 +35,8 @@ def test_every_encoding_declares_the_protocol_and_its_input_layout(config_id):
     assert table.shape[1] == encoding.step_input_size
     assert len(encoding.onset_allowed(COMMON_TIME)) == len(table)
     assert len(encoding.row_inputs(plan)) == encoding.row_input_size
-    assert encoding.control_size == encoding.step_input_size + encoding.row_input_size
+    assert encoding.control_size == (encoding.step_input_size + encoding.row_input_size
+                                     + history_size(encoding.history_inputs))
     events = np.array([encoding.start_event(), *encoding.time_shift_events(30)])
     inputs = encoding.inputs(events, plan)
     assert inputs.shape == (len(events), encoding.input_size)

@@ -116,6 +116,10 @@ def encoding_meta(config: ModelConfig) -> dict:
     from perfrnn.encodings import encoding_for
 
     encoding = encoding_for(config)
+    if encoding.history_inputs:
+        raise PerfRNNError(f"configuration {config.id!r} has history inputs, which packs for "
+                           "the GPU trainer do not hold yet; train it with "
+                           "`python -m training train`")
     return {
         "control_ones": bool(config.is_metric),
         "config": config.id,

@@ -196,11 +196,9 @@ class ExampleMaker:
         mask = np.zeros(length, np.float32)
         if used:
             if width:
-                first_step = int(self._shift_steps[events[:start]].sum())
                 plan = InputPlan(metre=metre or COMMON_TIME,
                                  style=np.zeros(0, np.float32) if style is None else style)
-                controls[:used] = self.encoding.training_controls(piece[:used + 1], first_step,
-                                                                  plan)
+                controls[:used] = self.encoding.training_controls(events, start, used, plan)
             inputs[:used] = piece[:used]
             labels[:used] = piece[1:]
             mask[:used] = 1.0
