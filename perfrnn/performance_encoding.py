@@ -33,6 +33,7 @@ class PerformanceEncoding(SecondsTime):
         self.config = config
         self.tracks = tuple(config.tracks)
         self.time_unit = f"1/{config.steps_per_second} second"
+        self._decoded: list[performance_lib.PerformanceEvent] | None = None
         self.event_encoding = note_seq.PerformanceOneHotEncoding(
             num_velocity_bins=config.num_velocity_bins,
             max_shift_steps=config.max_shift_steps,
@@ -172,13 +173,19 @@ class PerformanceEncoding(SecondsTime):
         return self.events_from_performance(performance)
 
     def performance_from_events(self, events: np.ndarray) -> performance_lib.Performance:
+        """A note-seq Performance of event indices. Each index is decoded once
+        per encoding: note-seq replaces a Performance's events, never changes
+        them, so one PerformanceEvent serves every place it occurs."""
+        if self._decoded is None:
+            self._decoded = [self.event_encoding.decode_event(index)
+                             for index in range(self.num_classes)]
         performance = performance_lib.Performance(
             steps_per_second=self.config.steps_per_second,
             num_velocity_bins=self.config.num_velocity_bins,
             max_shift_steps=self.config.max_shift_steps,
         )
-        for index in events:
-            performance.append(self.event_encoding.decode_event(int(index)))
+        for index in np.asarray(events, np.int64).tolist():
+            performance.append(self._decoded[index])
         return performance
 
     def primer_sequence(self, primer: music_pb2.NoteSequence) -> music_pb2.NoteSequence:

@@ -160,3 +160,20 @@ def test_history_rows_run_the_same_update_over_the_events():
     rows, (state,) = history_rows([item], events, positions)
     assert [int(np.argmax(row)) for row in rows] == [0, 3, 6, 0, 3]
     assert state.tolist() == [9.0, 6.0, 1.0]
+
+
+def test_a_training_window_mid_piece_reads_the_history_from_the_start_of_the_piece():
+    encoding = HistoryBandEncoding(DEFAULT_CONFIGS["metric_band"].replace(tracks=BAND_TRACKS))
+    rng = np.random.default_rng(5)
+    choices = [encoding.note_on(0, 36), encoding.note_on(1, 40), *encoding.time_shift_events(3),
+               encoding.time_shift(4), encoding.time_shift(5)]
+    events = rng.choice(choices, size=200)
+    plan = InputPlan(metre=COMMON_TIME)
+    whole = encoding.inputs(events, plan)[:, :encoding.control_size]
+    start, used = 120, 50
+    window = encoding.training_controls(events, start, used, plan)
+    assert np.array_equal(window, whole[start:start + used])
+    first = encoding.step_input_size + encoding.row_input_size
+    # a window read on its own would have started its history afresh
+    alone = encoding.inputs(events[start:start + used], plan)[:, first:encoding.control_size]
+    assert not np.array_equal(alone, whole[start:start + used, first:])
