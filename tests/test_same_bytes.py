@@ -2,9 +2,10 @@
 
 Every shipped bundle, at two lengths, continuing a primer, as a seamless
 loop and as a radio stream, must give the MIDI bytes whose SHA-256 digests
-were recorded here before the sampler was refactored (issue 24). A change that moves any random stream, any table or
-any rule of the note grammar changes a digest and fails this test; a change
-that must do so on purpose re-records them and says why in its note:
+were recorded here before the sampler was refactored (issue 24). A change
+that moves any random stream, any table or any rule of the note grammar
+changes a digest and fails this test; a change that must do so on purpose
+re-records them and says why in its note:
 
     .venv/bin/python tests/test_same_bytes.py --record
 """
