@@ -29,7 +29,7 @@ from perfrnn.metre import COMMON_TIME, Metre, parse_metre
 from perfrnn.options import GenerationOptions, ProgressCallback
 from perfrnn.request_plan import Generation, RequestPlanner, SampleRequest
 from perfrnn.sample_stream import SampleStream
-from perfrnn.sampling_loop import BATCH_SIZES, SamplingLoop
+from perfrnn.sampling_loop import COMPILED_AHEAD, SamplingLoop
 from perfrnn.scoring import StyleScorer, scorer_for
 
 __all__ = ["Generation", "SampleRequest", "SampleStream", "Sampler", "use_cpu_threads"]
@@ -141,9 +141,10 @@ class Sampler:
         row.target = 0
         return SampleStream(self.planner, plan, row)
 
-    def compile(self, batch_sizes: Sequence[int] = BATCH_SIZES) -> None:
+    def compile(self, batch_sizes: Sequence[int] = COMPILED_AHEAD) -> None:
         """Compiles the sampling loop for each of `batch_sizes` now (about a
-        second each on a laptop's CPU), so that no request waits for it."""
+        second each on a laptop's CPU), so that no request waits for it
+        (default: every batch size but the rare 32 rows)."""
         self.loop.compile(batch_sizes)
 
     def steps_per_file_second(self, bpm: float) -> float:

@@ -51,6 +51,10 @@ PAD_EVENT = -1
 # The batch sizes the compiled loop runs at (rows, padded up to one of them).
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 MAX_BATCH_ROWS = BATCH_SIZES[-1]
+# Compiled when a style loads (about 15 MB of a server's memory each per
+# style); a batch of 32 rows (4 variations at quality "best") compiles when
+# first needed.
+COMPILED_AHEAD = BATCH_SIZES[:-1]
 # A row's two random streams: its events', and its note lengths'.
 EVENT_STREAM, LENGTH_STREAM = 0, 1
 NEVER = -1e9  # the logit of an event the grammar rules out
@@ -262,7 +266,7 @@ class SamplingLoop:
             row.quiet_since = int(quiet_since[n])
             row.history = [part[n] for part in history]
 
-    def compile(self, batch_sizes: Sequence[int] = BATCH_SIZES) -> None:
+    def compile(self, batch_sizes: Sequence[int] = COMPILED_AHEAD) -> None:
         """Compiles the loop for each of `batch_sizes` now (about a second
         each on a laptop's CPU), so that no request waits for it."""
         for batch in batch_sizes:
