@@ -42,7 +42,7 @@ class SampleStream:
         while not row.finished:
             loop.sample_rows([row])
         events = list(row.events)
-        row.events.clear()  # the stream keeps no history
+        row.events.clear()  # the stream keeps no record of its events
         if row.elapsed < self.target:  # the model stopped moving time: the rest is silence
             shifts = np.asarray(self.planner.encoding.time_shift_events(
                 self.target - row.elapsed), np.int32)
