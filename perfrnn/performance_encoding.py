@@ -20,7 +20,7 @@ from note_seq.protobuf import music_pb2
 from perfrnn.configs import MAX_NOTE_DURATION_SECONDS, ModelConfig
 from perfrnn.encoding import InputPlan, SecondsTime
 from perfrnn.errors import PerfRNNError
-from perfrnn.fast_controls import control_inputs
+from perfrnn.fast_controls import input_controls
 
 
 class PerformanceEncoding(SecondsTime):
@@ -231,12 +231,10 @@ class PerformanceEncoding(SecondsTime):
         inputs[np.arange(len(events)), self.control_size + events] = 1.0
         if self.control_size and len(events):
             config = self.config
-            controls = control_inputs(
+            inputs[:, :self.control_size] = input_controls(
                 events, config.steps_per_second, config.max_shift_steps,
                 config.density_bin_ranges, config.density_window_seconds,
                 config.pitch_histogram_window_seconds)
-            inputs[:-1, :self.control_size] = controls[1:]
-            inputs[-1, :self.control_size] = controls[-1]
         return inputs
 
     def encode_controls(
