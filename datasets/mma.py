@@ -22,6 +22,8 @@ from pathlib import Path
 
 from datasets.errors import DatasetError, SkipPiece
 from datasets.midi_tools import DRUM_CHANNEL, filter_channels, midi_bytes, read_midi
+from perfrnn.chords import transpose_chord
+from perfrnn.song_form import SongPlan, plan_meta_events
 
 MMA_LIB = Path("/usr/share/mma/lib")
 """Where Debian's mma package keeps its groove libraries."""
@@ -234,6 +236,57 @@ def plan_take(
     )
 
 
+def take_plan(take: Take) -> SongPlan:
+    """The sections and chords (as played, after the transposition) of each bar
+    of a take, as `take_script` lays them out."""
+    sections, markers = [], []
+
+    def part(section: str, label: str, count: int) -> None:
+        markers.append((len(sections), label))
+        sections.extend([section] * count)
+
+    if take.intro:
+        part("intro", "Intro", 4)
+    part("main", "A", 8)
+    if take.fill:
+        part("fill", "Fill", 1)
+    part("main", "A", 7 if take.fill else 8)
+    if take.end:
+        part("ending", "Ending", 2)
+    chords = tuple(transpose_chord(take.progression[bar % len(take.progression)],
+                                   take.transpose) for bar in range(len(sections)))
+    return SongPlan(chords, tuple(sections), tuple(markers))
+
+
+def add_plan_marks(mid, plan: SongPlan) -> None:
+    """Writes a take's plan into its MIDI file's first track: a marker at each
+    section start, the chord symbol as a text event at each chord change
+    (what prepare reads back as the piece's sections and chords)."""
+    import mido
+
+    numerator, denominator = 4, 4
+    for message in mid.tracks[0]:
+        if message.type == "time_signature":
+            numerator, denominator = message.numerator, message.denominator
+            break
+    ticks_per_bar = round(mid.ticks_per_beat * numerator * 4 / denominator)
+    track, absolute = mid.tracks[0], []
+    tick = 0
+    for message in track:
+        tick += message.time
+        absolute.append((tick, message))
+    end = absolute.pop()[1] if absolute and absolute[-1][1].type == "end_of_track" else None
+    for at, kind, text in plan_meta_events(plan, ticks_per_bar):
+        absolute.append((at, mido.MetaMessage(kind, text=text)))
+    absolute.sort(key=lambda item: item[0])
+    track.clear()
+    previous = 0
+    for at, message in absolute:
+        track.append(message.copy(time=at - previous))
+        previous = at
+    track.append(end.copy(time=0) if end is not None else mido.MetaMessage("end_of_track"))
+
+
 def take_script(take: Take) -> str:
     """The mma song text of a take: intro 4 bars, 8 bars, fill 1 bar, 7 bars, ending 2 bars."""
     lines = [f"Tempo {take.tempo_bpm}", f"RndSeed {take.seed}", f"Transpose {take.transpose}"]
@@ -283,6 +336,7 @@ def render_take(take: Take, drums_only: bool = False, timeout_s: float = 120.0) 
             raise SkipPiece(f"mma failed: {(errors or ['no MIDI written'])[0].strip()}")
         data = out.read_bytes()
     mid = read_midi(data)
+    add_plan_marks(mid, take_plan(take))
     if drums_only:
         mid = filter_channels(mid, lambda channel: channel == DRUM_CHANNEL)
         if not any(m.type == "note_on" and m.velocity > 0 for t in mid.tracks for m in t):

@@ -79,6 +79,10 @@ class BundleMetadata:
         (`perfrnn.scoring.StyleReferences.to_dict`): its silences, repetition,
         polyphony, key and beat, for scoring generated pieces. Empty: the
         `scoring.json` beside the bundle may hold them, else scores are neutral.
+      progressions: The style's own chord progressions, a chord symbol per
+        bar, in C major / A minor (found in its training music at export); a
+        request without chords draws from them. Empty: a style without song
+        inputs, or none found.
     """
 
     style: str
@@ -98,6 +102,7 @@ class BundleMetadata:
     style_mix: dict = field(default_factory=dict)
     parts: list[str] = field(default_factory=list)
     references: dict = field(default_factory=dict)
+    progressions: list[list[str]] = field(default_factory=list)
 
     @property
     def played_tracks(self) -> tuple[TrackRole, ...]:

@@ -88,6 +88,10 @@ class ModelConfig:
     # none). A metric encoding then ends each control block with one weight per
     # style (perfrnn.metric_encoding.MetricEncoding.style_vector).
     style_names: tuple[str, ...] = ()
+    # Metric encodings: the song plan's chords and sections as row inputs per
+    # bar, and the bar lookback as history inputs (perfrnn.song_form,
+    # perfrnn.lookback).
+    song_inputs: bool = False
     rnn_layer_sizes: tuple[int, ...] = (512, 512, 512)
     tracks: tuple[TrackRole, ...] = PIANO_TRACKS
     # Training settings (Magenta's defaults).
@@ -183,6 +187,23 @@ DEFAULT_CONFIGS: dict[str, ModelConfig] = {
             id="metric_band",
             description="Metric band RNN: drums, bass, harmony, lead on a beat grid",
             tracks=BAND_TRACKS,
+            **_METRIC,
+        ),
+        ModelConfig(
+            id="metric_drums_song",
+            description="Metric drum RNN that follows a song's sections and looks back "
+                        "one, two and four bars",
+            tracks=(TrackRole("drums", 0, is_drum=True),),
+            transpose_range=(0, 0),
+            song_inputs=True,
+            **_METRIC,
+        ),
+        ModelConfig(
+            id="metric_band_song",
+            description="Metric band RNN that follows a song's chords and sections and "
+                        "looks back one, two and four bars",
+            tracks=BAND_TRACKS,
+            song_inputs=True,
             **_METRIC,
         ),
     )

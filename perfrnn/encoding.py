@@ -29,14 +29,17 @@ It declares:
 
   - **planned inputs**, known before sampling for every step, from an
     `InputPlan`. *Step inputs* change with the step within a cycle (a
-    metric style's position in the beat, bar and phrase; next: the chord
-    and the song section), `step_table`; *row inputs* stay the same for a
-    whole request (note density and key; a style blend), `row_inputs`. The
-    sampler folds both into layer 0's gate table, so they cost one gather
-    per event.
+    metric style's position in the beat, bar and phrase), `step_table`;
+    *row inputs* change at most once a bar, from the request's song plan
+    (`perfrnn.song_form.SongPlan`: the chord now and next, the section and
+    the bars left in it; a piano's key from the chord), and otherwise stay
+    the same for a whole request (note density and key; a style blend),
+    `row_inputs`, one row per bar of the plan. The sampler folds both into
+    layer 0's gate tables, so they cost a gather or two per event.
   - **history inputs**, computed from the events generated so far
-    (`history_inputs`, each a `HistoryInput`; next: what each part played
-    one, two and four bars ago). The compiled loop moves their state on by
+    (`history_for(metre)`, each a `HistoryInput`: a metric style's
+    `perfrnn.lookback.BarLookback`, what each part played one, two and four
+    bars ago). The compiled loop moves their state on by
     each event it makes, and `history_rows` computes the same rows for
     teacher-forced training by running the same `update` over the same
     events, from the start of the piece. With none declared, the compiled
@@ -65,6 +68,8 @@ from perfrnn.metre import COMMON_TIME, Metre
 if TYPE_CHECKING:
     import tensorflow as tf
 
+    from perfrnn.song_form import SongPlan
+
 
 @dataclasses.dataclass(frozen=True)
 class InputPlan:
@@ -76,11 +81,26 @@ class InputPlan:
         (`encode_controls`), empty for none.
       style: The style input of a model that has one (`style_vector`), empty
         for none.
+      song: The chords and sections per bar (None: none planned).
+      song_start: The step (from the start of the events) where the song's
+        first bar begins: the end of a primer.
+      bar_steps: Steps of one bar (0: the metre's, for a metric encoding).
     """
 
     metre: Metre = COMMON_TIME
     controls: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
     style: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
+    song: SongPlan | None = None
+    song_start: int = 0
+    bar_steps: int = 0
+
+    def bars_at(self, steps: np.ndarray) -> np.ndarray:
+        """The bar of the song plan (an index into its bars; 0 before it
+        starts, and the plan repeats after its end) at each absolute step."""
+        if self.song is None or self.bar_steps <= 0:
+            return np.zeros(np.shape(steps), np.int64)
+        bars = np.maximum(np.asarray(steps, np.int64) - self.song_start, 0) // self.bar_steps
+        return bars % self.song.bars
 
 
 class HistoryInput(Protocol):
@@ -118,7 +138,10 @@ class Encoding(Protocol):
     # True: steps are fractions of a beat, played at the file's tempo; False:
     # steps are fractions of a second at the style's own tempo, stretched.
     follows_tempo: bool
-    history_inputs: tuple[HistoryInput, ...]
+    history_inputs: tuple[HistoryInput, ...]  # in 4/4; their widths are any metre's
+    # True: the model follows a song plan's chords (and sections) through its
+    # row inputs (`InputPlan.song`)
+    reads_song: bool
     # the note density and key signals of a conditioned style (note-seq's
     # PerformanceControlSignal), empty for others
     control_signals: list
@@ -200,7 +223,11 @@ class Encoding(Protocol):
         """The step inputs of each step of the position cycle: [cycle, step_input_size]."""
 
     def row_inputs(self, plan: InputPlan) -> np.ndarray:
-        """The row inputs of a request: [row_input_size]."""
+        """The row inputs of a request, one row per bar of its song plan (one
+        row without a plan): [bars, row_input_size]."""
+
+    def history_for(self, metre: Metre) -> tuple[HistoryInput, ...]:
+        """The history inputs in `metre` (widths as `history_inputs`)."""
 
     def inputs(self, events: np.ndarray, plan: InputPlan) -> np.ndarray:
         """Model input rows [len(events), input_size] for `events` from the
@@ -281,6 +308,7 @@ class SecondsTime:
 
     follows_tempo = False
     history_inputs: tuple[HistoryInput, ...] = ()
+    reads_song = False
     step_input_size = 0
     config: ModelConfig
 
@@ -304,3 +332,7 @@ class SecondsTime:
     def step_table(self, plan: InputPlan) -> np.ndarray:
         """No step inputs: one position of width 0."""
         return np.zeros((1, 0), np.float32)
+
+    def history_for(self, metre: Metre) -> tuple[HistoryInput, ...]:
+        """No history inputs."""
+        return ()

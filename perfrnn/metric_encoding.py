@@ -21,15 +21,18 @@ A one-role configuration (drums) maps every note onto its one role.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 
 import numpy as np
 from note_seq.protobuf import music_pb2
 
+from perfrnn.chords import NO_CHORD
 from perfrnn.configs import ModelConfig
 from perfrnn.encoding import InputPlan, history_rows, history_size, no_style
 from perfrnn.errors import PerfRNNError
+from perfrnn.lookback import BarLookback, event_channels, lookback_rows
 from perfrnn.metre import (
     COMMON_TIME,
     ONSET_GRID,
@@ -40,6 +43,7 @@ from perfrnn.metre import (
     quarters_at,
 )
 from perfrnn.multitrack import MultiTrackEncoding
+from perfrnn.song_form import BAR_FEATURES, MAX_BARS_LEFT, SongPlan
 
 
 class MetricEncoding(MultiTrackEncoding):
@@ -60,6 +64,10 @@ class MetricEncoding(MultiTrackEncoding):
         grid = np.array(sorted({round(self.steps_per_quarter * p) for p in ONSET_GRID}))
         within = np.arange(self.steps_per_quarter)
         self._snap = grid[np.argmin(np.abs(within[:, None] - grid[None, :]), axis=1)]
+        self._lookbacks: dict[Metre, tuple] = {}
+        if config.song_inputs:
+            self._lookback_channels = event_channels(self.note_keys()[0], self.tracks)
+            self.history_inputs = self.history_for(COMMON_TIME)
 
     @property
     def step_input_size(self) -> int:
@@ -67,15 +75,37 @@ class MetricEncoding(MultiTrackEncoding):
         return position_size(self.steps_per_quarter)
 
     @property
+    def reads_song(self) -> bool:
+        return self.config.song_inputs
+
+    @property
+    def bar_input_size(self) -> int:
+        """The song plan's bar input (`perfrnn.song_form.BAR_FEATURES`: chord
+        now and next, section, bars left) of a configuration with song inputs."""
+        return BAR_FEATURES if self.config.song_inputs else 0
+
+    @property
     def row_input_size(self) -> int:
-        """The style input: one weight per style the base model learned."""
-        return len(self.config.style_names)
+        """The bar input, then the style input: one weight per style the base
+        model learned."""
+        return self.bar_input_size + len(self.config.style_names)
 
     @property
     def control_size(self) -> int:
         """Width of the part of each input row before the event: the position,
-        then the style input, then the history inputs."""
+        then the row inputs, then the history inputs."""
         return self.step_input_size + self.row_input_size + history_size(self.history_inputs)
+
+    def history_for(self, metre: Metre) -> tuple:
+        """The bar lookback in `metre` (`perfrnn.lookback`) for a configuration
+        with song inputs; else the history inputs set on the encoding."""
+        if not self.config.song_inputs:
+            return self.history_inputs
+        if metre not in self._lookbacks:
+            self._lookbacks[metre] = (BarLookback(
+                self._lookback_channels, metre.steps_per_bar(self.steps_per_quarter),
+                position_cycle(metre, self.steps_per_quarter)),)
+        return self._lookbacks[metre]
 
     def style_vector(self, mix: Mapping[str, float] | None = None) -> np.ndarray:
         """The style input [len(style_names)]: each style's share of `mix`
@@ -106,18 +136,6 @@ class MetricEncoding(MultiTrackEncoding):
         if total <= 0:
             raise PerfRNNError("the blend's weights are all 0; give one style a weight")
         return vector / total
-
-    def _control_rows(self, steps, metre: Metre, style: np.ndarray | None) -> np.ndarray:
-        """Position and style inputs [len(steps), control_size] at absolute steps."""
-        rows = position_features(steps, metre, self.steps_per_quarter)
-        names = self.config.style_names
-        if not names:
-            return rows
-        if style is None or np.shape(style) != (len(names),):
-            raise PerfRNNError(f"this model needs a style input of {len(names)} weights "
-                               f"({', '.join(names)}); see style_vector")
-        styles = np.broadcast_to(np.asarray(style, np.float32), (len(rows), len(names)))
-        return np.concatenate([rows, styles], axis=1)
 
     @property
     def input_size(self) -> int:
@@ -177,19 +195,60 @@ class MetricEncoding(MultiTrackEncoding):
     def inputs_from_events(self, events: np.ndarray, control_values: list | None = None,
                            first_step: int = 0, metre: Metre = COMMON_TIME,
                            style: np.ndarray | None = None) -> np.ndarray:
-        """Model inputs [len(events), input_size]: row t is the position after
-        event t (`first_step` is the step before the first event), then the
-        style input (`style_vector`), then the history inputs after event t
-        (`perfrnn.encoding.history_rows`), then event t's one-hot."""
+        """Model inputs [len(events), input_size] without a song plan: row t is
+        the position after event t (`first_step` is the step before the first
+        event), then the style input (`style_vector`), then the history inputs
+        after event t, then event t's one-hot (see `inputs`)."""
+        return self._rows(events, first_step, self._plan(metre, style))
+
+    def _plan(self, metre: Metre, style: np.ndarray | None) -> InputPlan:
+        return InputPlan(metre=metre, style=np.zeros(0, np.float32) if style is None else style)
+
+    def _rows(self, events: np.ndarray, first_step: int, plan: InputPlan) -> np.ndarray:
         events = np.asarray(events, np.int64)
         inputs = np.zeros((len(events), self.input_size), np.float32)
-        planned = self.step_input_size + self.row_input_size
-        inputs[:, :planned] = self.controls_from_events(events, first_step, metre, style)
-        if self.history_inputs:
-            inputs[:, planned:self.control_size] = history_rows(
-                self.history_inputs, events, self.positions_after(events, first_step, metre))[0]
+        inputs[:, :self.control_size] = self._controls(events, first_step, len(events), plan,
+                                                       from_start=first_step == 0)
         inputs[np.arange(len(events)), self.control_size + events] = 1.0
         return inputs
+
+    def _controls(self, events: np.ndarray, first_step: int, used: int, plan: InputPlan,
+                  from_start: bool, start: int = 0) -> np.ndarray:
+        """Position, row and history inputs [used, control_size] after
+        events[start:start + used]; `first_step` is the step before
+        events[start]. History runs from the start of `events` (which must be
+        the start of the piece when `from_start`)."""
+        window = events[start:start + used]
+        after = first_step + np.cumsum(self.time_shift_steps()[window])
+        controls = np.zeros((used, self.control_size), np.float32)
+        steps = self.step_input_size
+        controls[:, :steps] = position_features(after, plan.metre, self.steps_per_quarter)
+        rows = self.row_inputs(plan)
+        controls[:, steps:steps + self.row_input_size] = rows[self.song_bars(plan, after)]
+        history = self.history_for(plan.metre)
+        if history:
+            fed = events[:start + used]
+            absolute = np.cumsum(self.time_shift_steps()[fed]) + (0 if from_start else
+                                                                   first_step)
+            controls[:, steps + self.row_input_size:] = self._history_rows(
+                history, fed, absolute, plan.metre)[start:]
+        return controls
+
+    def _history_rows(self, history, events, absolute, metre: Metre) -> np.ndarray:
+        """History rows after each event: the lookback's numpy twin when it is
+        the only one, else `perfrnn.encoding.history_rows` (TensorFlow)."""
+        if len(history) == 1 and isinstance(history[0], BarLookback):
+            return lookback_rows(history[0], events, absolute)
+        cycle = position_cycle(metre, self.steps_per_quarter)
+        return history_rows(history, events, absolute % cycle)[0]
+
+    def song_bars(self, plan: InputPlan, steps: np.ndarray) -> np.ndarray:
+        """The row of `row_inputs(plan)` at each absolute step: the song
+        plan's bar (0 for all without a plan)."""
+        if plan.song is None or not self.bar_input_size:
+            return np.zeros(len(steps), np.int64)
+        bar_steps = plan.bar_steps or plan.metre.steps_per_bar(self.steps_per_quarter)
+        return dataclasses.replace(plan, bar_steps=bar_steps).bars_at(steps)
 
     def positions_after(self, events: np.ndarray, first_step: int = 0,
                         metre: Metre = COMMON_TIME) -> np.ndarray:
@@ -203,9 +262,14 @@ class MetricEncoding(MultiTrackEncoding):
                              style: np.ndarray | None = None) -> np.ndarray:
         """The planned part of `inputs_from_events` [len(events),
         step_input_size + row_input_size] alone: the position after each
-        event, then the style input."""
+        event, then the row inputs (no song plan)."""
+        plan = self._plan(metre, style)
         after = first_step + np.cumsum(self.time_shift_steps()[np.asarray(events, np.int64)])
-        return self._control_rows(after, metre, style)
+        planned = np.zeros((len(after), self.step_input_size + self.row_input_size), np.float32)
+        planned[:, :self.step_input_size] = position_features(after, metre,
+                                                              self.steps_per_quarter)
+        planned[:, self.step_input_size:] = self.row_inputs(plan)[self.song_bars(plan, after)]
+        return planned
 
     def inputs_with_controls(self, events: np.ndarray, first_step: int = 0,
                              metre: Metre = COMMON_TIME,
@@ -225,12 +289,27 @@ class MetricEncoding(MultiTrackEncoding):
         return position_features(np.arange(cycle), plan.metre, self.steps_per_quarter)
 
     def row_inputs(self, plan: InputPlan) -> np.ndarray:
-        """The request's style blend (empty for a model without a style input)."""
-        return np.asarray(plan.style if self.row_input_size else (), np.float32)
+        """One row per bar of the song plan (one without a plan): the bar input
+        (`perfrnn.song_form.SongPlan.bar_table`; without a plan, no chord, the
+        main section, the most bars left), then the style blend."""
+        names = self.config.style_names
+        style = np.asarray(plan.style if names else (), np.float32)
+        if style.shape != (len(names),):
+            raise PerfRNNError(f"this model needs a style input of {len(names)} weights "
+                               f"({', '.join(names)}); see style_vector")
+        if not self.bar_input_size:
+            return style[None]
+        song = plan.song or SongPlan((NO_CHORD,), ("main",))
+        table = song.bar_table()
+        if plan.song is None:
+            table[0, -MAX_BARS_LEFT:] = 0.0
+            table[0, -1] = 1.0
+        return np.concatenate([table, np.broadcast_to(style, (len(table), len(style)))], axis=1)
 
     def inputs(self, events: np.ndarray, plan: InputPlan) -> np.ndarray:
-        """`inputs_from_events` from the start of the piece, in `plan`'s metre and style."""
-        return self.inputs_from_events(events, metre=plan.metre, style=plan.style)
+        """`inputs_from_events` from the start of the piece, with `plan`'s metre,
+        style and song (the row input of the bar after each event)."""
+        return self._rows(events, 0, plan)
 
     def teacher_inputs(self, events: np.ndarray, plan: InputPlan) -> np.ndarray:
         """The same rows as `inputs` (nothing here is read from the events
@@ -239,16 +318,8 @@ class MetricEncoding(MultiTrackEncoding):
 
     def training_controls(self, events: np.ndarray, start: int, used: int,
                           plan: InputPlan) -> np.ndarray:
-        """The position after each event fed and the style, then the history
-        inputs, run from the start of the piece."""
+        """The position after each event fed, the row inputs of its bar, then
+        the history inputs, run from the start of the piece."""
         events = np.asarray(events, np.int64)
         first_step = int(self.time_shift_steps()[events[:start]].sum())
-        controls = np.zeros((used, self.control_size), np.float32)
-        planned = self.step_input_size + self.row_input_size
-        controls[:, :planned] = self.controls_from_events(events[start:start + used], first_step,
-                                                          plan.metre, plan.style)
-        if self.history_inputs:
-            fed = events[:start + used]
-            controls[:, planned:] = history_rows(
-                self.history_inputs, fed, self.positions_after(fed, 0, plan.metre))[0][start:]
-        return controls
+        return self._controls(events, first_step, used, plan, from_start=True, start=start)

@@ -304,8 +304,8 @@ class MultiTrackEncoding(SecondsTime):
         return primer
 
     def row_inputs(self, plan: InputPlan) -> np.ndarray:
-        """No row inputs."""
-        return np.zeros(0, np.float32)
+        """No row inputs: one row of width 0."""
+        return np.zeros((1, 0), np.float32)
 
     def inputs(self, events: np.ndarray, plan: InputPlan) -> np.ndarray:
         """The one-hot rows (`inputs_from_events`)."""

@@ -14,7 +14,9 @@ import note_seq
 from note_seq import abc_parser, musicxml_reader
 from note_seq.protobuf import music_pb2
 
+from perfrnn.chords import parse_chord
 from perfrnn.errors import PerfRNNError
+from perfrnn.song_form import SECTIONS
 
 MIDI_SUFFIXES = (".mid", ".midi")
 MUSICXML_SUFFIXES = (".xml", ".musicxml", ".mxl")
@@ -40,6 +42,7 @@ def read_music_file(path: str | os.PathLike) -> music_pb2.NoteSequence:
     try:
         if suffix in MIDI_SUFFIXES:
             sequence = note_seq.midi_file_to_note_sequence(str(path))
+            add_song_marks(sequence, path)
         elif suffix in MUSICXML_SUFFIXES:
             sequence = musicxml_reader.musicxml_file_to_sequence_proto(str(path))
         else:
@@ -61,3 +64,44 @@ def _read_abc(path: Path) -> music_pb2.NoteSequence:
             return tune
     reason = str(exceptions[0]) if exceptions else "no tune with notes found"
     raise PerfRNNError(f"no tune in it parses ({reason})", path=path, action="read")
+
+
+SECTION_LABELS = {"intro": "intro", "a": "main", "b": "main", "verse": "main",
+                  "chorus": "main", "bridge": "main", "main": "main", "fill": "fill",
+                  "break": "fill", "ending": "ending", "end": "ending", "outro": "ending"}
+"""Marker texts read as sections (lower case, trailing digits dropped)."""
+
+
+def add_song_marks(sequence: music_pb2.NoteSequence, path: str | os.PathLike) -> None:
+    """Adds a MIDI file's plan to its NoteSequence (which note-seq does not
+    read): each ``text`` meta event that is a chord symbol as a CHORD_SYMBOL
+    text annotation, each ``marker`` that names a section (Intro, A, B, Verse,
+    Chorus, Fill, Ending ...) as a section annotation (id: index in
+    `perfrnn.song_form.SECTIONS`). Times in seconds, by the file's tempo map."""
+    import mido
+
+    try:
+        midi = mido.MidiFile(str(path))
+    except Exception:  # noqa: BLE001 - note-seq read it; its marks are a bonus
+        return
+    seconds = 0.0
+    for message in midi:  # merged tracks, delta times in seconds
+        seconds += message.time
+        if not message.is_meta or message.type not in ("text", "marker"):
+            continue
+        text = str(message.text).strip()
+        if message.type == "marker":
+            label = SECTION_LABELS.get(text.lower().rstrip("0123456789 "))
+            if label is not None:
+                mark = sequence.section_annotations.add(time=seconds)
+                mark.section_id = SECTIONS.index(label)
+            continue
+        if not text or len(text) > 16:
+            continue
+        try:
+            chord = parse_chord(text)
+        except PerfRNNError:
+            continue
+        sequence.text_annotations.add(
+            time=seconds, text=chord.symbol,
+            annotation_type=music_pb2.NoteSequence.TextAnnotation.CHORD_SYMBOL)

@@ -9,8 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from perfrnn.chords import MAX_PROGRESSION_BARS, key_transposition, parse_chord
 from perfrnn.errors import PerfRNNError
 from perfrnn.metre import Metre
+from perfrnn.song_form import FORMS
 
 if TYPE_CHECKING:  # importing note-seq here would import it before the CLI quiets it
     from note_seq.protobuf import music_pb2
@@ -61,6 +63,15 @@ class GenerationOptions:
         that best fits the style (`perfrnn.scoring`) is kept. See QUALITIES.
       repair: Resample from just before a silence or a stuck passage longer
         than the style's own music has (a few tries), instead of keeping it.
+      chords: A chord symbol per bar (`perfrnn.chords.parse_progression`
+        reads "C G Am F"), repeated through each section; None: the style's
+        own progressions (a style with song inputs; a key-conditioned piano
+        follows chords only when given them).
+      form: "song" (intro, A sections with fills, ending), "loop" (the main
+        section only; the default with `loop`) or "endless" (the radio);
+        None: "song", or "loop" with `loop`.
+      key: The key of the style's own progression ("G", "Em"); None: drawn
+        from the seed. Given chords are played as written.
     """
 
     seconds: float = 30.0
@@ -75,6 +86,14 @@ class GenerationOptions:
     blend: tuple[tuple[str, float], ...] | None = None
     candidates: int = 1
     repair: bool = True
+    chords: tuple[str, ...] | None = None
+    form: str | None = None
+    key: str | None = None
+
+    @property
+    def song_form(self) -> str:
+        """The form asked for, else the default: "loop" with `loop`, else "song"."""
+        return self.form or ("loop" if self.loop else "song")
 
     def validate(self) -> None:
         """Raises PerfRNNError with a message that says how to fix the option."""
@@ -111,6 +130,16 @@ class GenerationOptions:
             raise PerfRNNError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
         if self.blend is not None:
             check_blend(self.blend)
+        if self.chords is not None:
+            if not isinstance(self.chords, tuple) or not 1 <= len(self.chords) \
+                    <= MAX_PROGRESSION_BARS:
+                raise PerfRNNError(f"chords: give 1 to {MAX_PROGRESSION_BARS} bars of chords")
+            for symbol in self.chords:
+                parse_chord(symbol)
+        if self.form is not None and self.form not in FORMS:
+            raise PerfRNNError(f"form must be one of {', '.join(FORMS)}, got {self.form!r}")
+        if self.key is not None:
+            key_transposition(self.key)
 
     def resolved_seed(self) -> int:
         return random.SystemRandom().randrange(MAX_SEED) if self.seed is None else self.seed

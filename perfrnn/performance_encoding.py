@@ -290,9 +290,22 @@ class PerformanceEncoding(SecondsTime):
             raise PerfRNNError("this model is conditioned: control values are required")
         return inputs
 
+    @property
+    def reads_song(self) -> bool:
+        """A key-conditioned piano follows chords: its key control, per bar."""
+        return self.config.has_pitch_histogram_control
+
     def row_inputs(self, plan: InputPlan) -> np.ndarray:
-        """The request's encoded note density and key."""
-        return np.asarray(plan.controls, np.float32)
+        """The request's encoded note density and key: [1, row_input_size];
+        with a song plan, a row per bar whose key is the bar's chord
+        (`perfrnn.song_form.SongPlan.pitch_class_histograms`), so that a
+        key-conditioned piano follows a progression."""
+        controls = np.asarray(plan.controls, np.float32)[None]
+        if plan.song is None or not self.config.has_pitch_histogram_control:
+            return controls
+        rows = np.repeat(controls, plan.song.bars, axis=0)
+        rows[:, -12:] = plan.song.pitch_class_histograms()  # the key is the last signal
+        return rows
 
     def inputs(self, events: np.ndarray, plan: InputPlan) -> np.ndarray:
         """Model inputs [len(events), input_size]: the request's controls on

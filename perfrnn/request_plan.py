@@ -10,6 +10,7 @@ row then starts as a `perfrnn.sampling_loop.Row` (`RequestPlanner.new_row`).
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,6 +19,7 @@ from note_seq import sequences_lib
 from note_seq.protobuf import music_pb2
 
 from perfrnn.bundle import Bundle
+from perfrnn.chords import key_transposition, transpose_chord
 from perfrnn.encoding import InputPlan, history_rows
 from perfrnn.errors import PerfRNNError
 from perfrnn.metre import COMMON_TIME, Metre
@@ -31,8 +33,9 @@ from perfrnn.options import (
     length_plan,
     pitch_histogram_for_key,
 )
-from perfrnn.sampling_loop import Row, SamplingLoop
+from perfrnn.sampling_loop import MAX_PLAN_BARS, Row, RowGates, SamplingLoop
 from perfrnn.scoring import Score, StyleScorer
+from perfrnn.song_form import SongPlan, plan_song
 
 # A model that stops moving time forward is cut off after this many events per
 # second of music asked for (dense piano runs about 100); the rest is silence.
@@ -94,10 +97,11 @@ class RequestPlan:
     history: list[np.ndarray]  # each history input's state after the primer
     silence_cap: int  # the longest a silence may last, in steps (0: any)
     quiet_since: int  # where the primer's closing silence began (<= 0), in steps
-    row_gates: np.ndarray  # [4 * units0]: layer 0's input from its row inputs
+    row_gates: RowGates  # layer 0's input from its row inputs, per bar of its song
     first_position: int  # the step of the position cycle where its new music starts
     sounding: np.ndarray  # [keys]: 1 for each note the primer leaves sounding
     max_events: int
+    plan_step: int = 0  # steps of its song plan before its rows' new music
     joined: int = 0  # rows that have joined the batch so far
     generated: dict[int, np.ndarray] = field(default_factory=dict)  # events per finished row
 
@@ -132,7 +136,9 @@ class RequestPlanner:
         candidates = (1 if self.scorer.neutral else  # nothing to choose with
                       candidates_within_budget(options.candidates, options.variations,
                                                length.file_seconds))
-        input_plan = InputPlan(metre=self.metre, controls=controls, style=self.style(options))
+        input_plan = InputPlan(metre=self.metre, controls=controls, style=self.style(options),
+                               song=self.song(options, length, seed), song_start=primer_steps,
+                               bar_steps=length.bar_steps)
         state, history = self.primer_state(primer_events, input_plan)
         request.check_cancelled()  # the primer took time
         return RequestPlan(
@@ -159,7 +165,7 @@ class RequestPlanner:
             plan, primer_events=events, primer_steps=steps,
             length=dataclasses.replace(plan.length, steps=plan.length.steps - done),
             state=state, history=history, first_position=steps % self.loop.cycle,
-            sounding=self.loop.sounding_after(events),
+            plan_step=plan.plan_step + done, sounding=self.loop.sounding_after(events),
             quiet_since=-self.loop.closing_silence(events), rows=1, joined=0, generated={})
 
     def new_row(self, plan: RequestPlan, index: int, row: int) -> Row:
@@ -169,8 +175,9 @@ class RequestPlanner:
         return Row(index=index, row=row, stream=place + candidate * CANDIDATE_STREAMS,
                    silence_cap=plan.silence_cap, quiet_since=plan.quiet_since,
                    seed=plan.seed, target=plan.length.steps,
-                   max_events=plan.max_events, gates=plan.row_gates,
-                   first_position=plan.first_position,
+                   max_events=plan.max_events, gates=plan.row_gates.gates,
+                   bar_rows=plan.row_gates.bar_rows, plan_step=plan.plan_step,
+                   bar_steps=plan.length.bar_steps, first_position=plan.first_position,
                    temperature=plan.request.options.temperature,
                    state=[part[0] for layer in plan.state for part in layer],
                    history=list(plan.history),
@@ -192,6 +199,26 @@ class RequestPlanner:
                 and defaults.get("key")):
             pitch_histogram = pitch_histogram_for_key(defaults["key"])
         return notes_per_second, pitch_histogram
+
+    def song(self, options: GenerationOptions, length: LengthPlan, seed: int) -> SongPlan | None:
+        """The request's song plan: its form over the bars it makes, with its
+        chords or the style's own progression (`BundleMetadata.progressions`,
+        in its key or one drawn from the seed). None for a style that reads
+        no song plan, or one with no chords to follow."""
+        progressions = self.bundle.metadata.progressions
+        if not self.encoding.reads_song or not (options.chords or progressions):
+            return None
+        bars = MAX_PLAN_BARS if options.song_form == "endless" else \
+            min(-(-length.steps // max(length.bar_steps, 1)), MAX_PLAN_BARS)
+        if options.chords:
+            return plan_song(max(bars, 1), options.song_form, tuple(options.chords))
+        draw = random.Random(f"{seed}:song")
+        main = tuple(draw.choice(progressions))
+        bridge = tuple(draw.choice(progressions))
+        shift = key_transposition(options.key) if options.key else draw.randint(-5, 6)
+        return plan_song(max(bars, 1), options.song_form,
+                         tuple(transpose_chord(chord, shift) for chord in main),
+                         tuple(transpose_chord(chord, shift) for chord in bridge))
 
     def style(self, options: GenerationOptions) -> np.ndarray:
         """The style input: the request's blend, else the bundle's own style

@@ -74,4 +74,5 @@ class SampleStream:
             controls = planner.encoding.encode_controls(self.notes_per_second,
                                                         self.pitch_histogram)
             input_plan = dataclasses.replace(self.plan.input_plan, controls=controls)
-            row.gates = planner.loop.row_gates(planner.encoding.row_inputs(input_plan))
+            gates = planner.loop.row_gates(planner.encoding.row_inputs(input_plan))
+            row.gates, row.bar_rows = gates.gates, gates.bar_rows

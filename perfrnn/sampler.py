@@ -133,9 +133,10 @@ class Sampler:
 
     def open_stream(self, options: GenerationOptions) -> SampleStream:
         """A stream of music without end (see `SampleStream`), from `options`'
-        seed, temperature, tempo, controls and blend (its length is ignored)."""
+        seed, temperature, tempo, controls, blend and chords (its length is
+        ignored; a style that reads a song plays the "endless" form)."""
         options = dataclasses.replace(options, seconds=1.0, bars=None, loop=False,
-                                      variations=1, candidates=1)
+                                      variations=1, candidates=1, form="endless")
         plan = self.planner.plan(SampleRequest(options))
         row = self.planner.new_row(plan, 0, 0)
         row.target = 0

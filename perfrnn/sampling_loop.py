@@ -58,6 +58,21 @@ COMPILED_AHEAD = BATCH_SIZES[:-1]
 # A row's two random streams: its events', and its note lengths'.
 EVENT_STREAM, LENGTH_STREAM = 0, 1
 NEVER = -1e9  # the logit of an event the grammar rules out
+MAX_PLAN_BARS = 1024
+"""The most bars a song plan has; a longer piece repeats its plan."""
+GATE_ROWS = (32, 128, MAX_PLAN_BARS)
+"""Distinct row-input rows a batch's table holds, padded up to one of these
+(each size compiles its own loop; 32 holds a song of a few minutes)."""
+
+
+@dataclass(frozen=True)
+class RowGates:
+    """Layer 0's gate input from a request's row inputs: each distinct row
+    once ([rows, 4 * units0]), and which of them each bar of its song plan
+    reads ([bars] int32; one bar without a plan)."""
+
+    gates: np.ndarray
+    bar_rows: np.ndarray
 
 
 @dataclass
@@ -71,7 +86,7 @@ class Row:
     seed: int
     target: int  # steps of music it makes
     max_events: int
-    gates: np.ndarray  # [4 * units0]: layer 0's input from its row inputs
+    gates: np.ndarray  # [distinct rows, 4 * units0]: layer 0's input from its row inputs
     first_position: int  # the step of the position cycle where its new music starts
     temperature: float
     state: list[np.ndarray]  # c, h of each layer, each [units]
@@ -79,6 +94,11 @@ class Row:
     sounding: np.ndarray  # [keys]
     deadline: np.ndarray  # [keys]
     history: list[np.ndarray] = field(default_factory=list)  # each history input's state
+    # Its song plan: which of `gates` each bar reads, the plan's steps before
+    # its new music, and the steps of a bar (`RowGates`).
+    bar_rows: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int32))
+    plan_step: int = 0
+    bar_steps: int = 1
     pending: int = 0
     quiet_since: int = 0  # the step at which its current silence began
     silence_cap: int = 0  # the longest its silences may last, in steps (0: any)
@@ -111,7 +131,7 @@ class SamplingLoop:
         self.block_events = int(block_events)
         self.note_grammar = bool(note_grammar)
         self.silence_capped = bool(silence_capped)
-        self.history = tuple(encoding.history_inputs)
+        self.history = tuple(encoding.history_for(metre))
         model = bundle.model
         kernel0 = model.kernels[0]
         # Layer 0's kernel, split by the input layout: the one-hot event input
@@ -173,13 +193,18 @@ class SamplingLoop:
             return tf.convert_to_tensor(bias)[None]
         return tf.matmul(table, self._step_kernel) + bias
 
-    def row_gates(self, values: np.ndarray) -> np.ndarray:
-        """Layer 0's gate input from one request's row inputs: [4 * units]."""
+    def row_gates(self, values: np.ndarray) -> RowGates:
+        """Layer 0's gate input from one request's row inputs, one row per bar
+        of its song plan ([bars, row_input_size]), kept once per distinct row."""
+        values = np.asarray(values, np.float32).reshape(len(values), -1)
+        if len(values) > MAX_PLAN_BARS:
+            raise PerfRNNError(f"a song plan has at most {MAX_PLAN_BARS} bars")
+        distinct, bar_rows = np.unique(values, axis=0, return_inverse=True)
         units = int(self.position_gates.shape[1])
-        if values is None or not len(values):
-            return np.zeros(units, np.float32)
-        row = np.asarray(values, np.float32)[None]
-        return tf.matmul(row, self._row_kernel).numpy()[0]
+        gates = np.zeros((len(distinct), units), np.float32)
+        if distinct.shape[1]:
+            gates = tf.matmul(distinct, self._row_kernel).numpy()
+        return RowGates(gates, bar_rows.reshape(-1).astype(np.int32))
 
     # ----- the state a primer leaves -------------------------------------------------
 
@@ -226,7 +251,7 @@ class SamplingLoop:
         batch = next(size for size in BATCH_SIZES if size >= len(rows))
         first = rows[0]
         idle = Row(index=-1, row=0, stream=0, seed=0, target=0, max_events=0,
-                   gates=np.zeros_like(first.gates), first_position=0, temperature=1.0,
+                   gates=np.zeros_like(first.gates[:1]), first_position=0, temperature=1.0,
                    state=[np.zeros_like(part) for part in first.state], last_event=0,
                    sounding=np.zeros_like(first.sounding),
                    deadline=np.zeros_like(first.deadline), history=list(first.history))
@@ -244,9 +269,18 @@ class SamplingLoop:
         history = tuple(tf.constant(np.stack([row.history[k] for row in padded]))
                         for k in range(len(self.history)))
         streams = [(row.seed, row.stream, row.count) for row in padded]
+        distinct = next(size for size in GATE_ROWS if size >= max(len(r.gates) for r in padded))
+        gates = np.zeros((batch, distinct, first.gates.shape[1]), np.float32)
+        bar_rows = np.zeros((batch, MAX_PLAN_BARS), np.int32)
+        for n, row in enumerate(padded):
+            gates[n, :len(row.gates)] = row.gates
+            bar_rows[n, :len(row.bar_rows)] = row.bar_rows
+        song = (tf.constant(bar_rows), column("plan_step", np.int32),
+                column("bar_steps", np.int32),
+                tf.constant(np.array([len(row.bar_rows) for row in padded], np.int32)))
         events, count, state, last_event, elapsed, notes, history = self.sample_block(
             state, column("last_event", np.int32), column("elapsed", np.int32), notes, history,
-            column("target", np.int32), self.position_gates, column("gates", np.float32),
+            column("target", np.int32), self.position_gates, tf.constant(gates), song,
             self.onset_allowed, column("first_position", np.int32),
             column("temperature", np.float32),
             tf.constant(block_uniforms(streams, EVENT_STREAM, self.block_events)),
@@ -280,15 +314,18 @@ class SamplingLoop:
         notes = (tf.zeros([batch, self.num_keys]), tf.zeros([batch, self.num_keys], tf.int32),
                  zeros, zeros, zeros)
         history = tuple(tf.zeros([batch, item.state_size]) for item in self.history)
+        song = (tf.zeros([batch, MAX_PLAN_BARS], tf.int32), zeros, tf.ones([batch], tf.int32),
+                tf.ones([batch], tf.int32))
         return (model.zero_state(batch), zeros, zeros, notes, history, zeros,
-                self.position_gates, tf.zeros([batch, self.position_gates.shape[1]]),
+                self.position_gates,
+                tf.zeros([batch, GATE_ROWS[0], self.position_gates.shape[1]]), song,
                 self.onset_allowed, zeros, tf.ones([batch]),
                 *[tf.fill([self.block_events, batch], 0.5)] * 2)
 
     # ----- the compiled loop ---------------------------------------------------------
 
     def _sample_block_graph(self, state, last_event, elapsed, notes, history, target_steps,
-                            position_gates, row_gates, onset_allowed, first_position,
+                            position_gates, row_gates, song, onset_allowed, first_position,
                             temperature, uniforms, length_uniforms):
         """Samples up to block_events events for every row.
 
@@ -307,7 +344,12 @@ class SamplingLoop:
           target_steps: [batch] int32, steps wanted per row (0: a row at rest).
           position_gates: [cycle, 4*units0], step inputs @ kernel + bias of
             layer 0 for each step of the position cycle.
-          row_gates: [batch, 4*units0], each row's row inputs @ kernel.
+          row_gates: [batch, rows, 4*units0], each row's distinct row inputs @
+            kernel (`RowGates`).
+          song: (bar_rows [batch, MAX_PLAN_BARS] int32, which of its row_gates
+            each bar of a row's song plan reads; plan_step [batch] int32, the
+            plan's steps before the row's new music; bar_steps [batch] int32;
+            plan_bars [batch] int32, the bars of its plan, which repeats).
           onset_allowed: [cycle] bool, whether a note may start at each step.
           first_position: [batch] int32, the cycle step where each row starts.
           temperature: [batch] float32.
@@ -323,10 +365,15 @@ class SamplingLoop:
         batch = last_event.shape[0]
         cycle = tf.shape(position_gates)[0]
 
+        bar_rows, plan_step, bar_steps, plan_bars = song
+
         def step(i, state, last_event, elapsed, notes, history, events):
             position = tf.math.floormod(first_position + elapsed, cycle)
+            bar = tf.math.floormod((plan_step + elapsed) // bar_steps, plan_bars)
+            bar_gates = tf.gather(row_gates, tf.gather(bar_rows, bar, batch_dims=1),
+                                  batch_dims=1)
             input_gates = (tf.gather(tf.convert_to_tensor(self._event_kernel), last_event)
-                           + tf.gather(position_gates, position) + row_gates)
+                           + tf.gather(position_gates, position) + bar_gates)
             if self.history:
                 input_gates += self._history_gates(history)
             state, logits = self._network_step(state, input_gates)

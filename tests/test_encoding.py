@@ -34,7 +34,7 @@ def test_every_encoding_declares_the_protocol_and_its_input_layout(config_id):
     table = encoding.step_table(plan)
     assert table.shape[1] == encoding.step_input_size
     assert len(encoding.onset_allowed(COMMON_TIME)) == len(table)
-    assert len(encoding.row_inputs(plan)) == encoding.row_input_size
+    assert encoding.row_inputs(plan).shape == (1, encoding.row_input_size)  # no song: one row
     assert encoding.control_size == (encoding.step_input_size + encoding.row_input_size
                                      + history_size(encoding.history_inputs))
     events = np.array([encoding.start_event(), *encoding.time_shift_events(30)])
@@ -45,7 +45,8 @@ def test_every_encoding_declares_the_protocol_and_its_input_layout(config_id):
     # the planned inputs of each row are the table's row at its step, then the row inputs
     after = np.cumsum(encoding.time_shift_steps()[events]) % len(table)
     assert np.array_equal(inputs[:, :encoding.step_input_size], table[after])
-    assert np.array_equal(inputs[:, encoding.step_input_size:encoding.control_size],
+    rows = slice(encoding.step_input_size, encoding.step_input_size + encoding.row_input_size)
+    assert np.array_equal(inputs[:, rows],
                           np.broadcast_to(encoding.row_inputs(plan),
                                           (len(events), encoding.row_input_size)))
 

@@ -136,6 +136,10 @@ def _add_train_parser(commands) -> None:
     train.add_argument("--data", required=True, metavar="DIR", nargs="+",
                        help="prepared corpus folder (from `python -m training prepare`); "
                             "several train a base model with a style input")
+    train.add_argument("--grow-from", metavar="RUN_OR_BUNDLE",
+                       help="start a new model from an older one of the same shape with "
+                            "fewer inputs (e.g. metric_band_song from a metric_band "
+                            "base): its weights, the new inputs at zero weight")
     train.add_argument("--init-from", metavar="RUN_OR_BUNDLE",
                        help="fine-tune: start from a base run folder or a .mag bundle with a "
                             "style input, keeping its layer sizes")
@@ -451,7 +455,8 @@ def _train(args: argparse.Namespace) -> int:
             steps=args.steps, batch_size=args.batch_size, sequence_length=args.sequence_length,
             eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
             patience=args.patience, seed=args.seed, progress=progress, log=log,
-            init_from=args.init_from, learning_rate=args.learning_rate)
+            init_from=args.init_from, learning_rate=args.learning_rate,
+            grow_from=args.grow_from)
     finally:
         if bar is not None:
             bar.close()

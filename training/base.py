@@ -108,3 +108,57 @@ def describe(parent: Parent) -> str:
     styles = (f", styles {', '.join(parent.config.style_names)}"
               if parent.config.has_style_input else "")
     return f"{parent.source} ({parent.config.id}, {layers}{styles})"
+
+
+def input_groups(config: ModelConfig) -> list[tuple[str, int]]:
+    """The column groups of a metric model's input row, in order, by name."""
+    from perfrnn.encodings import encoding_for
+
+    encoding = encoding_for(config)
+    return [("position", encoding.step_input_size), ("bar", encoding.bar_input_size),
+            ("style", len(config.style_names)),
+            ("history", encoding.control_size - encoding.step_input_size
+             - encoding.row_input_size),
+            ("event", encoding.num_classes)]
+
+
+def grown_weights(old: Parent, config: ModelConfig) -> dict:
+    """`old`'s weights for a model of `config`: the same, but layer 0's kernel
+    gets a zero row for each input `old` lacks (a song plan, a lookback), so
+    the grown model starts by playing as `old` does.
+
+    Raises:
+      PerfRNNError: the two are not metric models of one vocabulary, layer
+        sizes and styles, or `old` has an input `config` lacks.
+    """
+    import numpy as np
+
+    if not (old.config.is_metric and config.is_metric
+            and old.config.rnn_layer_sizes == config.rnn_layer_sizes
+            and old.config.tracks == config.tracks
+            and old.config.style_names == config.style_names):
+        raise PerfRNNError(f"cannot grow {config.id!r} from {describe(old)}: both must be "
+                           "metric models with the same parts, layer sizes and styles")
+    old_groups, new_groups = dict(input_groups(old.config)), input_groups(config)
+    name = "rnn/multi_rnn_cell/cell_0/basic_lstm_cell/kernel"
+    kernel = np.asarray(old.weights[name])
+    grown = np.zeros((sum(width for _, width in new_groups) + config.rnn_layer_sizes[0],
+                      kernel.shape[1]), kernel.dtype)
+    old_start, old_at = 0, {}
+    for group, width in input_groups(old.config):
+        old_at[group] = old_start
+        old_start += width
+    new_start = 0
+    for group, width in new_groups:
+        if old_groups.get(group):
+            if old_groups[group] != width:
+                raise PerfRNNError(f"cannot grow: the {group} input is {old_groups[group]} "
+                                   f"wide in {old.source} and {width} in {config.id!r}")
+            grown[new_start:new_start + width] = kernel[old_at[group]:old_at[group] + width]
+        new_start += width
+    missing = [group for group, width in old_groups.items()
+               if width and not dict(new_groups).get(group)]
+    if missing:
+        raise PerfRNNError(f"cannot grow: {config.id!r} has no {missing[0]} input")
+    grown[new_start:] = kernel[old_start:]  # the recurrent rows
+    return {**old.weights, name: grown}

@@ -49,6 +49,7 @@ from perfrnn.folders import swap_into_place
 from perfrnn.multitrack import MultiTrackEncoding, assign_roles
 from perfrnn.music_io import ABC_SUFFIXES, MUSIC_SUFFIXES, MUSICXML_SUFFIXES, read_music_file
 from perfrnn.performance_encoding import PerformanceEncoding
+from perfrnn.song_form import song_chords
 from training.prepared import (
     MANIFEST_NAME,
     PREPARED_MANIFEST_FORMAT,
@@ -508,6 +509,10 @@ def _read_one(
         kept, problem = _on_its_beat(kept, record)
         if problem:
             return record.skip(problem, SKIP_NO_BEAT), None
+        if kind == "band":
+            record.chords, problem = song_chords(kept)
+            if problem:
+                record.warnings.append(f"trained without chords: {problem}")
     try:
         events = len(encoding.events_from_sequence(kept))
     except Exception as error:  # noqa: BLE001 - note-seq raises many types

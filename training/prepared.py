@@ -44,6 +44,9 @@ class FileRecord:
       grid_fit: Share of drum hits (of onsets, without drums) on the 1/16 or
         triplet grid of the file's own tempo map (None when not measured).
       metre: The time signature a metric style reads the file in.
+      chords: Where a metric band file's chords come from: "marked" (the
+        file says, as mma renders and MusicXML do), "inferred"
+        (`note_seq.chord_inference`), or None (trained without chords).
     """
 
     input: str
@@ -63,6 +66,7 @@ class FileRecord:
     roles: dict = field(default_factory=dict)
     grid_fit: float | None = None
     metre: str | None = None
+    chords: str | None = None
 
     @property
     def used(self) -> bool:
@@ -94,6 +98,7 @@ class FileRecord:
             "roles": dict(self.roles),
             "grid_fit": None if self.grid_fit is None else round(self.grid_fit, 4),
             "metre": self.metre,
+            "chords": self.chords,
         }
 
 

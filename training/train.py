@@ -174,8 +174,20 @@ class ExampleMaker:
 
         return metre_of(sequence)
 
+    def song(self, sequence):
+        """The piece's song plan (`perfrnn.song_form.plan_from_sequence`) for an
+        encoding that reads one on a beat; None otherwise or without chords."""
+        if not (self.encoding.reads_song and self.encoding.follows_tempo):
+            return None
+        from perfrnn.song_form import plan_from_sequence
+
+        metre = self.metre(sequence)
+        bar_steps = metre.steps_per_bar(self.encoding.steps_per_quarter)
+        return plan_from_sequence(
+            sequence, lambda seconds: self.encoding.steps_at(sequence, seconds) // bar_steps)
+
     def window(self, events: np.ndarray, start: int, metre=None,
-               style: np.ndarray | None = None) -> Window:
+               style: np.ndarray | None = None, song=None) -> Window:
         """The window of events[start:start + L + 1]: controls [L, C] and event
         indices [L] (the model's inputs: row t is the controls then the
         one-hot of events[t]), labels [L] and mask [L].
@@ -184,7 +196,8 @@ class ExampleMaker:
         event included), as Magenta extracts them from each performance its
         data pipeline cuts out. A metric encoding's position inputs count
         from the start of the piece, so the window knows where its bars are;
-        `style` is its style input, for a base model and its styles.
+        `style` is its style input, for a base model and its styles, and
+        `song` the piece's chords and sections (`song`).
         """
         length = self.sequence_length
         piece = events[start:start + length + 1]
@@ -197,7 +210,8 @@ class ExampleMaker:
         if used:
             if width:
                 plan = InputPlan(metre=metre or COMMON_TIME,
-                                 style=np.zeros(0, np.float32) if style is None else style)
+                                 style=np.zeros(0, np.float32) if style is None else style,
+                                 song=song)
                 controls[:used] = self.encoding.training_controls(events, start, used, plan)
             inputs[:used] = piece[:used]
             labels[:used] = piece[1:]
@@ -219,11 +233,13 @@ class ExampleMaker:
         while True:
             corpus = int(rng.integers(len(corpora))) if len(corpora) > 1 else 0
             sequence = corpora[corpus][rng.integers(len(corpora[corpus]))]
-            events = self.encode(self.augment(sequence, rng))
+            augmented = self.augment(sequence, rng)
+            events = self.encode(augmented)
             if len(events) < 2:
                 continue
             start = random_window_start(rng, len(events), self.sequence_length)
-            yield tuple(self.window(events, start, self.metre(sequence), styles[corpus]))
+            yield tuple(self.window(events, start, self.metre(sequence), styles[corpus],
+                                    self.song(augmented)))
 
     def validation_windows(self, sequences: list, limit: int = MAX_VALIDATION_WINDOWS,
                            style: np.ndarray | None = None) -> list[tuple]:
@@ -231,11 +247,11 @@ class ExampleMaker:
         windows = []
         for sequence in sequences:
             events = self.encode(sequence)
-            metre = self.metre(sequence)
+            metre, song = self.metre(sequence), self.song(sequence)
             for start in validation_window_starts(len(events), self.sequence_length):
                 if len(windows) >= limit:
                     return windows
-                windows.append(self.window(events, start, metre, style))
+                windows.append(self.window(events, start, metre, style, song))
         return windows
 
 
@@ -478,6 +494,7 @@ def train_model(
     jit_compile: bool | None = None,
     init_from: str | Path | None = None,
     learning_rate: float | None = None,
+    grow_from: str | Path | None = None,
 ) -> TrainResult:
     """Trains (or resumes training) a Performance RNN on a prepared corpus.
 
@@ -512,6 +529,10 @@ def train_model(
       learning_rate: Adam's step size; default the run's own when resuming, else
         the configuration's (1e-3). A resumed run given another takes it and
         keeps it: lower it when validation stalls.
+      grow_from: Start a new model of this configuration from an older
+        model (a run folder or `.mag`) of the same shape with fewer inputs:
+        its weights, and zero weights from the inputs it lacks, so the new
+        model begins playing as the old one did (`training.base.grown_weights`).
 
     Raises:
       PerfRNNError: a problem with the arguments or the data.
@@ -558,6 +579,13 @@ def train_model(
     encoding = maker.encoding
     model = PerformanceRNN(encoding.input_size, encoding.num_classes,
                            config.rnn_layer_sizes, seed=seed)
+    if grow_from is not None and parent is None:
+        if earlier.get("grown_from", str(grow_from)) != str(grow_from):
+            raise PerfRNNError(f"{PATH} holds a model grown from {earlier['grown_from']}; use "
+                               "another --out", path=out_dir)
+        model.set_weights(base.grown_weights(base.read_parent(grow_from), config))
+        run_settings["grown_from"] = str(grow_from)
+        say(f"grown from {grow_from}: new inputs start at zero weight")
     if parent is not None:
         model.set_weights(parent.weights)  # a checkpoint of this run, if any, replaces them
         run_settings.update(parent=parent.source, parent_provenance=parent.provenance)
