@@ -150,31 +150,34 @@ class BarLookback:
 
 
 def lookback_rows(lookback: BarLookback, events: np.ndarray,
-                  absolute_after: np.ndarray) -> np.ndarray:
-    """The rows [len(events), WIDTH] that `lookback`'s update and features
-    give after each event of a piece, in numpy.
+                  absolute_after: np.ndarray, first_row: int = 0) -> np.ndarray:
+    """The rows [len(events) - first_row, WIDTH] that `lookback`'s update and
+    features give after each event of a piece from event `first_row` on, in
+    numpy.
 
     Args:
       lookback: The lookback (its channels and bar).
       events: Event indices from the start of the piece.
       absolute_after: The step after each event, counted from the piece's start.
+      first_row: The first event whose row is wanted (a training window's).
     """
     events = np.asarray(events, np.int64)
-    after = np.asarray(absolute_after, np.int64)
-    rows = np.zeros((len(events), WIDTH), np.float32)
-    if not len(events):
+    every_after = np.asarray(absolute_after, np.int64)
+    rows = np.zeros((len(events) - first_row, WIDTH), np.float32)
+    if not len(rows):
         return rows
     bar = lookback.bar_steps
-    played = lookback.channels[events]  # [N, C]
-    total = int(after[-1]) + 1
+    every_played = lookback.channels[events]  # [N, C]
+    total = int(every_after[-1]) + 1
     pad = 4 * bar + AHEAD  # zeros before the piece
     record = np.zeros((pad + total + max(bar, AHEAD), CHANNELS), np.float32)
-    np.maximum.at(record, pad + after, played)
+    np.maximum.at(record, pad + every_after, every_played)
     # What is played at each event's own step up to it (the step is still being filled).
-    cumulative = np.cumsum(played, axis=0)
-    first_of_step = np.searchsorted(after, after, side="left")
+    after = every_after[first_row:]
+    cumulative = np.cumsum(every_played, axis=0)
+    first_of_step = np.searchsorted(every_after, after, side="left")
     before = np.where(first_of_step[:, None] > 0, cumulative[first_of_step - 1], 0)
-    now = ((cumulative - before) > 0).astype(np.float32)
+    now = ((cumulative[first_row:] - before) > 0).astype(np.float32)
     column = 0
     for lag in LAGS:
         rows[:, column:column + CHANNELS] = record[pad + after - lag * bar]

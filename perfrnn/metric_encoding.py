@@ -231,16 +231,18 @@ class MetricEncoding(MultiTrackEncoding):
             absolute = np.cumsum(self.time_shift_steps()[fed]) + (0 if from_start else
                                                                    first_step)
             controls[:, steps + self.row_input_size:] = self._history_rows(
-                history, fed, absolute, plan.metre)[start:]
+                history, fed, absolute, plan.metre, start)
         return controls
 
-    def _history_rows(self, history, events, absolute, metre: Metre) -> np.ndarray:
-        """History rows after each event: the lookback's numpy twin when it is
-        the only one, else `perfrnn.encoding.history_rows` (TensorFlow)."""
+    def _history_rows(self, history, events, absolute, metre: Metre,
+                      first_row: int) -> np.ndarray:
+        """History rows after each event from `first_row` on: the lookback's
+        numpy twin when it is the only one, else
+        `perfrnn.encoding.history_rows` (TensorFlow)."""
         if len(history) == 1 and isinstance(history[0], BarLookback):
-            return lookback_rows(history[0], events, absolute)
+            return lookback_rows(history[0], events, absolute, first_row)
         cycle = position_cycle(metre, self.steps_per_quarter)
-        return history_rows(history, events, absolute % cycle)[0]
+        return history_rows(history, events, absolute % cycle)[0][first_row:]
 
     def song_bars(self, plan: InputPlan, steps: np.ndarray) -> np.ndarray:
         """The row of `row_inputs(plan)` at each absolute step: the song
