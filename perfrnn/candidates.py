@@ -53,7 +53,8 @@ def finish(planner: RequestPlanner, plan: RequestPlan) -> Generation | PerfRNNEr
             for candidate in range(plan.candidates):
                 row = candidates[candidate][variation]
                 sequence = planner.decode(np.concatenate([plan.primer_events, row]),
-                                          plan.primer_steps, plan.length, plan.bpm)
+                                          plan.primer_steps, plan.length, plan.bpm,
+                                          plan.input_plan.song)
                 picks.append((row, sequence, planner.score(sequence, plan), candidate))
             row, sequence, score, candidate = max(
                 picks, key=lambda pick: (rank(pick[2]), -pick[3]))
@@ -161,7 +162,8 @@ def repaired(planner: RequestPlanner, plan: RequestPlan, row: np.ndarray,
                             stream + attempt * REPAIR_STREAMS)
         candidate = np.concatenate([row[:cut], tail])
         redone = planner.decode(np.concatenate([plan.primer_events, candidate]),
-                                plan.primer_steps, plan.length, plan.bpm)
+                                plan.primer_steps, plan.length, plan.bpm,
+                                plan.input_plan.song)
         new_score = planner.score(redone, plan)
         later = new_score.defect is None or new_score.defect.start > defect.start + 1e-6
         if later or rank(new_score) > rank(score):

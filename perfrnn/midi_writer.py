@@ -1,8 +1,9 @@
 """The DAW-ready Standard MIDI File writer.
 
 Turns a note-seq `NoteSequence` into a type 1 MIDI file with 480 ticks per
-quarter note: a conductor track (title, tempo, time signature) and one named track per
-part, each with its General MIDI program change at tick 0. Drum parts go on
+quarter note: a conductor track (title, tempo, time signature, and the song's
+plan: a marker at each section start, each chord symbol as a text event) and
+one named track per part, each with its General MIDI program change at tick 0. Drum parts go on
 MIDI channel 10 (channel 9 counted from 0) and nothing else does.
 
 The sequence's times are seconds at the style's native tempo, and each note's
@@ -37,6 +38,7 @@ from note_seq.protobuf import music_pb2
 
 from perfrnn.configs import DRUM_CHANNEL, TrackRole
 from perfrnn.errors import PerfRNNError
+from perfrnn.song_form import MARKERS
 
 TICKS_PER_QUARTER = 480
 QUANTIZE_TICKS = TICKS_PER_QUARTER // 4  # a 1/16 note
@@ -209,6 +211,7 @@ def midi_bytes(sequence: music_pb2.NoteSequence, tracks: Sequence[TrackRole], *,
         (0, mido.MetaMessage("set_tempo", tempo=_round(60_000_000 / bpm))),
         (0, mido.MetaMessage("time_signature", numerator=numerator, denominator=denominator,
                              clocks_per_click=24, notated_32nd_notes_per_beat=8)),
+        *_song_marks(sequence, ticks_per_second, end_tick),
     ]))
     for index in used:
         role, channel = tracks[index], channels[index]
@@ -229,6 +232,25 @@ def midi_bytes(sequence: music_pb2.NoteSequence, tracks: Sequence[TrackRole], *,
     buffer = io.BytesIO()
     midi.save(file=buffer)
     return buffer.getvalue()
+
+
+def _song_marks(sequence: music_pb2.NoteSequence, ticks_per_second: float,
+                end_tick: int) -> list[tuple[int, mido.MetaMessage]]:
+    """The conductor track's song plan: a marker at each section start (which
+    Logic, GarageBand and Ableton show on their marker track) and the chord
+    symbol as a text event at each chord change, from the sequence's section
+    and CHORD_SYMBOL annotations."""
+    marks = []
+    for section in sequence.section_annotations:
+        tick = _round(section.time * ticks_per_second)
+        if 0 <= section.section_id < len(MARKERS) and 0 <= tick < end_tick:
+            marks.append((tick, mido.MetaMessage("marker", text=MARKERS[section.section_id])))
+    chord_type = music_pb2.NoteSequence.TextAnnotation.CHORD_SYMBOL
+    for annotation in sequence.text_annotations:
+        tick = _round(annotation.time * ticks_per_second)
+        if annotation.annotation_type == chord_type and 0 <= tick < end_tick:
+            marks.append((tick, mido.MetaMessage("text", text=_text(annotation.text)[:32])))
+    return sorted(marks, key=lambda mark: (mark[0], mark[1].type != "marker"))
 
 
 def _track(end_tick: int,

@@ -16,7 +16,7 @@ from note_seq.protobuf import music_pb2
 
 from perfrnn.chords import parse_chord
 from perfrnn.errors import PerfRNNError
-from perfrnn.song_form import SECTIONS
+from perfrnn.song_form import MARKERS
 
 MIDI_SUFFIXES = (".mid", ".midi")
 MUSICXML_SUFFIXES = (".xml", ".musicxml", ".mxl")
@@ -66,10 +66,11 @@ def _read_abc(path: Path) -> music_pb2.NoteSequence:
     raise PerfRNNError(f"no tune in it parses ({reason})", path=path, action="read")
 
 
-SECTION_LABELS = {"intro": "intro", "a": "main", "b": "main", "verse": "main",
-                  "chorus": "main", "bridge": "main", "main": "main", "fill": "fill",
-                  "break": "fill", "ending": "ending", "end": "ending", "outro": "ending"}
-"""Marker texts read as sections (lower case, trailing digits dropped)."""
+SECTION_MARKERS = {"intro": "Intro", "a": "A", "verse": "A", "chorus": "A", "main": "A",
+                   "b": "B", "bridge": "B", "fill": "Fill", "break": "Fill",
+                   "ending": "Ending", "end": "Ending", "outro": "Ending"}
+"""Marker texts read as section starts (lower case, trailing digits dropped),
+and the `perfrnn.song_form.MARKERS` label each is."""
 
 
 def add_song_marks(sequence: music_pb2.NoteSequence, path: str | os.PathLike) -> None:
@@ -77,7 +78,7 @@ def add_song_marks(sequence: music_pb2.NoteSequence, path: str | os.PathLike) ->
     read): each ``text`` meta event that is a chord symbol as a CHORD_SYMBOL
     text annotation, each ``marker`` that names a section (Intro, A, B, Verse,
     Chorus, Fill, Ending ...) as a section annotation (id: index in
-    `perfrnn.song_form.SECTIONS`). Times in seconds, by the file's tempo map."""
+    `perfrnn.song_form.MARKERS`). Times in seconds, by the file's tempo map."""
     import mido
 
     try:
@@ -91,10 +92,9 @@ def add_song_marks(sequence: music_pb2.NoteSequence, path: str | os.PathLike) ->
             continue
         text = str(message.text).strip()
         if message.type == "marker":
-            label = SECTION_LABELS.get(text.lower().rstrip("0123456789 "))
+            label = SECTION_MARKERS.get(text.lower().rstrip("0123456789 "))
             if label is not None:
-                mark = sequence.section_annotations.add(time=seconds)
-                mark.section_id = SECTIONS.index(label)
+                sequence.section_annotations.add(time=seconds, section_id=MARKERS.index(label))
             continue
         if not text or len(text) > 16:
             continue

@@ -35,7 +35,7 @@ from perfrnn.options import (
 )
 from perfrnn.sampling_loop import MAX_PLAN_BARS, Row, RowGates, SamplingLoop
 from perfrnn.scoring import Score, StyleScorer
-from perfrnn.song_form import SongPlan, plan_song
+from perfrnn.song_form import SongPlan, annotate_song, plan_song
 
 # A model that stops moving time forward is cut off after this many events per
 # second of music asked for (dense piano runs about 100); the rest is silence.
@@ -285,9 +285,10 @@ class RequestPlanner:
     # ----- back to music ---------------------------------------------------------------
 
     def decode(self, events: np.ndarray, primer_steps: int, length: LengthPlan,
-               bpm: float) -> music_pb2.NoteSequence:
+               bpm: float, song: SongPlan | None = None) -> music_pb2.NoteSequence:
         """One variation's events as a NoteSequence that plays at `bpm` and lasts
-        the primer plus exactly `length.file_seconds`."""
+        the primer plus exactly `length.file_seconds`; the bars of `song` it
+        played are its chord and section annotations (`annotate_song`)."""
         native_bpm = self.bundle.metadata.default_bpm
         rate = length.steps_per_second
         total_seconds = (primer_steps + length.steps) / rate
@@ -311,6 +312,10 @@ class RequestPlanner:
         del sequence.time_signatures[:]
         sequence.time_signatures.add(time=0.0, numerator=self.metre.numerator,
                                      denominator=self.metre.denominator)
+        if song is not None:
+            seconds_per_bar = self.metre.quarters_per_bar * 60.0 / bpm
+            annotate_song(sequence, song, primer_steps / rate * stretch, seconds_per_bar,
+                          end_seconds)
         return sequence
 
     def _end_notes(self, sequence: music_pb2.NoteSequence, scale: float) -> None:

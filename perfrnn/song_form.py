@@ -27,7 +27,10 @@ from perfrnn.chords import CHORD_FEATURES, NO_CHORD, chord_features, parse_chord
 from perfrnn.errors import PerfRNNError
 
 SECTIONS = ("intro", "main", "fill", "ending")
-"""The sections a model is told about, in input order (a section id is an index)."""
+"""The sections a model is told about, in input order."""
+MARKERS = ("Intro", "A", "Fill", "Ending", "B")
+"""The marker a section starts with in a file, by section id (a NoteSequence's
+section annotation): ids 0 to 3 are SECTIONS; 4, a B section, plays "main"."""
 MAX_BARS_LEFT = 8
 """Bars left in a section are told up to this many (more counts as this many)."""
 BAR_FEATURES = 2 * CHORD_FEATURES + len(SECTIONS) + MAX_BARS_LEFT
@@ -176,12 +179,40 @@ def plan_from_sequence(sequence: music_pb2.NoteSequence, bar_of_time) -> SongPla
     if marks:
         mark_bars = np.asarray(bar_of_time(np.array([time + 1e-3 for time, _ in marks])))
         for (_, section_id), bar in zip(marks, mark_bars):
-            name = SECTIONS[section_id] if 0 <= section_id < len(SECTIONS) else "main"
+            label = MARKERS[section_id] if 0 <= section_id < len(MARKERS) else "A"
             bar = max(int(bar), 0)
-            markers.append((bar, name.capitalize()))
+            if bar >= bars:
+                continue
+            markers.append((bar, label))
             for later in range(bar, bars):
-                sections[later] = name
+                sections[later] = section_of_marker(label)
     return SongPlan(tuple(per_bar), tuple(sections), tuple(markers))
+
+
+def section_of_marker(label: str) -> str:
+    """The section (a name in SECTIONS) a marker starts."""
+    return SECTIONS[MARKERS.index(label)] if label in MARKERS[:4] else "main"
+
+
+def annotate_song(sequence: music_pb2.NoteSequence, song: SongPlan, start_seconds: float,
+                  seconds_per_bar: float, end_seconds: float) -> None:
+    """Adds the bars of `song` that start before `end_seconds` to `sequence`:
+    a CHORD_SYMBOL text annotation at each chord change and a section
+    annotation (id: index in MARKERS) at each marker; bar 0 starts at
+    `start_seconds` (times in seconds)."""
+    chord_type = music_pb2.NoteSequence.TextAnnotation.CHORD_SYMBOL
+    labels = dict(song.markers)
+    previous = None
+    for bar in range(song.bars):
+        time = start_seconds + bar * seconds_per_bar
+        if time >= end_seconds - 1e-9:
+            break
+        if bar in labels:
+            sequence.section_annotations.add(time=time, section_id=MARKERS.index(labels[bar]))
+        if song.chords[bar] != previous:
+            sequence.text_annotations.add(time=time, text=song.chords[bar],
+                                          annotation_type=chord_type)
+        previous = song.chords[bar]
 
 
 def plan_meta_events(plan: SongPlan, ticks_per_bar: int,

@@ -201,3 +201,38 @@ def test_the_same_song_gives_the_same_music_batched_or_alone(song_band):
         SampleRequest(options), SampleRequest(GenerationOptions(seconds=8, seed=12))]))
     assert np.array_equal(batched[0].events[0], alone)
     assert not np.array_equal(batched[1].events[0][:len(alone)], alone)
+
+
+# ----- the plan in the MIDI file -------------------------------------------------
+
+
+def test_the_midi_file_carries_sections_as_markers_and_chords_as_text(song_band, tmp_path):
+    import io
+
+    import mido
+
+    from perfrnn.midi_writer import midi_bytes
+    from perfrnn.music_io import read_music_file
+
+    sampler = Sampler(song_band, block_events=64)
+    generation = sampler.generate(GenerationOptions(seconds=32, seed=5, bpm=120.0,
+                                                    chords=("C", "Am", "F", "G")))
+    sequence = generation.sequences[0]
+    data = midi_bytes(sequence, BAND_TRACKS, bpm=120.0, native_bpm=120.0)
+    midi = mido.MidiFile(file=io.BytesIO(data))
+    marks, tick = [], 0
+    for message in midi.tracks[0]:
+        tick += message.time
+        if message.type in ("marker", "text"):
+            marks.append((tick // (4 * midi.ticks_per_beat), message.type, message.text))
+    markers = [(bar, text) for bar, kind, text in marks if kind == "marker"]
+    chords = [(bar, text) for bar, kind, text in marks if kind == "text"]
+    # 16 bars at 120 BPM: a 2-bar intro, A (fill in its last bar), A, a 2-bar ending
+    assert markers == [(0, "Intro"), (2, "A"), (9, "Fill"), (10, "A"), (14, "Ending")]
+    assert chords[:5] == [(0, "C"), (1, "Am"), (2, "C"), (3, "Am"), (4, "F")]
+    # read back as the plan it was made with
+    path = tmp_path / "song.mid"
+    path.write_bytes(data)
+    read = read_music_file(path)
+    assert [a.text for a in read.text_annotations][:3] == ["C", "Am", "C"]
+    assert [s.section_id for s in read.section_annotations] == [0, 1, 2, 1, 3]

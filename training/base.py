@@ -135,10 +135,11 @@ def grown_weights(old: Parent, config: ModelConfig) -> dict:
 
     if not (old.config.is_metric and config.is_metric
             and old.config.rnn_layer_sizes == config.rnn_layer_sizes
-            and old.config.tracks == config.tracks
+            and [t.is_drum for t in old.config.tracks] == [t.is_drum for t in config.tracks]
             and old.config.style_names == config.style_names):
         raise PerfRNNError(f"cannot grow {config.id!r} from {describe(old)}: both must be "
-                           "metric models with the same parts, layer sizes and styles")
+                           "metric models with the same kinds of parts, layer sizes and "
+                           "styles")
     old_groups, new_groups = dict(input_groups(old.config)), input_groups(config)
     name = "rnn/multi_rnn_cell/cell_0/basic_lstm_cell/kernel"
     kernel = np.asarray(old.weights[name])
