@@ -121,7 +121,8 @@ class BarLookback:
         position = tf.cast(state[:, -1], tf.int32)
 
         def at(offsets):  # [batch, len(offsets), CHANNELS] at position + offsets
-            steps = tf.math.floormod(position[:, None] + tf.constant(offsets, tf.int32)[None], cycle)
+            offsets = tf.constant(offsets, tf.int32)[None]
+            steps = tf.math.floormod(position[:, None] + offsets, cycle)
             return tf.gather(record, steps, batch_dims=1)
 
         parts = [at([-lag * bar])[:, 0] for lag in LAGS] + [at([0])[:, 0]]
