@@ -78,11 +78,19 @@ def parse_chord(symbol: str) -> Chord:
 
 
 def transpose_chord(symbol: str, semitones: int) -> str:
-    """The symbol moved by `semitones` (``N.C.`` stays ``N.C.``)."""
+    """The symbol moved by `semitones` (``N.C.`` stays ``N.C.``), its root and
+    bass spelled as `chord_name` spells them (``Eb``, ``F#``)."""
     chord = parse_chord(symbol)
     if chord.is_no_chord or semitones % 12 == 0:
         return chord.symbol
-    return chord_symbols_lib.transpose_chord_symbol(chord.symbol, int(semitones) % 12)
+    match = re.fullmatch(r"([A-Ga-g][#b]*)([^/]*)(?:/([A-Ga-g][#b]*))?", chord.symbol)
+    if match is None:  # a spelling note-seq reads another way
+        return chord_symbols_lib.transpose_chord_symbol(chord.symbol, int(semitones) % 12)
+    quality = match.group(2)
+    moved = chord_name(chord.root + semitones) + quality
+    if match.group(3):
+        moved += "/" + chord_name(chord.bass + semitones)
+    return moved
 
 
 def parse_progression(text: str, max_bars: int = MAX_PROGRESSION_BARS) -> tuple[str, ...]:

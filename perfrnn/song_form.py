@@ -262,3 +262,56 @@ def song_chords(sequence: music_pb2.NoteSequence) -> tuple[str | None, str | Non
         sequence.text_annotations.add(time=annotation.time, text=annotation.text,
                                       annotation_type=chord_type)
     return "inferred", None
+
+
+def progression_in_c(chords: tuple[str, ...]) -> tuple[str, ...]:
+    """`chords` moved to C major / A minor: by the move (-5 to 6 semitones)
+    under which their roots, then their chord tones, fit C major best, a
+    first chord of C or A counting too; the smallest move on a tie."""
+    from perfrnn.chords import transpose_chord
+
+    parsed = [parse_chord(symbol) for symbol in chords if symbol != NO_CHORD]
+    c_major = {0, 2, 4, 5, 7, 9, 11}
+
+    def fit(shift: int) -> tuple:
+        roots = sum((chord.root + shift) % 12 in c_major for chord in parsed)
+        tones = sum((pc + shift) % 12 in c_major for chord in parsed
+                    for pc in chord.pitch_classes)
+        first = bool(parsed) and (parsed[0].root + shift) % 12 in (0, 9)
+        return (2 * roots + tones + first, -abs(shift))
+
+    best = max(range(-5, 7), key=fit)
+    return tuple(transpose_chord(symbol, best) for symbol in chords)
+
+
+PERIODS = (1, 2, 4, 8, 12, 16)
+"""Lengths in bars a piece's progression may repeat with."""
+
+
+def piece_progression(plan: SongPlan, agreement: float = 0.75) -> tuple[str, ...] | None:
+    """The progression a piece repeats: the chords of its first bars over the
+    shortest period (`PERIODS`) that its chords repeat with in at least
+    `agreement` of its bars (twice at least), made up to 4 bars; None when
+    none does or a bar has no chord."""
+    chords = plan.chords
+    for period in PERIODS:
+        if len(chords) < period + 4:
+            break
+        same = [chords[bar] == chords[bar + period] for bar in range(len(chords) - period)]
+        if np.mean(same) >= agreement:
+            progression = chords[:period] * (-(-4 // period))
+            return None if NO_CHORD in progression else progression[:max(period, 4)]
+    return None
+
+
+def common_progressions(plans: list[SongPlan], top: int = 12) -> list[list[str]]:
+    """The `top` progressions the pieces of `plans` repeat most often
+    (`piece_progression`, moved to C major / A minor), most frequent first."""
+    from collections import Counter
+
+    counts: Counter = Counter()
+    for plan in plans:
+        progression = piece_progression(plan)
+        if progression is not None:
+            counts[progression_in_c(progression)] += 1
+    return [list(progression) for progression, _ in counts.most_common(top)]

@@ -142,6 +142,26 @@ def corpus_norms(pieces: list, metric: bool) -> dict:
         return {}
 
 
+def corpus_progressions(pieces: list, config: ModelConfig) -> list[list[str]]:
+    """The chord progressions that start the main sections of the training
+    music most often, in C major / A minor (`BundleMetadata.progressions`):
+    empty for a configuration without song inputs."""
+    if not config.song_inputs:
+        return []
+    from perfrnn.encodings import encoding_for
+    from perfrnn.metre import metre_of
+    from perfrnn.song_form import common_progressions, plan_from_sequence
+
+    encoding, plans = encoding_for(config), []
+    for piece in pieces:
+        bar_steps = metre_of(piece).steps_per_bar(encoding.steps_per_quarter)
+        plan = plan_from_sequence(
+            piece, lambda seconds, piece=piece: encoding.steps_at(piece, seconds) // bar_steps)
+        if plan is not None:
+            plans.append(plan)
+    return common_progressions(plans)
+
+
 def corpus_parts(pieces: list, tracks: tuple[TrackRole, ...]) -> list[str]:
     """The tracks whose role the training music plays, by name; [] when it plays
     them all (or is unknown). A drum corpus trained into a band base plays only
@@ -359,6 +379,7 @@ def bundle_from_run(run: Run, style: str | None = None, description: str = "",
         style_names=list(run.config.style_names),
         style_mix=style_mix,
         parts=parts,
+        progressions=corpus_progressions(pieces, config),
         card=model_card(style, description, run, provenance, metrics,
                         played_tracks(tracks, parts), float(bpm),
                         card_notes))
