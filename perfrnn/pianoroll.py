@@ -79,6 +79,19 @@ def figure_png(figure) -> bytes:
     return buffer.getvalue()
 
 
+def _draw_sections(axes, sequence: music_pb2.NoteSequence, low: float, high: float) -> None:
+    """A dashed line and the marker's name (Intro, A, B, Fill, Ending) at each
+    section start of the sequence's section annotations."""
+    from perfrnn.song_form import MARKERS
+
+    for section in sequence.section_annotations:
+        if not 0 <= section.section_id < len(MARKERS):
+            continue
+        axes.axvline(section.time, color="0.35", linewidth=0.9, linestyle="--", zorder=1)
+        axes.text(section.time, high, f" {MARKERS[section.section_id]}", va="top",
+                  ha="left", fontsize=7, color="0.25")
+
+
 def pianoroll_png(sequence: music_pb2.NoteSequence, tracks: Sequence[TrackRole] | None = None,
                   width_px: int = 1200, height_px: int = 400,
                   title: str | None = None) -> bytes:
@@ -147,6 +160,7 @@ def pianoroll_png(sequence: music_pb2.NoteSequence, tracks: Sequence[TrackRole] 
     beat_times = _beat_lines(sequence, end_seconds, width_px)
     if beat_times:
         axes.vlines(beat_times, low, high, colors="0.9", linewidths=0.5, zorder=0)
+    _draw_sections(axes, sequence, low, high)
     octaves = [pitch for pitch in range(0, 128, 12) if low <= pitch <= high]
     if len(octaves) < 2:
         octaves = [pitch for pitch in range(int(low) + 1, int(high) + 1)
