@@ -17,6 +17,7 @@ What the model reads, and how time moves, is the encoding's
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterator, Sequence
 
 import tensorflow as tf
@@ -53,6 +54,22 @@ def use_cpu_threads(threads: int) -> bool:
     return True
 
 
+def polyphony_cap(bundle: Bundle, scorer: StyleScorer) -> int:
+    """The most notes a one-part pitched style (a piano) may sound at once:
+    the middle of its own music's range of polyphony per passage (its
+    references' 1st to 99th percentiles), rounded; 0 (any) for other styles
+    and without references. Left alone, the piano model piles notes up:
+    6.5 pitches at once (MusPy's polyphony) against its music's 3.4; with
+    this cap (4) it plays 4.1."""
+    tracks = bundle.metadata.played_tracks
+    references = scorer.references
+    if len(tracks) != 1 or tracks[0].is_drum or references is None \
+            or references.polyphony_range is None:
+        return 0
+    low, high = references.polyphony_range
+    return max(round((low + high) / 2), 2)
+
+
 class Sampler:
     """Generates music from one bundle; build once, call `generate` many times.
 
@@ -82,7 +99,8 @@ class Sampler:
         self.bundle = bundle
         self.scorer = scorer if scorer is not None else scorer_for(bundle)
         self.loop = SamplingLoop(bundle, self.metre, block_events, note_grammar,
-                                 silence_capped=self.scorer.references is not None)
+                                 silence_capped=self.scorer.references is not None,
+                                 polyphony_cap=polyphony_cap(bundle, self.scorer))
         self.encoding = self.loop.encoding
         self.planner = RequestPlanner(bundle, self.scorer, self.loop)
 

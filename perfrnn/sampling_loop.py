@@ -122,15 +122,18 @@ class SamplingLoop:
       note_grammar: Apply the note grammar (see `perfrnn.sampler.Sampler`).
       silence_capped: Cap silences at each row's `silence_cap` (the style has
         references to take the cap from).
+      polyphony_cap: With the grammar, the most notes that may sound at once
+        (0: any): a note-on waits until one ends.
     """
 
     def __init__(self, bundle: Bundle, metre: Metre, block_events: int, note_grammar: bool,
-                 silence_capped: bool):
+                 silence_capped: bool, polyphony_cap: int = 0):
         self.bundle, self.metre = bundle, metre
         self.encoding = encoding = bundle.encoding
         self.block_events = int(block_events)
         self.note_grammar = bool(note_grammar)
         self.silence_capped = bool(silence_capped)
+        self.polyphony_cap = int(polyphony_cap)
         self.history = tuple(encoding.history_for(metre))
         model = bundle.model
         kernel0 = model.kernels[0]
@@ -435,8 +438,9 @@ class SamplingLoop:
         of the note it starts (if it starts one): (notes, event, length).
 
         The grammar, when on: a note-off only for a sounding note; no note of
-        a part the style leaves out; a metric style's note-on only on a 16th
-        or triplet position; a note at its drawn length ends before anything
+        a part the style leaves out; no note-on while `polyphony_cap` notes
+        sound; a metric style's note-on only on a 16th or triplet position; a
+        note at its drawn length ends before anything
         else happens; and a silence ends at the row's silence cap. A time
         shift past the next note's end is split there; the rest follows the
         note-off, so the music keeps the model's timing."""
@@ -449,6 +453,10 @@ class SamplingLoop:
             logits = tf.where(allowed > 0, logits, NEVER)
         if self._silent_onsets is not None:  # no note of a part the style leaves out
             logits = tf.where(self._silent_onsets[None, :], NEVER, logits)
+        if grammar and self.polyphony_cap:  # no note-on while polyphony_cap notes sound
+            full = tf.reduce_sum(sounding, axis=1) >= self.polyphony_cap
+            is_onset = tf.constant(self.on_keys_table >= 0)
+            logits = tf.where(tf.logical_and(full[:, None], is_onset[None, :]), NEVER, logits)
         on_the_grid = grammar and self._onsets_restricted
         if on_the_grid:  # a note-on only where the encoding lets one start
             here = tf.gather(onset_allowed, position)  # [batch]: may a note start now?
