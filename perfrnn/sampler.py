@@ -17,7 +17,6 @@ What the model reads, and how time moves, is the encoding's
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Iterator, Sequence
 
 import tensorflow as tf
