@@ -57,8 +57,9 @@ PRESETS: dict[str, Preset] = {
     )
 }
 
-# Drum and band styles are metric: they learn, and play, on the beat.
-METRIC_CONFIGS = {"band": "metric_band", "drums": "metric_drums"}
+# Drum and band styles are metric: they learn, and play, on the beat, over a
+# song plan (chords and sections, inferred from the uploads where not marked).
+METRIC_CONFIGS = {"band": "metric_band_song", "drums": "metric_drums_song"}
 
 BASE_STYLES = {"band": "rock", "drums": "drums", "pitched": "piano"}
 """The shipped style a user style of each kind is fine-tuned from by default.
