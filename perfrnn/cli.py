@@ -9,10 +9,12 @@ program exits with status 2; no traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
+from perfrnn.chords import MAX_PROGRESSION_BARS, parse_progression
 from perfrnn.console import import_libraries_quietly
 from perfrnn.errors import PerfRNNError
 from perfrnn.options import (
@@ -25,8 +27,10 @@ from perfrnn.options import (
     MAX_VARIATIONS,
     MIN_BPM,
     QUALITIES,
+    REQUEST_FORMS,
     GenerationOptions,
     parse_blend,
+    parse_form,
     pitch_histogram_for_key,
 )
 
@@ -35,10 +39,17 @@ EXAMPLES = """examples:
   python -m perfrnn generate --bundle bundles/rock.mag --seconds 20 --bpm 110 \\
       --temperature 0.9 --seed 7 --variations 4 --quantize --out out/
   python -m perfrnn generate --bundle bundles/drums.mag --bars 4 --loop --bpm 124 --out out/
+  python -m perfrnn generate --bundle bundles/piano.mag --bars 8 --chords "Am F C G" --out out/
+  python -m perfrnn generate --bundle bundles/rock.mag --bars 16 --chords "C | G | % | F" \\
+      --form loop --out out/
+  python -m perfrnn generate --bundle bundles/jazz.mag --bars 32 --key Eb --out out/
   python -m perfrnn generate --bundle bundles/piano.mag --primer melody.mid --seconds 15
   python -m perfrnn generate --bundle bundles/jazz.mag --candidates 8 --variations 2
   python -m perfrnn score my-song.mid --bundle bundles/jazz.mag
   python -m perfrnn info bundles/piano.mag
+
+--chords, and --key for a band, need a style that follows chords ("follows chords"
+in `info`): a key-conditioned piano, or a band trained with song inputs.
 """
 
 
@@ -95,8 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--notes-per-second", type=float, default=None,
                           help="note density, for conditioned bundles")
     generate.add_argument("--key", default=None,
-                          help="key for conditioned bundles: a name (C, F#, Bbm) or 12 "
-                               "comma-separated pitch-class weights from C to B")
+                          help="key: for a key-conditioned style (a piano), a name (C, F#, "
+                               "Bbm) or 12 comma-separated pitch-class weights from C to B; "
+                               "for a style that follows chords, the key its own "
+                               "progressions are played in (G, Em; default: drawn from the "
+                               "seed)")
+    generate.add_argument("--chords", default=None, metavar='"C G Am F"',
+                          help="the chords to follow: one chord per bar, separated by "
+                               "spaces, or |-separated bars (\"C | G | %% | F\"); %% repeats "
+                               f"the bar before; at most {MAX_PROGRESSION_BARS} bars. The "
+                               "progression repeats through each section (default: the "
+                               "style's own progressions)")
+    generate.add_argument("--form", default=None, metavar="|".join(REQUEST_FORMS),
+                          help="song: intro, sections with fills, ending; loop: the main "
+                               "section only (default: song; --loop implies loop)")
     generate.add_argument("--program", type=int, default=None,
                           help="General MIDI program (0-127) for the main part (the 'type'); "
                                "see `info` for the style's parts")
@@ -166,6 +189,24 @@ def _parse_key(text: str | None) -> tuple[float, ...] | None:
     return pitch_histogram_for_key(text)
 
 
+def _song_options(options: GenerationOptions, key: str | None, bundle) -> GenerationOptions:
+    """`options` for the loaded style: --key is the key control of a
+    key-conditioned style (as parsed into `options`), else the key of the
+    style's own progressions for a style that follows chords; --chords is
+    refused for a style that does not follow them."""
+    encoding, style = bundle.encoding, bundle.metadata.style
+    if options.chords and not encoding.reads_song:
+        raise PerfRNNError(f"style {style!r} does not follow chords; leave --chords out")
+    if key is None or encoding.control_signals or not encoding.reads_song:
+        return options  # an unconditioned style refuses the key control when it samples
+    if "," in key:
+        raise PerfRNNError(f"style {style!r} is not key-conditioned: it takes a key name "
+                           "(G, Em) for its progressions, not 12 weights")
+    songs = dataclasses.replace(options, pitch_histogram=None, key=key.strip())
+    songs.validate()
+    return songs
+
+
 def run_generate(args: argparse.Namespace) -> int:
     if args.bars is not None and args.seconds is not None:
         raise PerfRNNError("give the length once: --bars or --seconds, not both")
@@ -175,7 +216,9 @@ def run_generate(args: argparse.Namespace) -> int:
         variations=args.variations, candidates=args.candidates, repair=args.repair,
         notes_per_second=args.notes_per_second,
         pitch_histogram=_parse_key(args.key), bpm=args.bpm, bars=args.bars, loop=args.loop,
-        blend=parse_blend(args.blend) if args.blend else None)
+        blend=parse_blend(args.blend) if args.blend else None,
+        chords=None if args.chords is None else parse_progression(args.chords),
+        form=None if args.form is None else parse_form(args.form))
     options.validate()  # before the slow imports, so mistakes are reported at once
     if args.program is not None and not 0 <= args.program <= 127:
         raise PerfRNNError(f"--program must be from 0 to 127, got {args.program}")
@@ -188,6 +231,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from perfrnn.sampler import Sampler
 
     bundle = read_bundle(args.bundle)
+    options = _song_options(options, args.key, bundle)
     primer = read_music_file(args.primer) if args.primer else None
     sampler = Sampler(bundle)
     with tqdm(total=100, desc=f"generating {bundle.metadata.style}", unit="%",
@@ -287,6 +331,7 @@ def run_info(args: argparse.Namespace) -> int:
         "input_size": encoding.input_size,
         "classes": encoding.num_classes,
         "controls": [signal.name for signal in encoding.control_signals],
+        "follows_chords": encoding.reads_song,
         "magenta_compatible": bundle.is_magenta_compatible,
         "default_bpm": meta.default_bpm,
         "time_signature": meta.time_signature,

@@ -145,6 +145,26 @@ class GenerationOptions:
         return random.SystemRandom().randrange(MAX_SEED) if self.seed is None else self.seed
 
 
+REQUEST_FORMS = tuple(form for form in FORMS if form != "endless")
+"""The forms a person may ask for: "song" and "loop" ("endless", a piece
+without end, is the radio's)."""
+
+
+def parse_form(text: str) -> str:
+    """A form a person asks for: one of REQUEST_FORMS, in any case.
+
+    Raises:
+      PerfRNNError: "endless" (the radio's) or an unknown form.
+    """
+    form = str(text).strip().lower()
+    if form == "endless":
+        raise PerfRNNError("the endless form is the radio's (music without end); ask for "
+                           f"{' or '.join(REQUEST_FORMS)}")
+    if form not in REQUEST_FORMS:
+        raise PerfRNNError(f"form must be {' or '.join(REQUEST_FORMS)}, got {str(text)[:20]!r}")
+    return form
+
+
 def candidates_for_quality(quality: str) -> int:
     """Candidates per variation for a quality name (see QUALITIES).
 

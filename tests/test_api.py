@@ -138,9 +138,11 @@ def test_list_styles(client):
     assert {"piano", "rock"} <= set(styles)
     piano, rock = styles["piano"], styles["rock"]
     keys = {"name", "origin", "description", "size_bytes", "default_bpm", "conditioned",
-            "default_controls", "parts", "types", "metrics", "provenance", "loads", "error"}
+            "follows_chords", "default_controls", "parts", "types", "metrics", "provenance",
+            "loads", "error"}
     assert keys <= set(piano) and keys <= set(rock)
     assert piano["conditioned"] is True and rock["conditioned"] is False
+    assert piano["follows_chords"] is True and rock["follows_chords"] is False
     assert piano["origin"] == rock["origin"] == "shipped"
     assert rock["loads"] is True and rock["error"] is None
     assert rock["default_bpm"] == 120.0 and rock["size_bytes"] > 0
@@ -208,6 +210,15 @@ INVALID_GENERATIONS = [
     ({"style": "rock", "bars": 4, "feel": "lazy"}, "feel"),
     ({"style": "rock", "bars": 4, "seconds": 10}, "bars"),
     ({"style": "rock", "seconds": 600, "bpm": 300}, "length"),
+    ({"style": "piano", "seconds": 5, "chords": "C Hm7 F"}, "chords"),
+    ({"style": "piano", "seconds": 5, "chords": " ".join(["C", "G"] * 33)}, "chords"),
+    ({"style": "piano", "seconds": 5, "chords": "C " * 201}, "chords"),
+    ({"style": "piano", "seconds": 5, "chords": "C G | Am"}, "chords"),
+    ({"style": "piano", "seconds": 5, "chords": ["C", "G"]}, "chords"),
+    ({"style": "rock", "seconds": 5, "chords": "C G Am F"}, "chords"),
+    ({"style": "rock", "seconds": 5, "form": "endless"}, "form"),
+    ({"style": "rock", "seconds": 5, "form": "xyz"}, "form"),
+    ({"style": "rock", "seconds": 5, "form": 3}, "form"),
 ]
 
 
@@ -220,6 +231,22 @@ def test_invalid_generation(api_app, client, fields, field):
     body = assert_invalid(client.post(f"{API}/generations", json=fields), field)
     assert field in body["message"]
     assert store.count(("queued", "running", "done", "failed", "cancelled")) == before
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"chords": "C Hm7 F"}, ["'Hm7'", "maj7", "m7b5", "sus4", "(major)"]),
+    ({"chords": " ".join(["C", "G"] * 33)}, ["at most 64 bars"]),
+    ({"chords": "C " * 201}, ["402 characters", "at most 400"]),
+    ({"form": "endless"}, ["radio", "song or loop"]),
+    ({"form": "xyz"}, ["'xyz'", "song or loop"]),
+])
+def test_chords_and_form_mistakes_say_what_to_change(client, fields, words):
+    body = assert_invalid(client.post(f"{API}/generations",
+                                      json={"style": "piano", "bars": 4, **fields}),
+                          next(iter(fields)))
+    message = body["fields"][next(iter(fields))]
+    for word in words:
+        assert word in message and word in body["message"], (word, message)
 
 
 def test_invalid_generation_reports_every_field(client):
@@ -340,6 +367,61 @@ def test_a_loop_in_bars_with_swing_ends_on_its_bar_line(api_app, client):
     assert {sum(message.time for message in track) for track in song.tracks} == {4 * 4 * 480}
     assert song.length == pytest.approx(4 * 4 * 60 / 90, abs=1e-3)
     assert job["result"]["variations"][0]["seconds"] == pytest.approx(4 * 4 * 60 / 90, abs=1e-3)
+
+
+def song_marks(midi_data: bytes) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """(bar, marker) and (bar, chord symbol) of a 4/4 file's song plan (its
+    conductor track's markers and text events)."""
+    song = mido.MidiFile(file=io.BytesIO(midi_data))
+    marks, tick = [], 0
+    for message in song.tracks[0]:
+        tick += message.time
+        if message.type in ("marker", "text"):
+            marks.append((tick // (4 * song.ticks_per_beat), message.type, message.text))
+    return ([(bar, text) for bar, kind, text in marks if kind == "marker"],
+            [(bar, text) for bar, kind, text in marks if kind == "text"])
+
+
+def test_chords_and_form_reach_the_worker(api_app, client):
+    """The chords and form of a request are kept with the job and played: the
+    file's conductor track carries the plan the model followed."""
+    job = generate(api_app, client, style="piano", bars=8, seed=5, chords="Am | F | C | G",
+                   form="loop", quality="fast")
+    assert job["params"]["chords"] == ["Am", "F", "C", "G"]
+    assert job["params"]["form"] == "loop"
+    markers, chords = song_marks(client.get(job["downloads"][0]["midi"]).data)
+    assert chords == list(enumerate(["Am", "F", "C", "G"] * 2))
+    assert markers == [(0, "A")]  # the main section only: no ending
+
+    song = generate(api_app, client, style="piano", bars=8, seed=5, chords="Am | F | C | G",
+                    quality="fast")
+    assert "form" not in song["params"]
+    assert song_marks(client.get(song["downloads"][0]["midi"]).data)[0] == [(0, "A"),
+                                                                            (7, "Ending")]
+
+
+def test_key_of_a_style_that_follows_chords_reaches_the_worker(make_app, tmp_path):
+    """A band that follows chords, without a key control, plays its own
+    progression (C F G C) in the key asked for."""
+    from perfrnn.bundle import BundleMetadata, write_bundle
+    from perfrnn.configs import BAND_TRACKS
+    from tests.conftest import small_band_bundle
+
+    folder = tmp_path / "bundles"
+    folder.mkdir()
+    write_bundle(small_band_bundle(config_id="metric_band_song", metadata=BundleMetadata(
+        style="songband", tracks=BAND_TRACKS, default_bpm=120.0,
+        progressions=[["C", "F", "G", "C"]])), folder / "songband.mag")
+    app = make_app(BUNDLES_DIR=str(folder), RENDER_AUDIO=False)
+    client = app.test_client()
+    band = client.get(f"{API}/styles/songband").get_json()
+    assert band["follows_chords"] is True and band["conditioned"] is False
+    assert_invalid(client.post(f"{API}/generations", json={
+        "style": "songband", "bars": 4, "key": "H"}), "key")
+    job = generate(app, client, style="songband", bars=4, seed=2, key="G", quality="fast")
+    assert job["params"]["song_key"] == "G" and "key" not in job["params"]
+    markers, chords = song_marks(client.get(job["downloads"][0]["midi"]).data)
+    assert chords == [(0, "G"), (1, "C"), (2, "D"), (3, "G")]
 
 
 def test_unknown_jobs(client):
@@ -708,7 +790,12 @@ def test_the_documented_generation_fields_are_the_ones_checked(client):
     spec = client.get(f"{API}/openapi.json").get_json()
     properties = spec["components"]["schemas"]["GenerationRequest"]["properties"]
     assert {"style", "seconds", "bars", "bpm", "temperature", "variations", "seed",
-            "feel", "blend"} <= set(properties)
+            "feel", "blend", "chords", "form", "key"} <= set(properties)
+    assert properties["chords"]["type"] == "string" and properties["chords"]["maxLength"] == 400
+    assert "one chord per bar" in properties["chords"]["description"]
+    assert properties["form"]["enum"] == ["song", "loop"]
+    style = spec["components"]["schemas"]["Style"]
+    assert "follows_chords" in style["required"] and "follows_chords" in style["properties"]
     checked = 0
     for name, schema in properties.items():
         if "maximum" not in schema or name in ("density",):  # density: conditioned styles

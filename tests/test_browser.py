@@ -260,6 +260,41 @@ def test_generate_rock_listen_see_and_download(server, browser, downloads):
     assert 9 in channels and len(channels) >= 2  # a band: drums on channel 10 and more
 
 
+def test_the_song_fields_follow_the_style(server, browser):
+    """Chords, form and key show for a style that follows chords and hide
+    (so they are not sent) for one that does not; ticking the seamless loop
+    chooses the loop form; an unknown chord is named next to the field."""
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(server + "/")
+    style = Select(find(browser, "#style"))
+    follows = {o.get_attribute("value"): o.get_attribute("data-follows-chords") == "true"
+               for o in style.options}
+    assert follows.get("piano"), follows  # the piano: its key control, bar by bar
+    style.select_by_value("piano")
+    group = find(browser, "#song-group")
+    assert group.is_displayed() and group.get_attribute("disabled") is None
+    assert "C G Am F" in find(browser, "#chords").get_attribute("placeholder")
+    form = Select(find(browser, "#form"))
+    assert [o.get_attribute("value") for o in form.options] == ["song", "loop"]
+    assert form.first_selected_option.get_attribute("value") == "song"
+    click_in_view(browser, find(browser, "#loop"))
+    assert form.first_selected_option.get_attribute("value") == "loop"
+    browser.save_screenshot(str(output_dir() / "generate-song-fields.png"))
+    others = [name for name, follows_chords in follows.items() if not follows_chords]
+    if others:
+        style.select_by_value(others[0])
+        assert not group.is_displayed() and group.get_attribute("disabled") is not None
+
+    browser.get(server + "/?style=piano")
+    find(browser, "#chords").send_keys("C Hm7 F G")
+    click_in_view(browser, find(browser, "#generate-button"))
+    error = poll_until(lambda: find(browser, "#error-chords"), 30, "the chords' error")
+    assert "'Hm7'" in error.text and "maj7" in error.text
+    assert "is-invalid" in find(browser, "#chords").get_attribute("class")
+    assert find(browser, "#chords").get_attribute("value") == "C Hm7 F G"
+
+
 def make_training_files(folder: Path) -> list[Path]:
     """Three short melodies, a few seconds each."""
     paths = []

@@ -278,6 +278,75 @@ def test_conditioned_bundle_with_key_and_density(capsys, conditioned_bundle_path
     assert other[0].read_bytes() != files[0].read_bytes()
 
 
+def song_marks(path) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """(bar, marker) and (bar, chord symbol) of the conductor track's song plan
+    (4/4 at 480 ticks per beat)."""
+    marks = [(tick // (4 * 480), message.type, message.text)
+             for tick, message in timed_messages(mido.MidiFile(path).tracks[0])
+             if message.type in ("marker", "text")]
+    return ([(bar, text) for bar, kind, text in marks if kind == "marker"],
+            [(bar, text) for bar, kind, text in marks if kind == "text"])
+
+
+def test_chords_and_form_are_followed(capsys, conditioned_bundle_path, tmp_path):
+    """A key-conditioned piano follows --chords bar by bar, in the --form asked for:
+    the file's conductor track carries the plan it played."""
+    _, song = generate(capsys, conditioned_bundle_path, tmp_path / "song",
+                       "--bars", 8, "--seed", 3, "--chords", "Am F C G")
+    markers, chords = song_marks(song[0])
+    # a song of 8 bars: A, and a one-bar ending that starts the progression again
+    assert markers == [(0, "A"), (7, "Ending")]
+    assert chords == list(enumerate(["Am", "F", "C", "G", "Am", "F", "C", "Am"]))
+    assert_daw_ready(song[0])
+
+    _, loop = generate(capsys, conditioned_bundle_path, tmp_path / "loop",
+                       "--bars", 8, "--seed", 3, "--chords", "Am | % | F | G", "--form", "LOOP")
+    markers, chords = song_marks(loop[0])
+    assert chords == [(0, "Am"), (2, "F"), (3, "G"), (4, "Am"), (6, "F"), (7, "G")]
+    assert markers == [(0, "A")]  # the main section only
+    assert loop[0].read_bytes() != song[0].read_bytes()
+
+    _, looped = generate(capsys, conditioned_bundle_path, tmp_path / "looped",
+                         "--bars", 8, "--seed", 3, "--chords", "Am F C G", "--loop")
+    assert song_marks(looped[0])[0] == [(0, "A")]  # --loop plays the loop form
+
+
+@pytest.fixture(scope="module")
+def song_band_path(tmp_path_factory) -> Path:
+    """A small band that follows chords (song inputs, no key control), whose
+    own progression is C F G C."""
+    from conftest import small_band_bundle
+
+    from perfrnn.bundle import BundleMetadata, write_bundle
+    from perfrnn.configs import BAND_TRACKS
+
+    path = tmp_path_factory.mktemp("songband") / "songband.mag"
+    write_bundle(small_band_bundle(config_id="metric_band_song", metadata=BundleMetadata(
+        style="songband", tracks=BAND_TRACKS, default_bpm=120.0,
+        progressions=[["C", "F", "G", "C"]])), path)
+    return path
+
+
+def test_key_of_a_band_that_follows_chords(capsys, song_band_path, tmp_path):
+    """--key of a style that is not key-conditioned is the key its own
+    progressions are played in."""
+    _, files = generate(capsys, song_band_path, tmp_path / "g", "--bars", 4, "--seed", 2,
+                        "--key", "G")
+    assert song_marks(files[0])[1] == [(0, "G"), (1, "C"), (2, "D"), (3, "G")]
+    _, relative = generate(capsys, song_band_path, tmp_path / "em", "--bars", 4, "--seed", 2,
+                           "--key", "Em")
+    assert song_marks(relative[0])[1] == song_marks(files[0])[1]  # E minor: G major's notes
+    _, given = generate(capsys, song_band_path, tmp_path / "given", "--bars", 4, "--seed", 2,
+                        "--chords", "Dm7 G7 Cmaj7 Cmaj7")
+    assert song_marks(given[0])[1] == [(0, "Dm7"), (1, "G7"), (2, "Cmaj7")]
+
+    status, stdout, stderr = run(capsys, "generate", "--bundle", song_band_path, "--out",
+                                 tmp_path / "weights", "--bars", 4, "--key", A_MINOR_WEIGHTS)
+    assert status == 2 and stdout == "" and stderr.count("\n") == 1
+    assert stderr.startswith("error: ") and "key name" in stderr
+    assert not (tmp_path / "weights").exists()
+
+
 # ----- errors --------------------------------------------------------------------
 
 
@@ -336,6 +405,13 @@ def error_case(name: str, tmp_path: Path, piano: Path, conditioned: Path) -> lis
         "conditioned all zero weights": ["--key", "0,0,0,0,0,0,0,0,0,0,0,0"],
         "conditioned negative weight": ["--key=-1,1,1,1,1,1,1,1,1,1,1,1"],
         "conditioned negative density": ["--notes-per-second", "-1"],
+        "unknown chord": ["--chords", "C Hm7 F"],
+        "two chords in a bar": ["--chords", "C G | Am"],
+        "progression over 64 bars": ["--chords", " ".join(["C", "G"] * 33)],
+        "empty progression": ["--chords", " | "],
+        "endless form": ["--form", "endless"],
+        "unknown form": ["--form", "xyz"],
+        "chords for a style that follows none": ["--chords", "C G Am F"],
     }
     return args + extra.get(name, [])
 
@@ -352,6 +428,8 @@ ERROR_CASES = [
     "conditioned 11 weights", "conditioned weights not numbers",
     "conditioned all zero weights", "conditioned negative weight",
     "conditioned negative density",
+    "unknown chord", "two chords in a bar", "progression over 64 bars", "empty progression",
+    "endless form", "unknown form", "chords for a style that follows none",
 ]
 
 
@@ -390,6 +468,12 @@ def test_generate_mistakes_exit_2_with_one_error_line(capsys, tmp_path, piano_bu
     ("200 bars at 40 bpm", ["200 bars", "40 BPM", "10 minutes"]),
     ("bars and seconds", ["--bars", "--seconds", "not both"]),
     ("unknown key H", ["'H'"]),
+    ("unknown chord", ["'Hm7'", "maj7", "m7b5", "sus4"]),
+    ("two chords in a bar", ["one chord per bar"]),
+    ("progression over 64 bars", ["64 bars"]),
+    ("endless form", ["radio", "song or loop"]),
+    ("unknown form", ["'xyz'", "song or loop"]),
+    ("chords for a style that follows none", [PIANO_STYLE, "does not follow chords"]),
 ])
 def test_error_messages_name_the_problem(capsys, tmp_path, piano_bundle_path,
                                          conditioned_bundle_path, case, words):
@@ -483,6 +567,7 @@ def test_info_json(capsys, piano_bundle_path, conditioned_bundle_path):
     assert summary["layers"] == [64, 64]
     assert summary["magenta_compatible"] is True
     assert summary["controls"] == []
+    assert summary["follows_chords"] is False
     assert summary["default_bpm"] == 120.0
     assert summary["input_size"] == summary["classes"] == 388
     assert summary["parameters"] > 0
@@ -495,6 +580,7 @@ def test_info_json(capsys, piano_bundle_path, conditioned_bundle_path):
     assert summary["layers"] == [64, 64]
     assert summary["magenta_compatible"] is True
     assert len(summary["controls"]) == 2  # note density and pitch histogram
+    assert summary["follows_chords"] is True  # its key control, bar by bar
     assert summary["input_size"] > summary["classes"]
 
 

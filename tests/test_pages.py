@@ -140,10 +140,13 @@ def test_home_lists_styles_with_their_types(make_app):
                                                         "Distortion Guitar (GM 30)"]
     assert options["rock"]["attrs"]["data-conditioned"] == "false"
     assert options["piano"]["attrs"]["data-conditioned"] == "true"
+    assert options["rock"]["attrs"]["data-follows-chords"] == "false"
+    assert options["piano"]["attrs"]["data-follows-chords"] == "true"  # by its key control
     assert options["rock"]["attrs"]["data-default-bpm"] == "120"
     for element_id in ("generate-form", "style", "type", "length", "unit", "bpm", "temperature",
-                       "variations", "seed", "key", "density", "controls-group", "quantize",
-                       "primer", "generate-button", "history"):
+                       "variations", "seed", "key", "density", "controls-group", "chords",
+                       "form", "song-group", "quantize", "primer", "generate-button",
+                       "history"):
         assert parsed.by_id(element_id) is not None, element_id
     form = parsed.by_id("generate-form")
     assert form["attrs"]["method"] == "post"
@@ -152,7 +155,7 @@ def test_home_lists_styles_with_their_types(make_app):
     # Every control has a label.
     labelled = {label["attrs"].get("for") for label in parsed.select("label")}
     for control in ("style", "type", "length", "unit", "bpm", "temperature", "variations", "seed",
-                    "key", "density", "quantize", "primer"):
+                    "key", "density", "chords", "form", "quantize", "primer"):
         assert control in labelled, control
     temperature = parsed.by_id("temperature")["attrs"]
     assert (temperature["min"], temperature["max"], temperature["step"], temperature["value"]) == (
@@ -170,8 +173,9 @@ def test_home_lists_styles_with_their_types(make_app):
                     if o["attrs"].get("value") in ("29", "30")]
     assert type_options == [("29", "Overdriven Guitar (GM 29)"),
                             ("30", "Distortion Guitar (GM 30)")]
-    group = parsed.by_id("controls-group")
-    assert "d-none" in group["attrs"]["class"].split() and "disabled" in group["attrs"]
+    for group_id in ("controls-group", "song-group"):
+        group = parsed.by_id(group_id)
+        assert "d-none" in group["attrs"]["class"].split() and "disabled" in group["attrs"]
 
 
 def test_style_query_preselects_a_conditioned_style(make_app):
@@ -185,6 +189,21 @@ def test_style_query_preselects_a_conditioned_style(make_app):
     assert "disabled" not in group["attrs"]
     assert parsed.by_id("key")["attrs"]["name"] == "key"
     assert parsed.by_id("density")["attrs"]["name"] == "density"
+    # A style that follows chords: chords (with examples), the form and the key.
+    group = parsed.by_id("song-group")
+    assert "d-none" not in group["attrs"]["class"].split() and "disabled" not in group["attrs"]
+    song_fields = {element["attrs"].get("id") for element in parsed.inside("song-group")}
+    assert {"chords", "form", "key"} <= song_fields
+    chords = parsed.by_id("chords")["attrs"]
+    assert chords["name"] == "chords" and chords["maxlength"] == "400"
+    assert "C G Am F" in chords["placeholder"]
+    assert "Dm7 G7 Cmaj7 Cmaj7" in [o["attrs"]["value"]
+                                    for o in parsed.inside("chord-examples", tag="option")]
+    assert "style's own progression" in Page.text(parsed.by_id("chords-help"))
+    forms = parsed.inside("form", tag="option")
+    assert [o["attrs"]["value"] for o in forms] == ["song", "loop"]
+    assert [o["attrs"]["value"] for o in forms if "selected" in o["attrs"]] == ["song"]
+    assert "intro" in Page.text(forms[0]) and "main section" in Page.text(forms[1])
     # An unknown style is said so, and the form still works.
     response = client.get("/?style=nosuch")
     assert response.status_code == 200
@@ -208,6 +227,10 @@ def test_style_query_preselects_a_conditioned_style(make_app):
     ({"style": "nosuch"}, "style", "no style 'nosuch'"),
     ({"style": "piano", "type": "", "key": "H"}, "key", "unknown key"),
     ({"style": "piano", "type": "", "density": "100"}, "density", "between 0.5 and 40"),
+    ({"style": "piano", "type": "", "chords": "C Hm7 F"}, "chords", "'Hm7'"),
+    ({"style": "piano", "type": "", "chords": "C " * 201}, "chords", "at most 400"),
+    ({"chords": "C G Am F"}, "chords", "does not follow chords"),
+    ({"form": "endless"}, "form", "radio"),
 ])
 def test_invalid_fields_are_shown_next_to_the_field(make_app, changes, field, words):
     app = make_app(WTF_CSRF_ENABLED=False)
@@ -220,11 +243,11 @@ def test_invalid_fields_are_shown_next_to_the_field(make_app, changes, field, wo
     assert words in Page.text(feedback)
     assert "invalid-feedback" in feedback["attrs"]["class"]
     assert "is-invalid" in parsed.by_id(field)["attrs"]["class"].split()
-    if field in ("key", "density"):  # shown even for a style that takes neither
-        group = parsed.by_id("controls-group")
+    if field in ("key", "density", "chords", "form"):  # shown even for a style without them
+        group = parsed.by_id("controls-group" if field == "density" else "song-group")
         assert "d-none" not in group["attrs"]["class"].split() and "disabled" not in group["attrs"]
     # What was typed is kept.
-    for name in ("length", "bpm", "seed", "key", "density"):
+    for name in ("length", "bpm", "seed", "key", "density", "chords"):
         if name in changes and name != field or name == "seed":
             value = {**VALID_ROCK, **changes}.get(name, "")
             assert parsed.by_id(name)["attrs"]["value"] == value, name
@@ -268,6 +291,33 @@ def test_a_primer_is_kept_with_the_job(make_app):
     assert job.params["primer"].endswith("my_tune.mid")
     parsed = page(client.get(f"/jobs/{job.id}"))
     assert Page.text(parsed.by_id("param-primer")) == "my_tune.mid"
+
+
+def test_chords_and_form_are_kept_with_the_job(make_app):
+    from perfrnn.options import REQUEST_FORMS
+    from webapp.web.pages import FORM_LABELS
+
+    assert tuple(FORM_LABELS) == REQUEST_FORMS  # the menu offers each form a person may ask for
+    app = make_app(WTF_CSRF_ENABLED=False)
+    client = app.test_client()
+    response = client.post("/", data={**VALID_ROCK, "style": "piano", "type": "",
+                                      "chords": "Dm7 | G7 | Cmaj7 | %", "form": "loop",
+                                      "key": "C"})
+    assert response.status_code == 303, response.get_data(as_text=True)[:3000]
+    job = store_of(app).get(response.headers["Location"].rsplit("/", 1)[1])
+    assert job.params["chords"] == ["Dm7", "G7", "Cmaj7", "Cmaj7"]
+    assert job.params["form"] == "loop" and job.params["key"] == "C"
+    assert wait_for_job(app, job.id, timeout=120).state == DONE
+    parsed = page(client.get(f"/jobs/{job.id}"))
+    assert Page.text(parsed.by_id("param-chords")) == "Dm7 G7 Cmaj7 Cmaj7"
+    assert Page.text(parsed.by_id("param-form")).startswith("Loop")
+    fields = hidden_fields(parsed, "more-like-this-form")
+    assert (fields["chords"], fields["form"], fields["key"]) == ("Dm7 G7 Cmaj7 Cmaj7", "loop",
+                                                                 "C")
+    # A loop asked for plays the loop form unless another is chosen.
+    again = page(client.post("/", data={**VALID_ROCK, "loop": "on", "bpm": "500"}))
+    assert [o["attrs"]["value"] for o in again.inside("form", tag="option")
+            if "selected" in o["attrs"]] == ["loop"]
 
 
 def test_generate_shows_results_history_and_more_like_this(make_app):

@@ -196,6 +196,26 @@ def test_validation_names_each_bad_field(make_app):
     assert 0 <= params["seed"] < 2**31
 
 
+def test_chords_form_and_key_become_generation_options(make_app):
+    from webapp.jobs.runner import generation_options
+
+    registry = make_app().extensions["perfrnn"].registry
+    params = generation_params({"style": "piano", "bars": "8", "chords": "C | % | F | G",
+                                "form": " Loop", "key": "Em"}, registry)
+    assert (params["chords"], params["form"], params["key"]) == (["C", "C", "F", "G"],
+                                                                 "loop", "Em")
+    options, _ = generation_options(params)
+    assert (options.chords, options.form, options.key) == (("C", "C", "F", "G"), "loop", None)
+    assert options.pitch_histogram is not None  # the piano's key is its key control
+    options.validate()
+    # A band that follows chords without a key control: its key is its progressions'.
+    options, _ = generation_options({**params, "key": None, "song_key": "Em"})
+    assert options.key == "Em" and options.pitch_histogram is None
+    # A job queued before songs: none of them.
+    options, _ = generation_options({"temperature": 1.0, "seconds": 5})
+    assert (options.chords, options.form, options.key) == (None, None, None)
+
+
 def test_old_results_expire_and_their_files_go(make_app):
     app = make_app()
     services, queue = app.extensions["perfrnn"], app.extensions["perfrnn_queue"]

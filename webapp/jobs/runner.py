@@ -124,7 +124,9 @@ def discard_leftovers(services: Services, job) -> None:
 
 def generation_options(params: dict):
     """The sampler's and the MIDI writer's options from a job's parameters
-    (a length is the file's length at the tempo asked for: perfrnn's rule)."""
+    (a length is the file's length at the tempo asked for: perfrnn's rule;
+    "key" is a conditioned style's key control, "song_key" the key of the
+    progressions of a style that follows chords)."""
     from perfrnn.generate import MidiOptions
     from perfrnn.options import GenerationOptions, candidates_for_quality, pitch_histogram_for_key
 
@@ -138,7 +140,10 @@ def generation_options(params: dict):
         notes_per_second=params.get("density"),
         pitch_histogram=pitch_histogram_for_key(params["key"]) if params.get("key") else None,
         blend=tuple((str(name), float(weight)) for name, weight in params["blend"])
-        if params.get("blend") else None)
+        if params.get("blend") else None,
+        chords=tuple(str(symbol) for symbol in params["chords"]) if params.get("chords")
+        else None,
+        form=params.get("form"), key=params.get("song_key"))
     midi = MidiOptions(quantize=bool(params.get("quantize")), program=params.get("program"),
                        track=params.get("part"), feel=params.get("feel", "straight"))
     return options, midi

@@ -72,6 +72,9 @@
     var typeSelect = byId('type');
     var bpm = byId('bpm');
     var controls = byId('controls-group');
+    var songGroup = byId('song-group');
+    var formSelect = byId('form');
+    var loop = byId('loop');
     var key = byId('key');
     var density = byId('density');
     var styleHelp = byId('style-help');
@@ -87,8 +90,9 @@
       try { return JSON.parse(option.getAttribute(name)); } catch (error) { return fallback; }
     }
 
-    // A key or density the server refused stays visible until the style changes.
+    // A density, or chords, form or key, the server refused stays visible until the style changes.
     var keepControls = Boolean(controls && controls.querySelector('.is-invalid'));
+    var keepSong = Boolean(songGroup && songGroup.querySelector('.is-invalid'));
 
     function update() {
       var option = styleSelect.options[styleSelect.selectedIndex];
@@ -113,10 +117,17 @@
           (parts ? ' (parts: ' + parts + ')' : '') + '.';
       }
       if (bpm) { bpm.placeholder = option.dataset.defaultBpm || '120'; }
-      var conditioned = option.dataset.conditioned === 'true' || keepControls;
+      var conditioned = option.dataset.conditioned === 'true';
       if (controls) {
-        controls.classList.toggle('d-none', !conditioned);
-        controls.disabled = !conditioned;  // hidden fields are not sent
+        var steered = conditioned || keepControls;
+        controls.classList.toggle('d-none', !steered);
+        controls.disabled = !steered;  // hidden fields are not sent
+      }
+      if (songGroup) {
+        // a style that follows chords, or a conditioned one (it takes a key)
+        var songs = option.dataset.followsChords === 'true' || conditioned || keepSong;
+        songGroup.classList.toggle('d-none', !songs);
+        songGroup.disabled = !songs;
       }
       if (blendGroup && blendWith) {
         var blendStyles = optionData(option, 'data-blend-styles', []) || [];
@@ -138,7 +149,17 @@
       }
     }
 
-    styleSelect.addEventListener('change', function () { keepControls = false; update(); });
+    styleSelect.addEventListener('change', function () {
+      keepControls = false;
+      keepSong = false;
+      update();
+    });
+    if (loop && formSelect) {
+      // a seamless loop plays the main section only
+      loop.addEventListener('change', function () {
+        if (loop.checked) { formSelect.value = 'loop'; }
+      });
+    }
     update();
     if (blendAmount && blendAmountValue) {
       blendAmount.addEventListener('input', function () {

@@ -193,6 +193,7 @@ def style_json(style, card: bool = False) -> dict:
         "description": metadata.description if metadata else "",
         "default_bpm": metadata.default_bpm if metadata else None,
         "conditioned": bool(bundle.encoding.control_signals) if bundle else False,
+        "follows_chords": bool(bundle.encoding.reads_song) if bundle else False,
         "metric": bool(bundle.config.is_metric) if bundle else False,
         "blend_styles": list(bundle.config.style_names) if bundle else [],
         "style_mix": dict(metadata.style_mix) if metadata else {},

@@ -78,8 +78,8 @@ SCHEMAS: dict = {
     },
     "Style": {
         "type": "object",
-        "required": ["name", "origin", "description", "size_bytes", "conditioned", "parts",
-                     "types", "loads", "error"],
+        "required": ["name", "origin", "description", "size_bytes", "conditioned",
+                     "follows_chords", "parts", "types", "loads", "error"],
         "properties": {
             "name": {"type": "string", "example": "piano"},
             "origin": {"type": "string", "enum": ["shipped", "user"],
@@ -89,6 +89,10 @@ SCHEMAS: dict = {
             "default_bpm": _nullable({"type": "number"}),
             "conditioned": {"type": "boolean",
                             "description": "true: the style takes `key` and `density`"},
+            "follows_chords": {"type": "boolean",
+                               "description": "true: the style takes `chords` and "
+                                              "`form`; if not `conditioned`, its `key` "
+                                              "is the key of its own progressions"},
             "metric": {"type": "boolean",
                        "description": "true: time is counted in beats, so notes sit on the "
                                       "bar lines at any tempo"},

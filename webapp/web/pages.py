@@ -49,6 +49,9 @@ HISTORY_LIMIT = 10
 KIND_CHOICES = tuple((kind, KIND_DESCRIPTIONS[kind].label, KIND_DESCRIPTIONS[kind].page_note)
                      for kind in TRAINING["kind"].choices)
 """The train page's kind menu: (value, label, note) for auto and each corpus kind."""
+FORM_LABELS = {"song": "Song: intro, sections, ending", "loop": "Loop: main section only"}
+"""The generate form's form menu, by `perfrnn.options.REQUEST_FORMS`."""
+CHORD_EXAMPLES = ("C G Am F", "Am F C G", "Dm7 G7 Cmaj7 Cmaj7", "C | % | F | G")
 KEYS = ("C", "G", "D", "A", "E", "B", "F#", "Db", "Ab", "Eb", "Bb", "F",
         "Am", "Em", "Bm", "F#m", "C#m", "G#m", "Ebm", "Bbm", "Fm", "Cm", "Gm", "Dm")
 
@@ -190,6 +193,7 @@ def style_info(style) -> dict:
         "types": types,
         "default_bpm": meta.default_bpm,
         "conditioned": bool(bundle.encoding.control_signals),
+        "follows_chords": bundle.encoding.reads_song,
         "metric": bundle.config.is_metric,
         "default_controls": dict(meta.default_controls or {}),
         "parts": [part_label(track) for track in meta.played_tracks],
@@ -336,7 +340,7 @@ def _generate_page(values: dict, errors: dict | None = None, status: int = 200,
         errors=errors, other_errors=other_errors, history=history, busy=busy, notice=notice,
         retention_hours=current_app.config.get("RESULT_RETENTION_HOURS"),
         fields=GENERATION, primer_accept=",".join(GENERATION["primer"].suffixes),
-        keys=KEYS), status
+        keys=KEYS, forms=FORM_LABELS, chord_examples=CHORD_EXAMPLES), status
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -403,8 +407,12 @@ def _generation_summary(job) -> list[tuple[str, str]]:
             ("Variations", format_number(params.get("variations", 1))),
             ("Quality", params.get("quality", "fast")),
             ("Seed", str(params.get("seed", "")))]
-    if params.get("key"):
-        rows.append(("Key", params["key"]))
+    if params.get("key") or params.get("song_key"):
+        rows.append(("Key", params.get("key") or params["song_key"]))
+    if params.get("chords"):
+        rows.append(("Chords", " ".join(params["chords"])))
+    if params.get("form"):
+        rows.append(("Form", FORM_LABELS.get(params["form"], params["form"])))
     if params.get("density") is not None:
         rows.append(("Density", f"{format_number(params['density'])} notes per second"))
     rows.append(("Quantised", "yes" if params.get("quantize") else "no"))
@@ -429,7 +437,9 @@ def _more_like_this(job) -> dict:
               "temperature": format_number(params.get("temperature")),
               "variations": format_number(params.get("variations", 1)), "seed": "",
               "quality": params.get("quality", "fast"),
-              "key": params.get("key") or "",
+              "key": params.get("key") or params.get("song_key") or "",
+              "chords": " ".join(params.get("chords") or ()),
+              "form": params.get("form") or "",
               "density": format_number(params.get("density"))}
     for flag in ("quantize", "loop"):
         if params.get(flag):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from perfrnn.chords import MAX_PROGRESSION_BARS
 from perfrnn.options import (
     DEFAULT_QUALITY,
     FEELS,
@@ -22,6 +23,7 @@ from perfrnn.options import (
     MAX_SEED,
     MIN_BPM,
     QUALITIES,
+    REQUEST_FORMS,
 )
 from training.pipeline import CORPUS_KINDS
 
@@ -36,6 +38,7 @@ PRIMER_SUFFIXES = (".mid", ".midi", ".xml", ".musicxml", ".mxl")
 TRAINING_SUFFIXES = (".mid", ".midi", ".xml", ".musicxml", ".mxl", ".abc", ".zip")
 TRAINING_STARTS = ("base", "scratch")  # fine-tune the shipped style of the kind, or not
 STYLE_NAME_PATTERN = "^[a-z0-9][a-z0-9_-]{0,39}$"
+MAX_CHORDS_CHARS = 400  # 64 bars of long symbols ("F#m7b5/C# | ") fit
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Field:
       choices: The values a string may take.
       example: An example for the documentation.
       pattern: A regular expression a string must match (documented).
+      max_length: The most characters a string may have.
       suffixes: The file kinds an upload may be.
       max_bytes: The largest an upload may be (None: the request's own limit).
       api: Whether the API takes it (False: a page-only helper field).
@@ -69,6 +73,7 @@ class Field:
     choices: tuple[str, ...] = ()
     example: object = None
     pattern: str | None = None
+    max_length: int | None = None
     suffixes: tuple[str, ...] = ()
     max_bytes: int | None = None
     api: bool = True
@@ -91,7 +96,7 @@ class Field:
             schema["enum"] = list(self.choices)
         for key, value in (("minimum", self.minimum), ("maximum", self.maximum),
                            ("default", self.default), ("example", self.example),
-                           ("pattern", self.pattern)):
+                           ("pattern", self.pattern), ("maxLength", self.max_length)):
             if value is not None:
                 schema[key] = value
         description = self.description
@@ -190,9 +195,22 @@ GENERATION = Request("GenerationRequest", required=("style",), description=(
           choices=tuple(QUALITIES), default=DEFAULT_QUALITY),
     Field("seed", "integer", "seed", "the same seed and settings give the same music; "
           "random when left out", minimum=0, maximum=MAX_SEED),
-    Field("key", "string", "key", "conditioned styles only", example="C major"),
+    Field("key", "string", "key", "for a key-conditioned style (`conditioned`), its key "
+          "(C, F#, Bbm, A minor); for a style that follows chords (`follows_chords`), the "
+          "key its own progressions are played in (G, Em; given `chords` are played as "
+          "written); blank: the style's usual key, or one drawn from the seed",
+          example="C major"),
     Field("density", "number", "density (notes per second)",
           "notes per second; conditioned styles only", minimum=0.5, maximum=40.0),
+    Field("chords", "string", "chords", "styles that follow chords (`follows_chords`) "
+          "only: one chord per bar, separated by spaces or |; % repeats the bar before; at "
+          f"most {MAX_PROGRESSION_BARS} bars, which repeat through each section; blank: the "
+          "style's own progressions. A chord is a root (C, F#, Bb), a quality (m, 7, maj7, "
+          "m7, dim, sus4, ...) and optionally a bass (/E)", example="C G Am F",
+          max_length=MAX_CHORDS_CHARS),
+    Field("form", "string", "form", "song: intro, sections with fills and an ending; "
+          "loop: the main section only; blank: song, or loop with `loop`",
+          choices=REQUEST_FORMS),
     Field("quantize", "boolean", "quantize", "snap notes to the beat grid (metric styles "
           "are on it already)", default=False),
     Field("loop", "boolean", "loop", "the last bar leads back into the first, so the piece "

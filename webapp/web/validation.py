@@ -11,6 +11,7 @@ import math
 import random
 from pathlib import Path
 
+from perfrnn.chords import MAX_PROGRESSION_BARS, key_transposition, parse_progression
 from perfrnn.errors import PerfRNNError
 from perfrnn.metre import parse_metre
 from perfrnn.options import (
@@ -18,6 +19,7 @@ from perfrnn.options import (
     GenerationOptions,
     length_plan,
     parse_blend,
+    parse_form,
     pitch_histogram_for_key,
 )
 from perfrnn.registry import StyleRegistry, check_style_name
@@ -111,8 +113,10 @@ def generation_params(values, registry: StyleRegistry) -> dict:
     or a type's name), length with unit ("seconds", "minutes" or "bars") or
     seconds or bars, bpm, temperature, variations, seed (blank: a random one,
     chosen now so it can be shown), quality (candidates per variation), key
-    and density (conditioned styles only), quantize, loop (needs a length in
-    bars), feel, blend
+    (a conditioned style's key control, or the key of the progressions of a
+    style that follows chords: params "key" or "song_key"), density
+    (conditioned styles only), chords (styles that follow chords), form
+    ("song" or "loop"), quantize, loop (needs a length in bars), feel, blend
     ("rock:70,electronic:30", styles made from a base model only).
     """
     errors: dict[str, str] = {}
@@ -146,9 +150,16 @@ def generation_params(values, registry: StyleRegistry) -> dict:
         if seed is not None:
             params["seed"] = seed
     params["quantize"] = _flag(values.get("quantize", False))
+    if not _blank(values.get("form")):
+        try:
+            params["form"] = parse_form(values.get("form"))
+        except PerfRNNError as error:
+            errors["form"] = str(error)
     if bundle is not None:
         _check_type(values.get("type"), bundle, params, errors)
         _check_controls(values, bundle, params, errors)
+        _check_key(values.get("key"), bundle, params, errors, songs=True)
+        _check_chords(values.get("chords"), bundle, params, errors)
     if errors:
         raise ValidationError(errors)
     return params
@@ -168,6 +179,7 @@ def stream_params(values, registry: StyleRegistry) -> dict:
         params.setdefault("bpm", bundle.metadata.default_bpm)
         _check_type(values.get("type"), bundle, params, errors)
         _check_controls(values, bundle, params, errors)
+        _check_key(values.get("key"), bundle, params, errors, songs=False)
     if errors:
         raise ValidationError(errors)
     return params
@@ -238,19 +250,59 @@ def _length(values, params: dict, errors: dict) -> None:
             params["seconds"] = number
 
 
-def _check_controls(values, bundle, params: dict, errors: dict) -> None:
-    """Sets params "key" and "density" (conditioned styles) and "blend" (styles
-    of a base model), refusing them for styles that cannot take them."""
-    conditioned = bool(bundle.encoding.control_signals)
-    for field in ("key", "density"):
-        if not _blank(values.get(field)) and not conditioned:
-            errors[field] = (f"style {params['style']!r} takes no {field}; leave it blank")
-    if conditioned and not _blank(values.get("key")):
+def _check_key(value, bundle, params: dict, errors: dict, songs: bool) -> None:
+    """Sets params "key", a conditioned style's key control; or, with `songs`
+    (a generation), "song_key" for a style that follows chords without a key
+    control: the key its own progressions are played in. Refuses a key for
+    other styles."""
+    if _blank(value):
+        return
+    text = str(value).strip()
+    encoding = bundle.encoding
+    try:
+        if encoding.control_signals:
+            pitch_histogram_for_key(text)
+            params["key"] = text
+        elif songs and encoding.reads_song:
+            key_transposition(text)
+            params["song_key"] = text
+        else:
+            errors["key"] = f"style {params['style']!r} takes no key; leave it blank"
+    except PerfRNNError as error:
+        errors["key"] = str(error)
+
+
+def _check_chords(value, bundle, params: dict, errors: dict) -> None:
+    """Sets params "chords", a chord symbol per bar (`parse_progression`), for
+    a style that follows chords."""
+    if _blank(value):
+        return
+    longest = GENERATION["chords"].max_length
+    if not isinstance(value, str):
+        errors["chords"] = "write the chords as text, such as \"C G Am F\""
+    elif len(value) > longest:
+        errors["chords"] = (f"the chords are {len(value)} characters long; give at most "
+                            f"{longest} ({MAX_PROGRESSION_BARS} bars, which repeat through "
+                            "the piece)")
+    else:
         try:
-            pitch_histogram_for_key(str(values.get("key")))
-            params["key"] = str(values.get("key")).strip()
+            chords = parse_progression(value)
         except PerfRNNError as error:
-            errors["key"] = str(error)
+            errors["chords"] = str(error)
+            return
+        if bundle.encoding.reads_song:
+            params["chords"] = list(chords)
+        else:
+            errors["chords"] = (f"style {params['style']!r} does not follow chords; leave "
+                                "them blank")
+
+
+def _check_controls(values, bundle, params: dict, errors: dict) -> None:
+    """Sets params "density" (conditioned styles) and "blend" (styles of a base
+    model), refusing them for styles that cannot take them."""
+    conditioned = bool(bundle.encoding.control_signals)
+    if not _blank(values.get("density")) and not conditioned:
+        errors["density"] = f"style {params['style']!r} takes no density; leave it blank"
     if conditioned and not _blank(values.get("density")):
         density = _field_number(values.get("density"), GENERATION["density"], errors)
         if density is not None:
