@@ -45,7 +45,7 @@ from note_seq.protobuf import music_pb2
 from perfrnn import music_metrics
 from perfrnn.chords import Chord, parse_chord
 from perfrnn.errors import PerfRNNError
-from perfrnn.metre import metre_of, quarters_at
+from perfrnn.metre import ONSET_GRID, _tempo_map, metre_of, quarters_at
 from perfrnn.multitrack import ROLE_BASS
 
 STEPS_PER_QUARTER = 12
@@ -180,6 +180,47 @@ def onsets(sequence: music_pb2.NoteSequence) -> Onsets:
         is_drum=np.array([note.is_drum for note in notes], bool),
         instrument=np.array([note.instrument for note in notes], np.int64),
         bar_steps=steps_per_bar(sequence))
+
+
+def seconds_at(sequence: music_pb2.NoteSequence, quarters) -> np.ndarray:
+    """Seconds at each position in `quarters` (quarter notes from time 0) on
+    the piece's tempo map: the inverse of `perfrnn.metre.quarters_at`."""
+    quarters = np.asarray(quarters, np.float64).reshape(-1)
+    times, rates = _tempo_map(sequence)
+    starts = quarters_at(sequence, times)
+    segment = np.clip(np.searchsorted(starts, quarters, side="right") - 1, 0, len(times) - 1)
+    return times[segment] + (quarters - starts[segment]) / rates[segment]
+
+
+_ONSET_GRID_STEPS = np.array(sorted({round(STEPS_PER_QUARTER * p) for p in ONSET_GRID}))
+
+
+def snap_to_onset_grid(sequence: music_pb2.NoteSequence) -> music_pb2.NoteSequence:
+    """A copy whose onsets sit on the nearest sixteenth or eighth-triplet of
+    the piece's tempo map, each note moved whole (its length kept).
+
+    This is how the metric styles' encoding reads real music
+    (`perfrnn.metric_encoding`), and what their note grammar lets them play:
+    it takes out the humanised timing of rendered music (mma's grooves move
+    onsets by a step or two of 1/12 beat), so that a bar repeated with
+    jitter still repeats. Music already on that grid is unchanged.
+    """
+    copy = music_pb2.NoteSequence()
+    copy.CopyFrom(sequence)
+    if not copy.notes:
+        return copy
+    steps = quarters_at(copy, [note.start_time for note in copy.notes]) * STEPS_PER_QUARTER
+    beats = np.floor(steps / STEPS_PER_QUARTER)
+    within = steps - beats * STEPS_PER_QUARTER
+    nearest = _ONSET_GRID_STEPS[np.argmin(np.abs(within[:, None] - _ONSET_GRID_STEPS[None, :]),
+                                          axis=1)]
+    starts = seconds_at(copy, (beats * STEPS_PER_QUARTER + nearest) / STEPS_PER_QUARTER)
+    for note, start in zip(copy.notes, starts.tolist()):
+        start = max(start, 0.0)
+        note.end_time = max(note.end_time + start - note.start_time, start)
+        note.start_time = start
+    copy.total_time = max(copy.total_time, max(note.end_time for note in copy.notes))
+    return copy
 
 
 def _none_if_nan(value: float) -> float | None:
@@ -546,7 +587,8 @@ def main_drum_repeat(sequence: music_pb2.NoteSequence) -> float | None:
 
 
 def song_figures(sequence: music_pb2.NoteSequence, assign: bool = True,
-                 infer_chords: bool = True) -> dict[str, float | None]:
+                 infer_chords: bool = True, onset_grid: bool = False
+                 ) -> dict[str, float | None]:
     """Every figure of FIGURES for one piece (None where it does not apply).
 
     Args:
@@ -556,7 +598,12 @@ def song_figures(sequence: music_pb2.NoteSequence, assign: bool = True,
         False when its notes' instruments are role indices already.
       infer_chords: Also measure against inferred chords (the ``_inferred``
         figures; note-seq's chord inference is the slowest step).
+      onset_grid: Move the onsets to the sixteenth and eighth-triplet grid
+        first (`snap_to_onset_grid`); else each is read at the nearest 1/12
+        beat as it is.
     """
+    if onset_grid:
+        sequence = snap_to_onset_grid(sequence)
     if assign:
         from perfrnn.configs import BAND_TRACKS
         from perfrnn.multitrack import assign_roles

@@ -214,12 +214,15 @@ def test_song_figures(tmp_path):
     write_marked_corpus(tmp_path / "corpus", "drums")
     output = run_benchmark("song_figures", "--bundle", BUNDLES / "drums.mag", "--pieces", 1,
                            "--seconds", 5, "--real", tmp_path / "corpus", "--real-pieces", 1,
-                           "--out", tmp_path / "figures.json", tmp_path=tmp_path)
+                           "--onset-grid", "--out", tmp_path / "figures.json",
+                           tmp_path=tmp_path)
     assert_printed(output, r"^\| figure \| drums generated \| drums real \|$",
                    r"^\| pieces \| 1 \| 1 \|$",
                    rf"^\| drum_bar_repeat \| {NUMBER} \| 1\.000 \|$",
                    rf"^\| chord_tone_share \| - \| {NUMBER} \|$",
-                   r"^\| main_drum_repeat \| - \| 1\.000 \|$")
+                   r"^\| main_drum_repeat \| - \| 1\.000 \|$",
+                   r"^onsets moved to the nearest sixteenth or eighth triplet; generated: 1 "
+                   r"pieces of 5 s per bundle; real: 1 held-out files per corpus$")
     figures = json.loads((tmp_path / "figures.json").read_text())
     assert [(c["style"], c["source"]) for c in figures["columns"]] == [
         ("drums", "generated"), ("drums", "real")]

@@ -22,21 +22,23 @@ def piece(notes, *, numerator: int = 4, denominator: int = 4, chords=(), section
     """A NoteSequence of `notes`: (pitch, start in beats, role[, length in beats]),
     drums for role ROLE_DRUMS, at `tempos` ((seconds, qpm), ...); `chords`
     ((beat, symbol), ...) and `sections` ((beat, section id), ...) as annotations.
-    Times in beats are read at the first tempo."""
+    Times in beats are placed on the tempo map (`seconds_at`)."""
     sequence = music_pb2.NoteSequence()
     for time, qpm in tempos:
         sequence.tempos.add(time=time, qpm=qpm)
     sequence.time_signatures.add(numerator=numerator, denominator=denominator)
-    seconds = 60.0 / tempos[0][1]
+
+    def seconds(beat: float) -> float:
+        return float(figures.seconds_at(sequence, [beat])[0])
+
     for pitch, beat, role, *length in notes:
-        start = beat * seconds
-        sequence.notes.add(pitch=pitch, velocity=80, start_time=start,
-                           end_time=start + (length[0] if length else 0.25) * seconds,
+        sequence.notes.add(pitch=pitch, velocity=80, start_time=seconds(beat),
+                           end_time=seconds(beat + (length[0] if length else 0.25)),
                            is_drum=role == ROLE_DRUMS, instrument=role)
     for beat, symbol in chords:
-        sequence.text_annotations.add(time=beat * seconds, text=symbol, annotation_type=CHORD)
+        sequence.text_annotations.add(time=seconds(beat), text=symbol, annotation_type=CHORD)
     for beat, section_id in sections:
-        sequence.section_annotations.add(time=beat * seconds, section_id=section_id)
+        sequence.section_annotations.add(time=seconds(beat), section_id=section_id)
     sequence.total_time = max((note.end_time for note in sequence.notes), default=0.0)
     return sequence
 
@@ -115,6 +117,34 @@ def test_onsets_snap_to_the_grid_and_bars_follow_the_tempo_map():
     # Read at one tempo, the bars after the change no longer line up.
     del sequence.tempos[1:]
     assert figures.drum_bar_repeat(sequence) < 0.6
+
+
+def test_humanised_timing_is_taken_out_on_the_onset_grid():
+    # Off-beat hats 1/20 beat late in bar 1 and early in bar 3 (mma's humanised
+    # timing): read at the nearest 1/12 beat, a step off.
+    jitter = {1: 1 / 20, 3: -1 / 20}
+    notes = [(pitch, beat + (jitter.get(bar, 0) if pitch == HAT and beat % 1 else 0), role)
+             for bar in range(4) for pitch, beat, role in rock_bar(bar)]
+    sequence = piece(notes, tempos=((0.0, QPM), (3.0, 90.0)))  # a change within bar 1
+    assert figures.drum_bar_repeat(sequence) == pytest.approx(1 / 3)  # bar 2 repeats bar 0
+    snapped = figures.snap_to_onset_grid(sequence)
+    assert figures.drum_bar_repeat(snapped) == 1.0
+    assert figures.song_figures(sequence, assign=False, onset_grid=True)["drum_bar_repeat"] == 1.0
+    # Notes move whole; notes on the grid stay where they are.
+    moved = [(a.start_time - b.start_time, a.end_time - b.end_time)
+             for a, b in zip(snapped.notes, sequence.notes) if a.start_time != b.start_time]
+    assert len(moved) == 8 and all(shift == pytest.approx(end) for shift, end in moved)
+    again = figures.snap_to_onset_grid(snapped)
+    assert [n.start_time for n in again.notes] == pytest.approx(
+        [n.start_time for n in snapped.notes], abs=1e-9)
+
+
+def test_seconds_at_inverts_the_tempo_map():
+    sequence = piece([], tempos=((0.0, 120.0), (2.0, 60.0), (5.0, 180.0)))
+    seconds = [0.0, 1.0, 2.0, 3.5, 5.0, 7.25]
+    quarters = figures.quarters_at(sequence, seconds)
+    assert quarters.tolist() == pytest.approx([0, 2, 4, 5.5, 7, 13.75])
+    assert figures.seconds_at(sequence, quarters).tolist() == pytest.approx(seconds)
 
 
 def test_bars_follow_the_time_signature():
