@@ -114,7 +114,8 @@ def steps_per_bar(sequence: music_pb2.NoteSequence) -> int:
         quarters = metre_of(sequence).quarters_per_bar
     except PerfRNNError:  # a metre metric styles do not play, or one that changes
         first = min(sequence.time_signatures, key=lambda s: s.time)
-        quarters = first.numerator * 4 / first.denominator
+        valid = first.numerator > 0 and first.denominator > 0
+        quarters = first.numerator * 4 / first.denominator if valid else 4.0
     return max(1, round(quarters * STEPS_PER_QUARTER))
 
 
@@ -215,7 +216,10 @@ def snap_to_onset_grid(sequence: music_pb2.NoteSequence) -> music_pb2.NoteSequen
     nearest = _ONSET_GRID_STEPS[np.argmin(np.abs(within[:, None] - _ONSET_GRID_STEPS[None, :]),
                                           axis=1)]
     starts = seconds_at(copy, (beats * STEPS_PER_QUARTER + nearest) / STEPS_PER_QUARTER)
-    for note, start in zip(copy.notes, starts.tolist()):
+    off_grid = np.abs(within - nearest) > 1e-6  # on it already: left exactly as it is
+    for note, start, move in zip(copy.notes, starts.tolist(), off_grid.tolist()):
+        if not move:
+            continue
         start = max(start, 0.0)
         note.end_time = max(note.end_time + start - note.start_time, start)
         note.start_time = start
@@ -322,13 +326,13 @@ def chord_changes(sequence: music_pb2.NoteSequence) -> list[tuple[int, Chord]]:
     chord_type = music_pb2.NoteSequence.TextAnnotation.CHORD_SYMBOL
     marks = sorted(((a.time, a.text) for a in sequence.text_annotations
                     if a.annotation_type == chord_type), key=lambda mark: mark[0])
+    steps = grid_steps(sequence, [time for time, _ in marks]).tolist() if marks else []
     changes = []
-    for time, text in marks:
+    for step, (_, text) in zip(steps, marks):
         try:
-            chord = parse_chord(text)
+            changes.append((step, parse_chord(text)))
         except PerfRNNError:
             continue
-        changes.append((int(grid_steps(sequence, [time])[0]), chord))
     return changes
 
 
