@@ -182,6 +182,53 @@ def test_beat_figures(tmp_path):
                    r"across a join$")
 
 
+def write_marked_corpus(folder: Path, name: str) -> None:
+    """A corpus folder as `python -m datasets build` makes one: a band piece
+    for training and one held out, each with a chord symbol (text event) and a
+    section marker per bar, as mma's renders have, and manifest.json."""
+    import mido
+
+    folder.mkdir(parents=True)
+    entries = []
+    for take, split in enumerate(("train", "validation")):
+        path = folder / f"take{take}.mid"
+        write_band_piece(path, 36, 48, bars=4)
+        midi = mido.MidiFile(str(path))
+        bar = 4 * midi.ticks_per_beat
+        marks = [mido.MetaMessage("marker", text="Intro" if index == 0 else "A", time=0)
+                 for index in range(4)]
+        marks = [message for index, marker in enumerate(marks)
+                 for message in (marker.copy(time=bar if index else 0),
+                                 mido.MetaMessage("text", text="C", time=0))]
+        midi.tracks[0][:0] = marks
+        midi.save(str(path))
+        entries.append({"file": path.name, "source": "test", "licence": "CC0-1.0",
+                        "split": split, "family": f"take{take}", "kind": "band"})
+    (folder / "manifest.json").write_text(json.dumps(
+        {"format": "perfrnn-corpus/1", "name": name, "files": entries}))
+
+
+def test_song_figures(tmp_path):
+    """Generated drums against a tiny marked drums corpus (so that chords and
+    sections take their path too)."""
+    write_marked_corpus(tmp_path / "corpus", "drums")
+    output = run_benchmark("song_figures", "--bundle", BUNDLES / "drums.mag", "--pieces", 1,
+                           "--seconds", 5, "--real", tmp_path / "corpus", "--real-pieces", 1,
+                           "--onset-grid", "--out", tmp_path / "figures.json",
+                           tmp_path=tmp_path)
+    assert_printed(output, r"^\| figure \| drums generated \| drums real \|$",
+                   r"^\| pieces \| 1 \| 1 \|$",
+                   rf"^\| drum_bar_repeat \| {NUMBER} \| 1\.000 \|$",
+                   rf"^\| chord_tone_share \| - \| {NUMBER} \|$",
+                   r"^\| main_drum_repeat \| - \| 1\.000 \|$",
+                   r"^onsets moved to the nearest sixteenth or eighth triplet; generated: 1 "
+                   r"pieces of 5 s per bundle; real: 1 held-out files per corpus$")
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    assert [(c["style"], c["source"]) for c in figures["columns"]] == [
+        ("drums", "generated"), ("drums", "real")]
+    assert figures["columns"][1]["per_piece"][0]["file"].endswith("take1.mid")
+
+
 @pytest.mark.slow
 def test_score_figures(tmp_path, tiny_corpus):
     """With the independent classifier, trained on tiny corpora of every style
