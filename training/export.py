@@ -156,7 +156,8 @@ def corpus_progressions(pieces: list, config: ModelConfig) -> list[list[str]]:
     for piece in pieces:
         bar_steps = metre_of(piece).steps_per_bar(encoding.steps_per_quarter)
         plan = plan_from_sequence(
-            piece, lambda seconds, piece=piece: encoding.steps_at(piece, seconds) // bar_steps)
+            piece, lambda seconds, piece=piece, bar_steps=bar_steps:
+            encoding.steps_at(piece, seconds) // bar_steps)
         if plan is not None:
             plans.append(plan)
     return common_progressions(plans)
