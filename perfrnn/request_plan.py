@@ -33,6 +33,7 @@ from perfrnn.options import (
     length_plan,
     pitch_histogram_for_key,
 )
+from perfrnn.plan_guide import GUIDE_COLUMNS, guide_table
 from perfrnn.sampling_loop import MAX_PLAN_BARS, Row, RowGates, SamplingLoop
 from perfrnn.scoring import Score, StyleScorer
 from perfrnn.song_form import SongPlan, annotate_song, plan_song
@@ -102,6 +103,9 @@ class RequestPlan:
     sounding: np.ndarray  # [keys]: 1 for each note the primer leaves sounding
     max_events: int
     plan_step: int = 0  # steps of its song plan before its rows' new music
+    # its plan's guide per bar (`perfrnn.plan_guide.guide_table`; one free bar without)
+    guide_bars: np.ndarray = field(default_factory=lambda: np.zeros((1, GUIDE_COLUMNS),
+                                                                    np.int32))
     joined: int = 0  # rows that have joined the batch so far
     generated: dict[int, np.ndarray] = field(default_factory=dict)  # events per finished row
 
@@ -141,7 +145,10 @@ class RequestPlanner:
                                bar_steps=length.bar_steps)
         state, history = self.primer_state(primer_events, input_plan)
         request.check_cancelled()  # the primer took time
+        guide_bars = (guide_table(input_plan.song) if input_plan.song is not None
+                      else np.zeros((1, GUIDE_COLUMNS), np.int32))
         return RequestPlan(
+            guide_bars=guide_bars,
             request=request, seed=seed, bpm=bpm, length=length, input_plan=input_plan,
             primer_events=primer_events, primer_steps=primer_steps,
             rows=options.variations * candidates * (LOOP_CANDIDATES if options.loop else 1),
@@ -176,7 +183,8 @@ class RequestPlanner:
                    silence_cap=plan.silence_cap, quiet_since=plan.quiet_since,
                    seed=plan.seed, target=plan.length.steps,
                    max_events=plan.max_events, gates=plan.row_gates.gates,
-                   bar_rows=plan.row_gates.bar_rows, plan_step=plan.plan_step,
+                   bar_rows=plan.row_gates.bar_rows, guide_bars=plan.guide_bars,
+                   plan_step=plan.plan_step,
                    bar_steps=plan.length.bar_steps, first_position=plan.first_position,
                    temperature=plan.request.options.temperature,
                    state=[part[0] for layer in plan.state for part in layer],

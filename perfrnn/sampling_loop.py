@@ -42,10 +42,11 @@ import tensorflow as tf
 from perfrnn.bundle import Bundle
 from perfrnn.encoding import InputPlan, history_size
 from perfrnn.errors import PerfRNNError
-from perfrnn.metre import Metre
+from perfrnn.metre import Metre, position_cycle
 from perfrnn.model import lstm_cell, lstm_update
 from perfrnn.multitrack import PITCHES
 from perfrnn.note_lengths import QUANTILES, length_table
+from perfrnn.plan_guide import GUIDE_COLUMNS, PlanGuide
 
 PAD_EVENT = -1
 # The batch sizes the compiled loop runs at (rows, padded up to one of them).
@@ -97,6 +98,8 @@ class Row:
     # Its song plan: which of `gates` each bar reads, the plan's steps before
     # its new music, and the steps of a bar (`RowGates`).
     bar_rows: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int32))
+    guide_bars: np.ndarray = field(  # [bars, GUIDE_COLUMNS]: `perfrnn.plan_guide.guide_table`
+        default_factory=lambda: np.zeros((1, GUIDE_COLUMNS), np.int32))
     plan_step: int = 0
     bar_steps: int = 1
     pending: int = 0
@@ -135,6 +138,14 @@ class SamplingLoop:
         self.silence_capped = bool(silence_capped)
         self.polyphony_cap = int(polyphony_cap)
         self.history = tuple(encoding.history_for(metre))
+        # A song style, with the grammar: the sampler also leans on the plan
+        # (`perfrnn.plan_guide`), keeping each step's notes in one more history input.
+        self.guide = None
+        if note_grammar and encoding.reads_song and encoding.follows_tempo:
+            self.guide = PlanGuide(encoding.note_keys()[0], encoding.tracks,
+                                   encoding.time_shift_steps(),
+                                   position_cycle(metre, encoding.steps_per_quarter))
+            self.history += (self.guide.record_input(),)
         model = bundle.model
         kernel0 = model.kernels[0]
         # Layer 0's kernel, split by the input layout: the one-hot event input
@@ -275,12 +286,15 @@ class SamplingLoop:
         distinct = next(size for size in GATE_ROWS if size >= max(len(r.gates) for r in padded))
         gates = np.zeros((batch, distinct, first.gates.shape[1]), np.float32)
         bar_rows = np.zeros((batch, MAX_PLAN_BARS), np.int32)
+        guide_bars = np.zeros((batch, MAX_PLAN_BARS, GUIDE_COLUMNS), np.int32)
         for n, row in enumerate(padded):
             gates[n, :len(row.gates)] = row.gates
             bar_rows[n, :len(row.bar_rows)] = row.bar_rows
+            guide_bars[n, :len(row.guide_bars)] = row.guide_bars
         song = (tf.constant(bar_rows), column("plan_step", np.int32),
                 column("bar_steps", np.int32),
-                tf.constant(np.array([len(row.bar_rows) for row in padded], np.int32)))
+                tf.constant(np.array([len(row.bar_rows) for row in padded], np.int32)),
+                tf.constant(guide_bars))
         events, count, state, last_event, elapsed, notes, history = self.sample_block(
             state, column("last_event", np.int32), column("elapsed", np.int32), notes, history,
             column("target", np.int32), self.position_gates, tf.constant(gates), song,
@@ -318,7 +332,8 @@ class SamplingLoop:
                  zeros, zeros, zeros)
         history = tuple(tf.zeros([batch, item.state_size]) for item in self.history)
         song = (tf.zeros([batch, MAX_PLAN_BARS], tf.int32), zeros, tf.ones([batch], tf.int32),
-                tf.ones([batch], tf.int32))
+                tf.ones([batch], tf.int32),
+                tf.zeros([batch, MAX_PLAN_BARS, GUIDE_COLUMNS], tf.int32))
         return (model.zero_state(batch), zeros, zeros, notes, history, zeros,
                 self.position_gates,
                 tf.zeros([batch, GATE_ROWS[0], self.position_gates.shape[1]]), song,
@@ -352,7 +367,9 @@ class SamplingLoop:
           song: (bar_rows [batch, MAX_PLAN_BARS] int32, which of its row_gates
             each bar of a row's song plan reads; plan_step [batch] int32, the
             plan's steps before the row's new music; bar_steps [batch] int32;
-            plan_bars [batch] int32, the bars of its plan, which repeats).
+            plan_bars [batch] int32, the bars of its plan, which repeats;
+            guide_bars [batch, MAX_PLAN_BARS, GUIDE_COLUMNS] int32, each
+            bar's `perfrnn.plan_guide.guide_table` row).
           onset_allowed: [cycle] bool, whether a note may start at each step.
           first_position: [batch] int32, the cycle step where each row starts.
           temperature: [batch] float32.
@@ -368,7 +385,7 @@ class SamplingLoop:
         batch = last_event.shape[0]
         cycle = tf.shape(position_gates)[0]
 
-        bar_rows, plan_step, bar_steps, plan_bars = song
+        bar_rows, plan_step, bar_steps, plan_bars, guide_bars = song
 
         def step(i, state, last_event, elapsed, notes, history, events):
             position = tf.math.floormod(first_position + elapsed, cycle)
@@ -380,6 +397,10 @@ class SamplingLoop:
             if self.history:
                 input_gates += self._history_gates(history)
             state, logits = self._network_step(state, input_gates)
+            if self.guide is not None:
+                logits += self.guide.bias(
+                    history[-1], position, tf.gather(guide_bars, bar, batch_dims=1),
+                    tf.math.floormod(plan_step + elapsed, bar_steps), bar_steps)
             notes, sample, length = self._sample_event(
                 logits, notes, elapsed, position, first_position, onset_allowed, cycle,
                 temperature, uniforms[i], length_uniforms[i])
