@@ -17,8 +17,8 @@ from perfrnn.options import GenerationOptions
 from perfrnn.sampler import Sampler
 
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
-STYLES = ("piano", "drums", "rock", "electronic", "jazz", "latin", "blues")
-BAND_STYLES = ("rock", "electronic", "jazz", "latin", "blues")  # styles of the band base
+STYLES = ("piano", "drums", "rock", "electronic", "jazz", "latin", "blues", "funk", "country")
+BAND_STYLES = ("rock", "electronic", "jazz", "latin", "blues", "funk", "country")
 BASE_STYLES = ("drums", "rock", "electronic", "jazz", "latin", "funk", "blues", "country")
 BUDGET_BYTES = 120_000_000
 
@@ -46,13 +46,18 @@ def test_card_and_metadata(style):
     assert len(meta.max_note_seconds) == len(meta.tracks)
     drums = [track for track in meta.tracks if track.is_drum]
     assert (name != "piano") == bool(drums)
-    assert bundle.config.is_multitrack == (name in BAND_STYLES)
-    if name in BAND_STYLES:  # the band base with its style fixed
+    # Every drum and band style is the band base with its style fixed; the
+    # drums play only the kit. They follow a song plan: chords and sections.
+    assert bundle.config.is_multitrack == (name != "piano")
+    if name != "piano":
         assert bundle.config.style_names == BASE_STYLES
+        assert bundle.config.song_inputs and bundle.encoding.reads_song
         assert meta.style_mix == {name: 1.0}
-        assert [track.name for track in meta.played_tracks] == [t.name for t in meta.tracks]
+        played = [track.name for track in meta.played_tracks]
+        assert played == (["drums"] if name == "drums" else [t.name for t in meta.tracks])
         assert len(meta.note_length_steps) == len(meta.tracks)
         assert all(len(row) == QUANTILES for row in meta.note_length_steps)
+        assert meta.progressions and all(len(chords) >= 4 for chords in meta.progressions)
     # Drum and band styles play on the beat; piano keeps Magenta's encoding.
     assert bundle.config.is_metric == (name != "piano")
     assert bundle.is_magenta_compatible == (name == "piano")
