@@ -105,21 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a MIDI or MusicXML file for the music to continue")
     generate.add_argument("--notes-per-second", type=float, default=None,
                           help="note density, for conditioned bundles")
-    generate.add_argument("--key", default=None,
-                          help="key: for a key-conditioned style (a piano), a name (C, F#, "
-                               "Bbm) or 12 comma-separated pitch-class weights from C to B; "
-                               "for a style that follows chords, the key its own "
-                               "progressions are played in (G, Em; default: drawn from the "
-                               "seed)")
-    generate.add_argument("--chords", default=None, metavar='"C G Am F"',
-                          help="the chords to follow: one chord per bar, separated by "
-                               "spaces, or |-separated bars (\"C | G | %% | F\"); %% repeats "
-                               f"the bar before; at most {MAX_PROGRESSION_BARS} bars. The "
-                               "progression repeats through each section (default: the "
-                               "style's own progressions)")
-    generate.add_argument("--form", default=None, metavar="|".join(REQUEST_FORMS),
-                          help="song: intro, sections with fills, ending; loop: the main "
-                               "section only (default: song; --loop implies loop)")
+    _add_song_arguments(generate)
     generate.add_argument("--program", type=int, default=None,
                           help="General MIDI program (0-127) for the main part (the 'type'); "
                                "see `info` for the style's parts")
@@ -142,6 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("bundle", metavar="PATH", help="a .mag bundle")
     info.add_argument("--json", action="store_true", help="print the metadata as JSON")
     return parser
+
+
+def _add_song_arguments(generate) -> None:
+    """The generate command's key, chords and form."""
+    generate.add_argument("--key", default=None,
+                          help="key: for a key-conditioned style (a piano), a name (C, F#, "
+                               "Bbm) or 12 comma-separated pitch-class weights from C to B; "
+                               "for a style that follows chords, the key its own "
+                               "progressions are played in (G, Em; default: drawn from the "
+                               "seed)")
+    generate.add_argument("--chords", default=None, metavar='"C G Am F"',
+                          help="the chords to follow: one chord per bar, separated by "
+                               "spaces, or |-separated bars (\"C | G | %% | F\"); %% repeats "
+                               f"the bar before; at most {MAX_PROGRESSION_BARS} bars. The "
+                               "progression repeats through each section (default: the "
+                               "style's own progressions)")
+    generate.add_argument("--form", default=None, metavar="|".join(REQUEST_FORMS),
+                          help="song: intro, sections with fills, ending; loop: the main "
+                               "section only (default: song; --loop implies loop)")
 
 
 def _add_score_parser(commands) -> None:

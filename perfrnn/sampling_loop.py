@@ -364,12 +364,11 @@ class SamplingLoop:
             layer 0 for each step of the position cycle.
           row_gates: [batch, rows, 4*units0], each row's distinct row inputs @
             kernel (`RowGates`).
-          song: (bar_rows [batch, MAX_PLAN_BARS] int32, which of its row_gates
-            each bar of a row's song plan reads; plan_step [batch] int32, the
-            plan's steps before the row's new music; bar_steps [batch] int32;
-            plan_bars [batch] int32, the bars of its plan, which repeats;
-            guide_bars [batch, MAX_PLAN_BARS, GUIDE_COLUMNS] int32, each
-            bar's `perfrnn.plan_guide.guide_table` row).
+          song: (bar_rows [batch, MAX_PLAN_BARS] int32, which row_gates each
+            bar of a row's plan reads; plan_step [batch], its plan's steps
+            before its new music; bar_steps [batch]; plan_bars [batch], its
+            plan's bars (it repeats); guide_bars [batch, MAX_PLAN_BARS,
+            GUIDE_COLUMNS], `perfrnn.plan_guide.guide_table` rows), int32.
           onset_allowed: [cycle] bool, whether a note may start at each step.
           first_position: [batch] int32, the cycle step where each row starts.
           temperature: [batch] float32.
@@ -398,9 +397,8 @@ class SamplingLoop:
                 input_gates += self._history_gates(history)
             state, logits = self._network_step(state, input_gates)
             if self.guide is not None:
-                logits += self.guide.bias(
-                    history[-1], position, tf.gather(guide_bars, bar, batch_dims=1),
-                    tf.math.floormod(plan_step + elapsed, bar_steps), bar_steps)
+                logits += self._guide_bias(history, position, guide_bars, bar,
+                                           plan_step + elapsed, bar_steps)
             notes, sample, length = self._sample_event(
                 logits, notes, elapsed, position, first_position, onset_allowed, cycle,
                 temperature, uniforms[i], length_uniforms[i])
@@ -424,6 +422,11 @@ class SamplingLoop:
             keep_going, step,
             (tf.constant(0), state, last_event, elapsed, notes, history, events))
         return events, count, state, last_event, elapsed, notes, history
+
+    def _guide_bias(self, history, position, guide_bars, bar, plan_steps, bar_steps):
+        """The plan guide's logit biases (`perfrnn.plan_guide`) at this step."""
+        return self.guide.bias(history[-1], position, tf.gather(guide_bars, bar, batch_dims=1),
+                               tf.math.floormod(plan_steps, bar_steps), bar_steps)
 
     def _history_gates(self, history):
         """Layer 0's gate input from the history inputs' features."""
