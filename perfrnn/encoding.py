@@ -262,6 +262,27 @@ def history_size(history: Sequence[HistoryInput]) -> int:
     return sum(int(item.width) for item in history)
 
 
+_SCANS: dict[int, tuple] = {}
+
+
+def _compiled_scan(item: HistoryInput):
+    """`item.update` scanned over events, as one compiled graph (run eagerly,
+    a scan over a long primer takes a Python step per event)."""
+    import tensorflow as tf
+
+    if id(item) not in _SCANS or _SCANS[id(item)][0] is not item:
+        def step(state, inputs):
+            event, position = inputs
+            return item.update(state, event[None], position[None])
+
+        @tf.function(reduce_retracing=True)
+        def scan(state, events, positions):
+            return tf.scan(step, (events, positions), initializer=state)
+
+        _SCANS[id(item)] = (item, scan)
+    return _SCANS[id(item)][1]
+
+
 def history_rows(history: Sequence[HistoryInput], events: np.ndarray, positions: np.ndarray,
                  initial: Sequence[np.ndarray] | None = None
                  ) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -287,12 +308,8 @@ def history_rows(history: Sequence[HistoryInput], events: np.ndarray, positions:
         first = item.initial_state() if initial is None else initial[index]
         state = tf.constant(np.asarray(first, np.float32)[None])
         if len(events):
-            def step(state, inputs, item=item):
-                event, position = inputs
-                return item.update(state, event[None], position[None])
-
-            scanned = tf.scan(step, (tf.constant(events), tf.constant(positions, tf.int32)),
-                              initializer=state)  # [len(events), 1, state_size]
+            scanned = _compiled_scan(item)(state, tf.constant(events),
+                                           tf.constant(positions, tf.int32))
             rows[:, column:column + item.width] = item.features(scanned[:, 0]).numpy()
             state = scanned[-1]
         states.append(state.numpy()[0])
