@@ -17,8 +17,8 @@ from perfrnn.options import GenerationOptions
 from perfrnn.sampler import Sampler
 
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
-STYLES = ("piano", "drums", "rock", "electronic", "jazz", "latin", "blues", "funk", "country")
-BAND_STYLES = ("rock", "electronic", "jazz", "latin", "blues", "funk", "country")
+STYLES = ("piano", "drums", "rock", "electronic", "jazz", "latin", "blues", "funk")
+BAND_STYLES = ("rock", "electronic", "jazz", "latin", "blues", "funk")
 BASE_STYLES = ("drums", "rock", "electronic", "jazz", "latin", "funk", "blues", "country")
 BUDGET_BYTES = 120_000_000
 
