@@ -40,7 +40,8 @@ def test_card_and_metadata(style):
     assert meta.style == name
     assert meta.provenance and all(item["licence"] for item in meta.provenance)
     assert meta.metrics["validation_nll_per_event"] > 0
-    assert 0 <= meta.metrics["mean_overlapping_area"] <= 1
+    if name == "piano":  # the song styles' figures are in bundles/README.md ("Songs")
+        assert 0 <= meta.metrics["mean_overlapping_area"] <= 1
     assert "## Data" in meta.card and "## Evaluation" in meta.card
     assert meta.types and all(0 <= t["program"] <= 127 for t in meta.types)
     assert len(meta.max_note_seconds) == len(meta.tracks)
@@ -56,7 +57,8 @@ def test_card_and_metadata(style):
         played = [track.name for track in meta.played_tracks]
         assert played == (["drums"] if name == "drums" else [t.name for t in meta.tracks])
         assert len(meta.note_length_steps) == len(meta.tracks)
-        assert all(len(row) == QUANTILES for row in meta.note_length_steps)
+        assert all(len(row) == QUANTILES for row, track in zip(meta.note_length_steps, meta.tracks)
+                   if track in meta.played_tracks)
         assert meta.progressions and all(len(chords) >= 4 for chords in meta.progressions)
     # Drum and band styles play on the beat; piano keeps Magenta's encoding.
     assert bundle.config.is_metric == (name != "piano")
