@@ -507,10 +507,11 @@ def write_scoring_file(path: str | os.PathLike, classifier: StyleClassifier | No
 
 
 def scorer_for(bundle, folder: str | os.PathLike | None = None) -> StyleScorer:
-    """The scorer of a loaded bundle: its references from its metadata, else
-    from the `scoring.json` in `folder` (default: the bundle's own folder),
-    which also holds the classifier. A missing or unreadable scoring file, or
-    malformed references, leave those parts neutral."""
+    """The scorer of a loaded bundle: its references from the `scoring.json`
+    in `folder` (default: the bundle's own folder), which also holds the
+    classifier they go with, else from its metadata (a style the file does not
+    know). A missing or unreadable scoring file, or malformed references,
+    leave those parts neutral."""
     metadata = bundle.metadata
     folder = folder if folder is not None else (
         Path(bundle.path).parent if getattr(bundle, "path", None) else None)
@@ -520,7 +521,7 @@ def scorer_for(bundle, folder: str | os.PathLike | None = None) -> StyleScorer:
             classifier, shipped = read_scoring_file(Path(folder) / SCORING_FILE)
         except PerfRNNError:
             classifier, shipped = None, {}
-    raw = metadata.references or shipped.get(metadata.style)
+    raw = shipped.get(metadata.style) or metadata.references
     try:
         references = StyleReferences.from_dict(raw) if raw else None
     except PerfRNNError:

@@ -228,7 +228,7 @@ def test_repair_resamples_from_before_a_silence(drums):
     before = sum(score.defect is not None for score in kept.scores)
     after = sum(score.defect is not None for score in repaired.scores)
     assert kept.repairs == 0 and repaired.repairs > 0
-    assert before >= 4 and after < before
+    assert before >= 2 and after < before  # the song drums leave fewer silences than the old kit
     # a repaired piece keeps its music up to the bar before the defect
     assert all(len(s.notes) > 10 for s in repaired.sequences)
 
