@@ -41,6 +41,8 @@ STREAM_STEPS = (96, 240)  # steps asked of a radio stream, call by call
 # Re-recorded with `--record` in issue 25, on purpose: every drum and band
 # style is now the song base (chords, sections, lookback) with plan guidance,
 # funk joined, and the piano's polyphony is capped (4 notes).
+# jazz/long/0 (best of 2 candidates) changed again when scoring took its
+# references from the shipped scoring file: the other candidate now scores best.
 # The earlier digests were recorded at ade0c37.
 DIGESTS = {
     'blues/short/0': '915261f712dc1caab1b95e4febc1e4cc5bbf5cacac00f7eeb03fd150105e2255',
@@ -69,7 +71,7 @@ DIGESTS = {
     'funk/stream': '3932e6341feea086dc7ccdaa5f2e3b423e1e76c2b8e1a5ec1d5ddc49647143d9',
     'jazz/short/0': '2a5bd92b599a06868cafbb6431654c78aed8f2409a9fe969c72d600820f183f4',
     'jazz/short/1': 'abcdc6cabd6588726168a212da6bd592f664fdcd5a3e250d11ce189f6ca66e9b',
-    'jazz/long/0': 'c00e6a41cf209bd772eec7119341fb699f14850e4f1afe526f62146634712b6b',
+    'jazz/long/0': '0728cc798028019b56f583c795a801d2026d41f83a9e52bc9603456bca6da864',
     'jazz/primer/0': '08467b1b815074c7aeaaadf862f3edefa8eda4d96ba04e699f7e392d1c3057c2',
     'jazz/loop/0': '8f1771ca4b48efa67cf643493fde645323b6131221e1d2742ec99fdd9cfd42a4',
     'jazz/stream': '1cf724612fbdb924e04581f1cf3606c974da25e45b90c8df83e853d5bd4c8eeb',
