@@ -108,24 +108,41 @@ def loop_join_nll(model: PerformanceRNN, encoding: Encoding, prefix: np.ndarray,
     """For each row of new events after `prefix` (the start event or the
     primer's events), the mean NLL (nats/event) of the row's own first bar
     played again right after its end: low when the end leads back into the
-    start. Rows are scored in one batch, positions counted from the prefix's
-    start as in sampling, read as teacher forcing reads them
-    (`Encoding.teacher_inputs`, with the request's `inputs`)."""
+    start (`join_nlls`)."""
     shifts = encoding.time_shift_steps()
-    sequences, scored = [], []
-    for row in rows:
-        elapsed = np.cumsum(shifts[row])
-        first_bar = row[:int(np.searchsorted(elapsed, bar_steps)) + 1]
-        sequences.append(np.concatenate([prefix, row, first_bar]))
-        scored.append(len(first_bar))
+    joins = [(prefix, row, row[:int(np.searchsorted(np.cumsum(shifts[row]), bar_steps)) + 1])
+             for row in rows]
+    return join_nlls(model, encoding, joins, inputs)
+
+
+def join_nll(model: PerformanceRNN, encoding: Encoding, prefix: np.ndarray,
+             rows: list[np.ndarray], following: np.ndarray, inputs: InputPlan) -> list[float]:
+    """For each row of new events after `prefix`, the mean NLL (nats/event)
+    of the events `following` read right after it: the model's judgement of
+    how well the row leads into them."""
+    return join_nlls(model, encoding, [(prefix, row, following) for row in rows], inputs)
+
+
+def join_nlls(model: PerformanceRNN, encoding: Encoding,
+              joins: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+              inputs: InputPlan) -> list[float]:
+    """Per (prefix, row, following): the mean NLL (nats/event) of `following`
+    fed right after prefix + row. Scored in one batch, positions counted from
+    the prefix's start as in sampling, read as teacher forcing reads them
+    (`Encoding.teacher_inputs`, with the request's `inputs`)."""
+    sequences = [np.concatenate([prefix, row, following]) for prefix, row, following in joins]
+    scored = [len(following) for _, _, following in joins]
     longest = max(len(sequence) for sequence in sequences)
-    batch = np.zeros((len(rows), longest - 1, encoding.input_size), np.float32)
+    batch = np.zeros((len(sequences), longest - 1, encoding.input_size), np.float32)
     for index, sequence in enumerate(sequences):
         batch[index, :len(sequence) - 1] = encoding.teacher_inputs(sequence[:-1], inputs)
     logits = model.sequence_logits(tf.constant(batch))[0].numpy()
     log_probs = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
     scores = []
     for index, (sequence, count) in enumerate(zip(sequences, scored)):
+        if not count:
+            scores.append(0.0)
+            continue
         labels = sequence[1:]
         positions = np.arange(len(labels) - count, len(labels))
         scores.append(float(-log_probs[index, positions, labels[positions]].mean()))
