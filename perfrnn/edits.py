@@ -294,14 +294,14 @@ def _extended(sampler: Sampler, plan: RequestPlan, row: np.ndarray,
     velocity = _velocity_after(parts, np.concatenate([plan.primer_events, before]))
     made = forced_sampling(planner, long_plan, before, plan.length.steps, steps,
                            np.zeros(0, np.int32), played, set(), edit, velocity)
-    window = _seconds(planner, long_plan, plan.length.steps), \
-        _seconds(planner, long_plan, long_plan.length.steps)
     head = np.concatenate([long_plan.primer_events, before])
     picks = []
     for index, candidate in enumerate(made):
         events = np.concatenate([head, candidate])
         decoded = planner.decode(events, long_plan.primer_steps, long_plan.length,
                                  long_plan.bpm, long_plan.input_plan.song)
+        # the file's old end: its length is exact, its steps whole
+        window = sequence.total_time, decoded.total_time
         new = merged_notes(sequence, apply_feel(decoded, feel, plan.bpm, edit.seed), window,
                            played, extend=decoded)
         picks.append((planner.score(new, long_plan), new, events, index))
