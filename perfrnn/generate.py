@@ -156,6 +156,8 @@ class GeneratedPiece:
       tracks: The parts as written, the chosen type's program applied.
       score: How well it fits the style (`perfrnn.scoring`); None when the
         style has nothing to score with.
+      events: The model's events it was decoded from, primer included (what
+        an edit continues, `perfrnn.edits`).
     """
 
     name: str
@@ -163,6 +165,7 @@ class GeneratedPiece:
     sequence: music_pb2.NoteSequence
     tracks: tuple[TrackRole, ...]
     score: Score | None = None
+    events: np.ndarray | None = None
 
 
 @dataclass
@@ -277,16 +280,38 @@ def _midi_files(generation: Generation, request: MidiRequest, tracks: tuple[Trac
     for index, (sequence, score) in enumerate(zip(generation.sequences, scores)):
         sequence = apply_feel(sequence, request.midi.feel, generation.bpm,
                               generation.seed + index)
-        data = midi_bytes(sequence, tracks, bpm=generation.bpm, native_bpm=generation.bpm,
-                          quantize=request.midi.quantize and not bundle.encoding.follows_tempo,
-                          title=style,
-                          time_signature=(generation.metre.numerator,
-                                          generation.metre.denominator))
+        data = _piece_midi(sequence, tracks, generation.bpm, generation.metre, request.midi,
+                           bundle, style)
         pieces.append(GeneratedPiece(
             midi_file_name(style, request.options, generation.seed, index),
-            data, sequence, tracks, score))
+            data, sequence, tracks, score, generation.events[index]))
     return Generated(style=style, seed=generation.seed, bpm=generation.bpm,
                      metre=generation.metre, pieces=pieces, repairs=generation.repairs)
+
+
+def _piece_midi(sequence: music_pb2.NoteSequence, tracks: tuple[TrackRole, ...], bpm: float,
+                metre, midi: MidiOptions, bundle: Bundle, title: str) -> bytes:
+    """A piece's Standard MIDI File, at `bpm` in `metre` (feel already applied)."""
+    return midi_bytes(sequence, tracks, bpm=bpm, native_bpm=bpm,
+                      quantize=midi.quantize and not bundle.encoding.follows_tempo,
+                      title=title, time_signature=(metre.numerator, metre.denominator))
+
+
+def edited_files(sampler: Sampler, edited, midi: MidiOptions, style: str,
+                 version: int) -> Generated:
+    """An edited piece (`perfrnn.edits.EditedPiece`, feel already applied to
+    its new notes) written as the one piece of a Generated, named for its version."""
+    bundle = sampler.bundle
+    tracks = tracks_for_program(bundle.metadata.tracks, midi.program, midi.track,
+                                bundle.metadata.parts)
+    options = edited.options
+    bpm = float(options.bpm or bundle.metadata.default_bpm)
+    data = _piece_midi(edited.sequence, tracks, bpm, sampler.metre, midi, bundle, style)
+    name = midi_file_name(style, dataclasses.replace(options, variations=1), options.seed or 0,
+                          0).replace(".mid", f"-version{version}.mid")
+    piece = GeneratedPiece(name, data, edited.sequence, tracks, edited.score, edited.events)
+    return Generated(style=style, seed=options.seed or 0, bpm=bpm, metre=sampler.metre,
+                     pieces=[piece])
 
 
 def write_files(files: list[tuple[str, bytes]], out_dir: str | Path) -> list[Path]:

@@ -132,7 +132,9 @@ class LocalQueue:
             self.count_waiting(job.kind) - 1  # the job itself is already recorded as queued
         if count >= self.limit:
             raise QueueFull(retry_after=10 if job.kind == "generation" else 60)
-        style = job.params.get("style") if job.kind == "generation" else None
+        # an edit runs alone: it continues one stored piece
+        style = job.params.get("style") if job.kind == "generation" \
+            and not job.params.get("edit") else None
         waiting.put(job.id, getattr(job, "client", None), batch_key=style)
 
     def waiting(self, kind: str) -> int:

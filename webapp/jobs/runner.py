@@ -71,7 +71,11 @@ def run_jobs(services: Services, job_ids: list[str],
                 _ended(services, job, error)
             else:
                 services.store.finish(job.id, result)
-    generations = [job for job in jobs if job.kind == "generation"]
+    for job in jobs:  # an edit continues one stored piece, alone
+        if job.kind == "generation" and job.params.get("edit"):
+            _run_edit(services, job)
+    generations = [job for job in jobs
+                   if job.kind == "generation" and not job.params.get("edit")]
     if generations:
         _run_generations(services, generations, more)
 
@@ -249,6 +253,73 @@ def _generation_request(services: Services, job):
     store.progress(job.id, 0.0, "generating")
     return MidiRequest(options, midi, primer, progress=progress, cancelled=cancelled,
                        style=params["style"])
+
+
+def _run_edit(services: Services, job) -> None:
+    """Runs an edit job (`perfrnn.edits`): the source version's events and
+    notes from storage, edited, stored as this job's one variation."""
+    try:
+        generated, extra = edit_generation(services, job)
+        audio = _audio_status(services)
+        drawings = _draw(services, job, generated, audio[0])
+        result = _store_generation(services, job, generated, drawings, audio)
+        result.update(extra)
+        services.store.finish(job.id, result)
+    except Exception as error:
+        _ended(services, job, error)
+
+
+def edit_generation(services: Services, job):
+    """The edited piece of an edit job, as a `Generated` of one piece, and what
+    its result records besides: the join figures and, after an extend, the
+    new length (the next edit's)."""
+    import io
+
+    import numpy as np
+    from note_seq.protobuf import music_pb2
+
+    from perfrnn.edits import Edit, edit_piece
+    from perfrnn.generate import edited_files
+
+    params, edit = job.params, job.params["edit"]
+    source = services.store.get(params["source"]["job"])
+    gone = PerfRNNError("the version you edited has expired and was deleted; generate again "
+                        "(the same seed gives the same music)")
+    if source is None or not source.result:
+        raise gone
+    entry = source.result["variations"][params["source"]["variation"]]
+    if not entry.get("events") or not entry.get("sequence"):
+        raise PerfRNNError("this piece was made before edits were possible; generate it again "
+                           "to edit it")
+    try:
+        events = np.load(io.BytesIO(services.storage.get(entry["events"])), allow_pickle=False)
+        sequence = music_pb2.NoteSequence.FromString(services.storage.get(entry["sequence"]))
+    except (OSError, PerfRNNError):
+        raise gone from None
+    options, midi = generation_options(params)
+    primer = _read_primer(services.storage, params["primer"]) if params.get("primer") else None
+    sampler = services.registry.sampler(params["style"])
+    services.store.progress(job.id, 0.1, "editing")
+    change = Edit(kind=edit["kind"], first_bar=edit.get("first_bar", 1),
+                  last_bar=edit.get("last_bar", 1), bars=edit.get("bars", 0),
+                  parts=tuple(edit.get("parts", ())), seed=int(edit["seed"]),
+                  temperature=float(edit["temperature"]))
+    edited = edit_piece(sampler, options, events, sequence, _tracks(sampler, midi), change,
+                        primer, midi.feel)
+    generated = edited_files(sampler, edited, midi, params["style"], job.params["version"])
+    extra = {"join_nll": edited.join, "original_join_nll": edited.original_join,
+             "window": [round(edited.window[0], 6), round(edited.window[1], 6)]}
+    if edit["kind"] == "extend":
+        extra["length"] = ({"bars": edited.options.bars} if edited.options.bars
+                           else {"seconds": edited.options.seconds})
+    return generated, extra
+
+
+def _tracks(sampler, midi) -> tuple:
+    from perfrnn.generate import tracks_for_program
+
+    metadata = sampler.bundle.metadata
+    return tracks_for_program(metadata.tracks, midi.program, midi.track, metadata.parts)
 
 
 def _draw(services: Services, job, generated, audio: bool) -> list:

@@ -44,7 +44,15 @@ from webapp.web.submit import (
     submit_generation,
     submit_training,
 )
-from webapp.web.validation import ValidationError, generation_params, style_types, training_params
+from webapp.web.validation import (
+    EDIT_FIELDS,
+    MAX_VERSIONS,
+    ValidationError,
+    edit_params,
+    generation_params,
+    style_types,
+    training_params,
+)
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -152,6 +160,9 @@ def _job_or_404(job_id: str):
 def _links(job) -> dict:
     links = {"self": url_for("api.get_job", job_id=job.id),
              "events": url_for("api.job_stream", job_id=job.id)}
+    if job.kind == "generation":
+        links["versions"] = url_for("api.generation_versions", job_id=job.id)
+        links["edits"] = url_for("api.create_edit", job_id=job.id)
     if job.kind == "training" and job.state == DONE and job.result:
         links["style"] = url_for("api.get_style", name=job.result["style"])
     return links
@@ -162,6 +173,10 @@ def job_json(job) -> dict:
     generation, the URL of each file."""
     body = job.to_dict()
     body["cancel_requested"] = job.cancel_requested
+    if job.kind == "generation":
+        body["version"] = int(job.params.get("version", 1))
+        body["edit"] = (dict(job.params["edit"], of=job.params["source"]["job"])
+                        if job.params.get("edit") else None)
     body["links"] = _links(job)
     if job.kind == "generation" and job.state == DONE and job.result:
         body["downloads"] = [
@@ -364,6 +379,61 @@ def generation_file(job_id: str, kind: str):
                        410, "damaged")
     return send_file(io.BytesIO(data), mimetype=mimetype, as_attachment=attachment,
                      download_name=filename)
+
+
+def _generation_or_404(job_id: str):
+    """A generation of this client's, done and not expired (404 otherwise, as reads)."""
+    job = _job_or_404(job_id)
+    if job.kind != "generation":
+        raise _Problem(f"job {job.id} is a {job.kind}, not a generation", 404, "not_found")
+    if job.state == EXPIRED:
+        raise _Problem(f"the results of job {job.id} have expired and were deleted; "
+                       "generate again (the same seed gives the same music)", 404, "expired")
+    return job
+
+
+@bp.post("/generations/<job_id>/edits")
+def create_edit(job_id: str):
+    """A new version of a finished generation: bars regenerated or added."""
+    parent = _generation_or_404(job_id)
+    if parent.state != DONE:
+        raise _Problem(f"job {parent.id} is {parent.state}, not done; wait for it before "
+                       "editing it", 409, "not_done")
+    values, errors = _values(EDIT_FIELDS)
+    services = get_services()
+    try:
+        bundle = services.registry.get(parent.params["style"]).bundle
+    except PerfRNNError as error:
+        raise _Problem(f"style {parent.params['style']!r} does not load: {error}", 409,
+                       "style_unavailable") from None
+    params = _checked(errors, lambda: edit_params(values, parent, bundle))
+    job = submit_generation(services, get_queue(), params, owner_id(), **request_share())
+    return _accepted(job)
+
+
+@bp.get("/generations/<job_id>/versions")
+def generation_versions(job_id: str):
+    """The versions of a piece up to this one, the original (version 1) first."""
+    job = _generation_or_404(job_id)
+    chain = [job]
+    store = get_services().store
+    while chain[-1].params.get("source") and len(chain) < MAX_VERSIONS:
+        parent = store.get(chain[-1].params["source"]["job"])
+        if parent is None or not may_see(parent):
+            break
+        chain.append(parent)
+    versions = []
+    for version in reversed(chain):
+        edit = version.params.get("edit") or {}
+        versions.append({
+            "id": version.id, "version": int(version.params.get("version", 1)),
+            "kind": edit.get("kind", "generate"), "first_bar": edit.get("first_bar"),
+            "last_bar": edit.get("last_bar"), "bars": edit.get("bars"),
+            "parts": edit.get("parts", []), "seed": edit.get("seed", version.params.get("seed")),
+            "state": version.state, "created_at": version.created_at,
+            "links": {"self": url_for("api.get_job", job_id=version.id),
+                      "page": url_for("pages.job", job_id=version.id)}})
+    return jsonify({"versions": versions})
 
 
 # ----- trainings and bundles ------------------------------------------------------

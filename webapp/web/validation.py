@@ -423,3 +423,87 @@ def training_params(values, registry: StyleRegistry, presets) -> dict:
     if errors:
         raise ValidationError(errors)
     return params
+
+
+EDIT_FIELDS = ("kind", "variation", "first_bar", "last_bar", "bars", "parts", "seed",
+               "temperature")
+MAX_VERSIONS = 100
+"""The longest chain of edits one piece may have (each a stored version)."""
+
+
+def edit_params(values, parent, bundle) -> dict:
+    """Clean parameters of an edit job of `parent` (a finished generation),
+    whose style's bundle is `bundle` (see `perfrnn.edits.Edit`): the
+    parent's parameters, its length after an extend, and "edit" and
+    "source". Bars count from 1; a selection must lie in the piece."""
+    from perfrnn.edits import KINDS, MAX_EXTEND_BARS
+
+    errors: dict[str, str] = {}
+    kind = str(values.get("kind") or "").strip().lower()
+    if kind not in KINDS:
+        errors["kind"] = f"kind must be one of {', '.join(KINDS)}"
+    result = parent.result or {}
+    variations = result.get("variations", [])
+    variation = _number(values.get("variation", 0), "variation", errors, 0,
+                        max(len(variations) - 1, 0), "variation", whole=True)
+    params = {key: value for key, value in parent.params.items()
+              if key not in ("edit", "source", "version", "root")}
+    params.update(result.get("length") or {})
+    version = int(parent.params.get("version", 1))
+    if version >= MAX_VERSIONS:
+        errors["kind"] = (f"this piece has had {MAX_VERSIONS - 1} edits, the most one piece "
+                          "may; download it and start a new one from it as a primer")
+    edit: dict = {"kind": kind}
+    entry = variations[variation] if variation is not None and variations else {}
+    bars_in_piece = _bars_of(entry, params, bundle)
+    if kind == "regenerate":
+        first = _number(values.get("first_bar"), "first_bar", errors, 1, math.inf,
+                        "first_bar", whole=True)
+        last = _number(values.get("last_bar", values.get("first_bar")), "last_bar", errors, 1,
+                       math.inf, "last_bar", whole=True)
+        if first is not None and last is not None:
+            if first > last:
+                errors["last_bar"] = (f"the selection is empty: bar {first} comes after "
+                                      f"bar {last}")
+            elif last > bars_in_piece:
+                errors["last_bar"] = (f"bars {first}-{last} are outside the piece: it has "
+                                      f"bars 1-{bars_in_piece}")
+            edit.update(first_bar=first, last_bar=last)
+    elif kind == "extend":
+        bars = _number(values.get("bars"), "bars", errors, 1, MAX_EXTEND_BARS, "bars",
+                       whole=True)
+        if bars is not None:
+            edit["bars"] = bars
+    parts = values.get("parts") or []
+    if isinstance(parts, str):
+        parts = [part.strip() for part in parts.split(",") if part.strip()]
+    names = [track.name for track in bundle.metadata.played_tracks]
+    if not isinstance(parts, list) or not all(isinstance(part, str) for part in parts):
+        errors["parts"] = "parts must be a list of part names"
+    elif any(part not in names for part in parts):
+        unknown = next(part for part in parts if part not in names)
+        errors["parts"] = (f"there is no part {unknown[:40]!r} in this piece; its parts are: "
+                           + ", ".join(names))
+    else:
+        edit["parts"] = sorted(set(parts), key=names.index)
+    seed = values.get("seed")
+    edit["seed"] = (random.SystemRandom().randrange(MAX_SEED) if _blank(seed)
+                    else _number(seed, "seed", errors, 0, MAX_SEED, "seed", whole=True))
+    temperature = values.get("temperature")
+    field = GENERATION["temperature"]
+    edit["temperature"] = (params.get("temperature", field.default) if _blank(temperature)
+                           else _field_number(temperature, field, errors))
+    if errors:
+        raise ValidationError(errors)
+    edit["variation"] = variation
+    root = parent.params.get("root", parent.id)
+    return dict(params, edit=edit, source={"job": parent.id, "variation": variation},
+                version=version + 1, root=root)
+
+
+def _bars_of(entry: dict, params: dict, bundle) -> int:
+    """Bars of a stored piece (the last may be part of one)."""
+    metre = parse_metre(bundle.metadata.time_signature or "4/4")
+    bpm = float(params.get("bpm") or bundle.metadata.default_bpm)
+    seconds_per_bar = metre.quarters_per_bar * 60.0 / bpm
+    return max(1, math.ceil(float(entry.get("seconds", 0.0)) / seconds_per_bar - 1e-6))
