@@ -156,6 +156,10 @@ class GeneratedPiece:
       tracks: The parts as written, the chosen type's program applied.
       score: How well it fits the style (`perfrnn.scoring`); None when the
         style has nothing to score with.
+      events: The model's event indices (int32), primer included, as
+        `Generation.events` holds them; None for music not sampled here.
+      quantized: Whether the file's onsets were snapped to the 1/16 grid
+        (`midi_bytes(quantize=True)`).
     """
 
     name: str
@@ -163,6 +167,8 @@ class GeneratedPiece:
     sequence: music_pb2.NoteSequence
     tracks: tuple[TrackRole, ...]
     score: Score | None = None
+    events: np.ndarray | None = None
+    quantized: bool = False
 
 
 @dataclass
@@ -274,17 +280,19 @@ def _midi_files(generation: Generation, request: MidiRequest, tracks: tuple[Trac
     style = request.style or bundle.metadata.style
     pieces = []
     scores = generation.scores or [None] * len(generation.sequences)
-    for index, (sequence, score) in enumerate(zip(generation.sequences, scores)):
+    quantize = request.midi.quantize and not bundle.encoding.follows_tempo
+    for index, (sequence, score, events) in enumerate(zip(generation.sequences, scores,
+                                                          generation.events)):
         sequence = apply_feel(sequence, request.midi.feel, generation.bpm,
                               generation.seed + index)
         data = midi_bytes(sequence, tracks, bpm=generation.bpm, native_bpm=generation.bpm,
-                          quantize=request.midi.quantize and not bundle.encoding.follows_tempo,
+                          quantize=quantize,
                           title=style,
                           time_signature=(generation.metre.numerator,
                                           generation.metre.denominator))
         pieces.append(GeneratedPiece(
             midi_file_name(style, request.options, generation.seed, index),
-            data, sequence, tracks, score))
+            data, sequence, tracks, score, np.asarray(events, np.int32), quantize))
     return Generated(style=style, seed=generation.seed, bpm=generation.bpm,
                      metre=generation.metre, pieces=pieces, repairs=generation.repairs)
 
