@@ -51,6 +51,8 @@ MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8000, 192000
 # Longest audio render_wav makes by default: generation allows 10 minutes, and a
 # float32 stereo buffer of 15 minutes at 44.1 kHz is already about 320 MB.
 MAX_RENDER_SECONDS = 900.0
+MP3_DOWNLOAD_BITRATE = 192  # kbit/s of a downloaded MP3
+MP3_DOWNLOAD_QUALITY = 5  # LAME's 2 (best) to 7 (fastest)
 PEAK_LIMIT = 10 ** (-1 / 20)  # -1 dBFS: the loudest sample a render may have
 DRUM_CHANNEL = 9  # MIDI channel 10, counted from 0
 MAX_VOICES = 256
@@ -266,6 +268,39 @@ def render_wav(midi: bytes, sample_rate: int = DEFAULT_SAMPLE_RATE, tail_seconds
       AudioUnavailable: Without tinysoundfont or a soundfont.
       PerfRNNError: For a corrupt MIDI file, bad arguments or audio too long.
     """
+    return _wav_bytes(render_audio(midi, sample_rate, tail_seconds, max_seconds=max_seconds),
+                      sample_rate)
+
+
+def render_mp3(midi: bytes, sample_rate: int = DEFAULT_SAMPLE_RATE, tail_seconds: float = 1.0,
+               *, max_seconds: float = MAX_RENDER_SECONDS,
+               bitrate: int = MP3_DOWNLOAD_BITRATE) -> bytes:
+    """The MIDI file rendered as `render_wav` renders it, encoded as MP3 (LAME,
+    through the `lameenc` wheel the radio uses) at `bitrate` kbit/s, stereo.
+
+    Raises:
+      AudioUnavailable: Without tinysoundfont, a soundfont or lameenc.
+      PerfRNNError: As `render_wav`.
+    """
+    try:
+        import lameenc
+    except ImportError:
+        raise AudioUnavailable("the MP3 encoder is not installed; pip install "
+                               "lameenc==1.9.0") from None
+    pcm = _pcm16(render_audio(midi, sample_rate, tail_seconds, max_seconds=max_seconds))
+    encoder = lameenc.Encoder()
+    encoder.set_bit_rate(bitrate)
+    encoder.set_in_sample_rate(sample_rate)
+    encoder.set_channels(2)
+    encoder.set_quality(MP3_DOWNLOAD_QUALITY)
+    return bytes(encoder.encode(pcm.tobytes()) + encoder.flush())
+
+
+def render_audio(midi: bytes, sample_rate: int = DEFAULT_SAMPLE_RATE, tail_seconds: float = 1.0,
+                 *, max_seconds: float = MAX_RENDER_SECONDS) -> np.ndarray:
+    """The MIDI file rendered with the GM soundfont: float32 stereo frames
+    [round((MIDI length + tail_seconds) * sample_rate), 2], as loud as the
+    synthesizer made them; the arguments and errors are `render_wav`'s."""
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) \
             or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
         raise PerfRNNError(f"sample_rate must be a whole number of Hz from {MIN_SAMPLE_RATE} "
@@ -298,13 +333,24 @@ def render_wav(midi: bytes, sample_rate: int = DEFAULT_SAMPLE_RATE, tail_seconds
     if frames > done:
         synth.generate(frames - done, buffer=raw[done * _BYTES_PER_FRAME:])
     del raw
-    return _wav_bytes(audio, sample_rate)
+    return audio
+
+
+def _gain(audio: np.ndarray) -> float:
+    """The factor from float frames to 16-bit samples, turned down if the
+    peak passes PEAK_LIMIT."""
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    return 32767 * (PEAK_LIMIT / peak if peak > PEAK_LIMIT else 1.0)
+
+
+def _pcm16(audio: np.ndarray) -> np.ndarray:
+    """Float stereo frames as 16-bit samples (see `_gain`)."""
+    return np.rint(audio * _gain(audio)).astype("<i2")
 
 
 def _wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     """Float stereo frames as a 16-bit WAV file, turned down if its peak passes PEAK_LIMIT."""
-    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
-    gain = 32767 * (PEAK_LIMIT / peak if peak > PEAK_LIMIT else 1.0)
+    gain = _gain(audio)
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as wav:
         wav.setnchannels(2)

@@ -156,8 +156,11 @@ class GeneratedPiece:
       tracks: The parts as written, the chosen type's program applied.
       score: How well it fits the style (`perfrnn.scoring`); None when the
         style has nothing to score with.
-      events: The model's events it was decoded from, primer included (what
-        an edit continues, `perfrnn.edits`).
+      events: The model's event indices (int32), primer included, as
+        `Generation.events` holds them (what an edit continues,
+        `perfrnn.edits`); None for music not sampled here.
+      quantized: Whether the file's onsets were snapped to the 1/16 grid
+        (`midi_bytes(quantize=True)`).
     """
 
     name: str
@@ -166,6 +169,7 @@ class GeneratedPiece:
     tracks: tuple[TrackRole, ...]
     score: Score | None = None
     events: np.ndarray | None = None
+    quantized: bool = False
 
 
 @dataclass
@@ -277,23 +281,24 @@ def _midi_files(generation: Generation, request: MidiRequest, tracks: tuple[Trac
     style = request.style or bundle.metadata.style
     pieces = []
     scores = generation.scores or [None] * len(generation.sequences)
-    for index, (sequence, score) in enumerate(zip(generation.sequences, scores)):
+    quantize = request.midi.quantize and not bundle.encoding.follows_tempo
+    for index, (sequence, score, events) in enumerate(zip(generation.sequences, scores,
+                                                          generation.events)):
         sequence = apply_feel(sequence, request.midi.feel, generation.bpm,
                               generation.seed + index)
-        data = _piece_midi(sequence, tracks, generation.bpm, generation.metre, request.midi,
-                           bundle, style)
+        data = _piece_midi(sequence, tracks, generation.bpm, generation.metre, quantize,
+                           style)
         pieces.append(GeneratedPiece(
             midi_file_name(style, request.options, generation.seed, index),
-            data, sequence, tracks, score, generation.events[index]))
+            data, sequence, tracks, score, np.asarray(events, np.int32), quantize))
     return Generated(style=style, seed=generation.seed, bpm=generation.bpm,
                      metre=generation.metre, pieces=pieces, repairs=generation.repairs)
 
 
 def _piece_midi(sequence: music_pb2.NoteSequence, tracks: tuple[TrackRole, ...], bpm: float,
-                metre, midi: MidiOptions, bundle: Bundle, title: str) -> bytes:
+                metre: Metre, quantize: bool, title: str) -> bytes:
     """A piece's Standard MIDI File, at `bpm` in `metre` (feel already applied)."""
-    return midi_bytes(sequence, tracks, bpm=bpm, native_bpm=bpm,
-                      quantize=midi.quantize and not bundle.encoding.follows_tempo,
+    return midi_bytes(sequence, tracks, bpm=bpm, native_bpm=bpm, quantize=quantize,
                       title=title, time_signature=(metre.numerator, metre.denominator))
 
 
@@ -306,10 +311,12 @@ def edited_files(sampler: Sampler, edited, midi: MidiOptions, style: str,
                                 bundle.metadata.parts)
     options = edited.options
     bpm = float(options.bpm or bundle.metadata.default_bpm)
-    data = _piece_midi(edited.sequence, tracks, bpm, sampler.metre, midi, bundle, style)
+    quantize = midi.quantize and not bundle.encoding.follows_tempo
+    data = _piece_midi(edited.sequence, tracks, bpm, sampler.metre, quantize, style)
     name = midi_file_name(style, dataclasses.replace(options, variations=1), options.seed or 0,
                           0).replace(".mid", f"-version{version}.mid")
-    piece = GeneratedPiece(name, data, edited.sequence, tracks, edited.score, edited.events)
+    piece = GeneratedPiece(name, data, edited.sequence, tracks, edited.score,
+                           np.asarray(edited.events, np.int32), quantize)
     return Generated(style=style, seed=options.seed or 0, bpm=bpm, metre=sampler.metre,
                      pieces=[piece])
 

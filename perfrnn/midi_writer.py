@@ -32,6 +32,7 @@ import os
 import pathlib
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import mido
 from note_seq.protobuf import music_pb2
@@ -53,7 +54,7 @@ def _round(x: float) -> int:
     return math.floor(x + 0.5)
 
 
-def _text(name: str) -> str:
+def ascii_text(name: str) -> str:
     """A name as ASCII, the only text parsers agree on (mido reads Latin-1, music21 UTF-8)."""
     letters = unicodedata.normalize("NFKD", str(name))
     letters = "".join(c for c in letters if not unicodedata.combining(c))
@@ -157,6 +158,67 @@ def _notes_by_part(notes: list[tuple[int, int, int, int, int]], channels: dict[i
     return clean
 
 
+@dataclass(frozen=True)
+class WrittenPart:
+    """One part's track as `midi_bytes` writes it.
+
+    Attributes:
+      index: The part's index in the track roles (`note.instrument`).
+      channel: Its MIDI channel, 0-15 (9: drums).
+      notes: (on tick, off tick, pitch, velocity) in onset order, overlaps
+        removed, each at least one tick long.
+    """
+
+    index: int
+    channel: int
+    notes: list[tuple[int, int, int, int]]
+
+
+@dataclass(frozen=True)
+class WrittenParts:
+    """What a sequence becomes in a MIDI file: its parts in track order (after
+    the conductor track), the last tick, and ticks per second of the
+    sequence's time (`native_bpm / 60 * TICKS_PER_QUARTER`)."""
+
+    parts: list[WrittenPart]
+    end_tick: int
+    ticks_per_second: float
+
+
+def written_parts(sequence: music_pb2.NoteSequence, tracks: Sequence[TrackRole], *,
+                  native_bpm: float = 120.0, quantize: bool = False) -> WrittenParts:
+    """The notes `midi_bytes` writes for `sequence`, part by part, in ticks
+    (the one place that decides the file's notes: ticks, quantizing, channels
+    and overlaps); the arguments are those of `midi_bytes`.
+
+    Raises:
+      PerfRNNError: As `midi_bytes`.
+    """
+    native_bpm = _check_bpm(native_bpm, "native_bpm")
+    ticks_per_second = native_bpm / 60 * TICKS_PER_QUARTER
+    # Every track ends at the sequence's length (or its last event, if later),
+    # so a DAW shows the piece as long as was asked for, final silence included.
+    total = sequence.total_time if math.isfinite(sequence.total_time) else 0.0
+    end_tick = min(_round(max(total, 0.0) * ticks_per_second), MAX_TICK)
+    notes = []  # (role index, on tick, off tick, pitch, velocity)
+    for note in sequence.notes:
+        if not 0 <= note.instrument < len(tracks):
+            raise PerfRNNError(f"A note has instrument {note.instrument} but there are only "
+                               f"{len(tracks)} track roles.")
+        if not 0 <= note.pitch <= 127:
+            raise PerfRNNError(f"Pitch {note.pitch} is outside MIDI's range 0..127.")
+        on, off = _note_ticks(note, ticks_per_second, quantize)
+        if on < end_tick:  # quantizing keeps lengths: a late onset must not end past the end
+            off = max(min(off, end_tick), on + 1)
+        velocity = min(max(note.velocity, 1), 127)
+        notes.append((note.instrument, on, off, note.pitch, velocity))
+    used = sorted({index for index, *_ in notes}) or list(range(len(tracks)))
+    channels = assign_channels(tracks, used)
+    clean = _notes_by_part(notes, channels, used)
+    return WrittenParts([WrittenPart(index, channels[index], clean[index]) for index in used],
+                        end_tick, ticks_per_second)
+
+
 def midi_bytes(sequence: music_pb2.NoteSequence, tracks: Sequence[TrackRole], *,
                bpm: float | None = None, native_bpm: float = 120.0,
                quantize: bool = False, title: str | None = None,
@@ -184,42 +246,24 @@ def midi_bytes(sequence: music_pb2.NoteSequence, tracks: Sequence[TrackRole], *,
     bpm = native_bpm if bpm is None else _check_bpm(bpm, "bpm")
     numerator, denominator = time_signature
     _check_parts(tracks, numerator, denominator)
-    ticks_per_second = native_bpm / 60 * TICKS_PER_QUARTER
-    # Every track ends at the sequence's length (or its last event, if later),
-    # so a DAW shows the piece as long as was asked for, final silence included.
-    total = sequence.total_time if math.isfinite(sequence.total_time) else 0.0
-    end_tick = min(_round(max(total, 0.0) * ticks_per_second), MAX_TICK)
-    notes = []  # (role index, on tick, off tick, pitch, velocity)
-    for note in sequence.notes:
-        if not 0 <= note.instrument < len(tracks):
-            raise PerfRNNError(f"A note has instrument {note.instrument} but there are only "
-                               f"{len(tracks)} track roles.")
-        if not 0 <= note.pitch <= 127:
-            raise PerfRNNError(f"Pitch {note.pitch} is outside MIDI's range 0..127.")
-        on, off = _note_ticks(note, ticks_per_second, quantize)
-        if on < end_tick:  # quantizing keeps lengths: a late onset must not end past the end
-            off = max(min(off, end_tick), on + 1)
-        velocity = min(max(note.velocity, 1), 127)
-        notes.append((note.instrument, on, off, note.pitch, velocity))
-    used = sorted({index for index, *_ in notes}) or list(range(len(tracks)))
-    channels = assign_channels(tracks, used)
-    clean = _notes_by_part(notes, channels, used)
+    written = written_parts(sequence, tracks, native_bpm=native_bpm, quantize=quantize)
+    end_tick = written.end_tick
 
     midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_QUARTER)
     midi.tracks.append(_track(end_tick, [
-        (0, mido.MetaMessage("track_name", name=_text(title or "perfrnn"))),
+        (0, mido.MetaMessage("track_name", name=ascii_text(title or "perfrnn"))),
         (0, mido.MetaMessage("set_tempo", tempo=_round(60_000_000 / bpm))),
         (0, mido.MetaMessage("time_signature", numerator=numerator, denominator=denominator,
                              clocks_per_click=24, notated_32nd_notes_per_beat=8)),
-        *_song_marks(sequence, ticks_per_second, end_tick),
+        *song_marks(sequence, written.ticks_per_second, end_tick),
     ]))
-    for index in used:
-        role, channel = tracks[index], channels[index]
+    for part in written.parts:
+        role, channel = tracks[part.index], part.channel
         events = []  # (tick, 0 = off / 1 = on, pitch, velocity)
-        for on, off, pitch, velocity in clean[index]:
+        for on, off, pitch, velocity in part.notes:
             events += [(off, 0, pitch, NOTE_OFF_VELOCITY), (on, 1, pitch, velocity)]
         messages = [
-            (0, mido.MetaMessage("track_name", name=_text(role.name))),
+            (0, mido.MetaMessage("track_name", name=ascii_text(role.name))),
             (0, mido.Message("program_change", channel=channel, program=role.program)),
         ]
         for tick, kind, pitch, velocity in sorted(events):
@@ -234,7 +278,7 @@ def midi_bytes(sequence: music_pb2.NoteSequence, tracks: Sequence[TrackRole], *,
     return buffer.getvalue()
 
 
-def _song_marks(sequence: music_pb2.NoteSequence, ticks_per_second: float,
+def song_marks(sequence: music_pb2.NoteSequence, ticks_per_second: float,
                 end_tick: int) -> list[tuple[int, mido.MetaMessage]]:
     """The conductor track's song plan: a marker at each section start (which
     Logic, GarageBand and Ableton show on their marker track) and the chord
@@ -249,7 +293,7 @@ def _song_marks(sequence: music_pb2.NoteSequence, ticks_per_second: float,
     for annotation in sequence.text_annotations:
         tick = _round(annotation.time * ticks_per_second)
         if annotation.annotation_type == chord_type and 0 <= tick < end_tick:
-            marks.append((tick, mido.MetaMessage("text", text=_text(annotation.text)[:32])))
+            marks.append((tick, mido.MetaMessage("text", text=ascii_text(annotation.text)[:32])))
     return sorted(marks, key=lambda mark: (mark[0], mark[1].type != "marker"))
 
 

@@ -36,12 +36,13 @@ DEFAULTS = {
     "RESULT_RETENTION_HOURS": 168,
     # When set, the train page and training API ask for this token.
     "TRAINING_TOKEN": None,
-    # Render WAV audio of every result (needs tinysoundfont and a soundfont).
+    # Render WAV and MP3 audio of results when downloaded (needs tinysoundfont
+    # and a soundfont).
     "RENDER_AUDIO": True,
-    # Processes that draw the piano rolls and render the audio beside the
-    # server (webapp.jobs.rendering); 0 draws them in the worker thread. On
-    # the 2-core test machine two of them cost more CPU than they saved.
-    "RENDER_PROCESSES": 0,
+    # Processes that make a result's audio, piano roll and stems when first
+    # downloaded, beside the server (webapp.jobs.rendering); 0 makes them in
+    # the request's thread, holding the GIL the sampler's threads need.
+    "RENDER_PROCESSES": 1,
     # Uploads: the largest request body (MIDI files and zips, bundles), and the
     # most parts in one form: the training files (webapp.web.submit.MAX_TRAINING_FILES,
     # 2000) and the fields beside them; Flask's default, 1000, is fewer.

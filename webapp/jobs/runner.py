@@ -9,6 +9,8 @@ outcome. A failure becomes the job's error message; nothing escapes.
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import logging
 import os
 import shutil
@@ -167,8 +169,8 @@ def _run_generations(services: Services, jobs: list,
                      more: Callable[[int], list[str]] | None = None) -> None:
     """Generates the music of running generation jobs of one style in one
     sampling batch, which more jobs may join (`run_jobs`); each job's files
-    are stored, and the job finished, as soon as its own music is made and
-    drawn (the renderer draws while the sampler goes on)."""
+    are stored, and the job finished, as soon as its own music is made (a
+    thread stores while the sampler goes on)."""
     from perfrnn.generate import generate_midi_batch
 
     ready: list = []  # the jobs handed to the sampler, by their index there
@@ -191,16 +193,15 @@ def _run_generations(services: Services, jobs: list,
         started = (_start(services, job_id) for job_id in more(count))
         return requests([job for job in started if job is not None])
 
-    def store(index: int, generated, futures: list, audio: tuple[bool, str]) -> None:
+    def store(index: int, generated, audio: tuple[bool, str]) -> None:
         job = ready[index]
         try:
-            services.store.finish(job.id, _store_generation(services, job, generated, futures,
-                                                            audio))
+            services.store.finish(job.id, _store_generation(services, job, generated, audio))
         except Exception as error:
             _ended(services, job, error)
 
     first = requests(jobs)
-    # Each job is stored as soon as its pieces are drawn, beside the sampling.
+    # Each job is stored as soon as its music is made, beside the sampling.
     storing = ThreadPoolExecutor(1, thread_name_prefix="store-results")
     try:
         if first:
@@ -212,9 +213,8 @@ def _run_generations(services: Services, jobs: list,
                 try:
                     if isinstance(outcome, PerfRNNError):
                         raise outcome
-                    storing.submit(store, index, outcome,
-                                   _draw(services, ready[index], outcome, audio[0]), audio)
-                except Exception as error:  # its drawing could not start: it ends here
+                    storing.submit(store, index, outcome, audio)
+                except Exception as error:  # its storing could not start: it ends here
                     _ended(services, ready[index], error)
             if len(ready) > 1:
                 log.info("%d generations of %s sampled together", len(ready), style)
@@ -260,9 +260,7 @@ def _run_edit(services: Services, job) -> None:
     notes from storage, edited, stored as this job's one variation."""
     try:
         generated, extra = edit_generation(services, job)
-        audio = _audio_status(services)
-        drawings = _draw(services, job, generated, audio[0])
-        result = _store_generation(services, job, generated, drawings, audio)
+        result = _store_generation(services, job, generated, _audio_status(services))
         result.update(extra)
         services.store.finish(job.id, result)
     except Exception as error:
@@ -322,36 +320,40 @@ def _tracks(sampler, midi) -> tuple:
     return tracks_for_program(metadata.tracks, midi.program, midi.track, metadata.parts)
 
 
-def _draw(services: Services, job, generated, audio: bool) -> list:
-    """Futures of the piano roll and (if `audio`) the audio of each of the job's pieces."""
-    services.store.progress(job.id, 0.9, "drawing and rendering")
-    title = f"{generated.style} - seed {generated.seed}"
-    return [services.renderer.submit(piece.sequence.SerializeToString(), piece.tracks, title,
-                                     piece.midi, audio)
-            for piece in generated.pieces]
+def _store_generation(services: Services, job, generated, audio: tuple[bool, str]) -> dict:
+    """Stores each of a job's pieces (`generated`): its MIDI file, the notes
+    the browser draws and plays (`perfrnn.notes_json`), its NoteSequence and
+    its model events (for edits); returns the job's result. Audio, the piano
+    roll and the stems are made when first downloaded (webapp.jobs.downloads);
+    `audio` says whether audio can be made here and why not."""
+    import numpy as np
 
+    from perfrnn.notes_json import notes_json
 
-def _store_generation(services: Services, job, generated, drawings: list,
-                      audio: tuple[bool, str]) -> dict:
-    """Stores a job's MIDI files, piano rolls and audio (`drawings`, futures of
-    each piece's `Drawn`; `audio`, whether audio can be made and why not);
-    returns its result."""
+    services.store.progress(job.id, 0.95, "storing")
     storage = services.storage
     audio_ok, audio_message = audio
     variations = []
-    for index, (piece, drawing) in enumerate(zip(generated.pieces, drawings)):
+    for index, piece in enumerate(generated.pieces):
         prefix = f"jobs/{job.id}/{Path(piece.name).stem}"
-        entry = {"index": index, "midi_name": piece.name, "notes": len(piece.sequence.notes),
+        entry = {"index": index, "midi_name": piece.name,
+                 "note_count": len(piece.sequence.notes),
                  "seconds": round(piece.sequence.total_time, 3), "sha256": {},
                  "score": None if piece.score is None else piece.score.to_dict()}
         _keep(storage, entry, "midi", f"{prefix}.mid", piece.midi)
-        drawn = drawing.result()
-        _keep(storage, entry, "pianoroll", f"{prefix}.png", drawn.pianoroll)
-        if drawn.wav is not None and audio_ok:
-            _keep(storage, entry, "wav", f"{prefix}.wav", drawn.wav)
-            entry["wav_name"] = f"{Path(piece.name).stem}.wav"
-        elif drawn.audio_problem is not None:
-            audio_ok, audio_message = False, drawn.audio_problem
+        notes = {"job": job.id, "variation": index,
+                 **notes_json(piece.sequence, piece.tracks, bpm=generated.bpm,
+                              quantize=piece.quantized,
+                              time_signature=(generated.metre.numerator,
+                                              generated.metre.denominator))}
+        _keep(storage, entry, "notes", f"{prefix}.notes.json",
+              json.dumps(notes, separators=(",", ":")).encode())
+        _keep(storage, entry, "sequence", f"{prefix}.sequence.pb",
+              piece.sequence.SerializeToString())
+        if piece.events is not None:
+            events = io.BytesIO()
+            np.save(events, np.asarray(piece.events, np.int32), allow_pickle=False)
+            _keep(storage, entry, "events", f"{prefix}.events.npy", events.getvalue())
         variations.append(entry)
     return {"style": generated.style, "seed": generated.seed, "repairs": generated.repairs,
             "variations": variations, "audio": audio_ok, "audio_message": audio_message}

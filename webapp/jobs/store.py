@@ -207,6 +207,35 @@ class JobStore:
             "updated_at = ? WHERE id = ? AND state = ?",
             (DONE, json.dumps(result), now, now, job_id, RUNNING))
 
+    def record_file(self, job_id: str, variation: int, field: str, key: str, sha256: str,
+                    name: str | None = None) -> dict | None:
+        """Records a file made for a finished generation after it finished (its
+        audio, say, made on its first download) in variation `variation` of
+        its result: the storage `key` as `field`, its SHA-256 and, if given,
+        its download `name` as `field + "_name"`. The first file recorded for a
+        field stays; returns the variation as recorded then, or None when the
+        job is no longer done (expired, deleted)."""
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")  # no other writer between the read and the write
+            row = db.execute("SELECT state, result FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None or row["state"] != DONE or not row["result"]:
+                db.execute("ROLLBACK")
+                return None
+            result = json.loads(row["result"])
+            entry = result["variations"][variation]
+            if not entry.get(field):
+                entry[field] = key
+                entry.setdefault("sha256", {})[field] = sha256
+                if name is not None:
+                    entry[f"{field}_name"] = name
+                db.execute("UPDATE jobs SET result = ? WHERE id = ?",
+                           (json.dumps(result), job_id))
+            db.execute("COMMIT")
+            return entry
+        finally:
+            db.close()
+
     def fail(self, job_id: str, message: str, state: str = FAILED) -> None:
         """Marks a job that has not finished as failed (or cancelled) with `message`."""
         now = time.time()

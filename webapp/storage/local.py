@@ -58,7 +58,10 @@ class LocalStorage:
                 if path.is_file() and not path.name.startswith(".part-")}
 
     def delete_prefix(self, prefix: str) -> None:
-        shutil.rmtree(self.path(prefix), ignore_errors=True)
+        path = self.path(prefix)
+        if path.is_file():  # one file's own key
+            path.unlink(missing_ok=True)
+        shutil.rmtree(path, ignore_errors=True)
 
     def download_url(self, key: str, filename: str) -> str | None:
         return None

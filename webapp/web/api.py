@@ -9,8 +9,6 @@ describes each route; /api/v1/docs shows it to people.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import io
 import re
 from pathlib import Path
@@ -29,6 +27,13 @@ from flask import (
 )
 
 from perfrnn.errors import PerfRNNError
+from webapp.jobs.downloads import (
+    MADE_ON_DOWNLOAD,
+    DownloadProblem,
+    made_file,
+    server_audio,
+    stored_bytes,
+)
 from webapp.jobs.queues import QueueFull
 from webapp.jobs.store import CANCELLED, DONE, EXPIRED
 from webapp.radio import StreamsFull
@@ -58,10 +63,13 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 JOB_ID = re.compile(r"[0-9a-f]{8,32}")
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
-FILES = {  # download kind -> (result key, file name key, MIME type, as attachment)
-    "midi": ("midi", "midi_name", "audio/midi", True),
-    "wav": ("wav", "wav_name", "audio/wav", True),
-    "pianoroll": ("pianoroll", None, "image/png", False),
+FILES = {  # download kind -> (file name key, MIME type, as attachment); result key: kind
+    "midi": ("midi_name", "audio/midi", True),
+    "notes": (None, "application/json", False),
+    "wav": ("wav_name", "audio/wav", True),
+    "mp3": ("mp3_name", "audio/mpeg", True),
+    "pianoroll": (None, "image/png", False),
+    "stems": ("stems_name", "application/zip", True),
 }
 
 
@@ -179,14 +187,14 @@ def job_json(job) -> dict:
                         if job.params.get("edit") else None)
     body["links"] = _links(job)
     if job.kind == "generation" and job.state == DONE and job.result:
+        audio, audio_message = server_audio(get_services())
+        body["result"] = {**body["result"], "audio": audio, "audio_message": audio_message}
         body["downloads"] = [
             {"index": entry["index"],
-             "midi": url_for("api.generation_file", job_id=job.id, kind="midi",
-                             variation=entry["index"]),
-             "wav": (url_for("api.generation_file", job_id=job.id, kind="wav",
-                             variation=entry["index"]) if entry.get("wav") else None),
-             "pianoroll": url_for("api.generation_file", job_id=job.id, kind="pianoroll",
-                                  variation=entry["index"])}
+             **{kind: (url_for("api.generation_file", job_id=job.id, kind=kind,
+                               variation=entry["index"])
+                       if audio or kind not in ("wav", "mp3") else None)
+                for kind in FILES}}
             for entry in job.result.get("variations", [])]
     return body
 
@@ -333,7 +341,7 @@ def job_stream(job_id: str):
     return response
 
 
-@bp.get("/generations/<job_id>/<any(midi, wav, pianoroll):kind>")
+@bp.get("/generations/<job_id>/<any(midi, notes, wav, mp3, pianoroll, stems):kind>")
 def generation_file(job_id: str, kind: str):
     job = _job_or_404(job_id)
     if job.kind != "generation":
@@ -354,29 +362,24 @@ def generation_file(job_id: str, kind: str):
         raise _Problem(f"job {job.id} has {len(variations)} variation(s), numbered from "
                           f"0; there is no variation {text[:40]}", 404, "not_found")
     entry = variations[index]
-    key_field, name_field, mimetype, attachment = FILES[kind]
-    key = entry.get(key_field)
-    if not key:
-        reason = job.result.get("audio_message") or "audio was not rendered"
-        raise _Problem(f"there is no {kind} for this result: {reason}", 404, "no_audio")
-    filename = entry.get(name_field) if name_field else Path(key).name
-    filename = filename or Path(key).name
-    storage = get_services().storage
-    url = storage.download_url(key, filename)
-    if url:
-        return redirect(url, 302)
-    expired = _Problem(f"the {kind} file of job {job.id} is no longer stored (results "
-                          "expire); generate again", 404, "expired")
-    path = storage.local_path(key)
+    name_field, mimetype, attachment = FILES[kind]
+    services = get_services()
     try:
-        data = path.read_bytes() if path is not None else storage.get(key)
-    except (OSError, PerfRNNError):
-        raise expired from None
-    expected = (entry.get("sha256") or {}).get(key_field)
-    if expected and not hmac.compare_digest(hashlib.sha256(data).hexdigest(), expected):
-        raise _Problem(f"the {kind} file of job {job.id} was damaged or changed on the server "
-                       "since it was made; generate again (the same seed gives the same music)",
-                       410, "damaged")
+        if not entry.get(kind):
+            if kind not in MADE_ON_DOWNLOAD:
+                raise _Problem(f"there is no {kind} file for this result (it was made before "
+                               "the server kept one); generate again", 404, "not_found")
+            made = made_file(services, job, index, kind)  # stored and recorded too
+            return send_file(io.BytesIO(made.data), mimetype=mimetype, as_attachment=attachment,
+                             download_name=made.filename)
+        key = entry[kind]
+        filename = (entry.get(name_field) if name_field else None) or Path(key).name
+        url = services.storage.download_url(key, filename)
+        if url:
+            return redirect(url, 302)
+        data = stored_bytes(services, job, entry, kind)
+    except DownloadProblem as problem:
+        raise _Problem(str(problem), problem.status, problem.code) from None
     return send_file(io.BytesIO(data), mimetype=mimetype, as_attachment=attachment,
                      download_name=filename)
 

@@ -31,6 +31,7 @@ from markupsafe import Markup
 
 from perfrnn.errors import PerfRNNError
 from training.kinds import KIND_DESCRIPTIONS
+from webapp.jobs.downloads import server_audio
 from webapp.jobs.queues import QueueFull
 from webapp.jobs.store import CANCELLED
 from webapp.services import get_queue, get_services
@@ -460,6 +461,9 @@ def job(job_id: str):
     context = {"job": job, "job_data": job.to_dict(),
                "retention_hours": current_app.config.get("RESULT_RETENTION_HOURS")}
     if job.kind == "generation":
+        if job.result:  # audio is made here, on download: this server's word counts
+            audio, audio_message = server_audio(get_services())
+            job.result = {**job.result, "audio": audio, "audio_message": audio_message}
         context["heading"] = f"Music in the style \"{job.params.get('style', '')}\""
         context["summary"] = _generation_summary(job)
         context["more_like_this"] = _more_like_this(job)
