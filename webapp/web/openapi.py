@@ -285,6 +285,47 @@ SCHEMAS: dict = {
         "type": "object", "required": ["presets"],
         "properties": {"presets": {"type": "array", "items": _ref("Preset")}},
     },
+    "EditRequest": {
+        "type": "object", "required": ["kind"],
+        "properties": {
+            "kind": {"type": "string", "enum": ["regenerate", "extend"]},
+            "variation": {"type": "integer", "minimum": 0, "default": 0,
+                          "description": "which variation of the piece to edit"},
+            "first_bar": {"type": "integer", "minimum": 1,
+                          "description": "regenerate: the first bar, counted from 1"},
+            "last_bar": {"type": "integer", "minimum": 1,
+                         "description": "regenerate: the last bar (inclusive; default "
+                                        "first_bar)"},
+            "bars": {"type": "integer", "minimum": 1, "maximum": 64,
+                     "description": "extend: bars to add at the end"},
+            "parts": {"type": "array", "items": {"type": "string"},
+                      "description": "regenerate only these parts (the style's part names); "
+                                     "default every part"},
+            "seed": {"type": "integer", "minimum": 0,
+                     "description": "the new music's random seed (default: drawn)"},
+            "temperature": {"type": "number", "minimum": 0, "exclusiveMinimum": True,
+                            "description": "default: the piece's own"}},
+        "example": {"kind": "regenerate", "first_bar": 3, "last_bar": 4, "parts": ["bass"],
+                    "seed": 7},
+    },
+    "Version": {
+        "type": "object", "required": ["id", "version", "kind", "state", "links"],
+        "properties": {
+            "id": {"type": "string"}, "version": {"type": "integer", "minimum": 1},
+            "kind": {"type": "string", "enum": ["generate", "regenerate", "extend"]},
+            "first_bar": _nullable({"type": "integer"}),
+            "last_bar": _nullable({"type": "integer"}),
+            "bars": _nullable({"type": "integer"}),
+            "parts": {"type": "array", "items": {"type": "string"}},
+            "seed": _nullable({"type": "integer"}), "state": {"type": "string"},
+            "created_at": {"type": "number"},
+            "links": {"type": "object", "properties": {"self": {"type": "string"},
+                                                       "page": {"type": "string"}}}},
+    },
+    "VersionList": {
+        "type": "object", "required": ["versions"],
+        "properties": {"versions": {"type": "array", "items": _ref("Version")}},
+    },
 }
 
 RESPONSES: dict = {
@@ -528,6 +569,41 @@ def _operations() -> dict:
                 "409": {"description": "The job is not done.",
                         "content": _json(_ref("Error"))}},
             "x-curl": "curl -OJ '{base}/api/v1/generations/JOB_ID/midi?variation=0'",
+        }},
+        "/generations/{job_id}/edits": {"post": {
+            "operationId": "editGeneration", "tags": ["generations"],
+            "summary": "Edit a piece: regenerate bars (or parts), or extend it",
+            "description": "Queues a new version of a finished generation. `regenerate` "
+                           "resamples bars first_bar..last_bar (counted from 1, inclusive; "
+                           "with `parts`, only those parts, the others fed as they are) and "
+                           "keeps every note outside them; of several candidates, the one "
+                           "that leads best into the music after them is kept. `extend` "
+                           "adds `bars` bars at the end. The new job's result has one "
+                           "variation; its job JSON names the version it edits (`edit.of`) "
+                           "and its `version` (the original is 1). The same seed and edit "
+                           "give the same bytes.",
+            "parameters": [JOB_ID],
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _ref("EditRequest")}}},
+            "responses": {"202": _accepted("generation"), "400": _response("BadRequest"),
+                          "404": _response("NotFound"),
+                          "409": {"description": "The piece is not done yet.",
+                                  "content": _json(_ref("Error"))},
+                          "422": _response("Invalid"), "503": _response("Busy")},
+            "x-curl": ("curl -X POST {base}/api/v1/generations/JOB_ID/edits -H "
+                       "'Content-Type: application/json' -d '{\"kind\": \"regenerate\", "
+                       "\"first_bar\": 3, \"last_bar\": 4, \"parts\": [\"bass\"]}'"),
+        }},
+        "/generations/{job_id}/versions": {"get": {
+            "operationId": "listVersions", "tags": ["generations"],
+            "summary": "The versions of a piece",
+            "description": "Every version from the original (version 1) to this one, "
+                           "oldest first; undo is the version before.",
+            "parameters": [JOB_ID],
+            "responses": {"200": {"description": "The versions.",
+                                  "content": _json(_ref("VersionList"))},
+                          "404": _response("NotFound")},
+            "x-curl": "curl {base}/api/v1/generations/JOB_ID/versions",
         }},
         "/trainings": {"post": {
             "operationId": "createTraining", "tags": ["trainings"],
