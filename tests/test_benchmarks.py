@@ -162,6 +162,14 @@ def test_batch_invariance(tmp_path):
                    r"^drums\s+3\s+\d+\s+\d+$")
 
 
+def test_edit_joins(tmp_path):
+    output = run_benchmark("edit_joins", "--bundle", BUNDLES / "rock.mag", "--edits", 2,
+                           "--seconds", 6, "--bars", 1, "--parts", tmp_path=tmp_path)
+    assert_printed(output, r"^style\s+edits\s+notes kept\s+events kept\s+join new\s+join old"
+                           r"\s+no worse\s+s/edit$",
+                   rf"^rock\s+2\s+2\s+2(\s+{NUMBER}){{2}}\s+\d\s+{NUMBER}$")
+
+
 def test_render_speed(tmp_path):
     output = run_benchmark("render_speed", "--seconds", 2, "--repeats", 1, tmp_path=tmp_path,
                            unavailable="audio rendering is unavailable")
