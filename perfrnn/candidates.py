@@ -132,18 +132,29 @@ def join_nlls(model: PerformanceRNN, encoding: Encoding,
     (`Encoding.teacher_inputs`, with the request's `inputs`)."""
     sequences = [np.concatenate([prefix, row, following]) for prefix, row, following in joins]
     scored = [len(following) for _, _, following in joins]
+    # The prefix's rows are read once when every join shares it (an edit's
+    # candidates, a loop's rows): its state then starts each row's reading.
+    shared = len(joins[0][0]) - 1 if all(
+        np.array_equal(prefix, joins[0][0]) for prefix, _, _ in joins) else 0
+    state = None
+    if shared > 0:
+        head = encoding.teacher_inputs(sequences[0][:shared], inputs)
+        _, state = model.sequence_logits(tf.constant(head[None]))
+        state = tuple((tf.tile(c, [len(joins), 1]), tf.tile(h, [len(joins), 1]))
+                      for c, h in state)
     longest = max(len(sequence) for sequence in sequences)
-    batch = np.zeros((len(sequences), longest - 1, encoding.input_size), np.float32)
+    batch = np.zeros((len(sequences), longest - 1 - shared, encoding.input_size), np.float32)
     for index, sequence in enumerate(sequences):
-        batch[index, :len(sequence) - 1] = encoding.teacher_inputs(sequence[:-1], inputs)
-    logits = model.sequence_logits(tf.constant(batch))[0].numpy()
+        rows = encoding.teacher_inputs(sequence[:-1], inputs)[shared:]
+        batch[index, :len(rows)] = rows
+    logits = model.sequence_logits(tf.constant(batch), state)[0].numpy()
     log_probs = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
     scores = []
     for index, (sequence, count) in enumerate(zip(sequences, scored)):
         if not count:
             scores.append(0.0)
             continue
-        labels = sequence[1:]
+        labels = sequence[1 + shared:]
         positions = np.arange(len(labels) - count, len(labels))
         scores.append(float(-log_probs[index, positions, labels[positions]].mean()))
     return scores
