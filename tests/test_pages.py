@@ -803,3 +803,31 @@ def test_static_files_and_the_frame(make_app):
         assert response.status_code == 200, url
         response.close()
     assert parsed.select("footer")
+
+
+def test_the_site_serves_the_soundfont_the_server_renders_with(make_app, tmp_path,
+                                                               monkeypatch):
+    """/soundfont.sf2 is perfrnn.audio's soundfont (PERFRNN_SOUNDFONT first),
+    cacheable, and answers a conditional request with 304."""
+    from perfrnn import audio
+
+    fake = tmp_path / "tiny.sf2"
+    fake.write_bytes(b"RIFF\x04\x00\x00\x00sfbk")
+    monkeypatch.setenv(audio.SOUNDFONT_ENV, str(fake))
+    client = make_app().test_client()
+    response = client.get("/soundfont.sf2")
+    assert response.status_code == 200
+    assert response.get_data() == fake.read_bytes()
+    assert "max-age=86400" in response.headers["Cache-Control"]
+    assert "public" in response.headers["Cache-Control"]
+    etag = response.headers["ETag"]
+    response.close()
+    again = client.get("/soundfont.sf2", headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    again.close()
+
+    monkeypatch.setenv(audio.SOUNDFONT_ENV, str(tmp_path / "missing.sf2"))
+    monkeypatch.setattr(audio, "pretty_midi_soundfont", lambda: None)
+    missing = client.get("/soundfont.sf2")
+    assert missing.status_code == 404
+    assert "PERFRNN_SOUNDFONT" in missing.get_data(as_text=True)
