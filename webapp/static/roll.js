@@ -247,7 +247,9 @@ export class PianoRoll extends EventTarget {
     const bars = piece.bars;
     const first = Math.max(0, upperBound(bars, t0) - 1);
     const barWidth = bars.length > 1 ? (bars[bars.length - 1] - bars[0]) / (bars.length - 1) * pps : width;
-    const every = Math.max(1, Math.ceil(28 / Math.max(1, barWidth)));
+    // a number every 1, 2, 4, 8, 16... bars, at least 32 px apart
+    let every = 1;
+    while (every * barWidth < 32 && every < bars.length) { every *= 2; }
     ctx.textAlign = 'left';
     for (let i = first; i < bars.length && bars[i] <= t1; i++) {
       const bx = Math.round(x(bars[i])) + 0.5;
@@ -260,19 +262,26 @@ export class PianoRoll extends EventTarget {
     }
 
     // Sections: a dark line and the name in the ruler's top half.
+    // (a name is left out where the one before it still is)
     ctx.font = 'bold ' + FONT;
+    let freeX = -Infinity;
     for (const section of piece.sections) {
       if (section.time > t1) { continue; }
       const sx = Math.round(x(section.time));
       if (sx < -200) { continue; }
       ctx.fillStyle = '#343a40';
       ctx.fillRect(sx, 0, 2, height);
-      ctx.fillText(String(section.name || ''), Math.max(sx + 4, 2), 8);
+      const name = String(section.name || '');
+      const nameX = Math.max(sx + 4, 2);
+      if (nameX >= freeX) {
+        ctx.fillText(name, nameX, 8);
+        freeX = nameX + ctx.measureText(name).width + 8;
+      }
     }
     ctx.font = FONT;
 
     // Chord symbols, each where it starts (skipped where the last one's text still is).
-    if (chordLane) {
+    if (chordLane && barWidth >= 20) {
       let free = -Infinity;
       ctx.fillStyle = '#6c757d';
       for (const chord of piece.chords) {
