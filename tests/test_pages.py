@@ -346,14 +346,19 @@ def test_generate_shows_results_history_and_more_like_this(make_app):
     assert "Distortion Guitar (GM 30)" in Page.text(parsed.by_id("param-type"))
     assert Page.text(parsed.by_id("param-length")) == "5 s"
     api = f"/api/v1/generations/{job_id}"
-    audio = parsed.select("audio", cls="result-audio")
-    assert [a["attrs"]["src"] for a in audio] == [f"{api}/wav?variation=0",
-                                                  f"{api}/wav?variation=1"]
-    assert all("controls" in a["attrs"] for a in audio)
-    rolls = parsed.select("img", cls="pianoroll")
-    assert [r["attrs"]["src"] for r in rolls] == [f"{api}/pianoroll?variation=0",
-                                                  f"{api}/pianoroll?variation=1"]
-    assert all("Piano roll" in r["attrs"]["alt"] for r in rolls)
+    # the page plays and draws each variation itself (static/jobroll.js): no <audio>, no
+    # server-drawn image; the roll reads the notes, the player the MIDI file
+    assert not parsed.select("audio") and not parsed.select("img", cls="pianoroll")
+    rolls = parsed.select("div", cls="roll-view")
+    assert [r["attrs"]["data-notes-url"] for r in rolls] == [f"{api}/notes?variation=0",
+                                                             f"{api}/notes?variation=1"]
+    assert [r["attrs"]["data-midi-url"] for r in rolls] == [f"{api}/midi?variation=0",
+                                                            f"{api}/midi?variation=1"]
+    assert all(r["attrs"]["data-soundfont-url"] == "/soundfont.sf2" for r in rolls)
+    assert "/static/jobroll.js" in [s["attrs"].get("src") for s in parsed.select("script")]
+    pictures = parsed.select("a", cls="download-pianoroll")
+    assert [p["attrs"]["href"] for p in pictures] == [f"{api}/pianoroll?variation=0",
+                                                      f"{api}/pianoroll?variation=1"]
     midi = parsed.select("a", cls="download-midi")
     assert [m["attrs"]["href"] for m in midi] == [f"{api}/midi?variation=0",
                                                   f"{api}/midi?variation=1"]

@@ -57,8 +57,11 @@ class RollView {
     try {
       data = await loadNotes(this.root.dataset.notesUrl);
     } catch (error) {
-      this.say('The piano roll could not be loaded: ' + error.message + '.', true);
+      this.say('The piano roll could not be loaded: ' + error.message + '. The downloads below still work.', true);
       this.root.classList.add('roll-failed');
+      this.root.querySelectorAll('.roll-toolbar, .roll-scroll, .roll-edit').forEach((part) => {
+        part.classList.add('d-none');
+      });
       return;
     }
     this.data = data;
