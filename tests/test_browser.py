@@ -866,3 +866,44 @@ def test_undo_returns_the_old_version(roll_site, browser, band_job):
     click_in_view(browser, find(browser, "#undo"))
     poll_until(lambda: browser.current_url.endswith(f"/jobs/{band_job}"), 15, "the old version")
     assert open_roll(browser, base, band_job) is not None
+
+
+def test_the_roll_fits_a_phone_and_taps_select_bars(roll_site, browser, band_job):
+    """On a 390 px wide touch screen the roll is as wide as the page, and two taps
+    on the notes select the bars from the first to the second."""
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": 390, "height": 844, "deviceScaleFactor": 3, "mobile": True})
+    browser.execute_cdp_cmd("Emulation.setTouchEmulationEnabled",
+                            {"enabled": True, "maxTouchPoints": 5})
+    try:
+        open_roll(browser, roll_site["base"], band_job)
+        click_in_view(browser, find(browser, ".roll-zoom-fit"))
+        width, page_width = browser.execute_script(
+            "return [document.querySelector('.roll-scroll').getBoundingClientRect().width, "
+            "document.documentElement.clientWidth]")
+        assert width <= page_width and width > 300
+        browser.save_screenshot(str(output_dir() / "roll-phone.png"))
+
+        def tap(bar: int) -> None:
+            x, y = browser.execute_script("""
+                const view = window.PerfRNNRolls[0], roll = view.roll;
+                const [start, end] = roll.barSpan(arguments[0]);
+                const box = roll.overlay.getBoundingClientRect();
+                return [box.left + ((start + end) / 2 - roll.viewStart) * roll.pps,
+                        box.top + 100];""", bar)
+            point = [{"x": x, "y": y}]
+            browser.execute_cdp_cmd("Input.dispatchTouchEvent",
+                                    {"type": "touchStart", "touchPoints": point})
+            browser.execute_cdp_cmd("Input.dispatchTouchEvent",
+                                    {"type": "touchEnd", "touchPoints": []})
+
+        browser.execute_script(  # at once: Bootstrap makes scrolling smooth
+            "arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})",
+            find(browser, ".roll-scroll"))
+        tap(2)
+        tap(3)
+        selection = browser.execute_script("return window.PerfRNNRolls[0].roll.selection")
+        assert selection == {"first": 2, "last": 3}
+    finally:
+        browser.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": False})
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

@@ -478,7 +478,7 @@ export class PianoRoll extends EventTarget {
       return;
     }
     const x = this.pointerX(event), y = this.pointerY(event);
-    if (Math.hypot(x - drag.x, y - drag.y) > 10 || performance.now() - drag.at > 600) { return; }
+    if (Math.hypot(x - drag.x, y - drag.y) > 10) { return; }  // a swipe scrolls, a tap selects
     const time = this.timeAtX(x);
     if (y < RULER) {
       this.dispatchEvent(new CustomEvent('seek', {detail: {time: Math.max(0, time)}}));
