@@ -346,14 +346,19 @@ def test_generate_shows_results_history_and_more_like_this(make_app):
     assert "Distortion Guitar (GM 30)" in Page.text(parsed.by_id("param-type"))
     assert Page.text(parsed.by_id("param-length")) == "5 s"
     api = f"/api/v1/generations/{job_id}"
-    audio = parsed.select("audio", cls="result-audio")
-    assert [a["attrs"]["src"] for a in audio] == [f"{api}/wav?variation=0",
-                                                  f"{api}/wav?variation=1"]
-    assert all("controls" in a["attrs"] for a in audio)
-    rolls = parsed.select("img", cls="pianoroll")
-    assert [r["attrs"]["src"] for r in rolls] == [f"{api}/pianoroll?variation=0",
-                                                  f"{api}/pianoroll?variation=1"]
-    assert all("Piano roll" in r["attrs"]["alt"] for r in rolls)
+    # the page plays and draws each variation itself (static/jobroll.js): no <audio>, no
+    # server-drawn image; the roll reads the notes, the player the MIDI file
+    assert not parsed.select("audio") and not parsed.select("img", cls="pianoroll")
+    rolls = parsed.select("div", cls="roll-view")
+    assert [r["attrs"]["data-notes-url"] for r in rolls] == [f"{api}/notes?variation=0",
+                                                             f"{api}/notes?variation=1"]
+    assert [r["attrs"]["data-midi-url"] for r in rolls] == [f"{api}/midi?variation=0",
+                                                            f"{api}/midi?variation=1"]
+    assert all(r["attrs"]["data-soundfont-url"] == "/soundfont.sf2" for r in rolls)
+    assert "/static/jobroll.js" in [s["attrs"].get("src") for s in parsed.select("script")]
+    pictures = parsed.select("a", cls="download-pianoroll")
+    assert [p["attrs"]["href"] for p in pictures] == [f"{api}/pianoroll?variation=0",
+                                                      f"{api}/pianoroll?variation=1"]
     midi = parsed.select("a", cls="download-midi")
     assert [m["attrs"]["href"] for m in midi] == [f"{api}/midi?variation=0",
                                                   f"{api}/midi?variation=1"]
@@ -803,3 +808,31 @@ def test_static_files_and_the_frame(make_app):
         assert response.status_code == 200, url
         response.close()
     assert parsed.select("footer")
+
+
+def test_the_site_serves_the_soundfont_the_server_renders_with(make_app, tmp_path,
+                                                               monkeypatch):
+    """/soundfont.sf2 is perfrnn.audio's soundfont (PERFRNN_SOUNDFONT first),
+    cacheable, and answers a conditional request with 304."""
+    from perfrnn import audio
+
+    fake = tmp_path / "tiny.sf2"
+    fake.write_bytes(b"RIFF\x04\x00\x00\x00sfbk")
+    monkeypatch.setenv(audio.SOUNDFONT_ENV, str(fake))
+    client = make_app().test_client()
+    response = client.get("/soundfont.sf2")
+    assert response.status_code == 200
+    assert response.get_data() == fake.read_bytes()
+    assert "max-age=86400" in response.headers["Cache-Control"]
+    assert "public" in response.headers["Cache-Control"]
+    etag = response.headers["ETag"]
+    response.close()
+    again = client.get("/soundfont.sf2", headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    again.close()
+
+    monkeypatch.setenv(audio.SOUNDFONT_ENV, str(tmp_path / "missing.sf2"))
+    monkeypatch.setattr(audio, "pretty_midi_soundfont", lambda: None)
+    missing = client.get("/soundfont.sf2")
+    assert missing.status_code == 404
+    assert "PERFRNN_SOUNDFONT" in missing.get_data(as_text=True)

@@ -23,12 +23,14 @@ from flask import (
     redirect,
     render_template,
     request,
+    send_file,
     session,
     url_for,
 )
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
+from perfrnn import audio
 from perfrnn.errors import PerfRNNError
 from training.kinds import KIND_DESCRIPTIONS
 from webapp.jobs.downloads import server_audio
@@ -564,6 +566,23 @@ def radio():
     """Endless radio in a style: the page plays /api/v1/streams."""
     infos, _ = loadable_styles()
     return render_template("radio.html", styles=infos, fields=STREAM)
+
+
+SOUNDFONT_MAX_AGE = 24 * 3600  # a day; its ETag (file time and size) says when it changed
+
+
+@bp.route("/soundfont.sf2")
+def soundfont():
+    """The General MIDI soundfont the server renders audio with (one rule:
+    perfrnn.audio.soundfont_path), so the page's player sounds the same."""
+    path = audio.soundfont_path()
+    if path is None:
+        abort(404, description="this server has no soundfont: install pretty_midi, or set "
+              f"{audio.SOUNDFONT_ENV} to the path of an .sf2 file")
+    response = send_file(path, mimetype="audio/x-soundfont", conditional=True, etag=True,
+                         max_age=SOUNDFONT_MAX_AGE, download_name="soundfont.sf2")
+    response.cache_control.public = True
+    return response
 
 
 @bp.route("/styles")

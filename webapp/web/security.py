@@ -31,11 +31,14 @@ from webapp.web.errors import api_error
 
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; "
     "img-src 'self' data: https:; media-src 'self' blob: https:; connect-src 'self'; "
     "font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
     "frame-ancestors 'none'")
-"""https: for images and audio: with S3 storage they are presigned S3 URLs."""
+"""https: for images and audio: with S3 storage they are presigned S3 URLs.
+'wasm-unsafe-eval' lets pages compile WebAssembly, and nothing else (no JavaScript
+eval): the vendored synthesizer (static/vendor/spessasynth) instantiates its Vorbis
+decoder when it loads, in the page and in its AudioWorklet."""
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
