@@ -439,88 +439,9 @@ def test_follow_my_pace_glides_the_tempo_towards_the_steps(server, browser):
 
 # ----- the interactive roll and player (issue 26) --------------------------------------
 # These run against the website in this process (the small test styles of conftest, a
-# werkzeug server on 127.0.0.1 in a thread), so that a test may serve what this branch
-# does not have yet: until the server's notes JSON route exists, the notes come from a
-# test-only blueprint that reads the result's MIDI file (notes_json_from_midi). It is
-# registered only where the app has no route for .../notes.
+# werkzeug server on 127.0.0.1 in a thread).
 
 ROLL_PIECE_SECONDS = 16.0  # 8 bars at 120 bpm: room for a selection of bars 3-4
-NOTES_OVERRIDES: dict[tuple[str, int], dict] = {}
-
-
-def notes_json_from_midi(data: bytes, job_id: str, variation: int) -> dict:
-    """The notes JSON of the contract, read from a MIDI file with pretty_midi
-    (notes, bars) and mido (track names, channels, markers and chord texts)."""
-    import io
-
-    import pretty_midi
-
-    pm = pretty_midi.PrettyMIDI(io.BytesIO(data))
-    midi = mido.MidiFile(file=io.BytesIO(data))
-    tracks = []
-    for track in midi.tracks:
-        channels = [m.channel for m in track if m.type == "note_on"]
-        if channels:
-            tracks.append((track.name, channels[0]))
-    parts = []
-    for index, instrument in enumerate(pm.instruments):
-        name, channel = tracks[index] if index < len(tracks) else (
-            instrument.name, 9 if instrument.is_drum else index)
-        notes = sorted([round(float(n.start), 4), round(float(n.end), 4), int(n.pitch),
-                        int(n.velocity)] for n in instrument.notes)
-        parts.append({"index": index, "name": name or instrument.name,
-                      "program": int(instrument.program), "is_drum": bool(instrument.is_drum),
-                      "channel": channel, "notes": notes})
-    seconds = midi.length
-    sections, chords, now = [], [], 0.0
-    for message in midi:
-        now += message.time
-        if message.type == "marker":
-            sections.append({"name": message.text, "time": round(now, 4)})
-        elif message.type == "text":
-            chords.append({"symbol": message.text, "time": round(now, 4)})
-    times, tempi = pm.get_tempo_changes()
-    signature = pm.time_signature_changes[0] if pm.time_signature_changes else None
-    return {"job": job_id, "variation": variation, "seconds": seconds,
-            "bpm": float(tempi[0]) if len(tempi) else 120.0,
-            "tempos": [{"time": float(t), "qpm": float(q)} for t, q in zip(times, tempi)],
-            "time_signature": {"numerator": signature.numerator if signature else 4,
-                               "denominator": signature.denominator if signature else 4},
-            "bars": [round(float(t), 4) for t in pm.get_downbeats() if t < seconds],
-            "sections": sections, "chords": chords, "parts": parts}
-
-
-def has_route(app, path: str, method: str = "GET") -> bool:
-    from werkzeug.exceptions import MethodNotAllowed, NotFound
-
-    try:
-        app.url_map.bind("127.0.0.1").match(path, method)
-    except (NotFound, MethodNotAllowed):
-        return False
-    return True
-
-
-def add_notes_stub(app) -> None:
-    """GET /api/v1/generations/<id>/notes from the result's MIDI file (through the
-    real MIDI route, so the same 404/409 rules apply), for a branch without it."""
-    from flask import Blueprint, Response, jsonify, request
-
-    blueprint = Blueprint("test_notes_stub", __name__)
-
-    @blueprint.get("/api/v1/generations/<job_id>/notes")
-    def notes(job_id: str):
-        variation = int(request.args.get("variation", "0"))
-        if (job_id, variation) in NOTES_OVERRIDES:
-            return jsonify(NOTES_OVERRIDES[job_id, variation])
-        answer = app.test_client().get(
-            f"/api/v1/generations/{job_id}/midi?variation={variation}",
-            headers={"Cookie": request.headers.get("Cookie", "")},
-            environ_base={"REMOTE_ADDR": request.remote_addr})
-        if answer.status_code != 200:
-            return Response(answer.data, answer.status_code, content_type=answer.content_type)
-        return jsonify(notes_json_from_midi(answer.data, job_id, variation))
-
-    app.register_blueprint(blueprint)
 
 
 @pytest.fixture(scope="module")
@@ -537,8 +458,6 @@ def roll_site(tmp_path_factory, web_bundles_dir):
     instance = tmp_path_factory.mktemp("roll-instance")
     app = create_app({"INSTANCE_PATH": str(instance), "BUNDLES_DIR": str(web_bundles_dir),
                       "PRELOAD_STYLES": False, **GENEROUS_LIMITS})
-    if not has_route(app, "/api/v1/generations/x/notes"):
-        add_notes_stub(app)
     http = make_server("127.0.0.1", free_port(), app, threaded=True)
     thread = threading.Thread(target=http.serve_forever, daemon=True)
     thread.start()
@@ -796,23 +715,13 @@ def test_dragging_selects_bars_and_an_api_error_shows_in_an_alert(roll_site, bro
                browser.find_elements("css selector", ".edit-part") if box.is_selected()]
     assert checked == [part["name"] for part in notes_of(base, band_job)["parts"]]
 
-    app = roll_site["app"]
-    if has_route(app, f"/api/v1/generations/{band_job}/edits", "POST"):
-        last.clear()
-        last.send_keys("999")  # past the end of the piece: a 422 from the edits API
+    last.clear()
+    last.send_keys("999")  # past the end of the piece: a 422 from the edits API
     click_in_view(browser, find(browser, ".edit-regenerate"))
     error = poll_until(lambda: (lambda e: e if e.is_displayed() and e.text else None)(
         find(browser, ".roll-view .edit-error")), 15, "the edit's error")
     assert "Traceback" not in error.text and len(error.text) < 400, error.text
     assert find(browser, ".edit-regenerate").is_enabled()
-
-
-# The two tests below need the lead's edits API (POST /api/v1/generations/{id}/edits,
-# GET .../versions); they skip on a branch without it and run once it is merged.
-
-def needs_edits_api(roll_site, job_id: str) -> None:
-    if not has_route(roll_site["app"], f"/api/v1/generations/{job_id}/edits", "POST"):
-        pytest.skip("waits on the edits API (POST /api/v1/generations/{id}/edits)")
 
 
 def outside(notes: dict, start: float, end: float) -> list:
@@ -829,7 +738,6 @@ def outside(notes: dict, start: float, end: float) -> list:
 
 def test_regenerating_bars_3_to_4_keeps_every_note_outside_them(roll_site, browser,
                                                                 band_job):
-    needs_edits_api(roll_site, band_job)
     base = roll_site["base"]
     open_roll(browser, base, band_job)
     find(browser, ".roll-edit summary").click()
@@ -852,7 +760,6 @@ def test_regenerating_bars_3_to_4_keeps_every_note_outside_them(roll_site, brows
 
 
 def test_undo_returns_the_old_version(roll_site, browser, band_job):
-    needs_edits_api(roll_site, band_job)
     base = roll_site["base"]
     answer = api(base, f"/api/v1/generations/{band_job}/edits",
                  {"kind": "regenerate", "variation": 0, "first_bar": 2, "last_bar": 2,
