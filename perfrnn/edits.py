@@ -47,7 +47,7 @@ from perfrnn.sampler import Sampler
 from perfrnn.scoring import Score
 
 KINDS = ("regenerate", "extend")
-EDIT_CANDIDATES = 8  # continuations sampled as one batch per edit
+EDIT_CANDIDATES = 4  # continuations sampled as one batch per edit
 JOIN_BARS = 1  # bars after a selection its join is judged on
 JOIN_TIE = 0.02  # nats/event: joins this close are told apart by the style score
 MAX_EXTEND_BARS = 64
