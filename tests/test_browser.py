@@ -230,7 +230,8 @@ def test_generate_rock_listen_see_and_download(server, browser, downloads):
     assert audio is not None
     # The browser decodes the WAV: its length is the piece's (plus the release tail).
     duration = poll_until(lambda: browser.execute_script(
-        "const a = arguments[0]; if (a.readyState < 1) { a.load(); return 0; } "
+        "const a = arguments[0]; "
+        "if (a.readyState < 1) { a.preload = 'metadata'; a.load(); return 0; } "
         "return a.duration;", audio), 30, "the audio to load")
     assert 20.0 <= duration <= 22.0, duration
     image = find(browser, "#result img.pianoroll")

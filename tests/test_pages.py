@@ -350,6 +350,8 @@ def test_generate_shows_results_history_and_more_like_this(make_app):
     assert [a["attrs"]["src"] for a in audio] == [f"{api}/wav?variation=0",
                                                   f"{api}/wav?variation=1"]
     assert all("controls" in a["attrs"] for a in audio)
+    # the WAV is made when played, not when the page is shown
+    assert all(a["attrs"].get("preload") == "none" for a in audio)
     rolls = parsed.select("img", cls="pianoroll")
     assert [r["attrs"]["src"] for r in rolls] == [f"{api}/pianoroll?variation=0",
                                                   f"{api}/pianoroll?variation=1"]
