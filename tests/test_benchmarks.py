@@ -377,3 +377,12 @@ def test_every_benchmark_has_a_tiny_run_here():
     source = Path(__file__).read_text(encoding="utf-8")
     missing = sorted(name for name in scripts if f'run_benchmark("{name}"' not in source)
     assert not missing, f"benchmarks without a tiny run in tests/test_benchmarks.py: {missing}"
+
+
+def test_store_cost(tmp_path):
+    output = run_benchmark("store_cost", "--seconds", 2, "--repeats", 1, tmp_path=tmp_path)
+    assert_printed(output, r"^piece: \S+\.mid from \S+piano\.mag, \d+ notes, 1 parts; CPU "
+                           r"seconds, median of 1$",
+                   rf"^job before \(a piano roll.*\): {NUMBER} s$",
+                   rf"^job now \(notes JSON, NoteSequence, events\): {NUMBER} s$",
+                   rf"^first download now: .*pianoroll {NUMBER} s, stems {NUMBER} s$")
