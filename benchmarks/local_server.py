@@ -42,15 +42,17 @@ def wait_ready(base: str, server: subprocess.Popen | None = None,
             time.sleep(0.5)
 
 
-def start_server(instance: Path, port: int, **settings: str) -> subprocess.Popen:
-    """`python -m webapp` on 127.0.0.1:`port` with `instance` as its instance folder
-    and `settings` as environment variables (webapp/config.py), its output added
-    to instance/server.log; returns once its API answers."""
+def start_server(instance: Path, port: int, code: Path = ROOT,
+                 **settings: str) -> subprocess.Popen:
+    """`python -m webapp` of the checkout `code` (default this one) on
+    127.0.0.1:`port` with `instance` as its instance folder and `settings` as
+    environment variables (webapp/config.py), its output added to
+    instance/server.log; returns once its API answers."""
     env = dict(os.environ, PERFRNN_INSTANCE=str(instance), **settings)
     Path(instance).mkdir(parents=True, exist_ok=True)
     with (Path(instance) / "server.log").open("a") as log:
         server = subprocess.Popen([sys.executable, "-m", "webapp", "--port", str(port)],
-                                  cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                                  cwd=code, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_ready(f"http://127.0.0.1:{port}", server)
     except BaseException:  # never leave a server behind

@@ -75,7 +75,7 @@ def stems_zip(midi: bytes, audio: bool = True,
 
     parts = part_files(midi)
     files = [(name, data) for name, data in parts]
-    missing = None
+    missing = None if audio else "The WAV files are left out: this server makes no audio."
     if audio:
         length = mido.MidiFile(file=io.BytesIO(midi)).length
         if length * len(parts) > max_audio_seconds:

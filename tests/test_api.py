@@ -295,10 +295,9 @@ def test_generation_flow_and_downloads(api_app, client):
     job = client.get(f"{API}/jobs/{job_id}").get_json()
     assert job["state"] == "done" and job["progress"] == 1.0
     assert job["result"]["seed"] == 123 and job["result"]["audio"] is True
-    assert job["downloads"] == [{
-        "index": 0, "midi": f"{API}/generations/{job_id}/midi?variation=0",
-        "wav": f"{API}/generations/{job_id}/wav?variation=0",
-        "pianoroll": f"{API}/generations/{job_id}/pianoroll?variation=0"}]
+    assert job["downloads"] == [{"index": 0, **{
+        kind: f"{API}/generations/{job_id}/{kind}?variation=0"
+        for kind in ("midi", "notes", "wav", "mp3", "pianoroll", "stems")}}]
 
     midi = client.get(job["downloads"][0]["midi"])
     assert midi.status_code == 200 and midi.mimetype == "audio/midi"
@@ -351,7 +350,7 @@ def test_generation_flow_and_downloads(api_app, client):
     assert remove_expired(api_app.extensions["perfrnn"], -1) >= 1
     expired = client.get(f"{API}/jobs/{job_id}").get_json()
     assert expired["state"] == "expired" and "downloads" not in expired
-    for kind in ("midi", "wav", "pianoroll"):
+    for kind in ("midi", "notes", "wav", "mp3", "pianoroll", "stems"):
         body = assert_error(client.get(f"{API}/generations/{job_id}/{kind}"), 404, "expired")
         assert "expired" in body["message"]
 
@@ -457,7 +456,7 @@ def test_primers_and_unrendered_audio(make_app):
     finished = wait_for_job(app, job["id"], 60)
     assert finished.state == "done", finished.error
     shown = client.get(f"{API}/jobs/{job['id']}").get_json()
-    assert shown["downloads"][0]["wav"] is None
+    assert shown["downloads"][0]["wav"] is None and shown["downloads"][0]["mp3"] is None
     midi = client.get(shown["downloads"][0]["midi"])
     assert mido.MidiFile(file=io.BytesIO(midi.data)).length > 4.0
     body = assert_error(client.get(f"{API}/generations/{job['id']}/wav"), 404, "no_audio")

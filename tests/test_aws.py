@@ -194,7 +194,8 @@ def test_a_worker_killed_mid_job_loses_nothing_and_duplicates_nothing(aws, worke
     assert "receive 2 of" in workers.log(second)  # the same message, delivered again
     keys = sorted(entry["Key"] for entry in aws["s3"].list_objects_v2(
         Bucket=aws["bucket"], Prefix=f"jobs/{job_id}/").get("Contents", []))
-    assert keys == sorted(f"jobs/{job_id}/rock-600s-seed4.{ext}" for ext in ("mid", "png", "wav"))
+    assert keys == sorted(f"jobs/{job_id}/rock-600s-seed4.{ext}"
+                          for ext in ("mid", "notes.json", "sequence.pb", "events.npy"))
     assert len(job.result["variations"]) == 1
     assert queue_counts(aws, aws["urls"]["generation"]) == 0
     assert queue_counts(aws, aws["urls"]["generation-dlq"]) == 0

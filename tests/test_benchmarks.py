@@ -321,18 +321,25 @@ def test_user_style(tmp_path, tiny_corpus):
 
 @pytest.mark.slow
 def test_web_latency(tmp_path, tiny_web_bundles):
+    # two codes in turn (here this checkout twice), as a before/after run is made
     output = run_benchmark("web_latency", "--port", free_port(), "--seconds", 5,
                            "--requests", 1, "--users", 2, "--requests-per-user", 1,
                            "--no-audio", "--set", f"BUNDLES_DIR={tiny_web_bundles}",
-                           tmp_path=tmp_path)
-    assert_printed(output, r"^server at http://127\.0\.0\.1:\d+; styles: piano$",
+                           "--code", ROOT, "--code", ROOT, tmp_path=tmp_path)
+    assert_printed(output, rf"^--- round 1: server of {re.escape(str(ROOT))}$",
+                   r"^server at http://127\.0\.0\.1:\d+; styles: piano$",
                    r"^server RSS with every style loaded: \d+ MiB",
                    rf"^one user, piano 5 s, quality default, 1 requests: median {NUMBER} s, "
                    rf"min {NUMBER} s, max {NUMBER} s",
+                   rf"^server CPU, one user \(with its render processes\): {NUMBER} "
+                   r"core-seconds a request$",
                    rf"^2 users at once, 2 requests in {NUMBER} s: p50 {NUMBER} s, p95 {NUMBER} s",
                    rf"^server CPU \(with its render processes\): {NUMBER} core-seconds a "
                    rf"request, {NUMBER} cores busy on average$",
-                   r"^server RSS after the run: \d+ MiB$")
+                   r"^server RSS after the run: \d+ MiB$",
+                   r"^medians of 1 round\(s\)",
+                   rf"^{re.escape(str(ROOT))}: one_user_median {NUMBER} \[{NUMBER}, {NUMBER}\]; "
+                   rf"one_user_cpu {NUMBER} .*; p95 {NUMBER} .*crowd_cpu {NUMBER}")
 
 
 @pytest.mark.slow
@@ -378,3 +385,12 @@ def test_every_benchmark_has_a_tiny_run_here():
     source = Path(__file__).read_text(encoding="utf-8")
     missing = sorted(name for name in scripts if f'run_benchmark("{name}"' not in source)
     assert not missing, f"benchmarks without a tiny run in tests/test_benchmarks.py: {missing}"
+
+
+def test_store_cost(tmp_path):
+    output = run_benchmark("store_cost", "--seconds", 2, "--repeats", 1, tmp_path=tmp_path)
+    assert_printed(output, r"^piece: \S+\.mid from \S+piano\.mag, \d+ notes, 1 parts; CPU "
+                           r"seconds, median of 1$",
+                   rf"^job before \(a piano roll.*\): {NUMBER} s$",
+                   rf"^job now \(notes JSON, NoteSequence, events\): {NUMBER} s$",
+                   rf"^first download now: .*pianoroll {NUMBER} s, stems {NUMBER} s$")

@@ -327,3 +327,21 @@ def test_files_of_expired_and_unfinished_jobs(make_app):
         response = client.get(f"{API}/generations/{job['id']}/{kind}")
         assert response.status_code == 404 and response.get_json()["error"] == "expired"
     assert json.loads(client.get(f"{API}/jobs/{job['id']}").data)["state"] == "expired"
+
+
+def test_a_result_stored_before_notes_existed_says_so(make_app):
+    app = make_app(RENDER_PROCESSES=0)
+    client = app.test_client()
+    job = generate(app, style="piano", seconds=5, seed=6)
+    store = app.extensions["perfrnn"].store
+    result = store.get(job["id"]).result
+    entry = result["variations"][0]
+    entry["notes"] = entry.pop("note_count")  # as results were stored before
+    store._execute("UPDATE jobs SET result = ? WHERE id = ?", (json.dumps(result), job["id"]))
+    for kind in ("notes", "pianoroll"):
+        response = client.get(f"{API}/generations/{job['id']}/{kind}")
+        assert response.status_code == 404, kind
+        assert "generate again" in response.get_json()["message"]
+    page = client.get(f"/jobs/{job['id']}").get_data(as_text=True)
+    assert f"{entry['notes']} notes" in page
+    assert client.get(f"{API}/generations/{job['id']}/midi").status_code == 200

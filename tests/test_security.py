@@ -586,6 +586,11 @@ def test_render_processes_end_with_a_killed_server(tmp_path, web_bundles_dir):
         poll_until(lambda: server.call("GET", f"/api/v1/jobs/{job_id}")[1]["state"]
                    in ("done", "failed"), 120, "the job to end")
         assert server.call("GET", f"/api/v1/jobs/{job_id}")[1]["state"] == "done"
+        import urllib.request
+
+        with urllib.request.urlopen(f"{server.base}/api/v1/generations/{job_id}/pianoroll",
+                                    timeout=60) as picture:  # drawn when first asked for
+            assert picture.read().startswith(b"\x89PNG")
         renderers = server.children()
         assert renderers, "the piano roll was drawn in a render process"
     poll_until(lambda: not any(_parent_of(pid) is not None for pid in renderers), 10,

@@ -3,6 +3,7 @@ worker pool, the style registry and what a worker does with a job."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import threading
@@ -159,7 +160,7 @@ def test_a_style_that_breaks_fails_its_job_with_the_reason_and_the_worker_goes_o
     assert wait_for_job(app, submit_generation(services, queue, good, "a").id).state == DONE
 
 
-def test_generation_job_writes_midi_pianoroll_and_audio(make_app):
+def test_generation_job_writes_midi_and_notes_and_no_audio(make_app):
     app = make_app()
     services, queue = app.extensions["perfrnn"], app.extensions["perfrnn_queue"]
     params = generation_params({"style": "rock", "length": "6", "unit": "seconds",
@@ -174,8 +175,10 @@ def test_generation_job_writes_midi_pianoroll_and_audio(make_app):
         programs = {m.program for track in midi.tracks for m in track if m.type == "program_change"}
         assert 30 in programs
         assert abs(midi.length - 6.0) < 1.0
-        assert services.storage.get(variation["pianoroll"])[:8] == b"\x89PNG\r\n\x1a\n"
-        assert services.storage.get(variation["wav"])[:4] == b"RIFF"
+        notes = json.loads(services.storage.get(variation["notes"]))
+        assert {part["program"] for part in notes["parts"]} == programs
+        # audio and the piano roll are made when first downloaded (tests/test_downloads.py)
+        assert "pianoroll" not in variation and "wav" not in variation
     assert job.result["variations"][0]["midi_name"] == "rock-6s-seed42-v1.mid"
 
 
@@ -311,9 +314,9 @@ def test_generations_that_wait_together_are_sampled_together_each_with_its_own_m
         stored = [services.storage.get(variation["midi"])
                   for variation in job.result["variations"]]
         assert stored == [data for _, data in alone.files]
-        for variation in job.result["variations"]:  # drawn by the render process
-            assert services.storage.get(variation["pianoroll"]).startswith(b"\x89PNG")
-            assert services.storage.get(variation["wav"]).startswith(b"RIFF")
+        for variation in job.result["variations"]:  # each with its own notes
+            notes = json.loads(services.storage.get(variation["notes"]))
+            assert (notes["job"], notes["variation"]) == (job.id, variation["index"])
 
 
 def test_training_errors_name_files_in_the_websites_words(tmp_path):

@@ -99,7 +99,7 @@ def made_file(services: Services, job, index: int, kind: str) -> Download:
     midi = stored_bytes(services, job, entry, "midi")
     notes = None
     if kind == "pianoroll":
-        if not entry.get("notes"):
+        if not isinstance(entry.get("notes"), str):  # stored before results had notes
             raise DownloadProblem(f"job {job.id} was stored without its notes, so its piano "
                                   "roll cannot be drawn; generate again", 404, "not_found")
         notes = stored_bytes(services, job, entry, "notes")

@@ -365,7 +365,7 @@ def generation_file(job_id: str, kind: str):
     name_field, mimetype, attachment = FILES[kind]
     services = get_services()
     try:
-        if not entry.get(kind):
+        if not isinstance(entry.get(kind), str):  # (a result made before had a note count)
             if kind not in MADE_ON_DOWNLOAD:
                 raise _Problem(f"there is no {kind} file for this result (it was made before "
                                "the server kept one); generate again", 404, "not_found")

@@ -124,13 +124,72 @@ SCHEMAS: dict = {
         "type": "object", "required": ["style"], "properties": {"style": _ref("Style")},
     },
     "Download": {
-        "type": "object", "required": ["index", "midi", "wav", "pianoroll"],
+        "type": "object",
+        "required": ["index", "midi", "notes", "wav", "mp3", "pianoroll", "stems"],
         "properties": {
             "index": {"type": "integer"},
             "midi": {"type": "string", "format": "uri-reference"},
+            "notes": {"type": "string", "format": "uri-reference",
+                      "description": "the notes as JSON (`Notes`), for a piano roll or player"},
             "wav": _nullable({"type": "string", "format": "uri-reference",
-                              "description": "null when audio was not rendered"}),
-            "pianoroll": {"type": "string", "format": "uri-reference"},
+                              "description": "made on the first download; null when this "
+                                             "server cannot make audio (the result's "
+                                             "`audio_message` says why)"}),
+            "mp3": _nullable({"type": "string", "format": "uri-reference",
+                              "description": "as `wav`, encoded by LAME (192 kbit/s)"}),
+            "pianoroll": {"type": "string", "format": "uri-reference",
+                          "description": "a PNG picture, drawn on the first download"},
+            "stems": {"type": "string", "format": "uri-reference",
+                      "description": "a zip with each part alone (`downloadGeneration`)"},
+        },
+    },
+    "Notes": {
+        "type": "object",
+        "description": "A variation's notes, as its MIDI file plays them: times in seconds "
+                       "from the file's start.",
+        "required": ["job", "variation", "seconds", "bpm", "tempos", "time_signature", "bars",
+                     "sections", "chords", "parts"],
+        "properties": {
+            "job": {"type": "string"},
+            "variation": {"type": "integer", "minimum": 0},
+            "seconds": {"type": "number", "description": "the file's length (s)"},
+            "bpm": {"type": "number", "description": "quarter notes per minute"},
+            "tempos": {"type": "array", "items": {
+                "type": "object", "required": ["time", "qpm"],
+                "properties": {"time": {"type": "number"}, "qpm": {"type": "number"}}}},
+            "time_signature": {
+                "type": "object", "required": ["numerator", "denominator"],
+                "properties": {"numerator": {"type": "integer"},
+                               "denominator": {"type": "integer"}}},
+            "bars": {"type": "array", "items": {"type": "number"},
+                     "description": "the start (s) of every bar that begins before `seconds`; "
+                                    "bar n (from 1) starts at bars[n - 1]"},
+            "sections": {"type": "array", "description": "the file's markers; [] if none",
+                         "items": {"type": "object", "required": ["name", "time"],
+                                   "properties": {"name": {"type": "string",
+                                                           "example": "Intro"},
+                                                  "time": {"type": "number"}}}},
+            "chords": {"type": "array", "description": "the chord symbols; [] if none",
+                       "items": {"type": "object", "required": ["symbol", "time"],
+                                 "properties": {"symbol": {"type": "string", "example": "Am"},
+                                                "time": {"type": "number"}}}},
+            "parts": {"type": "array", "description": "the file's tracks, in order",
+                      "items": {
+                          "type": "object",
+                          "required": ["index", "name", "program", "is_drum", "channel",
+                                       "notes"],
+                          "properties": {
+                              "index": {"type": "integer", "minimum": 0},
+                              "name": {"type": "string", "example": "drums"},
+                              "program": {"type": "integer", "minimum": 0, "maximum": 127},
+                              "is_drum": {"type": "boolean"},
+                              "channel": {"type": "integer", "minimum": 0, "maximum": 15,
+                                          "description": "MIDI channel from 0 (9: drums)"},
+                              "notes": {"type": "array", "description": "[start s, end s, "
+                                                                        "pitch, velocity]",
+                                        "items": {"type": "array", "minItems": 4,
+                                                  "maxItems": 4,
+                                                  "items": {"type": "number"}}}}}},
         },
     },
     "JobLinks": {
@@ -178,11 +237,20 @@ SCHEMAS: dict = {
     },
     "Variation": {
         "type": "object", "additionalProperties": True,
-        "required": ["index", "midi_name", "notes", "seconds"],
+        "required": ["index", "midi_name", "note_count", "seconds"],
         "properties": {
             "index": {"type": "integer", "minimum": 0},
             "midi_name": {"type": "string", "example": "piano-30s-seed7.mid"},
-            "notes": {"type": "integer", "minimum": 0},
+            "note_count": {"type": "integer", "minimum": 0},
+            "midi": {"type": "string", "description": "the MIDI file's storage key"},
+            "notes": {"type": "string", "description": "the notes JSON's storage key"},
+            "sequence": {"type": "string",
+                         "description": "the storage key of the NoteSequence (protobuf)"},
+            "events": {"type": "string", "description": "the storage key of the model's "
+                                                        "events (int32 .npy, primer included)"},
+            "sha256": {"type": "object", "additionalProperties": {"type": "string"},
+                       "description": "SHA-256 of each stored file, by field; files made on "
+                                      "download (wav, mp3, pianoroll, stems) join when made"},
             "seconds": {"type": "number", "minimum": 0},
             "score": {"allOf": [_ref("Score")], "nullable": True},
         },
@@ -547,28 +615,50 @@ def _operations() -> dict:
         "/generations/{job_id}/{kind}": {"get": {
             "operationId": "downloadGeneration", "tags": ["generations"],
             "summary": "Download a generated file",
-            "description": "`midi` (attachment, e.g. rock-30s-seed1234.mid), `wav` "
-                           "(attachment; 404 saying why when audio was not rendered) or "
-                           "`pianoroll` (PNG). May redirect (302) to the storage's URL.",
+            "description": "- `midi` (attachment, e.g. rock-30s-seed1234.mid);\n"
+                           "- `notes`: the notes as JSON (`Notes`);\n"
+                           "- `wav`, `mp3` (attachments; 404 `no_audio` saying why when this "
+                           "server makes no audio);\n"
+                           "- `pianoroll` (PNG);\n"
+                           "- `stems`: a zip (attachment, e.g. rock-30s-seed1234-stems.zip) "
+                           "holding per part `NN-name.mid` (from 01, in the file's track order: "
+                           "the conductor track with tempo, time signature, section markers "
+                           "and chords, and that part's track alone), `NN-name.wav` (that part "
+                           "alone, as long as the others) when this server makes audio and "
+                           "the parts together last at most 1,200 s (else a README.txt says "
+                           "why), and `all-parts.mid` (the `midi` file). At most 16 parts.\n\n"
+                           "WAV, MP3, the piano roll and the stems are made on their first "
+                           "download (which takes a moment) and kept with the result. May "
+                           "redirect (302) to the storage's URL.",
             "parameters": [
                 JOB_ID,
                 {"name": "kind", "in": "path", "required": True, "description": "which file",
-                 "schema": {"type": "string", "enum": ["midi", "wav", "pianoroll"]}},
+                 "schema": {"type": "string", "enum": ["midi", "notes", "wav", "mp3",
+                                                       "pianoroll", "stems"]}},
                 {"name": "variation", "in": "query", "required": False,
                  "description": "which variation, from 0",
                  "schema": {"type": "integer", "minimum": 0, "default": 0}}],
             "responses": {
                 "200": {"description": "The file.", "content": {
                     "audio/midi": {"schema": {"type": "string", "format": "binary"}},
+                    "application/json": {"schema": _ref("Notes")},
                     "audio/wav": {"schema": {"type": "string", "format": "binary"}},
-                    "image/png": {"schema": {"type": "string", "format": "binary"}}}},
+                    "audio/mpeg": {"schema": {"type": "string", "format": "binary"}},
+                    "image/png": {"schema": {"type": "string", "format": "binary"}},
+                    "application/zip": {"schema": {"type": "string", "format": "binary"}}}},
                 "302": {"description": "Fetch the file from this Location.",
                         "headers": {"Location": {"schema": {"type": "string"}}}},
                 "400": _response("BadRequest"),
                 "404": _response("NotFound"),
                 "409": {"description": "The job is not done.",
+                        "content": _json(_ref("Error"))},
+                "410": {"description": "The stored file was damaged or changed.",
+                        "content": _json(_ref("Error"))},
+                "422": {"description": "The file cannot be made from this music.",
+                        "content": _json(_ref("Error"))},
+                "503": {"description": "The file is still being made; try again.",
                         "content": _json(_ref("Error"))}},
-            "x-curl": "curl -OJ '{base}/api/v1/generations/JOB_ID/midi?variation=0'",
+            "x-curl": "curl -OJ '{base}/api/v1/generations/JOB_ID/stems?variation=0'",
         }},
         "/generations/{job_id}/edits": {"post": {
             "operationId": "editGeneration", "tags": ["generations"],
