@@ -288,7 +288,10 @@ def test_generation_flow_and_downloads(api_app, client):
     assert body["job"]["state"] in ("queued", "running")
     assert body["job"]["params"]["program"] == 30 and body["job"]["params"]["seed"] == 123
     assert body["links"] == {"self": f"{API}/jobs/{job_id}",
-                             "events": f"{API}/jobs/{job_id}/events"}
+                             "events": f"{API}/jobs/{job_id}/events",
+                             "edits": f"{API}/generations/{job_id}/edits",
+                             "versions": f"{API}/generations/{job_id}/versions"}
+    assert body["job"]["version"] == 1 and body["job"]["edit"] is None
     assert response.headers["Location"].endswith(f"{API}/jobs/{job_id}")
 
     assert wait_for_job(api_app, job_id, 60).state == "done"
