@@ -134,7 +134,8 @@ def join_nlls(model: PerformanceRNN, encoding: Encoding,
     scored = [len(following) for _, _, following in joins]
     # The prefix's rows are read once when every join shares it (an edit's
     # candidates, a loop's rows): its state then starts each row's reading.
-    shared = len(joins[0][0]) - 1 if all(
+    # (Not for a conditioned encoding: its control inputs look ahead of each event.)
+    shared = len(joins[0][0]) - 1 if not encoding.control_signals and all(
         np.array_equal(prefix, joins[0][0]) for prefix, _, _ in joins) else 0
     state = None
     if shared > 0:

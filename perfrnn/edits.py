@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,18 +40,22 @@ from note_seq.protobuf import music_pb2
 from perfrnn.candidates import join_nll, rank
 from perfrnn.configs import TrackRole
 from perfrnn.errors import PerfRNNError
-from perfrnn.generate import apply_feel
+from perfrnn.generate import HUMAN_TIMING_LIMIT_SECONDS, apply_feel
 from perfrnn.multitrack import PITCHES
 from perfrnn.options import GenerationOptions
 from perfrnn.request_plan import RequestPlan, RequestPlanner, SampleRequest
 from perfrnn.sampler import Sampler
 from perfrnn.scoring import Score
+from perfrnn.song_form import continued_song
 
 KINDS = ("regenerate", "extend")
 EDIT_CANDIDATES = 4  # continuations sampled as one batch per edit
 JOIN_BARS = 1  # bars after a selection its join is judged on
 JOIN_TIE = 0.02  # nats/event: joins this close are told apart by the style score
 MAX_EXTEND_BARS = 64
+MAX_PART_EDIT_BARS = 8
+"""The most bars a parts edit regenerates: it samples from each step where a
+kept part plays to the next, each time from the whole piece's state."""
 # A candidate of a selection draws from stream c * EDIT_STREAMS + segment,
 # the segments of a parts edit counted from 0.
 EDIT_STREAMS = 1 << 16
@@ -140,9 +145,10 @@ class EventParts:
         self.is_onset = on_keys >= 0
         self.shift_events = encoding.time_shift_events
 
-    def timed(self, events: np.ndarray) -> list[tuple[int, int, int]]:
-        """(step, velocity in force, event) of each note event in `events`."""
-        notes, step, velocity = [], 0, 0
+    def timed(self, events: np.ndarray, velocity: int = 0) -> list[tuple[int, int, int]]:
+        """(step, velocity event in force, event) of each note event in
+        `events`, `velocity` in force before them."""
+        notes, step = [], 0
         for event in np.asarray(events, np.int64):
             if self.shifts[event]:
                 step += int(self.shifts[event])
@@ -160,9 +166,9 @@ class EventParts:
         changes (`velocity`: the velocity event in force before them).
         `through`: `second`'s events at `steps` itself come last, after the
         final shift (what is fed before the music at `steps` is sampled)."""
-        notes = [note for note in self.timed(first)
+        notes = [note for note in self.timed(first, velocity)
                  if from_first(self.role[note[2]]) and note[0] < steps]
-        notes += [note for note in self.timed(second)
+        notes += [note for note in self.timed(second, velocity)
                   if not from_first(self.role[note[2]])
                   and (note[0] < steps or (through and note[0] == steps))]
         notes.sort(key=lambda note: note[0])  # stable: `first`'s first at one step
@@ -195,9 +201,13 @@ def part_roles(tracks: tuple[TrackRole, ...], parts: tuple[str, ...],
 def edit_piece(sampler: Sampler, options: GenerationOptions, events: np.ndarray,
                sequence: music_pb2.NoteSequence, tracks: tuple[TrackRole, ...], edit: Edit,
                primer: music_pb2.NoteSequence | None = None,
-               feel: str = "straight") -> EditedPiece:
+               feel: str = "straight",
+               check: Callable[[], None] | None = None) -> EditedPiece:
     """The piece (`events` from the sampler, primer included; `sequence` as its
     file plays) made with `options` (and `primer`), edited by `edit`.
+
+    `check()` is called between sampling blocks (it raises PerfRNNError to
+    stop: the caller cancelled).
 
     Raises:
       PerfRNNError: the edit asks for bars outside the piece, an empty
@@ -214,8 +224,10 @@ def edit_piece(sampler: Sampler, options: GenerationOptions, events: np.ndarray,
         raise PerfRNNError("this piece's events do not match its settings; generate it again")
     row = events[start:]
     if edit.kind == "extend":
-        return _extended(sampler, plan, row, sequence, tracks, edit, primer, feel)
-    return _regenerated(sampler, plan, row, sequence, tracks, edit, feel)
+        if edit.parts:
+            raise PerfRNNError("an extend adds every part; leave parts out")
+        return _extended(sampler, plan, row, sequence, tracks, edit, feel, check)
+    return _regenerated(sampler, plan, row, sequence, tracks, edit, feel, check)
 
 
 def _selection(plan: RequestPlan, edit: Edit) -> tuple[int, int]:
@@ -237,7 +249,7 @@ def _selection(plan: RequestPlan, edit: Edit) -> tuple[int, int]:
 
 def _regenerated(sampler: Sampler, plan: RequestPlan, row: np.ndarray,
                  sequence: music_pb2.NoteSequence, tracks: tuple[TrackRole, ...], edit: Edit,
-                 feel: str) -> EditedPiece:
+                 feel: str, check: Callable[[], None] | None) -> EditedPiece:
     planner = sampler.planner
     parts = EventParts(planner)
     split = _splitter(parts)
@@ -247,13 +259,21 @@ def _regenerated(sampler: Sampler, plan: RequestPlan, row: np.ndarray,
     played = {int(role) for role in parts.role[row] if role >= 0} | set(range(len(tracks)))
     chosen = part_roles(tracks, edit.parts, played)
     kept = played - chosen
+    if kept and edit.last_bar - edit.first_bar + 1 > MAX_PART_EDIT_BARS:
+        raise PerfRNNError(f"regenerate at most {MAX_PART_EDIT_BARS} bars of chosen parts at "
+                           "once (every part: any number)")
     velocity = _velocity_after(parts, np.concatenate([plan.primer_events, before]))
     made = forced_sampling(planner, plan, before, begin, end - begin, original, chosen, kept,
-                           edit, velocity)
+                           edit, velocity, check)
     head = np.concatenate([plan.primer_events, before])
+    # the music after the selection, under the velocity the source had there
+    resumed = _velocity_after(parts, np.concatenate([head, original]))
+    after = np.concatenate([np.array([resumed] if resumed else [], np.int32), after])
     following, _ = split(after, plan.length.bar_steps * JOIN_BARS)
+    music_after = end < plan.length.steps
     joins = (join_nll(planner.bundle.model, planner.encoding, head, made + [original],
-                      following, plan.input_plan) if len(after) else [0.0] * (len(made) + 1))
+                      following, plan.input_plan) if music_after
+             else [0.0] * (len(made) + 1))
     window = _seconds(planner, plan, begin), _seconds(planner, plan, end)
     picks = []
     for index, candidate in enumerate(made):
@@ -261,19 +281,20 @@ def _regenerated(sampler: Sampler, plan: RequestPlan, row: np.ndarray,
         decoded = planner.decode(events, plan.primer_steps, plan.length, plan.bpm,
                                  plan.input_plan.song)
         new = merged_notes(sequence, apply_feel(decoded, feel, plan.bpm, edit.seed), window,
-                           chosen)
+                           chosen, slack=_slack(feel))
         picks.append((joins[index], new, events, index))
     best = min(join for join, *_ in picks)
     ties = [pick for pick in picks if pick[0] <= best + JOIN_TIE]
     scored = [(pick, planner.score(pick[1], plan)) for pick in ties]
     (join, new, events, _), score = max(scored, key=lambda item: (rank(item[1]), -item[0][3]))
     return EditedPiece(new, events, plan.request.options, score,
-                       join if len(after) else None, joins[-1] if len(after) else None, window)
+                       join if music_after else None, joins[-1] if music_after else None,
+                       window)
 
 
 def _extended(sampler: Sampler, plan: RequestPlan, row: np.ndarray,
               sequence: music_pb2.NoteSequence, tracks: tuple[TrackRole, ...], edit: Edit,
-              primer: music_pb2.NoteSequence | None, feel: str) -> EditedPiece:
+              feel: str, check: Callable[[], None] | None) -> EditedPiece:
     planner = sampler.planner
     if not 1 <= edit.bars <= MAX_EXTEND_BARS:
         raise PerfRNNError(f"extend by 1 to {MAX_EXTEND_BARS} bars, not {edit.bars}")
@@ -287,26 +308,36 @@ def _extended(sampler: Sampler, plan: RequestPlan, row: np.ndarray,
     except PerfRNNError as error:
         raise PerfRNNError(f"the piece cannot grow by {edit.bars} bars: {error}") from None
     long_plan = planner.plan(SampleRequest(longer, plan.request.primer))
+    if plan.input_plan.song is not None and long_plan.input_plan.song is not None:
+        # the bars made so far keep their chords and sections
+        long_plan = planner.plan(SampleRequest(longer, plan.request.primer),
+                                 continued_song(plan.input_plan.song, long_plan.input_plan.song))
     parts = EventParts(planner)
     before, _ = _splitter(parts)(row, plan.length.steps)
     steps = long_plan.length.steps - plan.length.steps
     played = set(range(len(tracks)))
     velocity = _velocity_after(parts, np.concatenate([plan.primer_events, before]))
     made = forced_sampling(planner, long_plan, before, plan.length.steps, steps,
-                           np.zeros(0, np.int32), played, set(), edit, velocity)
+                           np.zeros(0, np.int32), played, set(), edit, velocity, check)
     head = np.concatenate([long_plan.primer_events, before])
     picks = []
     for index, candidate in enumerate(made):
         events = np.concatenate([head, candidate])
         decoded = planner.decode(events, long_plan.primer_steps, long_plan.length,
                                  long_plan.bpm, long_plan.input_plan.song)
-        # the file's old end: its length is exact, its steps whole
-        window = sequence.total_time, decoded.total_time
+        # the new music's first step, which is whole, at the latest the file's old end
+        window = (min(sequence.total_time, _seconds(planner, long_plan, plan.length.steps)),
+                  decoded.total_time)
         new = merged_notes(sequence, apply_feel(decoded, feel, plan.bpm, edit.seed), window,
-                           played, extend=decoded)
+                           played, extend=decoded, slack=_slack(feel))
         picks.append((planner.score(new, long_plan), new, events, index))
     score, new, events, _ = max(picks, key=lambda pick: (rank(pick[0]), -pick[3]))
     return EditedPiece(new, events, longer, score, None, None, window)
+
+
+def _slack(feel: str) -> float:
+    """How far (s) a feel may move an onset either way (swing keeps beats apart)."""
+    return HUMAN_TIMING_LIMIT_SECONDS if feel == "human" else 0.0
 
 
 def _splitter(parts: EventParts):
@@ -328,7 +359,8 @@ def _seconds(planner: RequestPlanner, plan: RequestPlan, step: int) -> float:
 
 def forced_sampling(planner: RequestPlanner, plan: RequestPlan, before: np.ndarray,
                     begin: int, steps: int, original: np.ndarray, chosen: set[int],
-                    kept: set[int], edit: Edit, velocity: int) -> list[np.ndarray]:
+                    kept: set[int], edit: Edit, velocity: int,
+                    check: Callable[[], None] | None = None) -> list[np.ndarray]:
     """EDIT_CANDIDATES continuations, `steps` long, of `plan`'s new music
     `before` (its first `begin` steps), sampled as one batch. With `kept`
     parts, their events of `original` (the same steps as the source played
@@ -358,6 +390,8 @@ def forced_sampling(planner: RequestPlanner, plan: RequestPlan, before: np.ndarr
             row.target = stop - done
             rows.append(row)
         while not all(row.finished for row in rows):
+            if check is not None:
+                check()
             planner.loop.sample_rows([row for row in rows if not row.finished])
         for index, row in enumerate(rows):
             new = np.concatenate(row.events) if row.events else np.zeros(0, np.int32)
@@ -371,13 +405,15 @@ def forced_sampling(planner: RequestPlanner, plan: RequestPlan, before: np.ndarr
 
 def merged_notes(source: music_pb2.NoteSequence, new: music_pb2.NoteSequence,
                  window: tuple[float, float], roles: set[int],
-                 extend: music_pb2.NoteSequence | None = None) -> music_pb2.NoteSequence:
+                 extend: music_pb2.NoteSequence | None = None,
+                 slack: float = 0.0) -> music_pb2.NoteSequence:
     """`source` with the notes of `roles` that start in `window` (seconds,
-    start inclusive) replaced by `new`'s there. A new note that would sound
+    start inclusive, both ends `slack` seconds earlier: a human feel moves
+    onsets up to that much, either way) replaced by `new`'s there. A new note that would sound
     into a kept note of its pitch and part is ended at that note's start.
     With `extend` (the longer decoding), the file grows to its length and
     takes its annotations (chords, sections) from the window's start on."""
-    begin, end = window
+    begin, end = window[0] - slack, window[1] - slack
 
     def inside(note) -> bool:
         return begin - 1e-9 <= note.start_time < end - 1e-9 and note.instrument in roles

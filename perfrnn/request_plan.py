@@ -122,8 +122,10 @@ class RequestPlanner:
         self.encoding = loop.encoding
         self.metre = loop.metre
 
-    def plan(self, request: SampleRequest) -> RequestPlan:
-        """Everything about one request that its rows need, primer state included."""
+    def plan(self, request: SampleRequest, song: SongPlan | None = None) -> RequestPlan:
+        """Everything about one request that its rows need, primer state
+        included; `song`, if given, is its song plan (an extended piece keeps
+        the bars it has, `perfrnn.edits`), else the request's own."""
         options = request.options
         options.validate()
         seed = options.resolved_seed()
@@ -141,7 +143,8 @@ class RequestPlanner:
                       candidates_within_budget(options.candidates, options.variations,
                                                length.file_seconds))
         input_plan = InputPlan(metre=self.metre, controls=controls, style=self.style(options),
-                               song=self.song(options, length, seed), song_start=primer_steps,
+                               song=song or self.song(options, length, seed),
+                               song_start=primer_steps,
                                bar_steps=length.bar_steps)
         state, history = self.primer_state(primer_events, input_plan)
         request.check_cancelled()  # the primer took time

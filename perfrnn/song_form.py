@@ -215,6 +215,18 @@ def annotate_song(sequence: music_pb2.NoteSequence, song: SongPlan, start_second
         previous = song.chords[bar]
 
 
+def continued_song(first: SongPlan, longer: SongPlan) -> SongPlan:
+    """`first`'s bars, then `longer`'s after them: the plan of a piece that
+    grew (`perfrnn.edits`), whose bars made so far keep their chords and
+    sections."""
+    bars = first.bars
+    if longer.bars <= bars:
+        return first
+    return SongPlan(first.chords + longer.chords[bars:], first.sections + longer.sections[bars:],
+                    tuple(mark for mark in first.markers if mark[0] < bars)
+                    + tuple(mark for mark in longer.markers if mark[0] >= bars))
+
+
 def plan_meta_events(plan: SongPlan, ticks_per_bar: int,
                      first_bar: int = 0) -> list[tuple[int, str, str]]:
     """What a MIDI file's conductor track carries of a plan: (tick, meta type,

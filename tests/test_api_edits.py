@@ -122,6 +122,7 @@ def test_extend_then_edit_the_extended_version(api_app, rock_job):
     (dict(kind="regenerate", first_bar=1, last_bar=1, parts=["kazoo"]), "parts", "no part"),
     (dict(kind="extend", bars=0), "bars", "between 1 and 64"),
     (dict(kind="shuffle"), "kind", "regenerate, extend"),
+    (dict(kind="extend", bars=2, parts=["bass"]), "parts", "an extend adds every part"),
     (dict(kind="extend", bars=2, variation=3), "variation", "between 0 and 0"),
     (dict(kind="extend", bars=2, colour="red"), "colour", "unknown field"),
 ])

@@ -174,6 +174,34 @@ def test_generation_goes_through_sqs_to_a_worker_and_comes_back_as_a_presigned_d
     assert queue_counts(aws, aws["urls"]["generation"]) == 0
 
 
+def test_an_edit_goes_through_sqs_to_a_worker_that_reads_its_source_from_s3(
+        aws, workers, make_app):
+    """A remote worker knows only its own jobs: an edit carries its source's
+    files (keys and digests), and runs alone, not batched with a generation."""
+    app = make_app(**aws["settings"])
+    client = app.test_client()
+    answer = client.post("/api/v1/generations", json={"style": "rock", "seconds": 8,
+                                                      "seed": 3, "bpm": 120})
+    first = answer.get_json()["job"]["id"]
+    worker = workers.start("--max-jobs", "1", "--idle-exit", "60")
+    assert wait_for_job(app, first, timeout=120).state == DONE, workers.log(worker)
+    workers.wait(worker)
+    edit = client.post(f"/api/v1/generations/{first}/edits",
+                       json={"kind": "regenerate", "first_bar": 2, "last_bar": 3, "seed": 4})
+    assert edit.status_code == 202, edit.get_json()
+    other = client.post("/api/v1/generations", json={"style": "rock", "seconds": 5, "seed": 8})
+    edited, plain = edit.get_json()["job"]["id"], other.get_json()["job"]["id"]
+    worker = workers.start("--max-jobs", "2", "--idle-exit", "60")
+    for job_id in (edited, plain):
+        job = wait_for_job(app, job_id, timeout=180)
+        assert job.state == DONE, (job.error, workers.log(worker))
+    workers.wait(worker)
+    assert "sampled together" not in workers.log(worker)
+    result = client.get(f"/api/v1/jobs/{edited}").get_json()
+    assert result["version"] == 2 and result["result"]["window"] == [2.0, 6.0]
+    assert client.get(result["downloads"][0]["midi"]).status_code == 302
+
+
 def test_a_worker_killed_mid_job_loses_nothing_and_duplicates_nothing(aws, workers, make_app):
     app = make_app(**aws["settings"])
     client = app.test_client()

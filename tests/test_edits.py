@@ -14,7 +14,7 @@ import pytest
 
 from perfrnn.edits import Edit, EventParts, edit_piece, split_at_step
 from perfrnn.errors import PerfRNNError
-from perfrnn.generate import tracks_for_program
+from perfrnn.generate import HUMAN_TIMING_LIMIT_SECONDS, apply_feel, tracks_for_program
 from perfrnn.options import GenerationOptions
 from perfrnn.registry import load_bundle
 from perfrnn.request_plan import SampleRequest
@@ -94,9 +94,16 @@ def test_extending_keeps_the_piece_and_adds_its_bars(rock):
     edited = edit_piece(sampler, OPTIONS, events, sequence, tracks,
                         Edit("extend", bars=2, seed=3))
     begin, end = edited.window
-    assert begin == pytest.approx(sequence.total_time, abs=1e-6)
+    step = 1.0 / sampler.steps_per_file_second(sampler.bundle.metadata.default_bpm)
+    assert sequence.total_time - step < begin <= sequence.total_time + 1e-9
     assert edited.sequence.total_time == pytest.approx(end)
-    assert edited.options.seconds == pytest.approx(OPTIONS.seconds + (end - begin))
+    # the bars made so far keep their chords and sections
+    for field in ("text_annotations", "section_annotations"):
+        assert [(mark.time, str(mark)) for mark in getattr(edited.sequence, field)
+                if mark.time < begin - 1e-9] == \
+            [(mark.time, str(mark)) for mark in getattr(sequence, field)]
+    seconds_per_bar = 4 * 60.0 / sampler.bundle.metadata.default_bpm
+    assert edited.options.seconds == pytest.approx(OPTIONS.seconds + 2 * seconds_per_bar)
     assert notes(edited.sequence, lambda note: note.start_time < begin - 1e-9) == \
         notes(sequence)
     assert any(note.start_time >= begin for note in edited.sequence.notes)
@@ -109,11 +116,14 @@ def test_extending_keeps_the_piece_and_adds_its_bars(rock):
     (Edit("regenerate", first_bar=1, last_bar=1, parts=("kazoo",)), "no part 'kazoo'"),
     (Edit("extend", bars=0), "extend by 1 to 64 bars"),
     (Edit("extend", bars=64), "cannot grow by 64 bars"),
+    (Edit("extend", bars=2, parts=("bass",)), "an extend adds every part"),
+    (Edit("regenerate", first_bar=1, last_bar=9, parts=("bass",)), "at most 8 bars"),
     (Edit("shuffle"), "kind must be one of regenerate, extend"),
 ])
 def test_a_bad_edit_says_why(rock, edit, message):
     sampler, events, sequence, tracks = rock
-    long = GenerationOptions(seconds=590.0, seed=5) if edit.bars == 64 else OPTIONS
+    long = GenerationOptions(seconds=590.0, seed=5) if edit.bars == 64 or edit.last_bar == 9 \
+        else OPTIONS
     with pytest.raises(PerfRNNError, match=message):
         edit_piece(sampler, long, events if long is OPTIONS else events[:1], sequence, tracks,
                    edit)
@@ -156,3 +166,18 @@ def test_piano_regenerates_bars_in_its_own_time():
         return not 2.4 - 1e-9 <= note.start_time < 4.8 - 1e-9
 
     assert notes(edited.sequence, outside) == notes(sequence, outside)
+
+
+def test_a_human_feel_moves_no_note_across_the_selection(rock):
+    sampler, events, sequence, tracks = rock
+    felt = apply_feel(sequence, "human", sampler.bundle.metadata.default_bpm, 7)
+    edited = edit_piece(sampler, OPTIONS, events, felt, tracks,
+                        Edit("regenerate", first_bar=2, last_bar=3, seed=6), feel="human")
+    begin, end = (edge - HUMAN_TIMING_LIMIT_SECONDS for edge in edited.window)
+
+    def outside(note):
+        return not begin - 1e-9 <= note.start_time < end - 1e-9
+
+    assert notes(edited.sequence, outside) == notes(felt, outside)
+    assert len(edited.sequence.notes) == len(notes(felt, outside)) + len(
+        notes(edited.sequence, lambda note: not outside(note)))

@@ -271,29 +271,31 @@ def edit_generation(services: Services, job):
     """The edited piece of an edit job, as a `Generated` of one piece, and what
     its result records besides: the join figures and, after an extend, the
     new length (the next edit's)."""
-    import io
-
     import numpy as np
+    from google.protobuf.message import DecodeError
     from note_seq.protobuf import music_pb2
 
     from perfrnn.edits import Edit, edit_piece
     from perfrnn.generate import edited_files
 
-    params, edit = job.params, job.params["edit"]
-    source = services.store.get(params["source"]["job"])
+    params, edit, source = job.params, job.params["edit"], job.params["source"]
     gone = PerfRNNError("the version you edited has expired and was deleted; generate again "
                         "(the same seed gives the same music)")
-    if source is None or not source.result:
-        raise gone
-    entry = source.result["variations"][params["source"]["variation"]]
-    if not entry.get("events") or not entry.get("sequence"):
-        raise PerfRNNError("this piece was made before edits were possible; generate it again "
-                           "to edit it")
     try:
-        events = np.load(io.BytesIO(services.storage.get(entry["events"])), allow_pickle=False)
-        sequence = music_pb2.NoteSequence.FromString(services.storage.get(entry["sequence"]))
+        files = {field: services.storage.get(source[field]) for field in ("events", "sequence")}
     except (OSError, PerfRNNError):
         raise gone from None
+    for field, data in files.items():
+        expected = (source.get("sha256") or {}).get(field)
+        if expected and hashlib.sha256(data).hexdigest() != expected:
+            raise PerfRNNError("the version you edited was damaged or changed on the server "
+                               "since it was made; generate again")
+    try:
+        events = np.load(io.BytesIO(files["events"]), allow_pickle=False)
+        sequence = music_pb2.NoteSequence.FromString(files["sequence"])
+    except (ValueError, OSError, DecodeError):
+        raise PerfRNNError("the version you edited does not read back; generate again") \
+            from None
     options, midi = generation_options(params)
     primer = _read_primer(services.storage, params["primer"]) if params.get("primer") else None
     sampler = services.registry.sampler(params["style"])
@@ -302,8 +304,14 @@ def edit_generation(services: Services, job):
                   last_bar=edit.get("last_bar", 1), bars=edit.get("bars", 0),
                   parts=tuple(edit.get("parts", ())), seed=int(edit["seed"]),
                   temperature=float(edit["temperature"]))
+    check = Throttle(0.5)
+
+    def stop_if_cancelled() -> None:
+        if check() and services.store.cancel_requested(job.id):
+            raise PerfRNNError("generation was cancelled")
+
     edited = edit_piece(sampler, options, events, sequence, _tracks(sampler, midi), change,
-                        primer, midi.feel)
+                        primer, midi.feel, stop_if_cancelled)
     generated = edited_files(sampler, edited, midi, params["style"], job.params["version"])
     extra = {"join_nll": edited.join, "original_join_nll": edited.original_join,
              "window": [round(edited.window[0], 6), round(edited.window[1], 6)]}

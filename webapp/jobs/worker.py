@@ -268,8 +268,11 @@ def _style_of(message: dict) -> str:
     """The style a generation message asks for ("" when it cannot be read: such
     messages are set apart by `Worker.handle` anyway)."""
     try:
-        return str(json.loads(message["Body"])["params"]["style"])
-    except (ValueError, KeyError, TypeError):
+        body = json.loads(message["Body"])
+        if body["params"].get("edit"):  # an edit runs alone
+            return f"edit:{message.get('MessageId', id(message))}"
+        return str(body["params"]["style"])
+    except (ValueError, KeyError, TypeError, AttributeError):
         return ""
 
 

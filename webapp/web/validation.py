@@ -436,7 +436,7 @@ def edit_params(values, parent, bundle) -> dict:
     whose style's bundle is `bundle` (see `perfrnn.edits.Edit`): the
     parent's parameters, its length after an extend, and "edit" and
     "source". Bars count from 1; a selection must lie in the piece."""
-    from perfrnn.edits import KINDS, MAX_EXTEND_BARS
+    from perfrnn.edits import KINDS, MAX_EXTEND_BARS, MAX_PART_EDIT_BARS
 
     errors: dict[str, str] = {}
     kind = str(values.get("kind") or "").strip().lower()
@@ -486,6 +486,13 @@ def edit_params(values, parent, bundle) -> dict:
                            + ", ".join(names))
     else:
         edit["parts"] = sorted(set(parts), key=names.index)
+        if kind == "extend" and edit["parts"]:
+            errors["parts"] = "an extend adds every part; leave parts out"
+        span = edit.get("last_bar", 0) - edit.get("first_bar", 0) + 1
+        if kind == "regenerate" and 0 < len(edit["parts"]) < len(names) \
+                and span > MAX_PART_EDIT_BARS:
+            errors["parts"] = (f"regenerate at most {MAX_PART_EDIT_BARS} bars of chosen parts "
+                               "at once (every part: any number)")
     seed = values.get("seed")
     edit["seed"] = (random.SystemRandom().randrange(MAX_SEED) if _blank(seed)
                     else _number(seed, "seed", errors, 0, MAX_SEED, "seed", whole=True))
@@ -493,12 +500,19 @@ def edit_params(values, parent, bundle) -> dict:
     field = GENERATION["temperature"]
     edit["temperature"] = (params.get("temperature", field.default) if _blank(temperature)
                            else _field_number(temperature, field, errors))
+    if not errors and not (entry.get("events") and entry.get("sequence")):
+        errors["variation"] = ("this piece was made before edits were possible; generate it "
+                               "again to edit it")
     if errors:
         raise ValidationError(errors)
     edit["variation"] = variation
     root = parent.params.get("root", parent.id)
-    return dict(params, edit=edit, source={"job": parent.id, "variation": variation},
-                version=version + 1, root=root)
+    # what the worker reads: the source's files, so that it needs no job store
+    source = {"job": parent.id, "variation": variation, "events": entry["events"],
+              "sequence": entry["sequence"],
+              "sha256": {field: entry.get("sha256", {}).get(field)
+                         for field in ("events", "sequence")}}
+    return dict(params, edit=edit, source=source, version=version + 1, root=root)
 
 
 def _bars_of(entry: dict, params: dict, bundle) -> int:
