@@ -10,8 +10,10 @@ one part drawn from the style's parts, the others fed as they are). It
 prints, per style:
 
 - kept: edits whose notes outside the selection (and, with --parts, every
-  other part's notes) are all unchanged, and edits whose model events
-  before and after the selection are unchanged, event by event;
+  other part's notes) are all unchanged, and edits whose model note events
+  before and after the selection are unchanged, event by event, each at its
+  step and velocity (with --parts, the selection's kept parts are not
+  counted here);
 - join: the median over edits of the chosen candidate's join NLL (nats per
   event of the bar after the selection, read right after it) and of the
   original's over the same bar; and the edits whose join is no worse;
@@ -58,10 +60,8 @@ def onsets(sequence, keep) -> list[tuple]:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    import numpy as np
-
     from perfrnn.bundle import read_bundle
-    from perfrnn.edits import Edit, EventParts, bars_in, edit_piece, split_at_step
+    from perfrnn.edits import Edit, EventParts, bars_in, edit_piece
     from perfrnn.generate import tracks_for_program
     from perfrnn.options import GenerationOptions
     from perfrnn.request_plan import SampleRequest
@@ -101,16 +101,14 @@ def main(argv=None) -> None:
                             and note.instrument in changed)
 
             kept_notes += onsets(edited.sequence, outside) == onsets(sequence, outside)
-            bar_steps = plan.length.bar_steps
-            cut = (first - 1) * bar_steps, min((first - 1 + args.bars) * bar_steps,
-                                               plan.length.steps)
+            # every note event outside the selection, with its step and velocity
+            low = (first - 1) * plan.length.bar_steps - plan.primer_steps
+            high = low + args.bars * plan.length.bar_steps
             start = len(plan.primer_events)
-            old = [split_at_step(source[start:], parts.shifts, step, parts.shift_events)
-                   for step in cut]
-            new = [split_at_step(edited.events[start:], parts.shifts, step, parts.shift_events)
-                   for step in cut]
-            kept_events += bool(np.array_equal(old[0][0], new[0][0])
-                                and np.array_equal(old[1][1], new[1][1]))
+            outside_events = [[note for note in parts.timed(events[start:])
+                               if not low <= note[0] < high]
+                              for events in (source, edited.events)]
+            kept_events += outside_events[0] == outside_events[1]
             if edited.join is not None:
                 joins.append(edited.join)
                 originals.append(edited.original_join)

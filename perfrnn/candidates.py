@@ -115,14 +115,6 @@ def loop_join_nll(model: PerformanceRNN, encoding: Encoding, prefix: np.ndarray,
     return join_nlls(model, encoding, joins, inputs)
 
 
-def join_nll(model: PerformanceRNN, encoding: Encoding, prefix: np.ndarray,
-             rows: list[np.ndarray], following: np.ndarray, inputs: InputPlan) -> list[float]:
-    """For each row of new events after `prefix`, the mean NLL (nats/event)
-    of the events `following` read right after it: the model's judgement of
-    how well the row leads into them."""
-    return join_nlls(model, encoding, [(prefix, row, following) for row in rows], inputs)
-
-
 def join_nlls(model: PerformanceRNN, encoding: Encoding,
               joins: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
               inputs: InputPlan) -> list[float]:

@@ -8,7 +8,7 @@ A Performance RNN reads left to right, so an edit is a continuation:
   as one batch. The music after bar b is kept as it was. The model cannot see
   it while sampling (it only reads the past), so each candidate is judged
   afterwards by how well it leads into it: the mean NLL of the JOIN_BARS bars
-  after the selection, read right after the candidate (`join_nll`, the rule
+  after the selection, read right after the candidate (`join_nlls`, the rule
   the loop option judges its join with). The lowest wins; candidates within
   JOIN_TIE of it are told apart by the style score.
 - **Regenerate some parts only.** Inside the selection the other parts are fed
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from note_seq.protobuf import music_pb2
 
-from perfrnn.candidates import join_nll, rank
+from perfrnn.candidates import join_nlls, rank
 from perfrnn.configs import TrackRole
 from perfrnn.errors import PerfRNNError
 from perfrnn.generate import HUMAN_TIMING_LIMIT_SECONDS, apply_feel
@@ -268,16 +268,23 @@ def _regenerated(sampler: Sampler, plan: RequestPlan, row: np.ndarray,
     head = np.concatenate([plan.primer_events, before])
     # the music after the selection, under the velocity the source had there
     resumed = _velocity_after(parts, np.concatenate([head, original]))
-    after = np.concatenate([np.array([resumed] if resumed else [], np.int32), after])
-    following, _ = split(after, plan.length.bar_steps * JOIN_BARS)
+
+    def continued(row: np.ndarray) -> np.ndarray:
+        if resumed and _velocity_after(parts, np.concatenate([head, row])) != resumed:
+            return np.concatenate([np.array([resumed], np.int32), after])
+        return after
+
+    rows = made + [original]
+    afters = [continued(row) for row in rows]
     music_after = end < plan.length.steps
-    joins = (join_nll(planner.bundle.model, planner.encoding, head, made + [original],
-                      following, plan.input_plan) if music_after
-             else [0.0] * (len(made) + 1))
+    joins = (join_nlls(planner.bundle.model, planner.encoding,
+                       [(head, row, split(rest, plan.length.bar_steps * JOIN_BARS)[0])
+                        for row, rest in zip(rows, afters)], plan.input_plan)
+             if music_after else [0.0] * len(rows))
     window = _seconds(planner, plan, begin), _seconds(planner, plan, end)
     picks = []
     for index, candidate in enumerate(made):
-        events = np.concatenate([head, candidate, after])
+        events = np.concatenate([head, candidate, afters[index]])
         decoded = planner.decode(events, plan.primer_steps, plan.length, plan.bpm,
                                  plan.input_plan.song)
         new = merged_notes(sequence, apply_feel(decoded, feel, plan.bpm, edit.seed), window,
