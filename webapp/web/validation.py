@@ -436,7 +436,7 @@ def edit_params(values, parent, bundle) -> dict:
     whose style's bundle is `bundle` (see `perfrnn.edits.Edit`): the
     parent's parameters, its length after an extend, and "edit" and
     "source". Bars count from 1; a selection must lie in the piece."""
-    from perfrnn.edits import KINDS, MAX_EXTEND_BARS, MAX_PART_EDIT_BARS
+    from perfrnn.edits import KINDS
 
     errors: dict[str, str] = {}
     kind = str(values.get("kind") or "").strip().lower()
@@ -453,46 +453,9 @@ def edit_params(values, parent, bundle) -> dict:
     if version >= MAX_VERSIONS:
         errors["kind"] = (f"this piece has had {MAX_VERSIONS - 1} edits, the most one piece "
                           "may; download it and start a new one from it as a primer")
-    edit: dict = {"kind": kind}
     entry = variations[variation] if variation is not None and variations else {}
-    bars_in_piece = _bars_of(entry, params, bundle)
-    if kind == "regenerate":
-        first = _number(values.get("first_bar"), "first_bar", errors, 1, math.inf,
-                        "first_bar", whole=True)
-        last = _number(values.get("last_bar", values.get("first_bar")), "last_bar", errors, 1,
-                       math.inf, "last_bar", whole=True)
-        if first is not None and last is not None:
-            if first > last:
-                errors["last_bar"] = (f"the selection is empty: bar {first} comes after "
-                                      f"bar {last}")
-            elif last > bars_in_piece:
-                errors["last_bar"] = (f"bars {first}-{last} are outside the piece: it has "
-                                      f"bars 1-{bars_in_piece}")
-            edit.update(first_bar=first, last_bar=last)
-    elif kind == "extend":
-        bars = _number(values.get("bars"), "bars", errors, 1, MAX_EXTEND_BARS, "bars",
-                       whole=True)
-        if bars is not None:
-            edit["bars"] = bars
-    parts = values.get("parts") or []
-    if isinstance(parts, str):
-        parts = [part.strip() for part in parts.split(",") if part.strip()]
-    names = [track.name for track in bundle.metadata.played_tracks]
-    if not isinstance(parts, list) or not all(isinstance(part, str) for part in parts):
-        errors["parts"] = "parts must be a list of part names"
-    elif any(part not in names for part in parts):
-        unknown = next(part for part in parts if part not in names)
-        errors["parts"] = (f"there is no part {unknown[:40]!r} in this piece; its parts are: "
-                           + ", ".join(names))
-    else:
-        edit["parts"] = sorted(set(parts), key=names.index)
-        if kind == "extend" and edit["parts"]:
-            errors["parts"] = "an extend adds every part; leave parts out"
-        span = edit.get("last_bar", 0) - edit.get("first_bar", 0) + 1
-        if kind == "regenerate" and 0 < len(edit["parts"]) < len(names) \
-                and span > MAX_PART_EDIT_BARS:
-            errors["parts"] = (f"regenerate at most {MAX_PART_EDIT_BARS} bars of chosen parts "
-                               "at once (every part: any number)")
+    edit = _edit_span(values, kind, _bars_of(entry, params, bundle), errors)
+    _edit_parts(values, edit, [track.name for track in bundle.metadata.played_tracks], errors)
     seed = values.get("seed")
     edit["seed"] = (random.SystemRandom().randrange(MAX_SEED) if _blank(seed)
                     else _number(seed, "seed", errors, 0, MAX_SEED, "seed", whole=True))
@@ -513,6 +476,58 @@ def edit_params(values, parent, bundle) -> dict:
               "sha256": {field: entry.get("sha256", {}).get(field)
                          for field in ("events", "sequence")}}
     return dict(params, edit=edit, source=source, version=version + 1, root=root)
+
+
+def _edit_span(values, kind: str, bars_in_piece: int, errors: dict) -> dict:
+    """An edit's kind and bars: first..last of the piece's bars to regenerate,
+    or the bars an extend adds."""
+    from perfrnn.edits import MAX_EXTEND_BARS
+
+    edit: dict = {"kind": kind}
+    if kind == "regenerate":
+        first = _number(values.get("first_bar"), "first_bar", errors, 1, math.inf,
+                        "first_bar", whole=True)
+        last = _number(values.get("last_bar", values.get("first_bar")), "last_bar", errors, 1,
+                       math.inf, "last_bar", whole=True)
+        if first is not None and last is not None:
+            if first > last:
+                errors["last_bar"] = (f"the selection is empty: bar {first} comes after "
+                                      f"bar {last}")
+            elif last > bars_in_piece:
+                errors["last_bar"] = (f"bars {first}-{last} are outside the piece: it has "
+                                      f"bars 1-{bars_in_piece}")
+            edit.update(first_bar=first, last_bar=last)
+    elif kind == "extend":
+        bars = _number(values.get("bars"), "bars", errors, 1, MAX_EXTEND_BARS, "bars",
+                       whole=True)
+        if bars is not None:
+            edit["bars"] = bars
+    return edit
+
+
+def _edit_parts(values, edit: dict, names: list[str], errors: dict) -> None:
+    """Sets edit["parts"], the parts to regenerate (of `names`; none: all)."""
+    from perfrnn.edits import MAX_PART_EDIT_BARS
+
+    parts = values.get("parts") or []
+    if isinstance(parts, str):
+        parts = [part.strip() for part in parts.split(",") if part.strip()]
+    if not isinstance(parts, list) or not all(isinstance(part, str) for part in parts):
+        errors["parts"] = "parts must be a list of part names"
+        return
+    unknown = [part for part in parts if part not in names]
+    if unknown:
+        errors["parts"] = (f"there is no part {unknown[0][:40]!r} in this piece; its parts "
+                           "are: " + ", ".join(names))
+        return
+    edit["parts"] = sorted(set(parts), key=names.index)
+    if edit["kind"] == "extend" and edit["parts"]:
+        errors["parts"] = "an extend adds every part; leave parts out"
+    span = edit.get("last_bar", 0) - edit.get("first_bar", 0) + 1
+    if edit["kind"] == "regenerate" and 0 < len(edit["parts"]) < len(names) \
+            and span > MAX_PART_EDIT_BARS:
+        errors["parts"] = (f"regenerate at most {MAX_PART_EDIT_BARS} bars of chosen parts at "
+                           "once (every part: any number)")
 
 
 def _bars_of(entry: dict, params: dict, bundle) -> int:
