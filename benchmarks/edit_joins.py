@@ -12,7 +12,7 @@ prints, per style:
 - kept: edits whose notes outside the selection (and, with --parts, every
   other part's notes) are all unchanged, and edits whose model note events
   before and after the selection are unchanged, event by event, each at its
-  step and velocity (with --parts, the selection's kept parts are not
+  step (and a note-on at its velocity; with --parts, the selection's kept parts are not
   counted here);
 - join: the median over edits of the chosen candidate's join NLL (nats per
   event of the bar after the selection, read right after it) and of the
@@ -105,8 +105,9 @@ def main(argv=None) -> None:
             low = (first - 1) * plan.length.bar_steps - plan.primer_steps
             high = low + args.bars * plan.length.bar_steps
             start = len(plan.primer_events)
-            outside_events = [[note for note in parts.timed(events[start:])
-                               if not low <= note[0] < high]
+            outside_events = [[(step, velocity if parts.is_onset[event] else 0, event)
+                               for step, velocity, event in parts.timed(events[start:])
+                               if not low <= step < high]
                               for events in (source, edited.events)]
             kept_events += outside_events[0] == outside_events[1]
             if edited.join is not None:

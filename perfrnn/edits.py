@@ -269,8 +269,14 @@ def _regenerated(sampler: Sampler, plan: RequestPlan, row: np.ndarray,
     # the music after the selection, under the velocity the source had there
     resumed = _velocity_after(parts, np.concatenate([head, original]))
 
+    onsets = np.flatnonzero(parts.is_onset[after])
+    marks = np.flatnonzero(parts.velocity[after] > 0)
+    # a note-on after the selection before any velocity event of its own
+    unmarked = len(onsets) and (not len(marks) or onsets[0] < marks[0])
+
     def continued(row: np.ndarray) -> np.ndarray:
-        if resumed and _velocity_after(parts, np.concatenate([head, row])) != resumed:
+        if unmarked and resumed and \
+                _velocity_after(parts, np.concatenate([head, row])) != resumed:
             return np.concatenate([np.array([resumed], np.int32), after])
         return after
 
