@@ -302,13 +302,12 @@ def _piece_midi(sequence: music_pb2.NoteSequence, tracks: tuple[TrackRole, ...],
                       title=title, time_signature=(metre.numerator, metre.denominator))
 
 
-def edited_files(sampler: Sampler, edited, midi: MidiOptions, style: str,
-                 version: int) -> Generated:
+def edited_files(sampler: Sampler, edited, tracks: tuple[TrackRole, ...], midi: MidiOptions,
+                 style: str, version: int) -> Generated:
     """An edited piece (`perfrnn.edits.EditedPiece`, feel already applied to
-    its new notes) written as the one piece of a Generated, named for its version."""
+    its new notes) written with its `tracks` as the one piece of a Generated,
+    named for its version."""
     bundle = sampler.bundle
-    tracks = tracks_for_program(bundle.metadata.tracks, midi.program, midi.track,
-                                bundle.metadata.parts)
     options = edited.options
     bpm = float(options.bpm or bundle.metadata.default_bpm)
     quantize = midi.quantize and not bundle.encoding.follows_tempo

@@ -276,7 +276,7 @@ def edit_generation(services: Services, job):
     from note_seq.protobuf import music_pb2
 
     from perfrnn.edits import Edit, edit_piece
-    from perfrnn.generate import edited_files
+    from perfrnn.generate import edited_files, tracks_for_program
 
     params, edit, source = job.params, job.params["edit"], job.params["source"]
     gone = PerfRNNError("the version you edited has expired and was deleted; generate again "
@@ -310,22 +310,18 @@ def edit_generation(services: Services, job):
         if check() and services.store.cancel_requested(job.id):
             raise PerfRNNError("generation was cancelled")
 
-    edited = edit_piece(sampler, options, events, sequence, _tracks(sampler, midi), change,
-                        primer, midi.feel, stop_if_cancelled)
-    generated = edited_files(sampler, edited, midi, params["style"], job.params["version"])
+    metadata = sampler.bundle.metadata
+    tracks = tracks_for_program(metadata.tracks, midi.program, midi.track, metadata.parts)
+    edited = edit_piece(sampler, options, events, sequence, tracks, change, primer, midi.feel,
+                        stop_if_cancelled)
+    generated = edited_files(sampler, edited, tracks, midi, params["style"],
+                             job.params["version"])
     extra = {"join_nll": edited.join, "original_join_nll": edited.original_join,
              "window": [round(edited.window[0], 6), round(edited.window[1], 6)]}
     if edit["kind"] == "extend":
         extra["length"] = ({"bars": edited.options.bars} if edited.options.bars
                            else {"seconds": edited.options.seconds})
     return generated, extra
-
-
-def _tracks(sampler, midi) -> tuple:
-    from perfrnn.generate import tracks_for_program
-
-    metadata = sampler.bundle.metadata
-    return tracks_for_program(metadata.tracks, midi.program, midi.track, metadata.parts)
 
 
 def _store_generation(services: Services, job, generated, audio: tuple[bool, str]) -> dict:

@@ -341,15 +341,20 @@ def job_stream(job_id: str):
     return response
 
 
-@bp.get("/generations/<job_id>/<any(midi, notes, wav, mp3, pianoroll, stems):kind>")
-def generation_file(job_id: str, kind: str):
+def _generation_or_404(job_id: str):
+    """A generation of this client's that has not expired (404 otherwise)."""
     job = _job_or_404(job_id)
     if job.kind != "generation":
         raise _Problem(f"job {job.id} is a {job.kind}, not a generation", 404, "not_found")
     if job.state == EXPIRED:
         raise _Problem(f"the results of job {job.id} have expired and were deleted; "
-                          "generate again (the same seed gives the same music)",
-                          404, "expired")
+                       "generate again (the same seed gives the same music)", 404, "expired")
+    return job
+
+
+@bp.get("/generations/<job_id>/<any(midi, notes, wav, mp3, pianoroll, stems):kind>")
+def generation_file(job_id: str, kind: str):
+    job = _generation_or_404(job_id)
     if job.state != DONE:
         raise _Problem(f"job {job.id} is {job.state}, not done; there is no file "
                           "to download", 409, "not_done")
@@ -382,17 +387,6 @@ def generation_file(job_id: str, kind: str):
         raise _Problem(str(problem), problem.status, problem.code) from None
     return send_file(io.BytesIO(data), mimetype=mimetype, as_attachment=attachment,
                      download_name=filename)
-
-
-def _generation_or_404(job_id: str):
-    """A generation of this client's, done and not expired (404 otherwise, as reads)."""
-    job = _job_or_404(job_id)
-    if job.kind != "generation":
-        raise _Problem(f"job {job.id} is a {job.kind}, not a generation", 404, "not_found")
-    if job.state == EXPIRED:
-        raise _Problem(f"the results of job {job.id} have expired and were deleted; "
-                       "generate again (the same seed gives the same music)", 404, "expired")
-    return job
 
 
 @bp.post("/generations/<job_id>/edits")
